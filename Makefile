@@ -1,0 +1,42 @@
+# LesionPaste: every target sets up its own virtual environment in .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+EXTRAS ?= dev,ct
+
+DEMO_DATA := demo/data/idrid
+DEMO_OUT  := demo/out
+
+.PHONY: venv test bench demo lint clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	touch $@
+
+venv: $(STAMP)
+
+## Run the test suite (pytest's "no tests collected", exit 5, counts as a failure).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
+
+## Benchmarks: each prints a table with ratios against a baseline measured in the same run.
+bench: $(STAMP)
+	$(BIN)/python bench/bench_bank.py
+
+## The main job end to end on data bundled in the repo.
+demo: $(STAMP)
+	mkdir -p $(DEMO_OUT)
+	$(BIN)/lp-bank build idrid_03 --root $(DEMO_DATA) --out $(DEMO_OUT)/idrid_03.h5 --overwrite
+	$(BIN)/lp-bank info $(DEMO_OUT)/idrid_03.h5
+	$(BIN)/lp-bank preview $(DEMO_OUT)/idrid_03.h5 -o $(DEMO_OUT)/bank_sheet.png --overwrite
+	@echo "demo: the bank is $(DEMO_OUT)/idrid_03.h5, its contact sheet $(DEMO_OUT)/bank_sheet.png"
+
+lint: $(STAMP)
+	$(BIN)/ruff check bank_builder synth train tests bench
+
+clean:
+	rm -rf $(DEMO_OUT) .pytest_cache build *.egg-info

@@ -1,0 +1,111 @@
+"""Turn annotated images into a bank file: extract, check, and write atomically."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bank_builder import __version__
+from bank_builder.annotated import AnnotatedImage
+from bank_builder.atomic import atomic_output, refuse_existing
+from bank_builder.bank_file import BankMeta, write_bank
+from bank_builder.errors import LesionPasteError
+from bank_builder.extract import Lesion, extract_lesions
+from bank_builder.preprocess import Recipe, recipe_to_dict
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a build wrote."""
+
+    path: Path
+    counts: dict[str, int]
+    sources: list[str]
+
+
+def channel_histograms(image: np.ndarray, region: np.ndarray | None) -> np.ndarray:
+    """``(C, 256)`` per-channel histogram of ``image`` inside ``region`` (all pixels if None)."""
+    mask = None if region is None else region.view(np.uint8)
+    return np.stack(
+        [
+            cv2.calcHist([image], [c], mask, [256], [0, 256]).reshape(256)
+            for c in range(image.shape[2])
+        ]
+    ).astype(np.uint64)
+
+
+def build_bank(
+    sources: Iterable[AnnotatedImage],
+    out: Path,
+    *,
+    modality: str,
+    lesion_types: list[str],
+    recipe: Recipe,
+    command: str,
+    overwrite: bool = False,
+    warn: Callable[[str], None] = lambda message: None,
+) -> BuildResult:
+    """Extract every lesion of every source and write the bank to ``out``.
+
+    ``sources`` may be a lazy iterable: one source image is held in memory at a time.
+    A source whose masks are all empty is skipped with a warning; a bank with no lesion at
+    all is refused. Nothing is written unless the whole build succeeds.
+    """
+    refuse_existing(out, overwrite)
+    lesions: list[Lesion] = []
+    described: list[dict] = []
+    histograms: list[np.ndarray] = []
+    empty_sources: list[str] = []
+    channels = 3 if modality == "fundus" else 1
+    for source in sources:
+        for lesion_type in source.masks:
+            if lesion_type not in lesion_types:
+                raise LesionPasteError(f"{source.source_id}: unexpected lesion type {lesion_type}")
+        found: list[Lesion] = []
+        left_out: dict[str, int] = {}
+        for lesion_type in (t for t in lesion_types if t in source.masks):
+            cut, outside = extract_lesions(
+                source.image, source.masks[lesion_type], lesion_type, len(described), source.region
+            )
+            found.extend(cut)
+            if outside:
+                left_out[lesion_type] = outside
+        if left_out:
+            warn(
+                f"{source.source_id}: left out {sum(left_out.values())} lesion(s) "
+                f"({', '.join(f'{t} {n}' for t, n in left_out.items())}) lying partly or wholly "
+                "outside the field of view kept by preprocessing"
+            )
+        if not found:
+            mask_files = [f["path"] for f in source.files if f["role"].startswith("mask:")]
+            empty_sources.append(f"{source.source_id} ({', '.join(mask_files) or 'no mask'})")
+            continue
+        for lesion_type, mask in source.masks.items():
+            if not mask.any():
+                warn(f"{source.source_id}: the {lesion_type} mask is empty")
+        lesions.extend(found)
+        described.append({**source.describe(), "left_out_outside_fov": left_out})
+        histograms.append(channel_histograms(source.image, source.region))
+    if not lesions:
+        raise LesionPasteError(
+            f"every lesion mask is empty, there is no lesion to bank: {'; '.join(empty_sources)}"
+        )
+    for empty in empty_sources:
+        warn(f"skipped {empty}: every lesion mask is empty")
+    meta = BankMeta(
+        modality=modality,
+        channels=channels,
+        lesion_types=list(lesion_types),
+        preprocess=recipe_to_dict(recipe),
+        sources=described,
+        tool_version=__version__,
+        command=command,
+    )
+    with atomic_output(out, overwrite) as tmp:
+        write_bank(tmp, meta, lesions, np.stack(histograms))
+    counts = {t: sum(1 for lesion in lesions if lesion.lesion_type == t) for t in lesion_types}
+    return BuildResult(path=Path(out), counts=counts, sources=[s["id"] for s in described])

@@ -1,0 +1,162 @@
+"""Reading images and masks from disk, with checks that turn bad files into clear errors.
+
+Every reader returns RGB (or single-channel) ``uint8`` arrays together with the sha256 of the
+bytes it decoded, so that a file is read once for both provenance and pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bank_builder.errors import LesionPasteError
+
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
+def read_bytes(path: Path) -> bytes:
+    """Read a whole file, turning a missing or unreadable file into a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise LesionPasteError(f"{path}: no such file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LesionPasteError(f"{path}: cannot read ({exc.strerror})") from None
+    if not data:
+        raise LesionPasteError(f"{path}: the file is empty (0 bytes)")
+    return data
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex sha256 of a byte string."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _jpeg_is_complete(data: bytes) -> bool:
+    # Entropy-coded data never holds FF D9 (FF is always stuffed), so a complete JPEG has an
+    # end-of-image marker after its last start-of-scan marker; a truncated one does not.
+    last_sos = data.rfind(b"\xff\xda")
+    return last_sos >= 0 and data.find(b"\xff\xd9", last_sos) >= 0
+
+
+def _png_is_complete(data: bytes) -> bool:
+    return data.rstrip(b"\x00").endswith(b"IEND\xaeB`\x82")
+
+
+def check_complete(data: bytes, path: Path) -> None:
+    """Refuse a JPEG or PNG whose bytes stop before the end of the image.
+
+    Decoders fill the missing part of a truncated JPEG with grey and only print a warning;
+    a lesion bank cut from such an image would be silently wrong.
+    """
+    if data[:3] == b"\xff\xd8\xff" and not _jpeg_is_complete(data):
+        raise LesionPasteError(f"{path}: truncated JPEG (no end-of-image marker); re-copy the file")
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and not _png_is_complete(data):
+        raise LesionPasteError(f"{path}: truncated PNG (no IEND chunk); re-copy the file")
+
+
+def decode(data: bytes, path: Path, flags: int) -> np.ndarray:
+    """Decode image bytes with OpenCV, refusing truncated or unreadable images."""
+    check_complete(data, path)
+    buf = np.frombuffer(data, np.uint8)
+    try:
+        image = cv2.imdecode(buf, flags)
+    except cv2.error:
+        image = None
+    if image is None:
+        raise LesionPasteError(
+            f"{path}: not a readable image (PNG, JPEG or TIFF expected; is the file corrupt?)"
+        )
+    return image
+
+
+def to_uint8(image: np.ndarray, path: Path) -> np.ndarray:
+    """Scale a 16-bit image to 8 bits; pass 8-bit images through."""
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return (image >> 8).astype(np.uint8)
+    raise LesionPasteError(f"{path}: unsupported pixel type {image.dtype} (8 or 16 bit expected)")
+
+
+def read_rgb(path: Path) -> tuple[np.ndarray, str]:
+    """Read a colour image as an ``(H, W, 3)`` RGB ``uint8`` array, with the file's sha256."""
+    data = read_bytes(path)
+    image = decode(data, path, cv2.IMREAD_UNCHANGED)
+    image = to_uint8(image, path)
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    elif image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    else:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image, sha256_hex(data)
+
+
+def read_gray(path: Path) -> tuple[np.ndarray, str]:
+    """Read an image as an ``(H, W)`` single-channel ``uint8`` array, with its sha256."""
+    data = read_bytes(path)
+    image = to_uint8(decode(data, path, cv2.IMREAD_UNCHANGED), path)
+    if image.ndim == 3:
+        code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+        image = cv2.cvtColor(image, code)
+    return image, sha256_hex(data)
+
+
+def read_mask(path: Path) -> tuple[np.ndarray, str]:
+    """Read a lesion mask as an ``(H, W)`` boolean array (any non-zero pixel is lesion).
+
+    Handles the official IDRiD form (1-bit palette TIFF, lesion = palette index 1, shown red),
+    8-bit palette TIFFs, and 0/1 or 0/255 PNGs. Reading as greyscale maps the palette's black
+    to 0 and any lesion colour to a non-zero value.
+    """
+    data = read_bytes(path)
+    mask = decode(data, path, cv2.IMREAD_GRAYSCALE)
+    return mask > 0, sha256_hex(data)
+
+
+def is_dicom(path: Path) -> bool:
+    """True when the file carries the DICOM preamble magic (or a .dcm suffix)."""
+    path = Path(path)
+    if path.suffix.lower() == ".dcm":
+        return True
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return head[128:132] == b"DICM"
+
+
+def read_dicom_hu(path: Path) -> tuple[np.ndarray, str, tuple[float, float] | None]:
+    """Read a single-frame CT DICOM slice in Hounsfield units (float32).
+
+    Returns the HU array, the file's sha256 and the pixel spacing ``(row_mm, col_mm)``
+    when the file gives one. Needs the ``ct`` extra (pydicom).
+    """
+    try:
+        import pydicom
+    except ImportError:
+        raise LesionPasteError(
+            "reading DICOM needs pydicom: pip install 'lesionpaste[ct]'"
+        ) from None
+    import io
+
+    data = read_bytes(path)
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        pixels = ds.pixel_array
+    except Exception as exc:  # pydicom raises many types for corrupt files
+        raise LesionPasteError(f"{path}: not a readable DICOM image ({type(exc).__name__})") from None
+    if pixels.ndim != 2:
+        raise LesionPasteError(f"{path}: expected one 2-D slice, found shape {pixels.shape}")
+    slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
+    intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
+    hu = pixels.astype(np.float32) * slope + intercept
+    spacing = getattr(ds, "PixelSpacing", None)
+    spacing_mm = (float(spacing[0]), float(spacing[1])) if spacing is not None else None
+    return hu, sha256_hex(data), spacing_mm

@@ -1,0 +1,113 @@
+"""Load one annotated 2-D image (fundus photograph or CT slice) with its masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bank_builder.annotated import AnnotatedImage, check_mask_shape
+from bank_builder.errors import LesionPasteError
+from bank_builder.image_files import is_dicom, read_dicom_hu, read_gray, read_mask, read_rgb
+from bank_builder.preprocess import (
+    GrahamRecipe,
+    NoRecipe,
+    Recipe,
+    WindowRecipe,
+    disc_mask,
+    estimate_fundus_disc,
+    graham,
+    window_hu,
+)
+
+
+def _record(role: str, path: Path, sha: str, base: Path | None) -> dict:
+    shown = Path(path).relative_to(base) if base is not None else Path(path).name
+    return {"role": role, "path": shown.as_posix(), "sha256": sha}
+
+
+def _read_masks(
+    mask_paths: dict[str, Path], image_shape, image_path: Path, base: Path | None
+) -> tuple[dict[str, np.ndarray], list[dict]]:
+    masks, files = {}, []
+    for lesion_type, path in mask_paths.items():
+        mask, sha = read_mask(path)
+        check_mask_shape(mask, image_shape, path, image_path)
+        masks[lesion_type] = mask
+        files.append(_record(f"mask:{lesion_type}", path, sha, base))
+    return masks, files
+
+
+def load_fundus(
+    source_id: str,
+    image_path: Path,
+    mask_paths: dict[str, Path],
+    recipe: Recipe,
+    base: Path | None = None,
+    licence: str = "unknown",
+    attribution: str = "unknown",
+) -> AnnotatedImage:
+    """Read a colour fundus photograph and its masks, and preprocess the photograph.
+
+    ``base``: paths are recorded relative to it (else by file name only).
+    """
+    if isinstance(recipe, WindowRecipe):
+        raise LesionPasteError("CT windowing does not apply to fundus photographs")
+    raw, sha = read_rgb(image_path)
+    try:
+        disc = estimate_fundus_disc(raw)
+    except LesionPasteError as exc:
+        raise LesionPasteError(f"{image_path}: {exc}") from None
+    masks, files = _read_masks(mask_paths, raw.shape, image_path, base)
+    image = graham(raw, disc, recipe) if isinstance(recipe, GrahamRecipe) else raw
+    kept = recipe.disc_fraction if isinstance(recipe, GrahamRecipe) else 1.0
+    return AnnotatedImage(
+        source_id=source_id,
+        image=image,
+        masks=masks,
+        files=[_record("image", image_path, sha, base), *files],
+        fov={"cx": disc.cx, "cy": disc.cy, "radius": disc.radius},
+        region=disc_mask(raw.shape[:2], disc, kept),
+        licence=licence,
+        attribution=attribution,
+    )
+
+
+def load_ct_slice(
+    source_id: str,
+    image_path: Path,
+    mask_paths: dict[str, Path],
+    recipe: Recipe,
+    pixel_spacing: list[float] | None = None,
+    base: Path | None = None,
+    licence: str = "unknown",
+    attribution: str = "unknown",
+) -> AnnotatedImage:
+    """Read a CT slice (DICOM in HU, or an 8-bit image already windowed) and its masks."""
+    if isinstance(recipe, GrahamRecipe):
+        raise LesionPasteError("Graham's fundus recipe does not apply to CT slices")
+    if is_dicom(image_path):
+        hu, sha, spacing = read_dicom_hu(image_path)
+        if isinstance(recipe, NoRecipe):
+            raise LesionPasteError(
+                f"{image_path}: a DICOM slice is in HU and needs windowing (--preprocess window)"
+            )
+        pixels = window_hu(hu, recipe)
+        pixel_spacing = pixel_spacing or (list(spacing) if spacing else None)
+    else:
+        if isinstance(recipe, WindowRecipe):
+            raise LesionPasteError(
+                f"{image_path}: windowing needs HU values (DICOM or NIfTI); this 8-bit image is "
+                "used as it is (--preprocess none)"
+            )
+        pixels, sha = read_gray(image_path)
+    masks, files = _read_masks(mask_paths, pixels.shape, image_path, base)
+    return AnnotatedImage(
+        source_id=source_id,
+        image=pixels[:, :, None],
+        masks=masks,
+        files=[_record("image", image_path, sha, base), *files],
+        pixel_spacing=pixel_spacing,
+        licence=licence,
+        attribution=attribution,
+    )

@@ -1,0 +1,54 @@
+import numpy as np
+from scipy import ndimage
+
+from bank_builder.extract import extract_lesions
+
+
+def _mask_and_image(seed=0, shape=(60, 80)):
+    rng = np.random.default_rng(seed)
+    mask = rng.random(shape) > 0.93
+    image = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    return mask, image
+
+
+def test_components_are_8_connected_and_counted_like_scipy():
+    for seed in range(5):
+        mask, image = _mask_and_image(seed)
+        lesions, left_out = extract_lesions(image, mask, "MA", 0)
+        _, expected = ndimage.label(mask, structure=np.ones((3, 3)))
+        assert len(lesions) == expected and left_out == 0
+        assert sum(lesion.area for lesion in lesions) == mask.sum()
+
+
+def test_diagonal_neighbours_form_one_lesion():
+    mask = np.zeros((10, 10), bool)
+    mask[2, 2] = mask[3, 3] = True
+    lesions, _ = extract_lesions(np.zeros((10, 10, 3), np.uint8), mask, "MA", 0)
+    assert len(lesions) == 1 and lesions[0].area == 2 and lesions[0].bbox == (2, 2, 2, 2)
+
+
+def test_each_lesion_is_an_exact_crop_with_only_its_own_component():
+    # A ring with a dot inside: the dot lies in the ring's bounding box but is not the ring.
+    mask = np.zeros((40, 40), bool)
+    mask[10, 10:30] = mask[29, 10:30] = mask[10:30, 10] = mask[10:30, 29] = True
+    mask[20, 20] = True
+    image = np.random.default_rng(3).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    lesions, _ = extract_lesions(image, mask, "HE", 2)
+    assert len(lesions) == 2
+    ring = max(lesions, key=lambda lesion: lesion.area)
+    y, x, h, w = ring.bbox
+    np.testing.assert_array_equal(ring.patch, image[y : y + h, x : x + w])
+    assert not ring.mask[20 - y, 20 - x]  # the dot is not part of the ring's mask
+    assert ring.mask.sum() == ring.area == 76
+    assert ring.lesion_type == "HE" and ring.source == 2
+
+
+def test_components_leaving_the_region_are_left_out_and_counted():
+    mask = np.zeros((30, 30), bool)
+    mask[5:8, 5:8] = True  # inside
+    mask[20:25, 27:30] = True  # crosses the region's edge
+    region = np.zeros((30, 30), bool)
+    region[:, :28] = True
+    lesions, left_out = extract_lesions(np.zeros((30, 30, 3), np.uint8), mask, "EX", 0, region)
+    assert [lesion.bbox for lesion in lesions] == [(5, 5, 3, 3)]
+    assert left_out == 1
