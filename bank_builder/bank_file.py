@@ -172,6 +172,7 @@ def _open(path: Path, with_arrays: bool):
             if f.attrs.get("format") not in (FORMAT, FORMAT.encode()):
                 raise LesionPasteError(f"{path}: not a lesion bank (an HDF5 file of another kind)")
             version = f.attrs.get("schema_version")
+            version = version.item() if isinstance(version, np.generic) else version
             if version != SCHEMA_VERSION:
                 raise LesionPasteError(
                     f"{path}: bank schema version {version!r} is not supported; this lesionpaste "

@@ -150,7 +150,7 @@ def build(ids, source, root, out, overwrite, preprocess, window_spec, slices, im
     refuse_existing(out, overwrite)
     progress = tqdm(sources, desc="sources", unit="image", disable=quiet, leave=False)
     result = build_bank(progress, out, modality=modality_name, lesion_types=types, recipe=recipe,
-                        command=command_line(PROG), overwrite=overwrite, warn=warn)
+                        command=command_line(), overwrite=overwrite, warn=warn)
     if not quiet:
         counts = ", ".join(f"{t} {n}" for t, n in result.counts.items())
         click.echo(

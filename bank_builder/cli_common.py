@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 
 import click
 
@@ -12,6 +11,11 @@ from bank_builder.errors import LesionPasteError
 
 class Group(click.Group):
     """A click group that shows a ``LesionPasteError`` as one line on stderr and exits 1."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        ctx = super().make_context(info_name, list(args), parent=parent, **extra)
+        ctx.meta.setdefault("lesionpaste.argv", [info_name, *args])
+        return ctx
 
     def invoke(self, ctx: click.Context):
         try:
@@ -26,6 +30,6 @@ def warn_to_stderr(prog: str):
     return lambda message: click.echo(f"{prog}: warning: {message}", err=True)
 
 
-def command_line(prog: str) -> str:
-    """The command as the user typed it, for provenance records."""
-    return shlex.join([prog, *sys.argv[1:]])
+def command_line() -> str:
+    """The command as the user typed it (from the current click context), for provenance."""
+    return shlex.join(click.get_current_context().meta["lesionpaste.argv"])
