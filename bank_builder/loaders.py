@@ -22,7 +22,7 @@ from bank_builder.preprocess import (
 
 
 def _record(role: str, path: Path, sha: str, base: Path | None) -> dict:
-    shown = Path(path).relative_to(base) if base is not None else Path(path).name
+    shown = Path(path).relative_to(base) if base is not None else Path(Path(path).name)
     return {"role": role, "path": shown.as_posix(), "sha256": sha}
 
 
