@@ -49,9 +49,7 @@ class BankMeta:
     schema_version: int = SCHEMA_VERSION
 
 
-def write_bank(
-    path: Path, meta: BankMeta, lesions: list[Lesion], histograms: np.ndarray
-) -> None:
+def write_bank(path: Path, meta: BankMeta, lesions: list[Lesion], histograms: np.ndarray) -> None:
     """Write a bank to ``path`` (the caller makes it atomic). Output is byte-reproducible."""
     type_index = {t: i for i, t in enumerate(meta.lesion_types)}
     c = meta.channels
@@ -122,7 +120,9 @@ class Bank:
 
     def indices_of(self, lesion_types: list[str]) -> np.ndarray:
         """Indices of the lesions whose type is one of ``lesion_types``."""
-        wanted = [self.meta.lesion_types.index(t) for t in lesion_types if t in self.meta.lesion_types]
+        wanted = [
+            self.meta.lesion_types.index(t) for t in lesion_types if t in self.meta.lesion_types
+        ]
         return np.flatnonzero(np.isin(self.types, wanted))
 
 

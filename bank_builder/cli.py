@@ -36,7 +36,9 @@ def _window(spec: str) -> WindowRecipe:
     try:
         level, width = (float(v) for v in spec.split(","))
     except ValueError:
-        raise LesionPasteError(f"--window {spec!r}: expected LEVEL,WIDTH in HU, e.g. -300,1400") from None
+        raise LesionPasteError(
+            f"--window {spec!r}: expected LEVEL,WIDTH in HU, e.g. -300,1400"
+        ) from None
     if width <= 0:
         raise LesionPasteError(f"--window {spec!r}: the width must be positive")
     return WindowRecipe(level=level, width=width)
@@ -76,28 +78,72 @@ def _infer_source(source: str | None, ids: tuple[str, ...], image: Path | None) 
 
 @cli.command()
 @click.argument("ids", nargs=-1)
-@click.option("--source", type=click.Choice(["idrid", "mosmed", "folder"]),
-              help="Where the annotations come from (default: from the ids, idrid_NN or study_NNNN).")
-@click.option("--root", help="Dataset root (else $LP_IDRID_ROOT / $LP_MOSMED_ROOT or lesionpaste.toml).")
-@click.option("-o", "--out", type=click.Path(path_type=Path),
-              help="Bank file to write (default banks/<ids>.h5).")
+@click.option(
+    "--source",
+    type=click.Choice(["idrid", "mosmed", "folder"]),
+    help="Where the annotations come from (default: from the ids, idrid_NN or study_NNNN).",
+)
+@click.option(
+    "--root", help="Dataset root (else $LP_IDRID_ROOT / $LP_MOSMED_ROOT or lesionpaste.toml)."
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Bank file to write (default banks/<ids>.h5).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing bank file.")
-@click.option("--preprocess", type=click.Choice(["graham", "window", "none"]),
-              help="Recipe applied to the source (default: graham for fundus, window for HU CT).")
-@click.option("--window", "window_spec", default="-300,1400", show_default=True,
-              help="CT window LEVEL,WIDTH in HU.")
-@click.option("--slices", help="MosMed: axial slices to use, e.g. 12,14-16 (default: all with lesions).")
-@click.option("--image", type=click.Path(path_type=Path), help="Folder source: the annotated image.")
-@click.option("--mask", "mask_specs", multiple=True, metavar="TYPE=PATH",
-              help="Folder source: a lesion mask, repeatable (e.g. --mask HE=he.png).")
-@click.option("--modality", type=click.Choice(["fundus", "ct"]),
-              help="Folder source: image kind (default: ct for DICOM, else fundus).")
+@click.option(
+    "--preprocess",
+    type=click.Choice(["graham", "window", "none"]),
+    help="Recipe applied to the source (default: graham for fundus, window for HU CT).",
+)
+@click.option(
+    "--window",
+    "window_spec",
+    default="-300,1400",
+    show_default=True,
+    help="CT window LEVEL,WIDTH in HU.",
+)
+@click.option(
+    "--slices", help="MosMed: axial slices to use, e.g. 12,14-16 (default: all with lesions)."
+)
+@click.option(
+    "--image", type=click.Path(path_type=Path), help="Folder source: the annotated image."
+)
+@click.option(
+    "--mask",
+    "mask_specs",
+    multiple=True,
+    metavar="TYPE=PATH",
+    help="Folder source: a lesion mask, repeatable (e.g. --mask HE=he.png).",
+)
+@click.option(
+    "--modality",
+    type=click.Choice(["fundus", "ct"]),
+    help="Folder source: image kind (default: ct for DICOM, else fundus).",
+)
 @click.option("--pixel-spacing", type=float, help="Folder source: pixel size in mm (CT).")
 @click.option("--licence", default="unknown", help="Folder source: the image's licence.")
 @click.option("--attribution", default="unknown", help="Folder source: whom to credit.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
-def build(ids, source, root, out, overwrite, preprocess, window_spec, slices, image, mask_specs,
-          modality, pixel_spacing, licence, attribution, quiet) -> None:
+def build(
+    ids,
+    source,
+    root,
+    out,
+    overwrite,
+    preprocess,
+    window_spec,
+    slices,
+    image,
+    mask_specs,
+    modality,
+    pixel_spacing,
+    licence,
+    attribution,
+    quiet,
+) -> None:
     """Build a lesion bank from IDS (e.g. idrid_48, or several) or from --image/--mask."""
     started = time.perf_counter()
     warn = warn_to_stderr(PROG)
@@ -110,8 +156,15 @@ def build(ids, source, root, out, overwrite, preprocess, window_spec, slices, im
         recipe = _recipe(preprocess, "graham", window_spec)
         located = [(n, *idrid.locate(data_root, n, warn)) for n in names]
         sources = (
-            load_fundus(n, img, masks, recipe, base=data_root, licence=idrid.LICENCE,
-                        attribution=idrid.ATTRIBUTION)
+            load_fundus(
+                n,
+                img,
+                masks,
+                recipe,
+                base=data_root,
+                licence=idrid.LICENCE,
+                attribution=idrid.ATTRIBUTION,
+            )
             for n, img, masks in located
         )
         modality_name, types = "fundus", FUNDUS_TYPES
@@ -137,20 +190,30 @@ def build(ids, source, root, out, overwrite, preprocess, window_spec, slices, im
         names = [image.stem.lower()]
         if modality_name == "fundus":
             recipe = _recipe(preprocess, "graham", window_spec)
-            one = load_fundus(image.stem, image, masks, recipe, licence=licence,
-                              attribution=attribution)
+            one = load_fundus(
+                image.stem, image, masks, recipe, licence=licence, attribution=attribution
+            )
         else:
             recipe = _recipe(preprocess, "window" if is_dicom(image) else "none", window_spec)
             spacing = [pixel_spacing, pixel_spacing] if pixel_spacing else None
-            one = load_ct_slice(image.stem, image, masks, recipe, spacing, licence=licence,
-                                attribution=attribution)
+            one = load_ct_slice(
+                image.stem, image, masks, recipe, spacing, licence=licence, attribution=attribution
+            )
         sources = iter([one])
         types = list(masks)
     out = out or Path("banks") / f"{'_'.join(n.lower() for n in names)}.h5"
     refuse_existing(out, overwrite)
     progress = tqdm(sources, desc="sources", unit="image", disable=quiet, leave=False)
-    result = build_bank(progress, out, modality=modality_name, lesion_types=types, recipe=recipe,
-                        command=command_line(), overwrite=overwrite, warn=warn)
+    result = build_bank(
+        progress,
+        out,
+        modality=modality_name,
+        lesion_types=types,
+        recipe=recipe,
+        command=command_line(),
+        overwrite=overwrite,
+        warn=warn,
+    )
     if not quiet:
         counts = ", ".join(f"{t} {n}" for t, n in result.counts.items())
         click.echo(
@@ -207,9 +270,13 @@ def info(bank: Path, as_json: bool) -> None:
     click.echo(f"preprocess  {json.dumps(s['preprocess'])}")
     for src in s["sources"]:
         h, w = src["shape"]
-        where = (f"fundus radius {src['fov']['radius']:.0f} px" if src["fov"]
-                 else f"pixel spacing {src['pixel_spacing']} mm" if src["pixel_spacing"]
-                 else "no scale recorded")
+        where = (
+            f"fundus radius {src['fov']['radius']:.0f} px"
+            if src["fov"]
+            else f"pixel spacing {src['pixel_spacing']} mm"
+            if src["pixel_spacing"]
+            else "no scale recorded"
+        )
         click.echo(f"source      {src['id']}: {w}x{h}, {where}, {src['licence']}")
     click.echo(f"lesions     {s['n_lesions']}")
     for name, n in s["counts"].items():
@@ -220,8 +287,12 @@ def info(bank: Path, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("bank", type=click.Path(path_type=Path))
-@click.option("-o", "--out", type=click.Path(path_type=Path),
-              help="PNG to write (default: <bank>_sheet.png beside the bank).")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    help="PNG to write (default: <bank>_sheet.png beside the bank).",
+)
 @click.option("--per-type", default=64, show_default=True, help="Lesions shown per type.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing image.")
 def preview(bank: Path, out: Path | None, per_type: int, overwrite: bool) -> None:
@@ -233,6 +304,8 @@ def preview(bank: Path, out: Path | None, per_type: int, overwrite: bool) -> Non
     read_meta(bank)
     sheet = contact_sheet(read_bank(bank), per_type=per_type)
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise LesionPasteError(f"{out}: could not encode the contact sheet as PNG")
     with atomic_output(out, overwrite) as tmp:
         tmp.write_bytes(encoded.tobytes())
     click.echo(f"wrote {out}")

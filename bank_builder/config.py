@@ -51,7 +51,7 @@ def config_value(section: str, key: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise LesionPasteError(f"{path}: [{section}] {key} must be a string")
-    return str((path.parent / Path(value).expanduser()))
+    return str(path.parent / Path(value).expanduser())
 
 
 def resolve_root(option: str | None, env_var: str, key: str, what: str) -> Path:

@@ -67,8 +67,11 @@ def locate(root: Path, image_id: str, warn: Callable[[str], None]) -> tuple[Path
     masks: dict[str, Path] = {}
     for t in FUNDUS_TYPES:
         name = next(
-            (f"{image_id}_{t}{s}".lower() for s in (".tif", ".tiff", ".png")
-             if f"{image_id}_{t}{s}".lower() in mask_files),
+            (
+                f"{image_id}_{t}{s}".lower()
+                for s in (".tif", ".tiff", ".png")
+                if f"{image_id}_{t}{s}".lower() in mask_files
+            ),
             None,
         )
         if name is None:
@@ -76,4 +79,3 @@ def locate(root: Path, image_id: str, warn: Callable[[str], None]) -> tuple[Path
         else:
             masks[t] = mask_files[name]
     return image, masks
-

@@ -150,8 +150,10 @@ def read_dicom_hu(path: Path) -> tuple[np.ndarray, str, tuple[float, float] | No
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
         pixels = ds.pixel_array
-    except Exception as exc:  # pydicom raises many types for corrupt files
-        raise LesionPasteError(f"{path}: not a readable DICOM image ({type(exc).__name__})") from None
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for corrupt files
+        raise LesionPasteError(
+            f"{path}: not a readable DICOM image ({type(exc).__name__})"
+        ) from None
     if pixels.ndim != 2:
         raise LesionPasteError(f"{path}: expected one 2-D slice, found shape {pixels.shape}")
     slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)

@@ -51,13 +51,17 @@ def load_nifti(path: Path):
     try:
         import nibabel as nib
     except ImportError:
-        raise LesionPasteError("reading NIfTI needs nibabel: pip install 'lesionpaste[ct]'") from None
+        raise LesionPasteError(
+            "reading NIfTI needs nibabel: pip install 'lesionpaste[ct]'"
+        ) from None
     data = read_bytes(path)
     try:
         raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
         image = nib.as_closest_canonical(nib.Nifti1Image.from_bytes(raw))
-    except Exception as exc:  # gzip, nibabel and numpy raise many types for damaged files
-        raise LesionPasteError(f"{path}: not a readable NIfTI file ({type(exc).__name__})") from None
+    except Exception as exc:  # noqa: BLE001 - gzip/nibabel raise many types for damaged files
+        raise LesionPasteError(
+            f"{path}: not a readable NIfTI file ({type(exc).__name__})"
+        ) from None
     if len(image.shape) != 3:
         raise LesionPasteError(f"{path}: expected a 3-D volume, found shape {image.shape}")
     return image, sha256_hex(data)
@@ -108,8 +112,11 @@ def load_study(
     zooms = volume_img.header.get_zooms()
     files = [
         {"role": "image", "path": volume_path.relative_to(root).as_posix(), "sha256": volume_sha},
-        {"role": f"mask:{LESION_TYPE}", "path": mask_path.relative_to(root).as_posix(),
-         "sha256": mask_sha},
+        {
+            "role": f"mask:{LESION_TYPE}",
+            "path": mask_path.relative_to(root).as_posix(),
+            "sha256": mask_sha,
+        },
     ]
     for z in parse_slices(slices, available, study_id):
         yield AnnotatedImage(

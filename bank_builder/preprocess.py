@@ -64,8 +64,8 @@ def disc_mask(shape: tuple[int, int], disc: Disc, fraction: float = 1.0) -> np.n
     mask = np.zeros(shape, np.uint8)
     cv2.circle(
         mask,
-        (int(round(disc.cx)), int(round(disc.cy))),
-        int(round(disc.radius * fraction)),
+        (round(disc.cx), round(disc.cy)),
+        round(disc.radius * fraction),
         1,
         thickness=-1,
         lineType=cv2.LINE_8,
@@ -135,7 +135,9 @@ def recipe_from_dict(data: dict) -> Recipe:
     name = data.get("name")
     cls = _RECIPES.get(name)
     if cls is None:
-        raise LesionPasteError(f"unknown preprocessing recipe {name!r} (known: {', '.join(_RECIPES)})")
+        raise LesionPasteError(
+            f"unknown preprocessing recipe {name!r} (known: {', '.join(_RECIPES)})"
+        )
     try:
         return cls(**{k: v for k, v in data.items() if k != "name"})
     except TypeError as exc:
@@ -146,7 +148,7 @@ def graham(image: np.ndarray, disc: Disc, recipe: GrahamRecipe = GrahamRecipe())
     """Apply Ben Graham's recipe to an RGB ``uint8`` fundus image with a known disc."""
     blur = gaussian_low_pass(image, recipe.sigma_fraction * disc.radius)
     sharpened = cv2.addWeighted(image, recipe.gain, blur, -recipe.gain, recipe.offset)
-    out = np.full_like(image, int(round(recipe.offset)))
+    out = np.full_like(image, round(recipe.offset))
     inside = disc_mask(image.shape[:2], disc, recipe.disc_fraction).view(np.uint8)
     cv2.copyTo(sharpened, inside, out)
     return out

@@ -31,8 +31,9 @@ def shared(*parts: str) -> Path:
 
 
 def idrid_image(n: int) -> Path:
-    return shared("idrid", "A. Segmentation", "1. Original Images", "a. Training Set",
-                  f"IDRiD_{n:02d}.jpg")
+    return shared(
+        "idrid", "A. Segmentation", "1. Original Images", "a. Training Set", f"IDRiD_{n:02d}.jpg"
+    )
 
 
 def idrid_mask(n: int, lesion_type: str) -> Path:

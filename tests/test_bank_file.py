@@ -8,8 +8,15 @@ from bank_builder.extract import extract_lesions
 
 
 def _meta(**kw):
-    base = dict(modality="fundus", channels=3, lesion_types=["MA", "HE"], command="test",
-                preprocess={"name": "none"}, sources=[{"id": "s0"}], tool_version="0.1.0")
+    base = {
+        "modality": "fundus",
+        "channels": 3,
+        "lesion_types": ["MA", "HE"],
+        "command": "t",
+        "preprocess": {"name": "none"},
+        "sources": [{"id": "s0"}],
+        "tool_version": "0.1.0",
+    }
     return BankMeta(**{**base, **kw})
 
 
@@ -37,7 +44,10 @@ def test_round_trip_gives_back_every_lesion(tmp_path):
         np.testing.assert_array_equal(got.patch, original.patch)
         np.testing.assert_array_equal(got.mask, original.mask)
         assert (got.lesion_type, got.bbox, got.area) == (
-            original.lesion_type, original.bbox, original.area)
+            original.lesion_type,
+            original.bbox,
+            original.area,
+        )
     assert list(bank.indices_of(["HE"])) == [len(lesions) - 1]
 
 

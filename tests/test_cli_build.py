@@ -24,8 +24,12 @@ def idrid_03_bank(tmp_path_factory):
 
     idrid_image(3)  # skips when the real data is absent
     out = tmp_path_factory.mktemp("bank") / "idrid_03.h5"
-    result = CliRunner().invoke(cli, ["build", "idrid_03", "--out", str(out)],
-                                env={"LP_IDRID_ROOT": str(IDRID_ROOT)}, prog_name="lp-bank")
+    result = CliRunner().invoke(
+        cli,
+        ["build", "idrid_03", "--out", str(out)],
+        env={"LP_IDRID_ROOT": str(IDRID_ROOT)},
+        prog_name="lp-bank",
+    )
     assert result.exit_code == 0, result.stderr
     return out, result
 
@@ -74,6 +78,7 @@ def test_real_idrid_bank_records_provenance_and_recipe(idrid_03_bank):
     assert source["id"] == "IDRiD_03" and source["licence"] == "CC BY 4.0"
     assert 1600 < source["fov"]["radius"] < 1800
     import hashlib
+
     files = {f["role"]: f for f in source["files"]}
     assert set(files) == {"image", "mask:MA", "mask:HE", "mask:EX", "mask:SE"}
     assert files["image"]["sha256"] == hashlib.sha256(idrid_image(3).read_bytes()).hexdigest()
@@ -82,7 +87,10 @@ def test_real_idrid_bank_records_provenance_and_recipe(idrid_03_bank):
     assert bank.histograms.shape == (1, 3, 256)
     # the histogram counts exactly the kept disc's pixels
     raw, _ = read_rgb(idrid_image(3))
-    assert bank.histograms[0, 0].sum() == disc_mask(raw.shape[:2], estimate_fundus_disc(raw), 0.9).sum()
+    assert (
+        bank.histograms[0, 0].sum()
+        == disc_mask(raw.shape[:2], estimate_fundus_disc(raw), 0.9).sum()
+    )
 
 
 def test_info_json_has_the_documented_keys(idrid_03_bank, lp_bank):
@@ -120,8 +128,10 @@ def test_several_ids_build_one_bank(tiny_idrid, lp_bank, tmp_path):
     import shutil
 
     seg = tiny_idrid / "A. Segmentation"
-    shutil.copy(seg / "1. Original Images/b. Testing Set/IDRiD_07.jpg",
-                seg / "1. Original Images/b. Testing Set/IDRiD_08.jpg")
+    shutil.copy(
+        seg / "1. Original Images/b. Testing Set/IDRiD_07.jpg",
+        seg / "1. Original Images/b. Testing Set/IDRiD_08.jpg",
+    )
     ma = seg / "2. All Segmentation Groundtruths/b. Testing Set/1. Microaneurysms"
     shutil.copy(ma / "IDRiD_07_MA.tif", ma / "IDRiD_08_MA.tif")
     r = lp_bank("build", "idrid_07", "idrid_08", "--root", tiny_idrid, "-o", tmp_path / "two.h5")
@@ -133,8 +143,7 @@ def test_several_ids_build_one_bank(tiny_idrid, lp_bank, tmp_path):
 
 
 def test_root_from_the_config_file(tiny_idrid, lp_bank, tmp_path):
-    (tmp_path / "cwd" / "lesionpaste.toml").write_text(
-        f'[data]\nidrid_root = "{tiny_idrid}"\n')
+    (tmp_path / "cwd" / "lesionpaste.toml").write_text(f'[data]\nidrid_root = "{tiny_idrid}"\n')
     r = lp_bank("build", "idrid_07", "-o", tmp_path / "c.h5")
     assert r.code == 0, r.stderr
     assert read_bank(tmp_path / "c.h5").counts()["MA"] == 2

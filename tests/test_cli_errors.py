@@ -44,7 +44,9 @@ def test_root_that_does_not_exist(lp_bank, tmp_path):
 
 
 def test_root_that_is_not_an_idrid_tree(lp_bank, tmp_path):
-    assert_refused(lp_bank("build", "idrid_48", "--root", tmp_path), "does not look like the IDRiD tree")
+    assert_refused(
+        lp_bank("build", "idrid_48", "--root", tmp_path), "does not look like the IDRiD tree"
+    )
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,9 @@ def test_mosmed_slices_option_and_a_slice_without_lesion(mosmed_root, lp_bank, t
     assert r.code == 0, r.stderr
     assert [s["id"] for s in read_bank(tmp_path / "m.h5").meta.sources] == [f"study_0255:z{z:03d}"]
     empty = next(k for k in range(lesion.shape[2]) if k not in with_lesion)
-    r = lp_bank("build", "study_0255", "--root", root, "--slices", str(empty), "-o", tmp_path / "n.h5")
+    r = lp_bank(
+        "build", "study_0255", "--root", root, "--slices", str(empty), "-o", tmp_path / "n.h5"
+    )
     assert r.code != 0 and "have no lesion" in r.stderr
     assert not (tmp_path / "n.h5").exists()
 
@@ -97,12 +99,23 @@ def test_mosmed_study_without_mask_is_refused(mosmed_root, lp_bank):
 def test_covid_jpeg_slice_through_folder_source(lp_bank, tmp_path):
     image = shared("ct", "covid_seg", "images", "0.jpg")
     mask = shared("ct", "covid_seg", "masks", "0.png")
-    r = lp_bank("build", "--image", image, "--mask", f"COVID={mask}", "--modality", "ct",
-                "--pixel-spacing", "0.7", "-o", tmp_path / "c.h5")
+    r = lp_bank(
+        "build",
+        "--image",
+        image,
+        "--mask",
+        f"COVID={mask}",
+        "--modality",
+        "ct",
+        "--pixel-spacing",
+        "0.7",
+        "-o",
+        tmp_path / "c.h5",
+    )
     assert r.code == 0, r.stderr
     bank = read_bank(tmp_path / "c.h5")
     pixels, _ = read_gray(image)
-    labels, n = ndimage.label(read_gray(mask)[0] > 0, np.ones((3, 3)))
+    _, n = ndimage.label(read_gray(mask)[0] > 0, np.ones((3, 3)))
     assert bank.counts() == {"COVID": n} and n > 0
     assert bank.meta.preprocess == {"name": "none"}
     assert bank.meta.sources[0]["pixel_spacing"] == [0.7, 0.7]
@@ -136,8 +149,17 @@ def test_fundus_photograph_through_folder_source(lp_bank, tmp_path):
     mask = np.zeros((960, 999), bool)
     mask[400:420, 500:530] = True
     mask_path = write_mask(tmp_path / "he.png", mask)
-    r = lp_bank("build", "--image", image, "--mask", f"HE={mask_path}", "--licence", "CC BY 4.0",
-                "-o", tmp_path / "f.h5")
+    r = lp_bank(
+        "build",
+        "--image",
+        image,
+        "--mask",
+        f"HE={mask_path}",
+        "--licence",
+        "CC BY 4.0",
+        "-o",
+        tmp_path / "f.h5",
+    )
     assert r.code == 0, r.stderr
     bank = read_bank(tmp_path / "f.h5")
     assert bank.counts() == {"HE": 1}

@@ -46,7 +46,9 @@ def test_fast_low_pass_matches_the_exact_gaussian():
 
 def test_small_sigma_is_blurred_exactly():
     image = synthetic_fundus()
-    np.testing.assert_array_equal(gaussian_low_pass(image, 3.0), cv2.GaussianBlur(image, (0, 0), 3.0))
+    np.testing.assert_array_equal(
+        gaussian_low_pass(image, 3.0), cv2.GaussianBlur(image, (0, 0), 3.0)
+    )
 
 
 def test_graham_is_the_kaggle_formula_inside_the_disc_and_grey_outside():
