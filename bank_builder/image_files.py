@@ -93,7 +93,7 @@ def read_rgb(path: Path) -> tuple[np.ndarray, str]:
     elif image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
     else:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
     return image, sha256_hex(data)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +27,35 @@ def _record(role: str, path: Path, sha: str, base: Path | None) -> dict:
     return {"role": role, "path": shown.as_posix(), "sha256": sha}
 
 
-def _read_masks(
-    mask_paths: dict[str, Path], image_shape, image_path: Path, base: Path | None
+#: Masks are decoded on a second thread while the image decodes (OpenCV releases the GIL).
+_MASK_READER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lp-mask-reader")
+
+
+def _read_masks_async(mask_paths: dict[str, Path]) -> list[Future]:
+    return [_MASK_READER.submit(read_mask, path) for path in mask_paths.values()]
+
+
+def _collect_masks(
+    pending: list[Future],
+    mask_paths: dict[str, Path],
+    image_shape,
+    image_path: Path,
+    base: Path | None,
 ) -> tuple[dict[str, np.ndarray], list[dict]]:
     masks, files = {}, []
-    for lesion_type, path in mask_paths.items():
-        mask, sha = read_mask(path)
+    for (lesion_type, path), future in zip(mask_paths.items(), pending):
+        mask, sha = future.result()
         check_mask_shape(mask, image_shape, path, image_path)
         masks[lesion_type] = mask
         files.append(_record(f"mask:{lesion_type}", path, sha, base))
     return masks, files
+
+
+def _fundus_disc(raw: np.ndarray, image_path: Path):
+    try:
+        return estimate_fundus_disc(raw)
+    except LesionPasteError as exc:
+        raise LesionPasteError(f"{image_path}: {exc}") from None
 
 
 def load_fundus(
@@ -53,13 +73,16 @@ def load_fundus(
     """
     if isinstance(recipe, WindowRecipe):
         raise LesionPasteError("CT windowing does not apply to fundus photographs")
-    raw, sha = read_rgb(image_path)
+    pending = _read_masks_async(mask_paths)
     try:
-        disc = estimate_fundus_disc(raw)
-    except LesionPasteError as exc:
-        raise LesionPasteError(f"{image_path}: {exc}") from None
-    masks, files = _read_masks(mask_paths, raw.shape, image_path, base)
+        raw, sha = read_rgb(image_path)
+        disc = _fundus_disc(raw, image_path)
+    except LesionPasteError:
+        for future in pending:
+            future.cancel()
+        raise
     image = graham(raw, disc, recipe) if isinstance(recipe, GrahamRecipe) else raw
+    masks, files = _collect_masks(pending, mask_paths, raw.shape, image_path, base)
     kept = recipe.disc_fraction if isinstance(recipe, GrahamRecipe) else 1.0
     return AnnotatedImage(
         source_id=source_id,
@@ -101,7 +124,9 @@ def load_ct_slice(
                 "used as it is (--preprocess none)"
             )
         pixels, sha = read_gray(image_path)
-    masks, files = _read_masks(mask_paths, pixels.shape, image_path, base)
+    masks, files = _collect_masks(
+        _read_masks_async(mask_paths), mask_paths, pixels.shape, image_path, base
+    )
     return AnnotatedImage(
         source_id=source_id,
         image=pixels[:, :, None],

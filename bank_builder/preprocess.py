@@ -147,7 +147,7 @@ def recipe_from_dict(data: dict) -> Recipe:
 def graham(image: np.ndarray, disc: Disc, recipe: GrahamRecipe = GrahamRecipe()) -> np.ndarray:
     """Apply Ben Graham's recipe to an RGB ``uint8`` fundus image with a known disc."""
     blur = gaussian_low_pass(image, recipe.sigma_fraction * disc.radius)
-    sharpened = cv2.addWeighted(image, recipe.gain, blur, -recipe.gain, recipe.offset)
+    sharpened = cv2.addWeighted(image, recipe.gain, blur, -recipe.gain, recipe.offset, dst=blur)
     out = np.full_like(image, round(recipe.offset))
     inside = disc_mask(image.shape[:2], disc, recipe.disc_fraction).view(np.uint8)
     cv2.copyTo(sharpened, inside, out)

@@ -149,3 +149,13 @@ def test_folder_source_refuses_bad_mask_options(lp_bank, tmp_path, masks, messag
     for m in masks:
         args += ["--mask", m]
     assert_refused(lp_bank(*args), message)
+
+
+def test_a_blank_photograph_has_no_fundus(lp_bank, tmp_path):
+    from tests.conftest import write_rgb
+
+    image = write_rgb(tmp_path / "black.png", np.zeros((50, 60, 3), np.uint8))
+    mask = write_mask(tmp_path / "m.png", np.ones((50, 60), bool))
+    r = lp_bank("build", "--image", image, "--mask", f"HE={mask}", "-o", tmp_path / "b.h5")
+    assert_refused(r, "black.png", "no fundus found")
+    assert not (tmp_path / "b.h5").exists()

@@ -52,3 +52,19 @@ def test_components_leaving_the_region_are_left_out_and_counted():
     lesions, left_out = extract_lesions(np.zeros((30, 30, 3), np.uint8), mask, "EX", 0, region)
     assert [lesion.bbox for lesion in lesions] == [(5, 5, 3, 3)]
     assert left_out == 1
+
+
+def test_an_empty_mask_gives_no_lesion():
+    lesions, left_out = extract_lesions(
+        np.zeros((20, 20, 3), np.uint8), np.zeros((20, 20), bool), "SE", 0, np.ones((20, 20), bool)
+    )
+    assert lesions == [] and left_out == 0
+
+
+def test_boxes_are_in_source_coordinates_when_the_mask_is_off_centre():
+    mask = np.zeros((50, 60), bool)
+    mask[40:43, 50:52] = True
+    image = np.random.default_rng(5).integers(0, 256, (50, 60, 3), dtype=np.uint8)
+    (lesion,), _ = extract_lesions(image, mask, "EX", 0)
+    assert lesion.bbox == (40, 50, 3, 2)
+    np.testing.assert_array_equal(lesion.patch, image[40:43, 50:52])
