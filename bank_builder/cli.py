@@ -203,7 +203,8 @@ def build(
         types = list(masks)
     out = out or Path("banks") / f"{'_'.join(n.lower() for n in names)}.h5"
     refuse_existing(out, overwrite)
-    progress = tqdm(sources, desc="sources", unit="image", disable=quiet, leave=False)
+    several = source == "mosmed" or len(names) > 1
+    progress = tqdm(sources, desc="sources", unit="image", disable=quiet or not several, leave=False)
     result = build_bank(
         progress,
         out,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shlex
+import sys
 
 import click
+from tqdm import tqdm
 
 from bank_builder.errors import LesionPasteError
 
@@ -27,7 +29,7 @@ class Group(click.Group):
 
 def warn_to_stderr(prog: str):
     """A ``warn`` callback printing ``<prog>: warning: ...`` lines on stderr."""
-    return lambda message: click.echo(f"{prog}: warning: {message}", err=True)
+    return lambda message: tqdm.write(f"{prog}: warning: {message}", file=sys.stderr)
 
 
 def command_line() -> str:

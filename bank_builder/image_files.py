@@ -74,6 +74,54 @@ def decode(data: bytes, path: Path, flags: int) -> np.ndarray:
     return image
 
 
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from a JPEG's frame header, without decoding; None if not found."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height = int.from_bytes(data[i + 5 : i + 7], "big")
+            width = int.from_bytes(data[i + 7 : i + 9], "big")
+            return width, height
+        i += 2 + length
+    return None
+
+
+_REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def read_rgb_at_least(path: Path, min_side: int) -> tuple[np.ndarray, str]:
+    """Read a colour image, letting the JPEG decoder scale it down by 2, 4 or 8 when its
+    shorter side stays at least ``min_side`` (DCT-domain scaling: a fraction of the cost of a
+    full decode, and a proper low-pass). Other formats, or ``min_side <= 0``, read in full."""
+    data = read_bytes(path)
+    size = jpeg_size(data) if min_side > 0 else None
+    factor = 1
+    if size is not None:
+        while factor < 8 and min(size) // (factor * 2) >= min_side:
+            factor *= 2
+    if factor == 1:
+        return _rgb(decode(data, path, cv2.IMREAD_UNCHANGED), path), sha256_hex(data)
+    return _rgb(decode(data, path, _REDUCED[factor]), path), sha256_hex(data)
+
+
+def _rgb(image: np.ndarray, path: Path) -> np.ndarray:
+    image = to_uint8(image, path)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
+
+
 def to_uint8(image: np.ndarray, path: Path) -> np.ndarray:
     """Scale a 16-bit image to 8 bits; pass 8-bit images through."""
     if image.dtype == np.uint8:
@@ -85,16 +133,7 @@ def to_uint8(image: np.ndarray, path: Path) -> np.ndarray:
 
 def read_rgb(path: Path) -> tuple[np.ndarray, str]:
     """Read a colour image as an ``(H, W, 3)`` RGB ``uint8`` array, with the file's sha256."""
-    data = read_bytes(path)
-    image = decode(data, path, cv2.IMREAD_UNCHANGED)
-    image = to_uint8(image, path)
-    if image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    elif image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    else:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
-    return image, sha256_hex(data)
+    return read_rgb_at_least(path, 0)
 
 
 def read_gray(path: Path) -> tuple[np.ndarray, str]:

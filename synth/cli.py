@@ -1,0 +1,329 @@
+"""``lp-synth``: synthesize anomalous twins; prepare, verify and preview datasets."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shlex
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from bank_builder import __version__
+from bank_builder.bank_file import read_bank
+from bank_builder.cli_common import Group, warn_to_stderr
+from bank_builder.config import config_value
+from bank_builder.errors import LesionPasteError
+from synth.augment import AugmentConfig
+from synth.card import dataset_card
+from synth.colour import colour_luts, histogram
+from synth.dataset_format import read_dataset_json, verify
+from synth.normals import NormalImage, list_folder, read_label_file
+from synth.preview import twin_grid
+from synth.run import Job, normals_recipe, prepare_normal, run_synthesis
+from synth.tiers import make_tiers
+from synth.twin import PasteConfig
+
+PROG = "lp-synth"
+#: Options that change how a run executes, not what it writes: left out of the recorded
+#: command, so that datasets made with any -j or backend are byte-identical.
+EXECUTION_OPTIONS = {"-j": 1, "--jobs": 1, "--backend": 1, "--scheduler": 1, "-o": 1,
+                     "--out": 1, "--overwrite": 0, "-q": 0, "--quiet": 0}
+
+
+def provenance_command() -> str:
+    """The command line as typed, less the execution-only options."""
+    argv = click.get_current_context().meta["lesionpaste.argv"]
+    kept, skip = [], 0
+    for arg in argv:
+        if skip:
+            skip -= 1
+            continue
+        name = arg.split("=", 1)[0]
+        if name in EXECUTION_OPTIONS:
+            skip = EXECUTION_OPTIONS[name] if "=" not in arg else 0
+            continue
+        kept.append(arg)
+    return shlex.join(kept)
+
+
+def _setting(option, env: str, key: str) -> str | None:
+    return option or os.environ.get(env) or config_value("synth", key)
+
+
+def resolve_bank(option: str | None) -> Path:
+    """--bank, else $LP_BANK, else [synth] bank in lesionpaste.toml, else the one bank in banks/."""
+    value = _setting(option, "LP_BANK", "bank")
+    if value:
+        return Path(value)
+    found = sorted(glob.glob("banks/*.h5"))
+    if len(found) == 1:
+        return Path(found[0])
+    if not found:
+        raise LesionPasteError(
+            "no bank given: pass --bank, set LP_BANK, or build one first (lp-bank build idrid_48)"
+        )
+    raise LesionPasteError(f"banks/ holds several banks ({', '.join(found)}); choose with --bank")
+
+
+def resolve_normals(
+    option: str | None, images: str | None, grades: tuple[int, ...], quality: str | None
+) -> tuple[list[NormalImage], list[dict]]:
+    """Normal images from a folder, or from a label file (EyeQ / EyePACS) with filters."""
+    value = _setting(option, "LP_NORMALS", "normals")
+    if not value:
+        raise LesionPasteError(
+            "no normal images given: pass --normals DIR or a label CSV, or set LP_NORMALS"
+        )
+    path = Path(value)
+    if path.is_file():
+        folder = Path(images) if images else (
+            path.parent / "images" if (path.parent / "images").is_dir() else path.parent)
+        return read_label_file(path, folder, set(grades) if grades else None, quality)
+    if grades or quality:
+        raise LesionPasteError("--grade and --quality filter a label file; give --normals FILE.csv")
+    return list_folder(path), []
+
+
+def _lambda(text: str) -> tuple[float, float] | None:
+    if text.lower() == "none":
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or not 0 <= values[0] <= values[1] <= 1:
+        raise LesionPasteError(f"--lambda {text!r}: expected LOW,HIGH or one value in [0, 1], or none")
+    return values[0], values[1]
+
+
+def _pooled_normals_histogram(normals, bank, preprocess, size, sample, seed) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    picked = rng.permutation(len(normals))[:sample]
+    recipe = normals_recipe(bank, preprocess)
+    total = np.zeros((bank.meta.channels, 256), np.int64)
+    for i in sorted(picked):
+        try:
+            prepared = prepare_normal(normals[i].path, bank, recipe, size)
+        except LesionPasteError:
+            continue
+        total += histogram(prepared.image, prepared.region)
+    return total
+
+
+class _Progress:
+    def __init__(self, quiet: bool, desc: str):
+        self.bar = None if quiet else tqdm(desc=desc, unit="img", leave=False)
+
+    def __call__(self, n: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _report(summary, out: Path, quiet: bool, what: str) -> None:
+    warn = warn_to_stderr(PROG)
+    for s in summary.skipped[:10]:
+        warn(f"skipped {s['id']}: {s['reason']}")
+    if len(summary.skipped) > 10:
+        warn(f"... and {len(summary.skipped) - 10} more skipped (listed in dataset.json)")
+    if not quiet:
+        made = summary.written - summary.resumed
+        rate = made / summary.seconds if summary.seconds > 0 else 0.0
+        click.echo(f"wrote {out}: {summary.written} {what}, {len(summary.skipped)} skipped, "
+                   f"{summary.resumed} resumed from an earlier run; {summary.seconds:.1f} s "
+                   f"({rate:.1f} images/s)")
+
+
+def _run_options(f):
+    for option in reversed([
+        click.option("-j", "--jobs", default=1, show_default=True, help="Worker processes."),
+        click.option("--backend", type=click.Choice(["loky", "dask"]), default="loky",
+                     show_default=True, help="joblib backend; dask runs on a Dask cluster."),
+        click.option("--scheduler", help="Dask scheduler address (with --backend dask)."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing output directory."),
+        click.option("--strict", is_flag=True, help="Stop at the first unreadable image."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary."),
+    ]):
+        f = option(f)
+    return f
+
+
+@click.group(cls=Group, invoke_without_command=True)
+@click.version_option(__version__, prog_name="lesionpaste")
+@click.option("--bank", help="Lesion bank (else $LP_BANK, lesionpaste.toml, or the one in banks/).")
+@click.option("--normals", help="Folder of normal images, or an EyeQ/EyePACS label CSV "
+              "(else $LP_NORMALS or lesionpaste.toml).")
+@click.option("--images", help="With a label CSV: the image folder (default: images/ beside it).")
+@click.option("--grade", type=int, multiple=True, help="Keep these DR grades (label file).")
+@click.option("--quality", type=click.Choice(["good", "usable", "reject"]),
+              help="EyeQ: keep images of this quality.")
+@click.option("-o", "--out", help="Output directory (default datasets/<bank>-synth).")
+@click.option("--ratios", help="Tier ratios, e.g. 0.8,0.1,0.05,0.05 (fundus: MA / MA+HE / "
+              "MA+HE+SE / MA+HE+SE+EX).")
+@click.option("--lambda", "lam", default="0.5,0.8", show_default=True,
+              help="MixUp λ range, a fixed value (0.7), or none for a hard paste.")
+@click.option("--flip/--no-flip", default=True, show_default=True)
+@click.option("--rotation/--no-rotation", default=True, show_default=True)
+@click.option("--resize/--no-resize", default=True, show_default=True)
+@click.option("--contrast/--no-contrast", default=True, show_default=True)
+@click.option("--brightness/--no-brightness", default=True, show_default=True)
+@click.option("--colour/--no-colour", default=False, show_default=True,
+              help="Hue/saturation distortion (off in the paper's best setting).")
+@click.option("--size", default=256, show_default=True, help="Output side in pixels (0 = keep).")
+@click.option("--preprocess", type=click.Choice(["bank", "none"]), default="bank",
+              show_default=True, help="Apply the bank's recipe to the normals, or use them as they "
+              "are (already normalised elsewhere, e.g. eyepacs256).")
+@click.option("--match-colour", is_flag=True,
+              help="Map lesion colours onto the normals' colour distribution.")
+@click.option("--colour-sample", default=200, show_default=True,
+              help="Normals sampled for --match-colour.")
+@click.option("--seed", default=0, show_default=True)
+@_run_options
+@click.pass_context
+def cli(ctx, bank, normals, images, grade, quality, out, ratios, lam, flip, rotation, resize,
+        contrast, brightness, colour, size, preprocess, match_colour, colour_sample, seed,
+        jobs, backend, scheduler, overwrite, strict, quiet) -> None:
+    """Write one MixUp-pasted anomalous twin per normal image, as a shareable dataset.
+
+    Subcommands prepare an evaluation set, verify a dataset, or preview one.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if size < 0:
+        raise LesionPasteError("--size must be 0 (keep) or a positive number of pixels")
+    bank_path = resolve_bank(bank)
+    lesion_bank = read_bank(bank_path)
+    tiers = make_tiers(lesion_bank.meta.modality, lesion_bank.counts(), ratios)
+    paste = PasteConfig(lam=_lambda(lam), augment=AugmentConfig(
+        flip=flip, rotation=rotation, resize=resize, contrast=contrast, brightness=brightness,
+        colour=colour))
+    items, missing = resolve_normals(normals, images, grade, quality)
+    out_dir = Path(out or config_value("synth", "out") or f"datasets/{bank_path.stem}-synth")
+    luts = None
+    if match_colour:
+        target = _pooled_normals_histogram(items, lesion_bank, preprocess, size, colour_sample, seed)
+        luts = colour_luts(lesion_bank.histograms, target)
+    job = Job(bank_path=bank_path.resolve(), bank_sha256=lesion_bank.sha256, tiers=tuple(tiers),
+              paste=paste, seed=seed, size=size, preprocess=preprocess, strict=strict,
+              colour_luts=luts)
+    progress = _Progress(quiet, "twins")
+    try:
+        summary = run_synthesis(items, job, out_dir, command=provenance_command(),
+                                listed_missing=missing, jobs=jobs, backend=backend,
+                                scheduler=scheduler, overwrite=overwrite,
+                                chunk_size=_chunk_size(items), progress=progress,
+                                write_card=dataset_card)
+    finally:
+        progress.close()
+    _report(summary, out_dir, quiet, "normal/anomalous pairs")
+
+
+def _chunk_size(items: list[NormalImage]) -> int:
+    """Images per joblib task: about a tenth of a second of work each."""
+    from bank_builder.image_files import jpeg_size
+
+    try:
+        with open(items[0].path, "rb") as fh:
+            size = jpeg_size(fh.read(1 << 16))
+    except OSError:
+        size = None
+    if size is None or size[0] * size[1] <= 1_000_000:
+        return 16
+    return 2
+
+
+@cli.command()
+@click.option("--images", required=True, help="Folder of the evaluation images.")
+@click.option("--labels", help="EyeQ/EyePACS label CSV giving each image's grade.")
+@click.option("--label", type=int, help="Without --labels: one label for every image.")
+@click.option("--grade", type=int, multiple=True, help="Keep only these grades.")
+@click.option("--quality", type=click.Choice(["good", "usable", "reject"]))
+@click.option("--bank", help="The bank whose recipe the images get (as for lp-synth).")
+@click.option("--like", "like", type=click.Path(path_type=Path),
+              help="A synthetic dataset whose size and preprocessing to copy.")
+@click.option("--size", default=None, type=int, help="Output side (default 256, or --like's).")
+@click.option("--preprocess", type=click.Choice(["bank", "none"]), default=None)
+@click.option("-o", "--out", required=True, help="Output directory.")
+@_run_options
+def prep(images, labels, label, grade, quality, bank, like, size, preprocess, out, jobs, backend,
+         scheduler, overwrite, strict, quiet) -> None:
+    """Write a labelled evaluation set, preprocessed exactly as the training images."""
+    settings = {"size": 256, "normals_preprocess": "bank"}
+    if like is not None:
+        settings.update(read_dataset_json(like)["config"])
+    size = settings["size"] if size is None else size
+    preprocess = preprocess or settings["normals_preprocess"]
+    bank_path = resolve_bank(bank)
+    lesion_bank = read_bank(bank_path)
+    if labels:
+        items, missing = read_label_file(Path(labels), Path(images),
+                                         set(grade) if grade else None, quality)
+    elif label is not None:
+        items = [NormalImage(n.image_id, n.path, label) for n in list_folder(Path(images))]
+        missing = []
+    else:
+        raise LesionPasteError("give --labels CSV (grades per image) or --label N for all images")
+    job = Job(bank_path=bank_path.resolve(), bank_sha256=lesion_bank.sha256, kind="evaluation",
+              size=size, preprocess=preprocess, strict=strict)
+    progress = _Progress(quiet, "images")
+    try:
+        summary = run_synthesis(items, job, Path(out), command=provenance_command(),
+                                listed_missing=missing, jobs=jobs, backend=backend,
+                                scheduler=scheduler, overwrite=overwrite,
+                                chunk_size=_chunk_size(items), progress=progress,
+                                write_card=dataset_card)
+    finally:
+        progress.close()
+    _report(summary, Path(out), quiet, "labelled images")
+
+
+@cli.command(name="verify")
+@click.argument("dataset", type=click.Path(path_type=Path))
+def verify_command(dataset: Path) -> None:
+    """Check a dataset: schema, counts, safe paths and every sha256."""
+    problems = verify(dataset)
+    if problems:
+        for problem in problems[:20]:
+            click.echo(f"{PROG}: {dataset}: {problem}", err=True)
+        if len(problems) > 20:
+            click.echo(f"{PROG}: ... {len(problems) - 20} more problems", err=True)
+        raise click.exceptions.Exit(1)
+    meta = read_dataset_json(dataset)
+    click.echo(f"{dataset}: OK ({meta['kind']}, {meta['counts']['images']} images, "
+               "every sha256 matches)")
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="PNG to write.")
+@click.option("--count", default=8, show_default=True, help="Twin pairs shown.")
+@click.option("--overwrite", is_flag=True)
+def preview(dataset: Path, out: Path, count: int, overwrite: bool) -> None:
+    """Normal / anomalous twins side by side, pasted masks outlined."""
+    from bank_builder.atomic import atomic_output
+
+    if out.suffix.lower() != ".png":
+        raise LesionPasteError(f"{out}: the preview is written as PNG; name it *.png")
+    grid = twin_grid(dataset, count)
+    ok, data = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    with atomic_output(out, overwrite) as tmp:
+        tmp.write_bytes(data.tobytes())
+    click.echo(f"wrote {out}")
+
+
+def main() -> None:
+    """Console entry point."""
+    cli(prog_name=PROG)
+
+
+

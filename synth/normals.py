@@ -1,0 +1,124 @@
+"""Which normal images to use: a folder, or a label file (EyeQ or EyePACS) with filters."""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from bank_builder.errors import LesionPasteError
+
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".tif", ".tiff", ".dcm")
+QUALITY = {"good": 0, "usable": 1, "reject": 2}
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+@dataclass(frozen=True)
+class NormalImage:
+    """One input image: its id (file stem, used for output names), path and label if known."""
+
+    image_id: str
+    path: Path
+    label: int | None = None
+
+
+def _checked_id(stem: str, where: str) -> str:
+    if not SAFE_ID.fullmatch(stem) or ".." in stem:
+        raise LesionPasteError(f"{where}: image name {stem!r} is not a plain file name")
+    return stem
+
+
+def list_folder(folder: Path) -> list[NormalImage]:
+    """Every image file directly in ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise LesionPasteError(f"{folder}: no such folder of images")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise LesionPasteError(f"{folder}: no images in it ({', '.join(IMAGE_SUFFIXES)})")
+    return _unique([NormalImage(_checked_id(p.stem, str(folder)), p) for p in files], folder)
+
+
+def _unique(images: list[NormalImage], where) -> list[NormalImage]:
+    seen: dict[str, Path] = {}
+    for image in images:
+        if image.image_id in seen:
+            raise LesionPasteError(
+                f"{where}: two images share the name {image.image_id!r} "
+                f"({seen[image.image_id].name}, {image.path.name})"
+            )
+        seen[image.image_id] = image.path
+    return images
+
+
+def _find_image(folder: Path, name: str, by_stem: dict[str, Path]) -> Path | None:
+    direct = folder / name
+    if Path(name).suffix.lower() in IMAGE_SUFFIXES and direct.is_file():
+        return direct
+    return by_stem.get(Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES else name)
+
+
+def read_label_file(
+    labels: Path,
+    images: Path,
+    grades: set[int] | None = None,
+    quality: str | None = None,
+) -> tuple[list[NormalImage], list[dict]]:
+    """Images listed in an EyePACS (``image,level``) or EyeQ (``image,quality,DR_grade``) file.
+
+    Args:
+        labels: the CSV file.
+        images: the folder holding the images (names with or without their extension).
+        grades: keep only these DR grades (e.g. ``{0}`` for normals).
+        quality: EyeQ only: keep ``good`` (0), ``usable`` (1) or ``reject`` (2) images.
+
+    Returns:
+        The images found, and ``{"id", "reason"}`` records for listed images that are missing.
+    """
+    labels, images = Path(labels), Path(images)
+    if not labels.is_file():
+        raise LesionPasteError(f"{labels}: no such label file")
+    if not images.is_dir():
+        raise LesionPasteError(f"{images}: no such folder of images")
+    try:
+        with labels.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise LesionPasteError(f"{labels}: not a readable CSV file ({exc})") from None
+    columns = set(rows[0]) if rows else set()
+    if {"image", "level"} <= columns:
+        grade_col, quality_col = "level", None
+    elif {"image", "quality", "DR_grade"} <= columns:
+        grade_col, quality_col = "DR_grade", "quality"
+    else:
+        raise LesionPasteError(
+            f"{labels}: unknown label file; expected columns image,level (EyePACS) or "
+            "image,quality,DR_grade (EyeQ)"
+        )
+    if quality is not None and quality_col is None:
+        raise LesionPasteError(f"--quality needs an EyeQ label file; {labels.name} has no quality column")
+    wanted_quality = QUALITY[quality] if quality else None
+    by_stem = {p.stem: p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    found, missing = [], []
+    for line, row in enumerate(rows, start=2):
+        try:
+            grade = int(row[grade_col])
+            q = int(row[quality_col]) if quality_col else None
+        except (TypeError, ValueError):
+            raise LesionPasteError(f"{labels}, line {line}: grade or quality is not a number") from None
+        if grades is not None and grade not in grades:
+            continue
+        if wanted_quality is not None and q != wanted_quality:
+            continue
+        name = (row["image"] or "").strip()
+        image_id = _checked_id(Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES else name,
+                               f"{labels}, line {line}")
+        path = _find_image(images, name, by_stem)
+        if path is None:
+            missing.append({"id": image_id, "reason": f"listed in {labels.name} but not in {images}"})
+            continue
+        found.append(NormalImage(image_id, path, grade))
+    if not found:
+        raise LesionPasteError(f"{labels}: no image matches the filters (or none is in {images})")
+    return _unique(found, labels), missing

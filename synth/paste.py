@@ -1,0 +1,39 @@
+"""MixUp pasting, eq. (1) of the paper, and placement inside the field of view."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def mixup_paste(
+    image: np.ndarray, patch: np.ndarray, mask: np.ndarray, y: int, x: int, lam: float
+) -> None:
+    """Paste ``patch`` into ``image`` at ``(y, x)`` in place, by eq. (1).
+
+    Inside ``mask``: ``(1 - lam) * I + lam * L``, rounded to the nearest integer; outside it the
+    image is not touched. ``lam = 1`` is a hard paste (the paper's "w.o. MixUp").
+    """
+    h, w = mask.shape
+    target = image[y : y + h, x : x + w]
+    blended = (1.0 - lam) * target[mask].astype(np.float32) + lam * patch[mask]
+    target[mask] = np.clip(np.rint(blended), 0, 255).astype(image.dtype)
+
+
+def find_position(
+    rng: np.random.Generator, mask: np.ndarray, region: np.ndarray, tries: int = 100
+) -> tuple[int, int] | None:
+    """A top-left position where every pixel of ``mask`` falls inside ``region``.
+
+    Positions are drawn uniformly over the image; the first that fits is taken. Returns None
+    when none of ``tries`` draws fits (the lesion is larger than the free field of view).
+    """
+    h, w = mask.shape
+    height, width = region.shape
+    if h > height or w > width:
+        return None
+    for _ in range(tries):
+        y = int(rng.integers(0, height - h + 1))
+        x = int(rng.integers(0, width - w + 1))
+        if region[y : y + h, x : x + w][mask].all():
+            return y, x
+    return None

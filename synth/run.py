@@ -1,0 +1,346 @@
+"""Run a synthesis: prepare the work, fan images out with joblib, resume, and publish.
+
+Work happens in a hidden sibling directory ``.NAME.partial`` of the output ``NAME``; each image's
+files are written atomically and its record last, so a rerun after any interruption (SIGKILL
+included) redoes only what is missing and ends with exactly the files an uninterrupted run
+writes. The finished directory is renamed to ``NAME`` in one step, ``dataset.json`` written
+last inside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from joblib import Parallel, delayed, parallel_config
+
+from bank_builder import __version__
+from bank_builder.bank_file import Bank, read_bank
+from bank_builder.errors import LesionPasteError
+from bank_builder.image_files import is_dicom, read_dicom_hu, read_gray, read_rgb_at_least
+from bank_builder.preprocess import NoRecipe, Recipe, WindowRecipe, recipe_from_dict
+from synth.dataset_format import FORMAT, MANIFEST_COLUMNS, SCHEMA_VERSION, sha256_file
+from synth.files import encode_png, run_lock, write_atomic
+from synth.normals import NormalImage
+from synth.prepare import Prepared, prepare_ct, prepare_fundus
+from synth.tiers import Tier
+from synth.twin import PasteConfig, image_generators, synthesize_twin
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker needs (picklable): the run's full, resolved configuration."""
+
+    bank_path: Path
+    bank_sha256: str
+    tiers: tuple[Tier, ...] = ()
+    paste: PasteConfig = field(default_factory=PasteConfig)
+    kind: str = "synthetic"  # or "evaluation": prepared images only, labelled
+    seed: int = 0
+    size: int = 256
+    preprocess: str = "bank"  # or "none": the normals were normalised elsewhere
+    strict: bool = False
+    colour_luts: np.ndarray | None = field(default=None, repr=False)
+
+    def describe(self) -> dict:
+        """The configuration recorded in ``dataset.json`` (and compared on resume)."""
+        if self.kind == "evaluation":
+            return {"size": self.size, "normals_preprocess": self.preprocess}
+        return {
+            "seed": self.seed,
+            "size": self.size,
+            "tiers": [{"types": list(t.types), "ratio": t.ratio} for t in self.tiers],
+            "normals_preprocess": self.preprocess,
+            "match_colour": self.colour_luts is not None,
+            **self.paste.to_dict(),
+        }
+
+
+# ---------------------------------------------------------------- in the workers
+
+_BANKS: dict[tuple[str, str], Bank] = {}
+
+
+def _bank(job: Job) -> Bank:
+    key = (str(job.bank_path), job.bank_sha256)
+    if key not in _BANKS:
+        bank = read_bank(job.bank_path)
+        if bank.sha256 != job.bank_sha256:
+            raise LesionPasteError(f"{job.bank_path} changed while the run was going on")
+        _BANKS[key] = bank
+    return _BANKS[key]
+
+
+def normals_recipe(bank: Bank, preprocess: str) -> Recipe:
+    """The recipe applied to normal images: the bank's, or none when asked."""
+    recipe = recipe_from_dict(bank.meta.preprocess)
+    return NoRecipe() if preprocess == "none" and not isinstance(recipe, WindowRecipe) else recipe
+
+
+def prepare_normal(path: Path, bank: Bank, recipe: Recipe, size: int) -> Prepared:
+    """Read one normal image and prepare it like the bank's source (fundus or CT)."""
+    if bank.meta.modality == "fundus":
+        raw, _ = read_rgb_at_least(path, size)
+        return prepare_fundus(raw, recipe, size)
+    if is_dicom(path):
+        if not isinstance(recipe, WindowRecipe):
+            raise LesionPasteError(f"{path}: a DICOM slice needs a bank built with CT windowing")
+        hu, _, spacing = read_dicom_hu(path)
+        return prepare_ct(hu, recipe, size, list(spacing) if spacing else None)
+    if isinstance(recipe, WindowRecipe):
+        raise LesionPasteError(f"{path}: the bank windows HU; give DICOM slices as normals")
+    grey, _ = read_gray(path)
+    return prepare_ct(grey, recipe, size, None)
+
+
+def _relative(kind: str, image_id: str) -> str:
+    return {
+        "image": f"images/{image_id}.png",
+        "normal": f"images/normal/{image_id}.png",
+        "anomalous": f"images/anomalous/{image_id}.png",
+        "mask": f"masks/{image_id}.png",
+    }[kind]
+
+
+def _save(work: Path, outputs: list[tuple[str, np.ndarray]], image_id: str) -> dict:
+    files = {}
+    for kind, array in outputs:
+        data = encode_png(array)
+        write_atomic(work / _relative(kind, image_id), data)
+        files[kind] = {"path": _relative(kind, image_id), "sha256": hashlib.sha256(data).hexdigest()}
+    return files
+
+
+def make_one(item: NormalImage, job: Job, work: Path) -> dict:
+    """Make one normal/anomalous pair in ``work``; returns its record (also saved there)."""
+    bank = _bank(job)
+    try:
+        prepared = prepare_normal(item.path, bank, normals_recipe(bank, job.preprocess), job.size)
+    except LesionPasteError as exc:
+        if job.strict:
+            raise
+        return {"id": item.image_id, "status": "skipped", "path": str(item.path), "reason": str(exc)}
+    if job.kind == "evaluation":
+        files = _save(work, [("image", prepared.image)], item.image_id)
+        record = {"id": item.image_id, "status": "ok", "files": files, "label": item.label}
+    else:
+        pools = [bank.indices_of(list(t.types)) for t in job.tiers]
+        twin = synthesize_twin(prepared, bank, list(job.tiers), pools, job.paste,
+                               image_generators(job.seed, item.image_id), job.colour_luts)
+        if not twin.pastes:
+            return {"id": item.image_id, "status": "skipped", "path": str(item.path),
+                    "reason": "no drawn lesion fits inside the field of view"}
+        outputs = [("normal", prepared.image), ("anomalous", twin.image), ("mask", twin.mask)]
+        record = {
+            "id": item.image_id,
+            "status": "ok",
+            "files": _save(work, outputs, item.image_id),
+            "tier": twin.tier,
+            "tier_types": list(job.tiers[twin.tier].types),
+            "n_drawn": twin.n_drawn,
+            "pastes": twin.pastes,
+        }
+    write_atomic(work / "records" / f"{item.image_id}.json", json.dumps(record).encode())
+    return record
+
+
+def make_chunk(items: list[NormalImage], job: Job, work: Path) -> list[dict]:
+    """A joblib task: several images, so each task is long enough to be worth sending."""
+    return [make_one(item, job, work) for item in items]
+
+
+# ---------------------------------------------------------------- in the parent
+
+
+def finished_record(work: Path, image_id: str) -> dict | None:
+    """The record of an image an earlier run finished, if its files are all intact."""
+    path = work / "records" / f"{image_id}.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        for entry in record["files"].values():
+            if sha256_file(work / entry["path"]) != entry["sha256"]:
+                return None
+        return record
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _parallel(jobs: int, backend: str, scheduler: str | None):
+    if backend == "dask":
+        try:
+            from distributed import Client
+        except ImportError:
+            raise LesionPasteError("--backend dask needs: pip install 'lesionpaste[dask]'") from None
+        if not scheduler:
+            raise LesionPasteError("--backend dask needs --scheduler ADDRESS (e.g. tcp://host:8786)")
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise LesionPasteError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from None
+        return client, parallel_config(backend="dask")
+    return None, parallel_config(backend="loky", n_jobs=jobs)
+
+
+@dataclass
+class Summary:
+    written: int
+    skipped: list[dict]
+    resumed: int
+    seconds: float
+
+
+def run_synthesis(
+    normals: list[NormalImage],
+    job: Job,
+    out: Path,
+    *,
+    command: str,
+    listed_missing: list[dict] | None = None,
+    jobs: int = 1,
+    backend: str = "loky",
+    scheduler: str | None = None,
+    overwrite: bool = False,
+    chunk_size: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+    write_card: Callable[[dict], str] | None = None,
+) -> Summary:
+    """Write the dataset (synthetic twins, or an evaluation set) for ``normals`` to ``out``."""
+    started = time.perf_counter()
+    out = Path(out)
+    work = out.with_name(f".{out.name}.partial")
+    with run_lock(out.with_name(f".{out.name}.lock")):
+        if out.exists() and not overwrite:
+            raise LesionPasteError(f"{out} already exists; pass --overwrite to replace it")
+        config = {"job": job.describe(), "bank_sha256": job.bank_sha256,
+                  "normals": [[n.image_id, str(n.path)] for n in normals]}
+        config_path = work / "config.json"
+        if work.exists():
+            try:
+                previous = json.loads(config_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                previous = None
+            if previous != config:
+                if not overwrite:
+                    raise LesionPasteError(
+                        f"{work} holds an interrupted run with other settings or images; rerun "
+                        "it with the same ones to resume, or pass --overwrite to start afresh"
+                    )
+                shutil.rmtree(work)
+        work.mkdir(parents=True, exist_ok=True)
+        write_atomic(config_path, json.dumps(config, sort_keys=True).encode(), fsync=True)
+
+        records: dict[str, dict] = {}
+        todo = []
+        for item in normals:
+            done = finished_record(work, item.image_id)
+            if done is None:
+                todo.append(item)
+            else:
+                records[item.image_id] = done
+        resumed = len(records)
+        if progress:
+            progress(resumed, len(normals))
+        if todo:
+            client, config_ctx = _parallel(jobs, backend, scheduler)
+            try:
+                with config_ctx:
+                    tasks = (delayed(make_chunk)(c, job, work) for c in chunks(todo, chunk_size))
+                    for batch in Parallel(return_as="generator_unordered")(tasks):
+                        for record in batch:
+                            records[record["id"]] = record
+                        if progress:
+                            progress(len(batch), len(normals))
+            finally:
+                if client is not None:
+                    client.close()
+        ordered = [records[n.image_id] for n in normals]
+        skipped = [r for r in ordered if r["status"] != "ok"] + list(listed_missing or [])
+        _publish(out, work, ordered, skipped, job, command, overwrite, write_card)
+    return Summary(written=len(ordered) - len([r for r in ordered if r["status"] != "ok"]),
+                   skipped=skipped, resumed=resumed, seconds=time.perf_counter() - started)
+
+
+def _manifest(records: list[dict], kind: str) -> str:
+    lines = [",".join(MANIFEST_COLUMNS)]
+    for r in records:
+        if kind == "evaluation":
+            image = r["files"]["image"]
+            lines.append(f"{image['path']},{r['label']},{r['id']},,,,{image['sha256']}")
+            continue
+        f = r["files"]
+        lines.append(f"{f['normal']['path']},0,{r['id']},,0,,{f['normal']['sha256']}")
+        lines.append(
+            f"{f['anomalous']['path']},1,{r['id']},{r['tier'] + 1},{len(r['pastes'])},"
+            f"{f['mask']['path']},{f['anomalous']['sha256']}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _publish(out, work, ordered, skipped, job, command, overwrite, write_card) -> None:
+    ok = [r for r in ordered if r["status"] == "ok"]
+    if not ok:
+        raise LesionPasteError("no normal image could be used; nothing was written")
+    manifest = _manifest(ok, job.kind).encode()
+    pastes = "" if job.kind == "evaluation" else "".join(
+        json.dumps({"twin_id": r["id"], "path": r["files"]["anomalous"]["path"],
+                    "mask_path": r["files"]["mask"]["path"],
+                    "mask_sha256": r["files"]["mask"]["sha256"], "tier": r["tier"] + 1,
+                    "tier_types": r["tier_types"], "n_drawn": r["n_drawn"],
+                    "pastes": r["pastes"]}, sort_keys=True) + "\n"
+        for r in ok
+    ).encode()
+    bank = _bank(job)
+    if job.kind == "evaluation":
+        labels = [r["label"] for r in ok]
+        counts = {"images": len(ok), "skipped": len(skipped),
+                  "by_label": {str(v): labels.count(v) for v in sorted(set(labels))}}
+    else:
+        counts = {"images": 2 * len(ok), "normal": len(ok), "anomalous": len(ok),
+                  "skipped": len(skipped),
+                  "by_tier": {"+".join(t.types): sum(1 for r in ok if r["tier"] == i)
+                              for i, t in enumerate(job.tiers)}}
+    meta = {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "kind": job.kind,
+        "counts": counts,
+        "config": job.describe(),
+        "bank": {"file": Path(job.bank_path).name, "sha256": job.bank_sha256,
+                 "schema_version": bank.meta.schema_version, "modality": bank.meta.modality,
+                 "lesion_types": bank.meta.lesion_types, "counts": bank.counts(),
+                 "preprocess": bank.meta.preprocess, "sources": bank.meta.sources,
+                 "tool_version": bank.meta.tool_version, "command": bank.meta.command},
+        "skipped": [{"id": s["id"], "reason": s["reason"]} for s in skipped],
+        "tool_version": __version__,
+        "command": command,
+    }
+    names = ["manifest.csv", "README.md"]
+    write_atomic(work / "manifest.csv", manifest)
+    if job.kind == "synthetic":
+        write_atomic(work / "pastes.jsonl", pastes)
+        names.append("pastes.jsonl")
+    card = write_card(meta) if write_card else ""
+    write_atomic(work / "README.md", card.encode())
+    meta["files"] = {name: sha256_file(work / name) for name in sorted(names)}
+    shutil.rmtree(work / "records")
+    (work / "config.json").unlink()
+    write_atomic(work / "dataset.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode(),
+                 fsync=True)
+    if out.exists():
+        old = out.with_name(f".{out.name}.replaced")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        work.rename(out)
+        shutil.rmtree(old)
+    else:
+        work.rename(out)
