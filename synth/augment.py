@@ -111,8 +111,12 @@ def rotate_lesion(
         patch, matrix, (new_w, new_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     ).reshape(new_h, new_w, patch.shape[2])
     coverage = cv2.warpAffine(
-        mask.astype(np.float32), matrix, (new_w, new_h), flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+        mask.astype(np.float32),
+        matrix,
+        (new_w, new_h),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
     )
     return rotated, _threshold(coverage)
 
@@ -152,8 +156,9 @@ def augment_lesion(
         patch, mask = patch[:, ::-1], mask[:, ::-1]
     if draw.flip_v:
         patch, mask = patch[::-1], mask[::-1]
-    patch, mask = resize_lesion(np.ascontiguousarray(patch), np.ascontiguousarray(mask),
-                                base_scale * draw.scale)
+    patch, mask = resize_lesion(
+        np.ascontiguousarray(patch), np.ascontiguousarray(mask), base_scale * draw.scale
+    )
     patch, mask = rotate_lesion(patch, mask, draw.angle)
     patch = adjust_intensity(patch, mask, draw.contrast, draw.brightness)
     return distort_colour(patch, draw.hue, draw.saturation), mask

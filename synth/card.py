@@ -18,31 +18,42 @@ def dataset_card(meta: dict) -> str:
     ]
     if meta["kind"] == "synthetic":
         lines += [
-            f"{counts['normal']} normal images, each with one anomalous twin made by pasting "
-            "lesions from a lesion bank with MixUp (LesionPaste, Huang, Huang and Tang).",
-            "Label 0 = normal, 1 = synthetic anomaly. See `dataset.json` for the full "
-            "configuration and `pastes.jsonl` for every pasted lesion (id, position, scale, "
-            "rotation, λ).",
+            (
+                f"{counts['normal']} normal images, each with one anomalous twin made by pasting "
+                "lesions from a lesion bank with MixUp (LesionPaste, Huang, Huang and Tang)."
+            ),
+            (
+                "Label 0 = normal, 1 = synthetic anomaly. See `dataset.json` for the full "
+                "configuration and `pastes.jsonl` for every pasted lesion (id, position, scale, "
+                "rotation, λ)."
+            ),
             "",
             "| tier | twins |",
             "|---|---|",
             *[f"| {name} | {n} |" for name, n in counts.get("by_tier", {}).items()],
             "",
-            f"Image size: {config.get('size') or 'as preprocessed'}; λ: {config.get('lambda')}; "
-            f"seed: {config.get('seed')}.",
+            (
+                f"Image size: {config.get('size') or 'as preprocessed'}; λ: {config.get('lambda')}; "
+                f"seed: {config.get('seed')}."
+            ),
         ]
     else:
-        lines += [f"{counts['images']} labelled images for evaluation; labels by class in "
-                  "`dataset.json`."]
+        lines += [
+            f"{counts['images']} labelled images for evaluation; labels by class in `dataset.json`."
+        ]
     if counts.get("skipped"):
         lines += ["", f"{counts['skipped']} input image(s) were skipped; see `dataset.json`."]
     lines += ["", "## Sources, licences and attribution", ""]
     for source in bank.get("sources", []):
-        lines.append(f"- Lesions from `{source['id']}`: {source.get('attribution', 'unknown')}. "
-                     f"Licence: {source.get('licence', 'unknown')}.")
+        lines.append(
+            f"- Lesions from `{source['id']}`: {source.get('attribution', 'unknown')}. "
+            f"Licence: {source.get('licence', 'unknown')}."
+        )
     lines += [
-        "- Normal images: as supplied by the maker of this dataset; their licence applies to "
-        "the images derived from them (e.g. EyePACS/Kaggle images are for research use only).",
+        (
+            "- Normal images: as supplied by the maker of this dataset; their licence applies to "
+            "the images derived from them (e.g. EyePACS/Kaggle images are for research use only)."
+        ),
         "",
         "Verify the files with `lp-synth verify DIR` (checks every sha256).",
         "",

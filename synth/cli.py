@@ -30,8 +30,17 @@ from synth.twin import PasteConfig
 PROG = "lp-synth"
 #: Options that change how a run executes, not what it writes: left out of the recorded
 #: command, so that datasets made with any -j or backend are byte-identical.
-EXECUTION_OPTIONS = {"-j": 1, "--jobs": 1, "--backend": 1, "--scheduler": 1, "-o": 1,
-                     "--out": 1, "--overwrite": 0, "-q": 0, "--quiet": 0}
+EXECUTION_OPTIONS = {
+    "-j": 1,
+    "--jobs": 1,
+    "--backend": 1,
+    "--scheduler": 1,
+    "-o": 1,
+    "--out": 1,
+    "--overwrite": 0,
+    "-q": 0,
+    "--quiet": 0,
+}
 
 
 def provenance_command() -> str:
@@ -80,8 +89,11 @@ def resolve_normals(
         )
     path = Path(value)
     if path.is_file():
-        folder = Path(images) if images else (
-            path.parent / "images" if (path.parent / "images").is_dir() else path.parent)
+        folder = (
+            Path(images)
+            if images
+            else (path.parent / "images" if (path.parent / "images").is_dir() else path.parent)
+        )
         return read_label_file(path, folder, set(grades) if grades else None, quality)
     if grades or quality:
         raise LesionPasteError("--grade and --quality filter a label file; give --normals FILE.csv")
@@ -98,7 +110,9 @@ def _lambda(text: str) -> tuple[float, float] | None:
     if len(values) == 1:
         values *= 2
     if len(values) != 2 or not 0 <= values[0] <= values[1] <= 1:
-        raise LesionPasteError(f"--lambda {text!r}: expected LOW,HIGH or one value in [0, 1], or none")
+        raise LesionPasteError(
+            f"--lambda {text!r}: expected LOW,HIGH or one value in [0, 1], or none"
+        )
     return values[0], values[1]
 
 
@@ -139,21 +153,31 @@ def _report(summary, out: Path, quiet: bool, what: str) -> None:
     if not quiet:
         made = summary.written - summary.resumed
         rate = made / summary.seconds if summary.seconds > 0 else 0.0
-        click.echo(f"wrote {out}: {summary.written} {what}, {len(summary.skipped)} skipped, "
-                   f"{summary.resumed} resumed from an earlier run; {summary.seconds:.1f} s "
-                   f"({rate:.1f} images/s)")
+        click.echo(
+            f"wrote {out}: {summary.written} {what}, {len(summary.skipped)} skipped, "
+            f"{summary.resumed} resumed from an earlier run; {summary.seconds:.1f} s "
+            f"({rate:.1f} images/s)"
+        )
 
 
 def _run_options(f):
-    for option in reversed([
-        click.option("-j", "--jobs", default=1, show_default=True, help="Worker processes."),
-        click.option("--backend", type=click.Choice(["loky", "dask"]), default="loky",
-                     show_default=True, help="joblib backend; dask runs on a Dask cluster."),
-        click.option("--scheduler", help="Dask scheduler address (with --backend dask)."),
-        click.option("--overwrite", is_flag=True, help="Replace an existing output directory."),
-        click.option("--strict", is_flag=True, help="Stop at the first unreadable image."),
-        click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary."),
-    ]):
+    for option in reversed(
+        [
+            click.option("-j", "--jobs", default=1, show_default=True, help="Worker processes."),
+            click.option(
+                "--backend",
+                type=click.Choice(["loky", "dask"]),
+                default="loky",
+                show_default=True,
+                help="joblib backend; dask runs on a Dask cluster.",
+            ),
+            click.option("--scheduler", help="Dask scheduler address (with --backend dask)."),
+            click.option("--overwrite", is_flag=True, help="Replace an existing output directory."),
+            click.option("--strict", is_flag=True, help="Stop at the first unreadable image."),
+            click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary."),
+            click.option("--limit", type=int, help="Use only the first N images (a quick trial)."),
+        ]
+    ):
         f = option(f)
     return f
 
@@ -161,38 +185,88 @@ def _run_options(f):
 @click.group(cls=Group, invoke_without_command=True)
 @click.version_option(__version__, prog_name="lesionpaste")
 @click.option("--bank", help="Lesion bank (else $LP_BANK, lesionpaste.toml, or the one in banks/).")
-@click.option("--normals", help="Folder of normal images, or an EyeQ/EyePACS label CSV "
-              "(else $LP_NORMALS or lesionpaste.toml).")
+@click.option(
+    "--normals",
+    help="Folder of normal images, or an EyeQ/EyePACS label CSV "
+    "(else $LP_NORMALS or lesionpaste.toml).",
+)
 @click.option("--images", help="With a label CSV: the image folder (default: images/ beside it).")
 @click.option("--grade", type=int, multiple=True, help="Keep these DR grades (label file).")
-@click.option("--quality", type=click.Choice(["good", "usable", "reject"]),
-              help="EyeQ: keep images of this quality.")
+@click.option(
+    "--quality",
+    type=click.Choice(["good", "usable", "reject"]),
+    help="EyeQ: keep images of this quality.",
+)
 @click.option("-o", "--out", help="Output directory (default datasets/<bank>-synth).")
-@click.option("--ratios", help="Tier ratios, e.g. 0.8,0.1,0.05,0.05 (fundus: MA / MA+HE / "
-              "MA+HE+SE / MA+HE+SE+EX).")
-@click.option("--lambda", "lam", default="0.5,0.8", show_default=True,
-              help="MixUp λ range, a fixed value (0.7), or none for a hard paste.")
+@click.option(
+    "--ratios",
+    help="Tier ratios, e.g. 0.8,0.1,0.05,0.05 (fundus: MA / MA+HE / MA+HE+SE / MA+HE+SE+EX).",
+)
+@click.option(
+    "--lambda",
+    "lam",
+    default="0.5,0.8",
+    show_default=True,
+    help="MixUp λ range, a fixed value (0.7), or none for a hard paste.",
+)
 @click.option("--flip/--no-flip", default=True, show_default=True)
 @click.option("--rotation/--no-rotation", default=True, show_default=True)
 @click.option("--resize/--no-resize", default=True, show_default=True)
 @click.option("--contrast/--no-contrast", default=True, show_default=True)
 @click.option("--brightness/--no-brightness", default=True, show_default=True)
-@click.option("--colour/--no-colour", default=False, show_default=True,
-              help="Hue/saturation distortion (off in the paper's best setting).")
+@click.option(
+    "--colour/--no-colour",
+    default=False,
+    show_default=True,
+    help="Hue/saturation distortion (off in the paper's best setting).",
+)
 @click.option("--size", default=256, show_default=True, help="Output side in pixels (0 = keep).")
-@click.option("--preprocess", type=click.Choice(["bank", "none"]), default="bank",
-              show_default=True, help="Apply the bank's recipe to the normals, or use them as they "
-              "are (already normalised elsewhere, e.g. eyepacs256).")
-@click.option("--match-colour", is_flag=True,
-              help="Map lesion colours onto the normals' colour distribution.")
-@click.option("--colour-sample", default=200, show_default=True,
-              help="Normals sampled for --match-colour.")
+@click.option(
+    "--preprocess",
+    type=click.Choice(["bank", "none"]),
+    default="bank",
+    show_default=True,
+    help="Apply the bank's recipe to the normals, or use them as they "
+    "are (already normalised elsewhere, e.g. eyepacs256).",
+)
+@click.option(
+    "--match-colour", is_flag=True, help="Map lesion colours onto the normals' colour distribution."
+)
+@click.option(
+    "--colour-sample", default=200, show_default=True, help="Normals sampled for --match-colour."
+)
 @click.option("--seed", default=0, show_default=True)
 @_run_options
 @click.pass_context
-def cli(ctx, bank, normals, images, grade, quality, out, ratios, lam, flip, rotation, resize,
-        contrast, brightness, colour, size, preprocess, match_colour, colour_sample, seed,
-        jobs, backend, scheduler, overwrite, strict, quiet) -> None:
+def cli(
+    ctx,
+    bank,
+    normals,
+    images,
+    grade,
+    quality,
+    out,
+    ratios,
+    lam,
+    flip,
+    rotation,
+    resize,
+    contrast,
+    brightness,
+    colour,
+    size,
+    preprocess,
+    match_colour,
+    colour_sample,
+    seed,
+    jobs,
+    backend,
+    scheduler,
+    overwrite,
+    strict,
+    quiet,
+    limit,
+) -> None:
     """Write one MixUp-pasted anomalous twin per normal image, as a shareable dataset.
 
     Subcommands prepare an evaluation set, verify a dataset, or preview one.
@@ -204,28 +278,62 @@ def cli(ctx, bank, normals, images, grade, quality, out, ratios, lam, flip, rota
     bank_path = resolve_bank(bank)
     lesion_bank = read_bank(bank_path)
     tiers = make_tiers(lesion_bank.meta.modality, lesion_bank.counts(), ratios)
-    paste = PasteConfig(lam=_lambda(lam), augment=AugmentConfig(
-        flip=flip, rotation=rotation, resize=resize, contrast=contrast, brightness=brightness,
-        colour=colour))
+    paste = PasteConfig(
+        lam=_lambda(lam),
+        augment=AugmentConfig(
+            flip=flip,
+            rotation=rotation,
+            resize=resize,
+            contrast=contrast,
+            brightness=brightness,
+            colour=colour,
+        ),
+    )
     items, missing = resolve_normals(normals, images, grade, quality)
+    items = _limited(items, limit)
     out_dir = Path(out or config_value("synth", "out") or f"datasets/{bank_path.stem}-synth")
     luts = None
     if match_colour:
-        target = _pooled_normals_histogram(items, lesion_bank, preprocess, size, colour_sample, seed)
+        target = _pooled_normals_histogram(
+            items, lesion_bank, preprocess, size, colour_sample, seed
+        )
         luts = colour_luts(lesion_bank.histograms, target)
-    job = Job(bank_path=bank_path.resolve(), bank_sha256=lesion_bank.sha256, tiers=tuple(tiers),
-              paste=paste, seed=seed, size=size, preprocess=preprocess, strict=strict,
-              colour_luts=luts)
+    job = Job(
+        bank_path=bank_path.resolve(),
+        bank_sha256=lesion_bank.sha256,
+        tiers=tuple(tiers),
+        paste=paste,
+        seed=seed,
+        size=size,
+        preprocess=preprocess,
+        strict=strict,
+        colour_luts=luts,
+    )
     progress = _Progress(quiet, "twins")
     try:
-        summary = run_synthesis(items, job, out_dir, command=provenance_command(),
-                                listed_missing=missing, jobs=jobs, backend=backend,
-                                scheduler=scheduler, overwrite=overwrite,
-                                chunk_size=_chunk_size(items), progress=progress,
-                                write_card=dataset_card)
+        summary = run_synthesis(
+            items,
+            job,
+            out_dir,
+            command=provenance_command(),
+            listed_missing=missing,
+            jobs=jobs,
+            backend=backend,
+            scheduler=scheduler,
+            overwrite=overwrite,
+            chunk_size=_chunk_size(items),
+            progress=progress,
+            write_card=dataset_card,
+        )
     finally:
         progress.close()
     _report(summary, out_dir, quiet, "normal/anomalous pairs")
+
+
+def _limited(items: list[NormalImage], limit: int | None) -> list[NormalImage]:
+    if limit is not None and limit < 1:
+        raise LesionPasteError("--limit must be a positive number of images")
+    return items[:limit] if limit else items
 
 
 def _chunk_size(items: list[NormalImage]) -> int:
@@ -249,14 +357,35 @@ def _chunk_size(items: list[NormalImage]) -> int:
 @click.option("--grade", type=int, multiple=True, help="Keep only these grades.")
 @click.option("--quality", type=click.Choice(["good", "usable", "reject"]))
 @click.option("--bank", help="The bank whose recipe the images get (as for lp-synth).")
-@click.option("--like", "like", type=click.Path(path_type=Path),
-              help="A synthetic dataset whose size and preprocessing to copy.")
+@click.option(
+    "--like",
+    "like",
+    type=click.Path(path_type=Path),
+    help="A synthetic dataset whose size and preprocessing to copy.",
+)
 @click.option("--size", default=None, type=int, help="Output side (default 256, or --like's).")
 @click.option("--preprocess", type=click.Choice(["bank", "none"]), default=None)
 @click.option("-o", "--out", required=True, help="Output directory.")
 @_run_options
-def prep(images, labels, label, grade, quality, bank, like, size, preprocess, out, jobs, backend,
-         scheduler, overwrite, strict, quiet) -> None:
+def prep(
+    images,
+    labels,
+    label,
+    grade,
+    quality,
+    bank,
+    like,
+    size,
+    preprocess,
+    out,
+    jobs,
+    backend,
+    scheduler,
+    overwrite,
+    strict,
+    quiet,
+    limit,
+) -> None:
     """Write a labelled evaluation set, preprocessed exactly as the training images."""
     settings = {"size": 256, "normals_preprocess": "bank"}
     if like is not None:
@@ -266,22 +395,39 @@ def prep(images, labels, label, grade, quality, bank, like, size, preprocess, ou
     bank_path = resolve_bank(bank)
     lesion_bank = read_bank(bank_path)
     if labels:
-        items, missing = read_label_file(Path(labels), Path(images),
-                                         set(grade) if grade else None, quality)
+        items, missing = read_label_file(
+            Path(labels), Path(images), set(grade) if grade else None, quality
+        )
     elif label is not None:
         items = [NormalImage(n.image_id, n.path, label) for n in list_folder(Path(images))]
         missing = []
     else:
         raise LesionPasteError("give --labels CSV (grades per image) or --label N for all images")
-    job = Job(bank_path=bank_path.resolve(), bank_sha256=lesion_bank.sha256, kind="evaluation",
-              size=size, preprocess=preprocess, strict=strict)
+    items = _limited(items, limit)
+    job = Job(
+        bank_path=bank_path.resolve(),
+        bank_sha256=lesion_bank.sha256,
+        kind="evaluation",
+        size=size,
+        preprocess=preprocess,
+        strict=strict,
+    )
     progress = _Progress(quiet, "images")
     try:
-        summary = run_synthesis(items, job, Path(out), command=provenance_command(),
-                                listed_missing=missing, jobs=jobs, backend=backend,
-                                scheduler=scheduler, overwrite=overwrite,
-                                chunk_size=_chunk_size(items), progress=progress,
-                                write_card=dataset_card)
+        summary = run_synthesis(
+            items,
+            job,
+            Path(out),
+            command=provenance_command(),
+            listed_missing=missing,
+            jobs=jobs,
+            backend=backend,
+            scheduler=scheduler,
+            overwrite=overwrite,
+            chunk_size=_chunk_size(items),
+            progress=progress,
+            write_card=dataset_card,
+        )
     finally:
         progress.close()
     _report(summary, Path(out), quiet, "labelled images")
@@ -299,8 +445,9 @@ def verify_command(dataset: Path) -> None:
             click.echo(f"{PROG}: ... {len(problems) - 20} more problems", err=True)
         raise click.exceptions.Exit(1)
     meta = read_dataset_json(dataset)
-    click.echo(f"{dataset}: OK ({meta['kind']}, {meta['counts']['images']} images, "
-               "every sha256 matches)")
+    click.echo(
+        f"{dataset}: OK ({meta['kind']}, {meta['counts']['images']} images, every sha256 matches)"
+    )
 
 
 @cli.command()
@@ -316,6 +463,8 @@ def preview(dataset: Path, out: Path, count: int, overwrite: bool) -> None:
         raise LesionPasteError(f"{out}: the preview is written as PNG; name it *.png")
     grid = twin_grid(dataset, count)
     ok, data = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise LesionPasteError(f"{out}: could not encode the preview as PNG")
     with atomic_output(out, overwrite) as tmp:
         tmp.write_bytes(data.tobytes())
     click.echo(f"wrote {out}")
@@ -324,6 +473,3 @@ def preview(dataset: Path, out: Path, count: int, overwrite: bool) -> None:
 def main() -> None:
     """Console entry point."""
     cli(prog_name=PROG)
-
-
-

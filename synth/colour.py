@@ -28,6 +28,8 @@ def colour_luts(source_histograms: np.ndarray, target: np.ndarray) -> np.ndarray
     """``(S, C, 256)`` tables mapping each bank source's channels onto the pooled normals."""
     s, c, _ = source_histograms.shape
     return np.stack(
-        [np.stack([matching_lut(source_histograms[i, k], target[k]) for k in range(c)])
-         for i in range(s)]
+        [
+            np.stack([matching_lut(source_histograms[i, k], target[k]) for k in range(c)])
+            for i in range(s)
+        ]
     )

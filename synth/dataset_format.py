@@ -102,7 +102,9 @@ def read_manifest(root: Path) -> list[dict]:
         try:
             int(row["label"])
         except ValueError:
-            raise LesionPasteError(f"{path}, line {line}: label {row['label']!r} is not a number") from None
+            raise LesionPasteError(
+                f"{path}, line {line}: label {row['label']!r} is not a number"
+            ) from None
     return rows
 
 
@@ -135,7 +137,9 @@ def verify(root: Path) -> list[str]:
     labels = [int(r["label"]) for r in rows]
     counts = meta.get("counts", {})
     if counts.get("images") != len(rows):
-        problems.append(f"dataset.json counts {counts.get('images')} images, manifest has {len(rows)}")
+        problems.append(
+            f"dataset.json counts {counts.get('images')} images, manifest has {len(rows)}"
+        )
     if meta["kind"] == "synthetic":
         if counts.get("normal") != labels.count(0) or counts.get("anomalous") != labels.count(1):
             problems.append("dataset.json normal/anomalous counts differ from the manifest")

@@ -34,7 +34,9 @@ def list_folder(folder: Path) -> list[NormalImage]:
     folder = Path(folder)
     if not folder.is_dir():
         raise LesionPasteError(f"{folder}: no such folder of images")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
     if not files:
         raise LesionPasteError(f"{folder}: no images in it ({', '.join(IMAGE_SUFFIXES)})")
     return _unique([NormalImage(_checked_id(p.stem, str(folder)), p) for p in files], folder)
@@ -97,7 +99,9 @@ def read_label_file(
             "image,quality,DR_grade (EyeQ)"
         )
     if quality is not None and quality_col is None:
-        raise LesionPasteError(f"--quality needs an EyeQ label file; {labels.name} has no quality column")
+        raise LesionPasteError(
+            f"--quality needs an EyeQ label file; {labels.name} has no quality column"
+        )
     wanted_quality = QUALITY[quality] if quality else None
     by_stem = {p.stem: p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
     found, missing = [], []
@@ -106,17 +110,23 @@ def read_label_file(
             grade = int(row[grade_col])
             q = int(row[quality_col]) if quality_col else None
         except (TypeError, ValueError):
-            raise LesionPasteError(f"{labels}, line {line}: grade or quality is not a number") from None
+            raise LesionPasteError(
+                f"{labels}, line {line}: grade or quality is not a number"
+            ) from None
         if grades is not None and grade not in grades:
             continue
         if wanted_quality is not None and q != wanted_quality:
             continue
         name = (row["image"] or "").strip()
-        image_id = _checked_id(Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES else name,
-                               f"{labels}, line {line}")
+        image_id = _checked_id(
+            Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES else name,
+            f"{labels}, line {line}",
+        )
         path = _find_image(images, name, by_stem)
         if path is None:
-            missing.append({"id": image_id, "reason": f"listed in {labels.name} but not in {images}"})
+            missing.append(
+                {"id": image_id, "reason": f"listed in {labels.name} but not in {images}"}
+            )
             continue
         found.append(NormalImage(image_id, path, grade))
     if not found:

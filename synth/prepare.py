@@ -46,8 +46,9 @@ def crop_square(image: np.ndarray, disc: Disc, fill: int = 0) -> tuple[np.ndarra
     top, left = max(0, -y0), max(0, -x0)
     bottom, right = max(0, y0 + side - h), max(0, x0 + side - w)
     inner = image[max(0, y0) : min(h, y0 + side), max(0, x0) : min(w, x0 + side)]
-    crop = cv2.copyMakeBorder(inner, top, bottom, left, right, cv2.BORDER_CONSTANT,
-                              value=(fill,) * 4)
+    crop = cv2.copyMakeBorder(
+        inner, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(fill,) * 4
+    )
     return crop.reshape(side, side, image.shape[2]), Disc(disc.cx - x0, disc.cy - y0, disc.radius)
 
 
@@ -78,8 +79,9 @@ def prepare_fundus(raw: np.ndarray, recipe: Recipe, size: int) -> Prepared:
     if isinstance(recipe, GrahamRecipe):
         image = graham(image, disc, recipe)
         fraction = recipe.disc_fraction
-    return Prepared(image=image, region=disc_mask(image.shape[:2], disc, fraction),
-                    fov_radius=disc.radius)
+    return Prepared(
+        image=image, region=disc_mask(image.shape[:2], disc, fraction), fov_radius=disc.radius
+    )
 
 
 def ct_thresholds(recipe: Recipe) -> tuple[int, int]:
@@ -124,6 +126,6 @@ def prepare_ct(
         if pixel_spacing:
             pixel_spacing = [pixel_spacing[0] * h / size, pixel_spacing[1] * w / size]
     grey = np.ascontiguousarray(grey.reshape(grey.shape[0], grey.shape[1]))
-    return Prepared(image=grey[:, :, None], region=ct_region(grey, recipe),
-                    pixel_spacing=pixel_spacing)
-
+    return Prepared(
+        image=grey[:, :, None], region=ct_region(grey, recipe), pixel_spacing=pixel_spacing
+    )

@@ -24,8 +24,9 @@ def outlined(image: np.ndarray, mask: np.ndarray, scale: int) -> np.ndarray:
     """``image`` enlarged ``scale`` times with the outline of ``mask`` drawn on it."""
     big = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
     big_mask = cv2.resize(mask, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    contours, _ = cv2.findContours((big_mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL,
-                                   cv2.CHAIN_APPROX_NONE)
+    contours, _ = cv2.findContours(
+        (big_mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
+    )
     cv2.drawContours(big, contours, -1, OUTLINE, 1)
     return big
 
@@ -52,17 +53,27 @@ def twin_grid(root: Path, count: int = 8, columns: int = 2) -> np.ndarray:
         twin = _load(root, row["path"])
         mask = cv2.imread(str(safe_path(root, row["mask_path"])), cv2.IMREAD_GRAYSCALE)
         scale = max(1, 384 // max(normal.shape[:2]))
-        pair = np.concatenate([outlined(normal, np.zeros_like(mask), scale),
-                               np.full((normal.shape[0] * scale, 4, 3), 255, np.uint8),
-                               outlined(twin, mask, scale)], axis=1)
+        pair = np.concatenate(
+            [
+                outlined(normal, np.zeros_like(mask), scale),
+                np.full((normal.shape[0] * scale, 4, 3), 255, np.uint8),
+                outlined(twin, mask, scale),
+            ],
+            axis=1,
+        )
         label = f"{row['twin_id']}  tier {row['tier']}  {row['n_lesions']} lesions"
-        cv2.putText(pair, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            pair, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1, cv2.LINE_AA
+        )
         tiles.append(pair)
     h = max(t.shape[0] for t in tiles)
     w = max(t.shape[1] for t in tiles)
-    tiles = [cv2.copyMakeBorder(t, 0, h - t.shape[0] + 8, 0, w - t.shape[1] + 8,
-                                cv2.BORDER_CONSTANT, value=(32, 32, 32)) for t in tiles]
+    tiles = [
+        cv2.copyMakeBorder(
+            t, 0, h - t.shape[0] + 8, 0, w - t.shape[1] + 8, cv2.BORDER_CONSTANT, value=(32, 32, 32)
+        )
+        for t in tiles
+    ]
     while len(tiles) % columns:
         tiles.append(np.full_like(tiles[0], 32))
     rows = [np.concatenate(tiles[i : i + columns], axis=1) for i in range(0, len(tiles), columns)]

@@ -113,7 +113,10 @@ def _save(work: Path, outputs: list[tuple[str, np.ndarray]], image_id: str) -> d
     for kind, array in outputs:
         data = encode_png(array)
         write_atomic(work / _relative(kind, image_id), data)
-        files[kind] = {"path": _relative(kind, image_id), "sha256": hashlib.sha256(data).hexdigest()}
+        files[kind] = {
+            "path": _relative(kind, image_id),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
     return files
 
 
@@ -125,17 +128,33 @@ def make_one(item: NormalImage, job: Job, work: Path) -> dict:
     except LesionPasteError as exc:
         if job.strict:
             raise
-        return {"id": item.image_id, "status": "skipped", "path": str(item.path), "reason": str(exc)}
+        return {
+            "id": item.image_id,
+            "status": "skipped",
+            "path": str(item.path),
+            "reason": str(exc),
+        }
     if job.kind == "evaluation":
         files = _save(work, [("image", prepared.image)], item.image_id)
         record = {"id": item.image_id, "status": "ok", "files": files, "label": item.label}
     else:
         pools = [bank.indices_of(list(t.types)) for t in job.tiers]
-        twin = synthesize_twin(prepared, bank, list(job.tiers), pools, job.paste,
-                               image_generators(job.seed, item.image_id), job.colour_luts)
+        twin = synthesize_twin(
+            prepared,
+            bank,
+            list(job.tiers),
+            pools,
+            job.paste,
+            image_generators(job.seed, item.image_id),
+            job.colour_luts,
+        )
         if not twin.pastes:
-            return {"id": item.image_id, "status": "skipped", "path": str(item.path),
-                    "reason": "no drawn lesion fits inside the field of view"}
+            return {
+                "id": item.image_id,
+                "status": "skipped",
+                "path": str(item.path),
+                "reason": "no drawn lesion fits inside the field of view",
+            }
         outputs = [("normal", prepared.image), ("anomalous", twin.image), ("mask", twin.mask)]
         record = {
             "id": item.image_id,
@@ -180,13 +199,19 @@ def _parallel(jobs: int, backend: str, scheduler: str | None):
         try:
             from distributed import Client
         except ImportError:
-            raise LesionPasteError("--backend dask needs: pip install 'lesionpaste[dask]'") from None
+            raise LesionPasteError(
+                "--backend dask needs: pip install 'lesionpaste[dask]'"
+            ) from None
         if not scheduler:
-            raise LesionPasteError("--backend dask needs --scheduler ADDRESS (e.g. tcp://host:8786)")
+            raise LesionPasteError(
+                "--backend dask needs --scheduler ADDRESS (e.g. tcp://host:8786)"
+            )
         try:
             client = Client(scheduler, timeout="10s")
         except (OSError, TimeoutError) as exc:
-            raise LesionPasteError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from None
+            raise LesionPasteError(
+                f"cannot reach the Dask scheduler at {scheduler} ({exc})"
+            ) from None
         return client, parallel_config(backend="dask")
     return None, parallel_config(backend="loky", n_jobs=jobs)
 
@@ -221,8 +246,12 @@ def run_synthesis(
     with run_lock(out.with_name(f".{out.name}.lock")):
         if out.exists() and not overwrite:
             raise LesionPasteError(f"{out} already exists; pass --overwrite to replace it")
-        config = {"job": job.describe(), "bank_sha256": job.bank_sha256,
-                  "normals": [[n.image_id, str(n.path)] for n in normals]}
+        config = {
+            "job": job.describe(),
+            "bank_sha256": job.bank_sha256,
+            "normals": [[n.image_id, str(n.path)] for n in normals],
+        }
+        config = json.loads(json.dumps(config, sort_keys=True))  # as it reads back from disk
         config_path = work / "config.json"
         if work.exists():
             try:
@@ -266,8 +295,12 @@ def run_synthesis(
         ordered = [records[n.image_id] for n in normals]
         skipped = [r for r in ordered if r["status"] != "ok"] + list(listed_missing or [])
         _publish(out, work, ordered, skipped, job, command, overwrite, write_card)
-    return Summary(written=len(ordered) - len([r for r in ordered if r["status"] != "ok"]),
-                   skipped=skipped, resumed=resumed, seconds=time.perf_counter() - started)
+    return Summary(
+        written=len(ordered) - len([r for r in ordered if r["status"] != "ok"]),
+        skipped=skipped,
+        resumed=resumed,
+        seconds=time.perf_counter() - started,
+    )
 
 
 def _manifest(records: list[dict], kind: str) -> str:
@@ -291,35 +324,64 @@ def _publish(out, work, ordered, skipped, job, command, overwrite, write_card) -
     if not ok:
         raise LesionPasteError("no normal image could be used; nothing was written")
     manifest = _manifest(ok, job.kind).encode()
-    pastes = "" if job.kind == "evaluation" else "".join(
-        json.dumps({"twin_id": r["id"], "path": r["files"]["anomalous"]["path"],
+    pastes = (
+        ""
+        if job.kind == "evaluation"
+        else "".join(
+            json.dumps(
+                {
+                    "twin_id": r["id"],
+                    "path": r["files"]["anomalous"]["path"],
                     "mask_path": r["files"]["mask"]["path"],
-                    "mask_sha256": r["files"]["mask"]["sha256"], "tier": r["tier"] + 1,
-                    "tier_types": r["tier_types"], "n_drawn": r["n_drawn"],
-                    "pastes": r["pastes"]}, sort_keys=True) + "\n"
-        for r in ok
-    ).encode()
+                    "mask_sha256": r["files"]["mask"]["sha256"],
+                    "tier": r["tier"] + 1,
+                    "tier_types": r["tier_types"],
+                    "n_drawn": r["n_drawn"],
+                    "pastes": r["pastes"],
+                },
+                sort_keys=True,
+            )
+            + "\n"
+            for r in ok
+        ).encode()
+    )
     bank = _bank(job)
     if job.kind == "evaluation":
         labels = [r["label"] for r in ok]
-        counts = {"images": len(ok), "skipped": len(skipped),
-                  "by_label": {str(v): labels.count(v) for v in sorted(set(labels))}}
+        counts = {
+            "images": len(ok),
+            "skipped": len(skipped),
+            "by_label": {str(v): labels.count(v) for v in sorted(set(labels))},
+        }
     else:
-        counts = {"images": 2 * len(ok), "normal": len(ok), "anomalous": len(ok),
-                  "skipped": len(skipped),
-                  "by_tier": {"+".join(t.types): sum(1 for r in ok if r["tier"] == i)
-                              for i, t in enumerate(job.tiers)}}
+        counts = {
+            "images": 2 * len(ok),
+            "normal": len(ok),
+            "anomalous": len(ok),
+            "skipped": len(skipped),
+            "by_tier": {
+                "+".join(t.types): sum(1 for r in ok if r["tier"] == i)
+                for i, t in enumerate(job.tiers)
+            },
+        }
     meta = {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
         "kind": job.kind,
         "counts": counts,
         "config": job.describe(),
-        "bank": {"file": Path(job.bank_path).name, "sha256": job.bank_sha256,
-                 "schema_version": bank.meta.schema_version, "modality": bank.meta.modality,
-                 "lesion_types": bank.meta.lesion_types, "counts": bank.counts(),
-                 "preprocess": bank.meta.preprocess, "sources": bank.meta.sources,
-                 "tool_version": bank.meta.tool_version, "command": bank.meta.command},
+        "bank": {
+            "file": Path(job.bank_path).name,
+            "sha256": job.bank_sha256,
+            "schema_version": bank.meta.schema_version,
+            "modality": bank.meta.modality,
+            "lesion_types": bank.meta.lesion_types,
+            "counts": bank.counts(),
+            "preprocess": bank.meta.preprocess,
+            "sources": bank.meta.sources,
+            "tool_version": bank.meta.tool_version,
+            "command": bank.meta.command,
+        },
         "skipped": [{"id": s["id"], "reason": s["reason"]} for s in skipped],
         "tool_version": __version__,
         "command": command,
@@ -334,8 +396,11 @@ def _publish(out, work, ordered, skipped, job, command, overwrite, write_card) -
     meta["files"] = {name: sha256_file(work / name) for name in sorted(names)}
     shutil.rmtree(work / "records")
     (work / "config.json").unlink()
-    write_atomic(work / "dataset.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode(),
-                 fsync=True)
+    write_atomic(
+        work / "dataset.json",
+        (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode(),
+        fsync=True,
+    )
     if out.exists():
         old = out.with_name(f".{out.name}.replaced")
         shutil.rmtree(old, ignore_errors=True)

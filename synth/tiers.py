@@ -27,7 +27,9 @@ class Tier:
         return "+".join(self.types)
 
 
-def default_tiers(modality: str, lesion_types: list[str]) -> tuple[tuple[tuple[str, ...], ...], tuple[float, ...]]:
+def default_tiers(
+    modality: str, lesion_types: list[str]
+) -> tuple[tuple[tuple[str, ...], ...], tuple[float, ...]]:
     """The paper's tiers and ratios for a bank of this modality."""
     if modality == "fundus":
         return FUNDUS_TIERS, FUNDUS_RATIOS
@@ -49,13 +51,13 @@ def parse_ratios(text: str | None, n_tiers: int, default: tuple[float, ...]) -> 
     if any(not math.isfinite(r) or r < 0 for r in ratios):
         raise LesionPasteError(f"--ratios {text!r}: ratios must be finite and non-negative")
     if not math.isclose(sum(ratios), 1.0, abs_tol=1e-6):
-        raise LesionPasteError(f"--ratios {text!r}: ratios must sum to 1 (they sum to {sum(ratios):g})")
+        raise LesionPasteError(
+            f"--ratios {text!r}: ratios must sum to 1 (they sum to {sum(ratios):g})"
+        )
     return ratios
 
 
-def make_tiers(
-    modality: str, counts: dict[str, int], ratios_text: str | None = None
-) -> list[Tier]:
+def make_tiers(modality: str, counts: dict[str, int], ratios_text: str | None = None) -> list[Tier]:
     """The tiers for a bank with these lesion ``counts``, checked against what it holds.
 
     A tier with a non-zero ratio whose types are missing from the bank is an error naming them.

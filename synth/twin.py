@@ -38,8 +38,11 @@ class PasteConfig:
     tries: int = 100
 
     def to_dict(self) -> dict:
-        return {"lambda": list(self.lam) if self.lam else None, "augment": self.augment.to_dict(),
-                "placement_tries": self.tries}
+        return {
+            "lambda": list(self.lam) if self.lam else None,
+            "augment": self.augment.to_dict(),
+            "placement_tries": self.tries,
+        }
 
 
 @dataclass
@@ -112,15 +115,23 @@ def synthesize_twin(
         y, x = position
         mixup_paste(image, patch, mask, y, x, lam)
         union[y : y + mask.shape[0], x : x + mask.shape[1]] |= mask
-        pastes.append({
-            "lesion": int(index),
-            "type": lesion.lesion_type,
-            "source": bank.meta.sources[lesion.source]["id"],
-            "y": y, "x": x, "h": int(mask.shape[0]), "w": int(mask.shape[1]),
-            "area": int(mask.sum()),
-            "scale": round(float(scales[lesion.source] * draw.scale), 6),
-            **{k: (round(v, 6) if isinstance(v, float) else v)
-               for k, v in asdict(draw).items() if k != "scale"},
-            "lambda": round(lam, 6),
-        })
+        pastes.append(
+            {
+                "lesion": int(index),
+                "type": lesion.lesion_type,
+                "source": bank.meta.sources[lesion.source]["id"],
+                "y": y,
+                "x": x,
+                "h": int(mask.shape[0]),
+                "w": int(mask.shape[1]),
+                "area": int(mask.sum()),
+                "scale": round(float(scales[lesion.source] * draw.scale), 6),
+                **{
+                    k: (round(v, 6) if isinstance(v, float) else v)
+                    for k, v in asdict(draw).items()
+                    if k != "scale"
+                },
+                "lambda": round(lam, 6),
+            }
+        )
     return Twin(image=image, mask=union, tier=tier, n_drawn=n, pastes=pastes)

@@ -1,0 +1,422 @@
+"""lp-synth end to end: datasets, determinism, resume, safety, prep, verify, preview."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from synth.files import run_lock
+from tests.conftest import Result, shared
+from tests.synth_fixtures import make_fundus_bank, make_normals, tree_bytes
+
+
+@pytest.fixture
+def lp_synth(monkeypatch):
+    from synth.cli import cli
+
+    for name in ("LP_BANK", "LP_NORMALS", "LP_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+
+    def run(*args, env=None) -> Result:
+        r = CliRunner().invoke(cli, [str(a) for a in args], prog_name="lp-synth", env=env)
+        if r.exception and not isinstance(r.exception, SystemExit):
+            raise r.exception
+        return Result(r.exit_code, r.stdout, r.stderr)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory) -> Path:
+    return make_fundus_bank(tmp_path_factory.mktemp("bank") / "fundus.h5")
+
+
+@pytest.fixture(scope="module")
+def normals(tmp_path_factory) -> Path:
+    return make_normals(tmp_path_factory.mktemp("normals"), 24)
+
+
+def synth_args(bank, normals, out, *extra):
+    return ["--bank", bank, "--normals", normals, "--out", out, "--size", "64", "-q", *extra]
+
+
+def rows(dataset: Path) -> list[dict]:
+    with open(dataset / "manifest.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def test_a_synthetic_dataset_is_complete_and_verifiable(lp_synth, bank, normals, tmp_path):
+    out = tmp_path / "ds"
+    r = lp_synth(*synth_args(bank, normals, out, "--ratios", "0.8,0.1,0.05,0.05"))
+    assert r.code == 0, r.stderr
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["kind"] == "synthetic" and meta["schema_version"] == 1
+    assert meta["counts"]["normal"] == meta["counts"]["anomalous"] == 24
+    assert meta["config"]["lambda"] == [0.5, 0.8] and meta["config"]["size"] == 64
+    assert meta["bank"]["sha256"] and meta["bank"]["lesion_types"] == ["MA", "HE", "EX", "SE"]
+    assert "--out" not in meta["command"] and "--ratios 0.8,0.1,0.05,0.05" in meta["command"]
+    manifest = rows(out)
+    assert list(manifest[0]) == [
+        "path",
+        "label",
+        "twin_id",
+        "tier",
+        "n_lesions",
+        "mask_path",
+        "sha256",
+    ]
+    assert len(manifest) == 48 and {r["label"] for r in manifest} == {"0", "1"}
+    pastes = [json.loads(line) for line in (out / "pastes.jsonl").read_text().splitlines()]
+    assert len(pastes) == 24 and all(p["pastes"] for p in pastes)
+    assert {"lesion", "y", "x", "scale", "angle", "lambda"} <= set(pastes[0]["pastes"][0])
+    for normal, twin in zip(manifest[::2], manifest[1::2]):
+        assert normal["twin_id"] == twin["twin_id"]
+        a, b = read_rgb(out / normal["path"]), read_rgb(out / twin["path"])
+        mask = cv2.imread(str(out / twin["mask_path"]), cv2.IMREAD_GRAYSCALE) > 0
+        assert a.shape == (64, 64, 3)
+        np.testing.assert_array_equal(a[~mask], b[~mask])
+        assert int(twin["n_lesions"]) >= 1
+    assert "CC0" in (out / "README.md").read_text()
+    assert lp_synth("verify", out).code == 0
+    assert not list(tmp_path.glob(".ds*"))  # no work directory or lock left behind
+
+
+def test_any_number_of_workers_and_the_dask_backend_give_identical_bytes(
+    lp_synth, bank, normals, tmp_path
+):
+    one, two = tmp_path / "j1", tmp_path / "j2"
+    assert lp_synth(*synth_args(bank, normals, one, "-j", "1")).code == 0
+    assert lp_synth(*synth_args(bank, normals, two, "-j", "2")).code == 0
+    assert tree_bytes(one) == tree_bytes(two)
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        r = lp_synth(
+            *synth_args(
+                bank,
+                normals,
+                tmp_path / "dask",
+                "--backend",
+                "dask",
+                "--scheduler",
+                cluster.scheduler_address,
+            )
+        )
+    assert r.code == 0, r.stderr
+    assert tree_bytes(tmp_path / "dask") == tree_bytes(one)
+
+
+def test_a_killed_run_resumes_to_exactly_the_uninterrupted_dataset(bank, tmp_path):
+    normals = make_normals(tmp_path / "many", 48)
+    args = [
+        sys.executable,
+        "-c",
+        "from synth.cli import main; main()",
+        *map(str, synth_args(bank, normals, tmp_path / "killed", "--size", "160")),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    records = tmp_path / ".killed.partial" / "records"
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(records.glob("*.json"))) < 8:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(records.glob("*.json")))
+    assert 8 <= done_before < 48, "the run must be killed part-way"
+    assert not (tmp_path / "killed").exists()  # nothing under the final name
+    again = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+    assert again.returncode == 0, again.stderr
+    clean = subprocess.run(
+        [*args[:3], *map(str, synth_args(bank, normals, tmp_path / "clean", "--size", "160"))],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert clean.returncode == 0, clean.stderr
+    assert tree_bytes(tmp_path / "killed") == tree_bytes(tmp_path / "clean")
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_one_runs(
+    lp_synth, bank, normals, tmp_path
+):
+    out = tmp_path / "ds"
+    with run_lock(tmp_path / ".ds.lock"):
+        r = lp_synth(*synth_args(bank, normals, out))
+    assert r.code != 0 and "another lp-synth run" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()
+    assert lp_synth(*synth_args(bank, normals, out)).code == 0  # the lock died with its holder
+
+
+def test_an_existing_dataset_needs_overwrite(lp_synth, bank, normals, tmp_path):
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    r = lp_synth(*synth_args(bank, normals, out))
+    assert r.code != 0 and "already exists" in r.stderr
+    assert (out / "mine.txt").read_text() == "keep me"
+    assert lp_synth(*synth_args(bank, normals, out, "--overwrite")).code == 0
+    assert (out / "dataset.json").exists() and not (out / "mine.txt").exists()
+
+
+def test_an_unreadable_normal_is_skipped_and_listed_unless_strict(lp_synth, bank, tmp_path):
+    normals = make_normals(tmp_path / "n", 5)
+    (normals / "n002.png").write_bytes(b"not a png")
+    r = lp_synth(*synth_args(bank, normals, tmp_path / "ds"))
+    assert r.code == 0, r.stderr
+    meta = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert meta["counts"]["normal"] == 4
+    assert [s["id"] for s in meta["skipped"]] == ["n002"] and "n002.png" in meta["skipped"][0][
+        "reason"
+    ]
+    assert "skipped n002" in r.stderr
+    strict = lp_synth(*synth_args(bank, normals, tmp_path / "strict", "--strict"))
+    assert strict.code != 0 and "n002.png" in strict.stderr and "Traceback" not in strict.stderr
+    assert not (tmp_path / "strict").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--ratios", "0.9,0.2,0,0"], "sum to 1"),
+        (["--ratios", "1"], "1 value(s) given"),
+        (["--lambda", "1.5"], "--lambda"),
+        (["--size", "-3"], "--size"),
+    ],
+)
+def test_bad_options_get_one_clear_line(lp_synth, bank, normals, tmp_path, extra, message):
+    r = lp_synth(*synth_args(bank, normals, tmp_path / "ds", *extra))
+    assert r.code != 0 and "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and message in errors[0]
+    assert not (tmp_path / "ds").exists()
+
+
+def test_bank_from_the_banks_folder_or_a_clear_error(lp_synth, bank, normals, tmp_path):
+    r = lp_synth("--normals", normals, "-q", "--size", "64")
+    assert r.code != 0 and "no bank given" in r.stderr
+    Path("banks").mkdir()
+    Path("banks/only.h5").write_bytes(bank.read_bytes())
+    r = lp_synth("--normals", normals, "-q", "--size", "64")  # after lp-bank build, as a user would
+    assert r.code == 0, r.stderr
+    assert Path("datasets/only-synth/dataset.json").exists()
+    Path("banks/other.h5").write_bytes(bank.read_bytes())
+    r = lp_synth("--normals", normals, "-q", "--size", "64", "--out", tmp_path / "x")
+    assert r.code != 0 and "several banks" in r.stderr
+    Path("notabank.h5").write_text("hello")
+    r = lp_synth("--bank", "notabank.h5", "--normals", normals, "--out", tmp_path / "y")
+    assert r.code != 0 and "not a lesion bank" in r.stderr
+
+
+def test_a_tier_whose_types_the_bank_lacks_is_named(lp_synth, tiny_idrid, normals, tmp_path):
+    from bank_builder.cli import cli as bank_cli
+
+    out = tmp_path / "b.h5"
+    assert (
+        CliRunner()
+        .invoke(bank_cli, ["build", "idrid_07", "--root", str(tiny_idrid), "-o", str(out), "-q"])
+        .exit_code
+        == 0
+    )
+    r = lp_synth(*synth_args(out, normals, tmp_path / "ds"))
+    assert r.code != 0 and "SE" in r.stderr and "tier MA+HE+SE" in r.stderr
+    assert lp_synth(*synth_args(out, normals, tmp_path / "ds", "--ratios", "0.5,0.5,0,0")).code == 0
+
+
+def test_verify_catches_tampering_and_hostile_paths(lp_synth, bank, normals, tmp_path):
+    out = tmp_path / "ds"
+    assert lp_synth(*synth_args(bank, normals, out)).code == 0
+    first = rows(out)[1]["path"]
+    data = bytearray((out / first).read_bytes())
+    data[-20] ^= 0xFF
+    (out / first).write_bytes(bytes(data))
+    r = lp_synth("verify", out)
+    assert r.code != 0 and first in r.stderr and "sha256" in r.stderr
+    for hostile in ("/etc/passwd", "../outside.png", "images/../../x.png"):
+        text = (out / "manifest.csv").read_text().replace(first, hostile, 1)
+        (out / "manifest.csv").write_text(text)
+        r = lp_synth("verify", out)
+        assert r.code != 0 and "unsafe path" in r.stderr
+        (out / "manifest.csv").write_text(text.replace(hostile, first, 1))
+    os.symlink("/etc/hostname", out / "images" / "link.png")
+    text = (out / "manifest.csv").read_text().replace(first, "images/link.png", 1)
+    (out / "manifest.csv").write_text(text)
+    r = lp_synth("verify", out)
+    assert r.code != 0 and "outside" in r.stderr
+
+
+def test_verify_refuses_what_is_not_a_dataset(lp_synth, tmp_path):
+    (tmp_path / "d").mkdir()
+    r = lp_synth("verify", tmp_path / "d")
+    assert r.code != 0 and "no dataset.json" in r.stderr
+    (tmp_path / "d" / "dataset.json").write_text(
+        '{"format": "lesionpaste-dataset", "schema_version": 9}'
+    )
+    assert "schema version 9" in lp_synth("verify", tmp_path / "d").stderr
+
+
+def test_prep_makes_an_evaluation_set_preprocessed_like_the_twins(lp_synth, bank, tmp_path):
+    images = shared("eyepacs256", "images")
+    labels = shared("eyepacs256", "labels.csv")
+    train = tmp_path / "train"
+    r = lp_synth(
+        "--bank",
+        bank,
+        "--normals",
+        labels,
+        "--grade",
+        "0",
+        "--limit",
+        "6",
+        "--out",
+        train,
+        "--size",
+        "128",
+        "-q",
+    )
+    assert r.code == 0, r.stderr
+    evalset = tmp_path / "eval"
+    r = lp_synth(
+        "prep",
+        "--images",
+        images,
+        "--labels",
+        labels,
+        "--bank",
+        bank,
+        "--like",
+        train,
+        "--limit",
+        "40",
+        "--out",
+        evalset,
+        "-q",
+    )
+    assert r.code == 0, r.stderr
+    meta = json.loads((evalset / "dataset.json").read_text())
+    assert meta["kind"] == "evaluation" and meta["config"]["size"] == 128
+    with open(labels) as fh:
+        grades = {row["image"]: int(row["level"]) for row in csv.DictReader(fh)}
+    manifest = rows(evalset)
+    assert len(manifest) == 40
+    assert all(int(row["label"]) == grades[row["twin_id"]] for row in manifest)
+    shared_ids = {r["twin_id"] for r in rows(train)} & {r["twin_id"] for r in manifest}
+    assert shared_ids
+    for image_id in shared_ids:  # the same image, prepared for training or for evaluation
+        assert (evalset / f"images/{image_id}.png").read_bytes() == (
+            train / f"images/normal/{image_id}.png"
+        ).read_bytes()
+    assert lp_synth("verify", evalset).code == 0
+
+
+def test_preview_draws_the_twins(lp_synth, bank, normals, tmp_path):
+    out = tmp_path / "ds"
+    assert lp_synth(*synth_args(bank, normals, out)).code == 0
+    r = lp_synth("preview", out, "-o", tmp_path / "grid.png", "--count", "4")
+    assert r.code == 0, r.stderr
+    grid = cv2.imread(str(tmp_path / "grid.png"))
+    assert grid.shape[0] >= 2 * 384 and grid.shape[1] >= 2 * (2 * 384)
+    assert (grid == (0, 255, 0)).all(axis=2).any()  # the pasted masks are outlined
+
+
+def test_real_full_resolution_and_chase_normals(lp_synth, bank, tmp_path):
+    labels = shared("eyepacs_fullres", "labels.csv")
+    r = lp_synth(
+        "--bank",
+        bank,
+        "--normals",
+        labels,
+        "--grade",
+        "0",
+        "--limit",
+        "3",
+        "--out",
+        tmp_path / "full",
+        "--size",
+        "256",
+        "-q",
+    )
+    assert r.code == 0, r.stderr
+    pastes = [
+        json.loads(line) for line in (tmp_path / "full/pastes.jsonl").read_text().splitlines()
+    ]
+    source_radius = json.loads((tmp_path / "full/dataset.json").read_text())["bank"]["sources"][0][
+        "fov"
+    ]["radius"]
+    for record in pastes:  # output radius 128 px: lesions scaled by 128 / source radius
+        for paste in record["pastes"]:
+            assert 0.74 * 128 / source_radius <= paste["scale"] <= 1.26 * 128 / source_radius
+    r = lp_synth(
+        "--bank",
+        bank,
+        "--normals",
+        shared("chase_db1"),
+        "--limit",
+        "4",
+        "--out",
+        tmp_path / "chase",
+        "--size",
+        "128",
+        "-q",
+        "--match-colour",
+    )
+    assert r.code == 0, r.stderr
+    assert json.loads((tmp_path / "chase/dataset.json").read_text())["config"]["match_colour"]
+
+
+def test_ct_twins_land_in_the_lungs(lp_synth, tmp_path):
+    from bank_builder.cli import cli as bank_cli
+    from bank_builder.preprocess import WindowRecipe
+    from synth.prepare import ct_region
+
+    dicoms = sorted(shared("ct", "tcia_dicom").glob("*.dcm"))
+    mask = np.zeros((512, 512), bool)
+    mask[250:262, 120:134] = True
+    cv2.imwrite(str(tmp_path / "m.png"), mask.astype(np.uint8) * 255)
+    r = CliRunner().invoke(
+        bank_cli,
+        [
+            "build",
+            "--image",
+            str(dicoms[0]),
+            "--mask",
+            f"COVID={tmp_path / 'm.png'}",
+            "-o",
+            str(tmp_path / "ct.h5"),
+        ],
+    )
+    assert r.exit_code == 0, r.stderr
+    normals = tmp_path / "normals"
+    normals.mkdir()
+    for path in dicoms[1:5]:
+        os.symlink(path, normals / path.name)
+    out = tmp_path / "ct"
+    r = lp_synth(
+        "--bank", tmp_path / "ct.h5", "--normals", normals, "--out", out, "--size", "128", "-q"
+    )
+    assert r.code == 0, r.stderr
+    for row in rows(out)[1::2]:
+        twin = cv2.imread(str(out / row["path"]), cv2.IMREAD_GRAYSCALE)
+        normal = cv2.imread(
+            str(out / row["path"].replace("anomalous", "normal")), cv2.IMREAD_GRAYSCALE
+        )
+        pasted = cv2.imread(str(out / row["mask_path"]), cv2.IMREAD_GRAYSCALE) > 0
+        assert twin.shape == (128, 128)
+        assert not (pasted & ~ct_region(normal, WindowRecipe())).any()
