@@ -99,8 +99,20 @@ class Bank:
     def __len__(self) -> int:
         return len(self.types)
 
+    _cache: dict = field(default_factory=dict, repr=False)
+
     def lesion(self, i: int) -> Lesion:
-        """The ``i``-th lesion, with its patch ``(h, w, C)`` and boolean mask ``(h, w)``."""
+        """The ``i``-th lesion, with its patch ``(h, w, C)`` and boolean mask ``(h, w)``.
+
+        Lesions are built once and kept (a synthesizer draws the same ones many times);
+        treat their arrays as read-only.
+        """
+        cached = self._cache.get(i)
+        if cached is None:
+            cached = self._cache[i] = self._build_lesion(i)
+        return cached
+
+    def _build_lesion(self, i: int) -> Lesion:
         y, x, h, w = (int(v) for v in self.bbox[i])
         c = self.meta.channels
         p0, m0 = self._pixel_offsets[i], self._mask_offsets[i]

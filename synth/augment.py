@@ -48,25 +48,84 @@ class AugmentDraw:
     saturation: float = 1.0
 
 
+def draw_augmentations(
+    rng: np.random.Generator, config: AugmentConfig, n: int
+) -> list[AugmentDraw]:
+    """Draw ``n`` lesions' parameters at once: every parameter is always drawn (same draws
+    whatever is switched on), then only the enabled ones are kept."""
+    flips = rng.random((n, 2)) < 0.5
+    angles = rng.uniform(0.0, 360.0, n)
+    scales = rng.uniform(*config.resize_range, n)
+    contrasts = rng.uniform(*config.contrast_range, n)
+    brightnesses = rng.uniform(*config.brightness_range, n)
+    hues = rng.uniform(-config.hue_shift, config.hue_shift, n)
+    saturations = rng.uniform(*config.saturation_range, n)
+    return [
+        AugmentDraw(
+            flip_h=bool(flips[i, 0]) and config.flip,
+            flip_v=bool(flips[i, 1]) and config.flip,
+            angle=float(angles[i]) if config.rotation else 0.0,
+            scale=float(scales[i]) if config.resize else 1.0,
+            contrast=float(contrasts[i]) if config.contrast else 1.0,
+            brightness=float(brightnesses[i]) if config.brightness else 1.0,
+            hue=float(hues[i]) if config.colour else 0.0,
+            saturation=float(saturations[i]) if config.colour else 1.0,
+        )
+        for i in range(n)
+    ]
+
+
 def draw_augmentation(rng: np.random.Generator, config: AugmentConfig) -> AugmentDraw:
-    """Draw all parameters (always the same number of draws), then keep the enabled ones."""
-    flips = rng.random(2) < 0.5
-    angle = float(rng.uniform(0.0, 360.0))
-    scale = float(rng.uniform(*config.resize_range))
-    contrast = float(rng.uniform(*config.contrast_range))
-    brightness = float(rng.uniform(*config.brightness_range))
-    hue = float(rng.uniform(-config.hue_shift, config.hue_shift))
-    saturation = float(rng.uniform(*config.saturation_range))
-    return AugmentDraw(
-        flip_h=bool(flips[0]) and config.flip,
-        flip_v=bool(flips[1]) and config.flip,
-        angle=angle if config.rotation else 0.0,
-        scale=scale if config.resize else 1.0,
-        contrast=contrast if config.contrast else 1.0,
-        brightness=brightness if config.brightness else 1.0,
-        hue=hue if config.colour else 0.0,
-        saturation=saturation if config.colour else 1.0,
+    """One lesion's parameters (see ``draw_augmentations``)."""
+    return draw_augmentations(rng, config, 1)[0]
+
+
+def _stack(patch: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Patch channels and the mask as one float32 image, so one resample serves both."""
+    return np.concatenate([patch.astype(np.float32), mask[:, :, None].astype(np.float32)], axis=2)
+
+
+def _unstack(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.ascontiguousarray(stack[:, :, :-1]), _threshold(stack[:, :, -1])
+
+
+def _threshold(coverage: np.ndarray) -> np.ndarray:
+    """Pixels at least half covered; the most covered one when none is (never empty)."""
+    mask = coverage >= 0.5
+    if not mask.any():
+        mask.flat[int(np.argmax(coverage))] = True
+    return mask
+
+
+def _resize_stack(stack: np.ndarray, factor: float) -> np.ndarray:
+    h, w = stack.shape[:2]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    if size == (w, h):
+        return stack
+    interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
+    return cv2.resize(stack, size, interpolation=interpolation).reshape(size[1], size[0], -1)
+
+
+def _rotate_stack(stack: np.ndarray, angle: float) -> np.ndarray:
+    if angle % 360.0 == 0.0:
+        return stack
+    # one pixel of margin: the patch repeats its edge, the mask is 0 beyond the lesion
+    stack = cv2.copyMakeBorder(stack, 1, 1, 1, 1, cv2.BORDER_REPLICATE).reshape(
+        stack.shape[0] + 2, stack.shape[1] + 2, -1
     )
+    stack[[0, -1], :, -1] = 0.0
+    stack[:, [0, -1], -1] = 0.0
+    h, w = stack.shape[:2]
+    rad = math.radians(angle)
+    cos, sin = abs(math.cos(rad)), abs(math.sin(rad))
+    new_w, new_h = math.ceil(w * cos + h * sin), math.ceil(w * sin + h * cos)
+    matrix = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), angle, 1.0)
+    matrix[0, 2] += (new_w - w) / 2.0
+    matrix[1, 2] += (new_h - h) / 2.0
+    out = cv2.warpAffine(
+        stack, matrix, (new_w, new_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    return out.reshape(new_h, new_w, -1)
 
 
 def resize_lesion(
@@ -75,63 +134,27 @@ def resize_lesion(
     """Isotropic resize. Shrinking averages over each output pixel's footprint (area), so a
     lesion far smaller than a pixel fades instead of vanishing; the mask is the pixels at least
     half covered, or the most covered one when none is (a lesion never disappears)."""
-    h, w = mask.shape
-    size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    if size == (w, h):
-        return patch.astype(np.float32), mask
-    interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
-    out = cv2.resize(patch.astype(np.float32), size, interpolation=interpolation)
-    coverage = cv2.resize(mask.astype(np.float32), size, interpolation=interpolation)
-    out = out.reshape(size[1], size[0], patch.shape[2])
-    return out, _threshold(coverage)
-
-
-def _threshold(coverage: np.ndarray) -> np.ndarray:
-    mask = coverage >= 0.5
-    if not mask.any():
-        mask = np.zeros_like(mask)
-        mask.flat[int(np.argmax(coverage))] = True
-    return mask
+    return _unstack(_resize_stack(_stack(patch, mask), factor))
 
 
 def rotate_lesion(
     patch: np.ndarray, mask: np.ndarray, angle: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rotate by ``angle`` degrees on a canvas grown to hold the whole rotated patch."""
-    if angle % 360.0 == 0.0:
-        return patch, mask
-    h, w = mask.shape
-    rad = math.radians(angle)
-    cos, sin = abs(math.cos(rad)), abs(math.sin(rad))
-    new_w, new_h = math.ceil(w * cos + h * sin), math.ceil(w * sin + h * cos)
-    matrix = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), angle, 1.0)
-    matrix[0, 2] += (new_w - w) / 2.0
-    matrix[1, 2] += (new_h - h) / 2.0
-    rotated = cv2.warpAffine(
-        patch, matrix, (new_w, new_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    ).reshape(new_h, new_w, patch.shape[2])
-    coverage = cv2.warpAffine(
-        mask.astype(np.float32),
-        matrix,
-        (new_w, new_h),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
-    )
-    return rotated, _threshold(coverage)
+    return _unstack(_rotate_stack(_stack(patch, mask), angle))
 
 
 def adjust_intensity(
     patch: np.ndarray, mask: np.ndarray, contrast: float, brightness: float
 ) -> np.ndarray:
     """Contrast about the lesion's mean intensity, then brightness as a gain (float32)."""
-    out = patch.astype(np.float32)
-    if contrast != 1.0:
-        mean = out[mask].mean(axis=0)
-        out = (out - mean) * contrast + mean
-    if brightness != 1.0:
-        out = out * brightness
-    return np.clip(out, 0.0, 255.0)
+    out = patch.astype(np.float32, copy=False)
+    if contrast == 1.0 and brightness == 1.0:
+        return out
+    mean = out[mask].mean(axis=0) if contrast != 1.0 else 0.0
+    # (p - m) * c + m, then * b, as one affine map
+    out = out * (contrast * brightness) + mean * (1.0 - contrast) * brightness
+    return np.clip(out, 0.0, 255.0, out=out)
 
 
 def distort_colour(patch: np.ndarray, hue: float, saturation: float) -> np.ndarray:
@@ -150,15 +173,24 @@ def augment_lesion(
     """Apply one draw: flip, resize (by ``base_scale * draw.scale``; the base matches the
     source's scale to the target's), rotation, contrast, brightness, colour.
 
-    Returns a float32 ``(h, w, C)`` patch in [0, 255] and its boolean mask.
+    Patch and mask are resampled together (one float32 image); the mask is then the pixels at
+    least half covered. A lesion shrunk to a single pixel (common at 256x256: a microaneurysm
+    is about one pixel there) takes a short path with the same result: its pixel is the mean of
+    the patch (what area resampling gives), and flips, rotation and contrast about its own
+    mean leave a single pixel unchanged. Returns a float32 ``(h, w, C)`` patch in [0, 255]
+    and its mask.
     """
+    factor = base_scale * draw.scale
+    h, w = mask.shape
+    if max(1, round(w * factor)) == 1 and max(1, round(h * factor)) == 1:
+        value = patch.reshape(-1, patch.shape[2]).mean(axis=0, dtype=np.float64) * draw.brightness
+        pixel = np.clip(value, 0.0, 255.0).astype(np.float32).reshape(1, 1, -1)
+        return distort_colour(pixel, draw.hue, draw.saturation), np.ones((1, 1), bool)
     if draw.flip_h:
         patch, mask = patch[:, ::-1], mask[:, ::-1]
     if draw.flip_v:
         patch, mask = patch[::-1], mask[::-1]
-    patch, mask = resize_lesion(
-        np.ascontiguousarray(patch), np.ascontiguousarray(mask), base_scale * draw.scale
-    )
-    patch, mask = rotate_lesion(patch, mask, draw.angle)
+    stack = _rotate_stack(_resize_stack(_stack(patch, mask), factor), draw.angle)
+    patch, mask = _unstack(stack)
     patch = adjust_intensity(patch, mask, draw.contrast, draw.brightness)
     return distort_colour(patch, draw.hue, draw.saturation), mask

@@ -14,20 +14,33 @@ def mixup_paste(
     image is not touched. ``lam = 1`` is a hard paste (the paper's "w.o. MixUp").
     """
     h, w = mask.shape
+    if h == w == 1:  # a one-pixel lesion: the same formula on one pixel, without masking
+        blended = (1.0 - lam) * image[y, x].astype(np.float32) + lam * patch[0, 0]
+        image[y, x] = np.clip(np.rint(blended), 0, 255).astype(image.dtype)
+        return
     target = image[y : y + h, x : x + w]
     blended = (1.0 - lam) * target[mask].astype(np.float32) + lam * patch[mask]
     target[mask] = np.clip(np.rint(blended), 0, 255).astype(image.dtype)
 
 
 def find_position(
-    rng: np.random.Generator, mask: np.ndarray, region: np.ndarray, tries: int = 100
+    rng: np.random.Generator,
+    mask: np.ndarray,
+    region: np.ndarray,
+    tries: int = 100,
+    region_pixels: np.ndarray | None = None,
 ) -> tuple[int, int] | None:
     """A top-left position where every pixel of ``mask`` falls inside ``region``.
 
     Positions are drawn uniformly over the image; the first that fits is taken. Returns None
     when none of ``tries`` draws fits (the lesion is larger than the free field of view).
+    For a one-pixel mask, given ``region_pixels`` (``np.argwhere(region)``), one draw among
+    them gives the same uniform distribution without rejections.
     """
     h, w = mask.shape
+    if h == w == 1 and region_pixels is not None and len(region_pixels):
+        y, x = region_pixels[int(rng.integers(len(region_pixels)))]
+        return int(y), int(x)
     height, width = region.shape
     if h > height or w > width:
         return None

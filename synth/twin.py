@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from bank_builder.bank_file import Bank
-from synth.augment import AugmentConfig, augment_lesion, draw_augmentation
+from synth.augment import AugmentConfig, augment_lesion, draw_augmentations
 from synth.paste import find_position, mixup_paste
 from synth.prepare import Prepared
 from synth.tiers import Tier
@@ -75,6 +76,39 @@ def count_range(n_lesions: int) -> tuple[int, int]:
     return 1, max(1, math.floor(1.5 * n_lesions))
 
 
+def paste_record(
+    index: int,
+    lesion_type: str,
+    source: str,
+    y: int,
+    x: int,
+    mask: np.ndarray,
+    scale: float,
+    draw,
+    lam: float,
+) -> dict:
+    """What ``pastes.jsonl`` records of one pasted lesion."""
+    return {
+        "lesion": index,
+        "type": lesion_type,
+        "source": source,
+        "y": y,
+        "x": x,
+        "h": int(mask.shape[0]),
+        "w": int(mask.shape[1]),
+        "area": int(mask.sum()),
+        "scale": round(float(scale), 6),
+        "angle": round(draw.angle, 6),
+        "flip_h": draw.flip_h,
+        "flip_v": draw.flip_v,
+        "contrast": round(draw.contrast, 6),
+        "brightness": round(draw.brightness, 6),
+        "hue": round(draw.hue, 6),
+        "saturation": round(draw.saturation, 6),
+        "lambda": round(lam, 6),
+    }
+
+
 def synthesize_twin(
     prepared: Prepared,
     bank: Bank,
@@ -97,41 +131,38 @@ def synthesize_twin(
     n = int(select.integers(low, high + 1))
     chosen = select.choice(pool, size=n, replace=True)
     scales = base_scales(bank, prepared)
+    source_ids = [s["id"] for s in bank.meta.sources]
     image = prepared.image.copy()
     union = np.zeros(image.shape[:2], bool)
+    region_pixels = np.argwhere(prepared.region)
     pastes = []
-    for index in chosen:
+    draws = draw_augmentations(rngs["augment"], config.augment, n)
+    lams = mix.uniform(*config.lam, n) if config.lam else np.ones(n)
+    for index, draw, lam in zip(chosen, draws, lams):
         lesion = bank.lesion(int(index))
-        draw = draw_augmentation(rngs["augment"], config.augment)
-        lam = float(mix.uniform(*config.lam)) if config.lam else 1.0
+        lam = float(lam)
         patch = lesion.patch
         if colour_luts is not None:
-            luts = colour_luts[lesion.source]
-            patch = np.stack([luts[c][patch[..., c]] for c in range(patch.shape[2])], axis=2)
+            table = np.ascontiguousarray(colour_luts[lesion.source].T[:, None, :])  # (256,1,C)
+            patch = cv2.LUT(patch, table).reshape(patch.shape)
         patch, mask = augment_lesion(patch, lesion.mask, draw, scales[lesion.source])
-        position = find_position(rngs["place"], mask, prepared.region, config.tries)
+        position = find_position(rngs["place"], mask, prepared.region, config.tries, region_pixels)
         if position is None:
             continue
         y, x = position
         mixup_paste(image, patch, mask, y, x, lam)
         union[y : y + mask.shape[0], x : x + mask.shape[1]] |= mask
         pastes.append(
-            {
-                "lesion": int(index),
-                "type": lesion.lesion_type,
-                "source": bank.meta.sources[lesion.source]["id"],
-                "y": y,
-                "x": x,
-                "h": int(mask.shape[0]),
-                "w": int(mask.shape[1]),
-                "area": int(mask.sum()),
-                "scale": round(float(scales[lesion.source] * draw.scale), 6),
-                **{
-                    k: (round(v, 6) if isinstance(v, float) else v)
-                    for k, v in asdict(draw).items()
-                    if k != "scale"
-                },
-                "lambda": round(lam, 6),
-            }
+            paste_record(
+                int(index),
+                lesion.lesion_type,
+                source_ids[lesion.source],
+                y,
+                x,
+                mask,
+                scales[lesion.source] * draw.scale,
+                draw,
+                lam,
+            )
         )
     return Twin(image=image, mask=union, tier=tier, n_drawn=n, pastes=pastes)
