@@ -21,7 +21,7 @@ from synth.augment import AugmentConfig
 from synth.card import dataset_card
 from synth.colour import colour_luts, histogram
 from synth.dataset_format import read_dataset_json, verify
-from synth.normals import NormalImage, list_folder, read_label_file
+from synth.normals import NormalImage, is_eyeq, list_folder, read_label_file
 from synth.preview import twin_grid
 from synth.run import Job, normals_recipe, prepare_normal, run_synthesis
 from synth.tiers import make_tiers
@@ -81,7 +81,11 @@ def resolve_bank(option: str | None) -> Path:
 def resolve_normals(
     option: str | None, images: str | None, grades: tuple[int, ...], quality: str | None
 ) -> tuple[list[NormalImage], list[dict]]:
-    """Normal images from a folder, or from a label file (EyeQ / EyePACS) with filters."""
+    """Normal images from a folder, or from a label file (EyeQ / EyePACS) with filters.
+
+    From a label file the default is what "normal" means in the paper: grade 0, and for EyeQ
+    good quality only.
+    """
     value = _setting(option, "LP_NORMALS", "normals")
     if not value:
         raise LesionPasteError(
@@ -94,7 +98,12 @@ def resolve_normals(
             if images
             else (path.parent / "images" if (path.parent / "images").is_dir() else path.parent)
         )
-        return read_label_file(path, folder, set(grades) if grades else None, quality)
+        return read_label_file(
+            path,
+            folder,
+            set(grades) if grades else {0},
+            quality or ("good" if is_eyeq(path) else None),
+        )
     if grades or quality:
         raise LesionPasteError("--grade and --quality filter a label file; give --normals FILE.csv")
     return list_folder(path), []
@@ -191,11 +200,13 @@ def _run_options(f):
     "(else $LP_NORMALS or lesionpaste.toml).",
 )
 @click.option("--images", help="With a label CSV: the image folder (default: images/ beside it).")
-@click.option("--grade", type=int, multiple=True, help="Keep these DR grades (label file).")
+@click.option(
+    "--grade", type=int, multiple=True, help="Keep these DR grades (label file; default 0)."
+)
 @click.option(
     "--quality",
     type=click.Choice(["good", "usable", "reject"]),
-    help="EyeQ: keep images of this quality.",
+    help="EyeQ: keep images of this quality (default good).",
 )
 @click.option("-o", "--out", help="Output directory (default datasets/<bank>-synth).")
 @click.option(
@@ -290,6 +301,7 @@ def cli(
         ),
     )
     items, missing = resolve_normals(normals, images, grade, quality)
+    _refuse_missing_if_strict(missing, strict)
     items = _limited(items, limit)
     out_dir = Path(out or config_value("synth", "out") or f"datasets/{bank_path.stem}-synth")
     luts = None
@@ -328,6 +340,13 @@ def cli(
     finally:
         progress.close()
     _report(summary, out_dir, quiet, "normal/anomalous pairs")
+
+
+def _refuse_missing_if_strict(missing: list[dict], strict: bool) -> None:
+    if strict and missing:
+        raise LesionPasteError(
+            f"{missing[0]['id']}: {missing[0]['reason']} ({len(missing)} such image(s); --strict)"
+        )
 
 
 def _limited(items: list[NormalImage], limit: int | None) -> list[NormalImage]:

@@ -61,6 +61,16 @@ def _find_image(folder: Path, name: str, by_stem: dict[str, Path]) -> Path | Non
     return by_stem.get(Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES else name)
 
 
+def is_eyeq(labels: Path) -> bool:
+    """True when a label CSV is in EyeQ's form (it has a quality column)."""
+    try:
+        with Path(labels).open(newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return "quality" in header and "DR_grade" in header
+
+
 def read_label_file(
     labels: Path,
     images: Path,

@@ -420,3 +420,33 @@ def test_ct_twins_land_in_the_lungs(lp_synth, tmp_path):
         pasted = cv2.imread(str(out / row["mask_path"]), cv2.IMREAD_GRAYSCALE) > 0
         assert twin.shape == (128, 128)
         assert not (pasted & ~ct_region(normal, WindowRecipe())).any()
+
+
+def test_the_design_card_command_with_data_from_the_environment(lp_synth, bank, tmp_path):
+    """After lp-bank build, `lp-synth --ratios 0.8,0.1,0.05,0.05` works as written, the normals
+    from $LP_NORMALS (a label file: grade 0 by default), the output in datasets/."""
+    labels = tmp_path / "labels.csv"
+    images = tmp_path / "images"
+    make_normals(images, 6)
+    labels.write_text("image,level\n" + "".join(f"n{i:03d},{i % 2}\n" for i in range(6)))
+    Path("banks").mkdir()
+    Path("banks/idrid_48.h5").write_bytes(bank.read_bytes())
+    r = lp_synth("--ratios", "0.8,0.1,0.05,0.05", env={"LP_NORMALS": str(labels)})
+    assert r.code == 0, r.stderr
+    meta = json.loads(Path("datasets/idrid_48-synth/dataset.json").read_text())
+    assert meta["counts"]["normal"] == 3  # grade 0 only
+    assert meta["command"] == "lp-synth --ratios 0.8,0.1,0.05,0.05"
+
+
+def test_eyeq_label_files_default_to_good_quality_grade_0(tmp_path):
+    from synth.cli import resolve_normals
+
+    make_normals(tmp_path / "images", 4)
+    labels = tmp_path / "Label_EyeQ_train.csv"
+    labels.write_text(
+        ",image,quality,DR_grade\n0,n000.png,0,0\n1,n001.png,1,0\n2,n002.png,0,2\n3,n003.png,0,0\n"
+    )
+    items, _ = resolve_normals(str(labels), None, (), None)
+    assert [i.image_id for i in items] == ["n000", "n003"]
+    items, _ = resolve_normals(str(labels), None, (0, 2), "good")
+    assert [i.image_id for i in items] == ["n000", "n002", "n003"]
