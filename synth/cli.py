@@ -422,6 +422,7 @@ def prep(
         missing = []
     else:
         raise LesionPasteError("give --labels CSV (grades per image) or --label N for all images")
+    _refuse_missing_if_strict(missing, strict)
     items = _limited(items, limit)
     job = Job(
         bank_path=bank_path.resolve(),
