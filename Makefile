@@ -25,6 +25,7 @@ test: $(STAMP)
 ## Benchmarks: each prints a table with ratios against a baseline measured in the same run.
 bench: $(STAMP)
 	$(BIN)/python bench/bench_bank.py
+	$(BIN)/python bench/bench_synth.py
 
 ## The main job end to end on data bundled in the repo.
 demo: $(STAMP)
@@ -32,7 +33,12 @@ demo: $(STAMP)
 	$(BIN)/lp-bank build idrid_03 --root $(DEMO_DATA) --out $(DEMO_OUT)/idrid_03.h5 --overwrite
 	$(BIN)/lp-bank info $(DEMO_OUT)/idrid_03.h5
 	$(BIN)/lp-bank preview $(DEMO_OUT)/idrid_03.h5 -o $(DEMO_OUT)/bank_sheet.png --overwrite
-	@echo "demo: the bank is $(DEMO_OUT)/idrid_03.h5, its contact sheet $(DEMO_OUT)/bank_sheet.png"
+	$(BIN)/lp-synth --bank $(DEMO_OUT)/idrid_03.h5 --normals demo/data/chase_db1 \
+		--ratios 0.8,0.1,0.05,0.05 --out $(DEMO_OUT)/twins --overwrite -j 2
+	$(BIN)/lp-synth verify $(DEMO_OUT)/twins
+	$(BIN)/lp-synth preview $(DEMO_OUT)/twins -o $(DEMO_OUT)/twins.png --overwrite
+	@echo "demo: bank $(DEMO_OUT)/idrid_03.h5 (contact sheet $(DEMO_OUT)/bank_sheet.png);" \
+		"twins $(DEMO_OUT)/twins (preview $(DEMO_OUT)/twins.png)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check bank_builder synth train tests bench

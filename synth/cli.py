@@ -320,6 +320,7 @@ def cli(
         preprocess=preprocess,
         strict=strict,
         colour_luts=luts,
+        colour_sample=min(colour_sample, len(items)) if match_colour else 0,
     )
     progress = _Progress(quiet, "twins")
     try:

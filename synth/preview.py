@@ -52,7 +52,7 @@ def twin_grid(root: Path, count: int = 8, columns: int = 2) -> np.ndarray:
         normal = _load(root, normal_path[row["twin_id"]])
         twin = _load(root, row["path"])
         mask = cv2.imread(str(safe_path(root, row["mask_path"])), cv2.IMREAD_GRAYSCALE)
-        scale = max(1, 384 // max(normal.shape[:2]))
+        scale = max(1, 512 // max(normal.shape[:2]))
         pair = np.concatenate(
             [
                 outlined(normal, np.zeros_like(mask), scale),

@@ -47,6 +47,7 @@ class Job:
     preprocess: str = "bank"  # or "none": the normals were normalised elsewhere
     strict: bool = False
     colour_luts: np.ndarray | None = field(default=None, repr=False)
+    colour_sample: int = 0
 
     def describe(self) -> dict:
         """The configuration recorded in ``dataset.json`` (and compared on resume)."""
@@ -57,7 +58,13 @@ class Job:
             "size": self.size,
             "tiers": [{"types": list(t.types), "ratio": t.ratio} for t in self.tiers],
             "normals_preprocess": self.preprocess,
-            "match_colour": self.colour_luts is not None,
+            "match_colour": None
+            if self.colour_luts is None
+            else {
+                "method": "per-channel histogram matching of each bank source's field of view "
+                "to the pooled field-of-view histogram of a sample of the normals",
+                "sample": self.colour_sample,
+            },
             **self.paste.to_dict(),
         }
 

@@ -332,7 +332,7 @@ def test_preview_draws_the_twins(lp_synth, bank, normals, tmp_path):
     r = lp_synth("preview", out, "-o", tmp_path / "grid.png", "--count", "4")
     assert r.code == 0, r.stderr
     grid = cv2.imread(str(tmp_path / "grid.png"))
-    assert grid.shape[0] >= 2 * 384 and grid.shape[1] >= 2 * (2 * 384)
+    assert grid.shape[0] >= 2 * 512 and grid.shape[1] >= 2 * (2 * 512)
     assert (grid == (0, 255, 0)).all(axis=2).any()  # the pasted masks are outlined
 
 
@@ -378,7 +378,7 @@ def test_real_full_resolution_and_chase_normals(lp_synth, bank, tmp_path):
         "--match-colour",
     )
     assert r.code == 0, r.stderr
-    assert json.loads((tmp_path / "chase/dataset.json").read_text())["config"]["match_colour"]
+    assert json.loads((tmp_path / "chase/dataset.json").read_text())["config"]["match_colour"]["sample"] == 4
 
 
 def test_ct_twins_land_in_the_lungs(lp_synth, tmp_path):
