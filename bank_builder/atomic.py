@@ -41,6 +41,21 @@ def remove_stale_temps(path: Path) -> list[Path]:
     return removed
 
 
+def write_png(path: Path, rgb, overwrite: bool = False, what: str = "the picture") -> None:
+    """Write an RGB ``uint8`` array as a PNG file, atomically, refusing to replace unasked."""
+    import cv2
+
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise LesionPasteError(f"{path}: {what} is written as PNG; name it *.png")
+    refuse_existing(path, overwrite)
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise LesionPasteError(f"{path}: could not encode {what} as PNG")
+    with atomic_output(path, overwrite) as tmp:
+        tmp.write_bytes(encoded.tobytes())
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it over ``path``.

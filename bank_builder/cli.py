@@ -7,13 +7,12 @@ import time
 from pathlib import Path
 
 import click
-import cv2
 from tqdm import tqdm
 
 from bank_builder import __version__, idrid, mosmed
 from bank_builder.annotated import FUNDUS_TYPES
-from bank_builder.atomic import atomic_output, refuse_existing
-from bank_builder.bank_file import read_bank, read_meta
+from bank_builder.atomic import refuse_existing, write_png
+from bank_builder.bank_file import read_bank
 from bank_builder.build import build_bank
 from bank_builder.cli_common import Group, command_line, warn_to_stderr
 from bank_builder.config import resolve_root
@@ -204,7 +203,9 @@ def build(
     out = out or Path("banks") / f"{'_'.join(n.lower() for n in names)}.h5"
     refuse_existing(out, overwrite)
     several = source == "mosmed" or len(names) > 1
-    progress = tqdm(sources, desc="sources", unit="image", disable=quiet or not several, leave=False)
+    progress = tqdm(
+        sources, desc="sources", unit="image", disable=quiet or not several, leave=False
+    )
     result = build_bank(
         progress,
         out,
@@ -302,13 +303,9 @@ def preview(bank: Path, out: Path | None, per_type: int, overwrite: bool) -> Non
     if out.suffix.lower() != ".png":
         raise LesionPasteError(f"{out}: the contact sheet is written as PNG; name it *.png")
     refuse_existing(out, overwrite)
-    read_meta(bank)
-    sheet = contact_sheet(read_bank(bank), per_type=per_type)
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise LesionPasteError(f"{out}: could not encode the contact sheet as PNG")
-    with atomic_output(out, overwrite) as tmp:
-        tmp.write_bytes(encoded.tobytes())
+    write_png(
+        out, contact_sheet(read_bank(bank), per_type=per_type), overwrite, "the contact sheet"
+    )
     click.echo(f"wrote {out}")
 
 

@@ -95,7 +95,11 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-_REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+_REDUCED = {
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
 
 
 def read_rgb_at_least(path: Path, min_side: int) -> tuple[np.ndarray, str]:

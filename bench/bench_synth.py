@@ -35,7 +35,7 @@ from bank_builder.bank_file import read_bank
 from bank_builder.build import build_bank
 from bank_builder.loaders import load_fundus
 from bank_builder.preprocess import GrahamRecipe
-from synth.normals import NormalImage, list_folder, read_label_file
+from synth.normals import list_folder, read_label_file
 from synth.run import Job, run_synthesis
 from synth.tiers import make_tiers
 from synth.twin import PasteConfig

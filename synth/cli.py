@@ -8,7 +8,6 @@ import shlex
 from pathlib import Path
 
 import click
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -322,25 +321,14 @@ def cli(
         colour_luts=luts,
         colour_sample=min(colour_sample, len(items)) if match_colour else 0,
     )
-    progress = _Progress(quiet, "twins")
-    try:
-        summary = run_synthesis(
-            items,
-            job,
-            out_dir,
-            command=provenance_command(),
-            listed_missing=missing,
-            jobs=jobs,
-            backend=backend,
-            scheduler=scheduler,
-            overwrite=overwrite,
-            chunk_size=_chunk_size(items),
-            progress=progress,
-            write_card=dataset_card,
-        )
-    finally:
-        progress.close()
-    _report(summary, out_dir, quiet, "normal/anomalous pairs")
+    run_options = {
+        "jobs": jobs,
+        "backend": backend,
+        "scheduler": scheduler,
+        "overwrite": overwrite,
+        "quiet": quiet,
+    }
+    _run(items, missing, job, out_dir, run_options, "normal/anomalous pairs")
 
 
 def _refuse_missing_if_strict(missing: list[dict], strict: bool) -> None:
@@ -354,6 +342,29 @@ def _limited(items: list[NormalImage], limit: int | None) -> list[NormalImage]:
     if limit is not None and limit < 1:
         raise LesionPasteError("--limit must be a positive number of images")
     return items[:limit] if limit else items
+
+
+def _run(items, missing, job: Job, out: Path, options: dict, what: str) -> None:
+    """Run a synthesis or preparation with the shared run options, and report it."""
+    progress = _Progress(options["quiet"], what.split()[-1])
+    try:
+        summary = run_synthesis(
+            items,
+            job,
+            out,
+            command=provenance_command(),
+            listed_missing=missing,
+            jobs=options["jobs"],
+            backend=options["backend"],
+            scheduler=options["scheduler"],
+            overwrite=options["overwrite"],
+            chunk_size=_chunk_size(items),
+            progress=progress,
+            write_card=dataset_card,
+        )
+    finally:
+        progress.close()
+    _report(summary, out, options["quiet"], what)
 
 
 def _chunk_size(items: list[NormalImage]) -> int:
@@ -433,25 +444,14 @@ def prep(
         preprocess=preprocess,
         strict=strict,
     )
-    progress = _Progress(quiet, "images")
-    try:
-        summary = run_synthesis(
-            items,
-            job,
-            Path(out),
-            command=provenance_command(),
-            listed_missing=missing,
-            jobs=jobs,
-            backend=backend,
-            scheduler=scheduler,
-            overwrite=overwrite,
-            chunk_size=_chunk_size(items),
-            progress=progress,
-            write_card=dataset_card,
-        )
-    finally:
-        progress.close()
-    _report(summary, Path(out), quiet, "labelled images")
+    run_options = {
+        "jobs": jobs,
+        "backend": backend,
+        "scheduler": scheduler,
+        "overwrite": overwrite,
+        "quiet": quiet,
+    }
+    _run(items, missing, job, Path(out), run_options, "labelled images")
 
 
 @cli.command(name="verify")
@@ -478,16 +478,12 @@ def verify_command(dataset: Path) -> None:
 @click.option("--overwrite", is_flag=True)
 def preview(dataset: Path, out: Path, count: int, overwrite: bool) -> None:
     """Normal / anomalous twins side by side, pasted masks outlined."""
-    from bank_builder.atomic import atomic_output
+    from bank_builder.atomic import refuse_existing, write_png
 
     if out.suffix.lower() != ".png":
         raise LesionPasteError(f"{out}: the preview is written as PNG; name it *.png")
-    grid = twin_grid(dataset, count)
-    ok, data = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise LesionPasteError(f"{out}: could not encode the preview as PNG")
-    with atomic_output(out, overwrite) as tmp:
-        tmp.write_bytes(data.tobytes())
+    refuse_existing(out, overwrite)
+    write_png(out, twin_grid(dataset, count), overwrite, "the preview")
     click.echo(f"wrote {out}")
 
 

@@ -197,6 +197,14 @@ def finished_record(work: Path, image_id: str) -> dict | None:
         return None
 
 
+def remove_temp_files(work: Path) -> int:
+    """Delete the ``.NAME.PID.tmp`` files that a killed run left half-written."""
+    stale = [p for p in work.rglob(".*.tmp") if p.is_file()]
+    for path in stale:
+        path.unlink()
+    return len(stale)
+
+
 def chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -273,6 +281,7 @@ def run_synthesis(
                     )
                 shutil.rmtree(work)
         work.mkdir(parents=True, exist_ok=True)
+        remove_temp_files(work)  # left by a killed run; we hold the lock, nobody else writes
         write_atomic(config_path, json.dumps(config, sort_keys=True).encode(), fsync=True)
 
         records: dict[str, dict] = {}

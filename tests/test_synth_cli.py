@@ -141,6 +141,9 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_dataset(bank, tmp_pat
     done_before = len(list(records.glob("*.json")))
     assert 8 <= done_before < 48, "the run must be killed part-way"
     assert not (tmp_path / "killed").exists()  # nothing under the final name
+    # a file being written at the kill stays behind under its temporary name, never a final one
+    (records.parent / "masks").mkdir(exist_ok=True)
+    (records.parent / "masks" / ".n047.png.999999.tmp").write_bytes(b"")
     again = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
     assert again.returncode == 0, again.stderr
     clean = subprocess.run(
@@ -378,7 +381,12 @@ def test_real_full_resolution_and_chase_normals(lp_synth, bank, tmp_path):
         "--match-colour",
     )
     assert r.code == 0, r.stderr
-    assert json.loads((tmp_path / "chase/dataset.json").read_text())["config"]["match_colour"]["sample"] == 4
+    assert (
+        json.loads((tmp_path / "chase/dataset.json").read_text())["config"]["match_colour"][
+            "sample"
+        ]
+        == 4
+    )
 
 
 def test_ct_twins_land_in_the_lungs(lp_synth, tmp_path):
