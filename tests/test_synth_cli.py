@@ -458,3 +458,16 @@ def test_eyeq_label_files_default_to_good_quality_grade_0(tmp_path):
     assert [i.image_id for i in items] == ["n000", "n003"]
     items, _ = resolve_normals(str(labels), None, (0, 2), "good")
     assert [i.image_id for i in items] == ["n000", "n002", "n003"]
+
+
+@pytest.mark.parametrize(
+    "normals_arg, message",
+    [("nowhere", "no such folder"), ("labels.csv", "unknown label file"), ("empty", "no images")],
+)
+def test_bad_normals_get_one_clear_line(lp_synth, bank, tmp_path, normals_arg, message):
+    (tmp_path / "labels.csv").write_text("file,grade\na.png,0\n")
+    (tmp_path / "empty").mkdir()
+    r = lp_synth("--bank", bank, "--normals", tmp_path / normals_arg, "--out", tmp_path / "ds")
+    assert r.code != 0 and "Traceback" not in r.stderr and message in r.stderr
+    assert len([line for line in r.stderr.splitlines() if "error" in line]) == 1
+    assert not (tmp_path / "ds").exists()
