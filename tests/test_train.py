@@ -1,0 +1,273 @@
+"""lp-train and lp-eval on the CPU with tiny settings."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from sklearn.metrics import roc_auc_score
+
+from tests.conftest import Result
+from tests.train_fixtures import graded, synthetic
+
+FAST = [
+    "--arch",
+    "smallcnn",
+    "--weights",
+    "none",
+    "--device",
+    "cpu",
+    "--batch-size",
+    "16",
+    "--lr",
+    "0.05",
+    "-q",
+]
+
+
+def invoke(command, *args) -> Result:
+    r = CliRunner().invoke(command, [str(a) for a in args])
+    if r.exception and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return Result(r.exit_code, r.stdout, r.stderr)
+
+
+@pytest.fixture
+def lp_train():
+    from train.cli import train_command
+
+    return lambda *args: invoke(train_command, *args)
+
+
+@pytest.fixture
+def lp_eval():
+    from train.cli import eval_command
+
+    return lambda *args: invoke(eval_command, *args)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return synthetic(root / "train", pairs=48), graded(root / "eval", seed=1)
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    from train.cli import train_command
+
+    run = tmp_path_factory.mktemp("runs") / "run"
+    r = invoke(train_command, data[0], "--out", run, "--epochs", "6", *FAST)
+    assert r.code == 0, r.stderr
+    return run
+
+
+def test_the_loop_learns_a_separable_case(trained, data, lp_eval, tmp_path):
+    log = [json.loads(line) for line in (trained / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == list(range(1, 7))
+    assert log[-1]["loss"] < log[0]["loss"]
+    r = lp_eval(trained, data[1], "--out", tmp_path / "ev", "--device", "cpu")
+    assert r.code == 0, r.stderr
+    result = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert set(result["auc"]) == {"0v1", "0v2", "0v3", "0v4", "0vall"}
+    assert result["auc"]["0vall"]["auc"] > 0.9
+    assert result["auc"]["0v1"]["n_pos"] == 12 and result["auc"]["0v1"]["n_neg"] == 24
+    assert (
+        result["auc"]["0vall"]["ci_low"]
+        <= result["auc"]["0vall"]["auc"]
+        <= result["auc"]["0vall"]["ci_high"]
+    )
+    assert (tmp_path / "ev" / "roc.png").stat().st_size > 1000
+    config = json.loads((trained / "config.json").read_text())
+    assert config["arch"] == "smallcnn" and config["momentum"] == 0.9 and config["size"] == 32
+
+
+def test_metrics_equal_scikit_learn_on_the_written_scores(trained, data, lp_eval, tmp_path):
+    assert lp_eval(trained, data[1], "--out", tmp_path / "ev", "--device", "cpu", "-q").code == 0
+    with open(tmp_path / "ev" / "scores.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    labels = np.array([int(r["label"]) for r in rows])
+    scores = np.array([float(r["score"]) for r in rows])
+    result = json.loads((tmp_path / "ev" / "metrics.json").read_text())["auc"]
+    for k in (1, 2, 3, 4):
+        chosen = (labels == 0) | (labels == k)
+        assert result[f"0v{k}"]["auc"] == pytest.approx(
+            roc_auc_score(labels[chosen] > 0, scores[chosen]), abs=1e-6
+        )
+    assert result["0vall"]["auc"] == pytest.approx(roc_auc_score(labels > 0, scores), abs=1e-6)
+
+
+def test_a_checkpoint_reloads_to_identical_scores(trained, data, lp_eval, tmp_path):
+    for name in ("a", "b"):
+        assert (
+            lp_eval(trained, data[1], "--out", tmp_path / name, "--device", "cpu", "-q").code == 0
+        )
+    assert (tmp_path / "a/scores.csv").read_bytes() == (tmp_path / "b/scores.csv").read_bytes()
+    state = torch.load(trained / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 5 and state["config"]["epochs"] == 6
+
+
+def test_compare_adds_paired_delong_tests(trained, data, lp_eval, lp_train, tmp_path):
+    weak = tmp_path / "weak"
+    assert lp_train(data[0], "--out", weak, "--epochs", "1", *FAST).code == 0
+    r = lp_eval(trained, data[1], "--out", tmp_path / "ev", "--compare", weak, "--device", "cpu")
+    assert r.code == 0, r.stderr
+    tests = json.loads((tmp_path / "ev/metrics.json").read_text())["compare"]["delong"]
+    assert set(tests) == {"0v1", "0v2", "0v3", "0v4", "0vall"}
+    assert 0 <= tests["0vall"]["p"] <= 1
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(
+    data, lp_train, tmp_path, monkeypatch
+):
+    import train.engine as engine
+
+    straight = tmp_path / "straight"
+    assert lp_train(data[0], "--out", straight, "--epochs", "3", *FAST).code == 0
+    real_save = engine.save_checkpoint
+    calls = []
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:  # stopped right after epoch 2's checkpoint; the log ran ahead
+            with open(args[0].parent / "log.jsonl", "a") as fh:
+                fh.write('{"epoch": 3, "loss": 0.0}\n')
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "save_checkpoint", save_then_die)
+    broken = tmp_path / "broken"
+    assert lp_train(data[0], "--out", broken, "--epochs", "3", *FAST).code != 0  # interrupted
+    assert torch.load(broken / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    monkeypatch.setattr(engine, "save_checkpoint", real_save)
+    assert lp_train(data[0], "--out", broken, "--epochs", "3", *FAST).code == 0
+    a = torch.load(straight / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(broken / "checkpoint.pt", weights_only=True)["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    log = [json.loads(line)["epoch"] for line in (broken / "log.jsonl").read_text().splitlines()]
+    assert log == [1, 2, 3]
+
+
+def test_two_ranks_under_torchrun_match_one_rank(data, tmp_path):
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "OMP_NUM_THREADS": "1",
+    }
+    common = [str(data[0]), "--epochs", "2", *FAST]
+    code = "from train.cli import main_train; main_train()"
+    one = subprocess.run(
+        [sys.executable, "-c", code, "--out", str(tmp_path / "one"), *common],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert one.returncode == 0, one.stderr
+    script = tmp_path / "lp_train.py"
+    script.write_text(code + "\n")
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            "--out",
+            str(tmp_path / "two"),
+            *common,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert two.returncode == 0, two.stderr[-2000:]
+    a = torch.load(tmp_path / "one/checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "two/checkpoint.pt", weights_only=True)["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (
+            lambda root: (root / "manifest.csv").write_text(
+                (root / "manifest.csv").read_text().replace("images/0001.png", "../0001.png", 1)
+            ),
+            "unsafe path",
+        ),
+        (
+            lambda root: (root / "manifest.csv").write_text(
+                (root / "manifest.csv").read_text().replace("images/0001.png", "/etc/passwd", 1)
+            ),
+            "unsafe path",
+        ),
+        (lambda root: (root / "images/0003.png").write_bytes(b"\x89PNG tampered"), "sha256"),
+        (
+            lambda root: (root / "dataset.json").write_text('{"format": "other"}'),
+            "not a LesionPaste",
+        ),
+        (lambda root: (root / "manifest.csv").write_text("a,b\n1,2\n"), "unexpected columns"),
+    ],
+)
+def test_hostile_or_malformed_datasets_are_refused(lp_train, tmp_path, damage, message):
+    root = synthetic(tmp_path / "d", pairs=4)
+    damage(root)
+    r = lp_train(root, "--out", tmp_path / "run", *FAST)
+    assert r.code != 0 and message in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_an_evaluation_set_is_not_for_training(data, lp_train, tmp_path):
+    r = lp_train(data[1], "--out", tmp_path / "run", *FAST)
+    assert r.code != 0 and "evaluation set" in r.stderr
+
+
+def test_pickled_checkpoints_and_weights_are_refused(data, lp_eval, lp_train, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"model": Path("/etc")}, run / "checkpoint.pt")  # a pickled object, not tensors
+    r = lp_eval(run, data[1], "--out", tmp_path / "ev")
+    assert r.code != 0 and "pickled objects are refused" in r.stderr
+    torch.save({"x": Path("/etc")}, tmp_path / "w.pt")
+    r = lp_train(
+        data[0],
+        "--out",
+        tmp_path / "r2",
+        "--arch",
+        "resnet18",
+        "--weights",
+        tmp_path / "w.pt",
+        "--device",
+        "cpu",
+        "-q",
+    )
+    assert r.code != 0 and "refused" in r.stderr
+
+
+def test_missing_imagenet_weights_offline_say_how_to_provide_them(monkeypatch):
+    import torchvision.models as tvm
+
+    from train.errors import TrainError
+    from train.models import build_model
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(tvm.WeightsEnum, "get_state_dict", offline)
+    with pytest.raises(TrainError, match="--weights PATH.*--weights none"):
+        build_model("resnet18", "imagenet")

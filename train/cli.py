@@ -1,0 +1,239 @@
+"""``lp-train`` and ``lp-eval``: train the detector on a dataset, evaluate it like the paper."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+import torch
+
+from train.data import load_dataset, read_meta
+from train.engine import (
+    Normalizer,
+    TrainConfig,
+    load_checkpoint,
+    pick_device,
+    place_images,
+    scores_of,
+    train,
+)
+from train.errors import TrainError
+from train.evaluate import compare, metrics, roc_picture, write_metrics, write_scores
+from train.models import ARCHS, build_model
+
+
+class _Command(click.Command):
+    """Shows a ``TrainError`` as one line on stderr and exits 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except TrainError as exc:
+            click.echo(f"{ctx.info_name}: error: {exc}", err=True)
+            ctx.exit(1)
+
+
+def _dataset_sha(root: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256((Path(root) / "manifest.csv").read_bytes()).hexdigest()
+
+
+def _prepare_run(run: Path, config: TrainConfig, overwrite: bool) -> None:
+    saved = run / "config.json"
+    if run.exists() and overwrite:
+        for name in ("checkpoint.pt", "log.jsonl", "config.json", "weights_source.txt"):
+            (run / name).unlink(missing_ok=True)
+    elif saved.exists():
+        if json.loads(saved.read_text(encoding="utf-8")) != asdict(config):
+            raise TrainError(
+                f"{run} holds a run with another configuration; rerun it with the "
+                "same options to resume, use another --out, or pass --overwrite"
+            )
+    elif run.exists() and any(run.iterdir()):
+        raise TrainError(f"{run} exists and is not a run directory; use another --out")
+    if int(os.environ.get("RANK", "0")) == 0:
+        run.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
+
+
+@click.command(cls=_Command)
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--out",
+    "run",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Run directory (config, checkpoint, log).",
+)
+@click.option("--arch", type=click.Choice(ARCHS), default="vgg16", show_default=True)
+@click.option(
+    "--weights",
+    default="imagenet",
+    show_default=True,
+    help="imagenet (torchvision, cached or downloaded), none, or a state dict file.",
+)
+@click.option("--epochs", default=50, show_default=True)
+@click.option("--batch-size", default=64, show_default=True, help="Global batch size.")
+@click.option("--lr", default=1e-3, show_default=True)
+@click.option("--momentum", default=0.9, show_default=True)
+@click.option("--weight-decay", default=0.0, show_default=True)
+@click.option("--size", type=int, help="Input side (default: the dataset's).")
+@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--val-fraction",
+    default=0.1,
+    show_default=True,
+    help="Twin pairs held out to watch training (never the evaluation set).",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cuda or cpu.")
+@click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model.")
+@click.option(
+    "--eval",
+    "eval_set",
+    type=click.Path(path_type=Path),
+    help="Evaluate on this evaluation set after training (into RUN/eval).",
+)
+@click.option("--no-verify", is_flag=True, help="Skip the sha256 check of every image.")
+@click.option("--overwrite", is_flag=True, help="Start the run afresh.")
+@click.option("-q", "--quiet", is_flag=True)
+def train_command(
+    dataset,
+    run,
+    arch,
+    weights,
+    epochs,
+    batch_size,
+    lr,
+    momentum,
+    weight_decay,
+    size,
+    seed,
+    val_fraction,
+    device,
+    use_compile,
+    eval_set,
+    no_verify,
+    overwrite,
+    quiet,
+) -> None:
+    """Train the normal (0) vs synthetic anomaly (1) classifier on DATASET."""
+    meta = read_meta(dataset)
+    if meta["kind"] != "synthetic":
+        raise TrainError(f"{dataset} is an evaluation set; train on a synthetic dataset")
+    if epochs < 1 or batch_size < 1 or lr <= 0:
+        raise TrainError("--epochs, --batch-size and --lr must be positive")
+    data = load_dataset(dataset, verify=not no_verify)
+    config = TrainConfig(
+        dataset=str(Path(dataset).resolve()),
+        arch=arch,
+        weights=weights,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        size=size or int(data.images.shape[1]),
+        seed=seed,
+        val_fraction=val_fraction,
+        device=device,
+        compile=use_compile,
+        dataset_sha256=_dataset_sha(dataset),
+    )
+    _prepare_run(run, config, overwrite)
+    entry = train(data, run, config, quiet=quiet)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if not quiet and entry:
+        click.echo(
+            f"trained {run}: epoch {entry['epoch']}, loss {entry['loss']:.4f}"
+            + (f", validation AUC {entry['val_auc']:.4f}" if "val_auc" in entry else "")
+        )
+    if eval_set is not None:
+        evaluate_run(run, eval_set, run / "eval", None, device, overwrite=True, quiet=quiet)
+
+
+def _score(run: Path, dataset, device_name: str) -> np.ndarray:
+    state = load_checkpoint(run / "checkpoint.pt")
+    config = TrainConfig(**state["config"])
+    model, _ = build_model(config.arch, "none")
+    model.load_state_dict(state["model"])
+    device = pick_device(device_name)
+    model = model.to(device, memory_format=torch.channels_last)
+    images, _ = place_images(dataset.images, device)
+    return scores_of(model, Normalizer(config.size, True).to(device), images, device)
+
+
+def evaluate_run(
+    run: Path,
+    eval_set: Path,
+    out: Path,
+    other: Path | None,
+    device: str,
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> dict:
+    """Score EVALSET with RUN's checkpoint; write scores.csv, metrics.json and roc.png."""
+    if out.exists() and not overwrite:
+        raise TrainError(f"{out} already exists; pass --overwrite to replace it")
+    data = load_dataset(eval_set)
+    scores = _score(run, data, device)
+    result = metrics(scores, data.labels)
+    result["run"] = str(run)
+    result["evaluation_set"] = str(eval_set)
+    if other is not None:
+        result["compare"] = {
+            "other_run": str(other),
+            "delong": compare(scores, _score(other, data, device), data.labels),
+        }
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write_scores(tmp / "scores.csv", data.paths, data.labels, scores)
+    write_metrics(tmp / "metrics.json", result)
+    image = roc_picture(scores, data.labels, result)
+    cv2.imwrite(str(tmp / "roc.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    if not quiet:
+        for name, e in result["auc"].items():
+            click.echo(
+                f"{name:>6}: AUC {e['auc']:.4f} [{e['ci_low']:.4f}, {e['ci_high']:.4f}] "
+                f"({e['n_pos']} vs {e['n_neg']})"
+            )
+        click.echo(f"wrote {out}")
+    return result
+
+
+@click.command(cls=_Command)
+@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("eval_set", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
+@click.option(
+    "--compare",
+    "other",
+    type=click.Path(path_type=Path),
+    help="Another run: paired DeLong tests on the same images.",
+)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--overwrite", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True)
+def eval_command(run, eval_set, out, other, device, overwrite, quiet) -> None:
+    """Evaluate RUN on EVAL_SET: AUC 0 vs 1..4 and 0 vs all with DeLong 95% intervals."""
+    evaluate_run(run, eval_set, out, other, device, overwrite, quiet)
+
+
+def main_train() -> None:
+    train_command(prog_name="lp-train")
+
+
+def main_eval() -> None:
+    eval_command(prog_name="lp-eval")

@@ -1,0 +1,282 @@
+"""The training loop: the whole uint8 dataset on the device, no per-image Python work.
+
+One process, or several under ``torchrun`` (DistributedDataParallel: each rank takes its share
+of every global batch, so the result matches one process on the same global batch).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+from torch import nn
+from tqdm import tqdm
+
+from train.data import LoadedDataset
+from train.errors import TrainError
+from train.models import IMAGENET_MEAN, IMAGENET_STD, build_model
+
+
+@dataclass
+class TrainConfig:
+    """The resolved configuration of a run (saved as ``config.json`` and in checkpoints)."""
+
+    dataset: str
+    arch: str = "vgg16"
+    weights: str = "imagenet"
+    epochs: int = 50
+    batch_size: int = 64
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    size: int = 256
+    seed: int = 0
+    val_fraction: float = 0.1
+    device: str = "auto"
+    compile: bool = False
+    dataset_sha256: str = ""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainError("--device cuda: no CUDA device is available (use --device cpu)")
+    if name not in ("cuda", "cpu"):
+        raise TrainError(f"--device {name!r}: expected auto, cuda or cpu")
+    return torch.device(name)
+
+
+def split_by_twin(twin_ids: list[str], fraction: float, seed: int) -> np.ndarray:
+    """Boolean validation mask: whole twin pairs, about ``fraction`` of them, chosen by seed."""
+    unique = sorted(set(twin_ids))
+    rng = np.random.default_rng(seed)
+    chosen = set(rng.permutation(unique)[: int(round(fraction * len(unique)))].tolist())
+    return np.array([t in chosen for t in twin_ids])
+
+
+class Normalizer(nn.Module):
+    """uint8 NHWC on the device -> float NCHW, ImageNet-normalised, 3 channels, resized."""
+
+    def __init__(self, size: int, channels_last: bool):
+        super().__init__()
+        self.size = size
+        self.channels_last = channels_last
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        x = batch.permute(0, 3, 1, 2).float()
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            x = F.interpolate(
+                x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
+            )
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+def place_images(images: np.ndarray, device: torch.device) -> tuple[torch.Tensor, bool]:
+    """The uint8 images on the device when they fit (with room to spare), else pinned host
+    memory from which batches are copied asynchronously. Returns the tensor and whether it is
+    on the device."""
+    tensor = torch.from_numpy(images)
+    if device.type != "cuda":
+        return tensor, True
+    free, _ = torch.cuda.mem_get_info(device)
+    if tensor.nbytes < 0.5 * free:
+        return tensor.to(device), True
+    return tensor.pin_memory(), False
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+def scores_of(
+    model: nn.Module,
+    normalizer: nn.Module,
+    images: torch.Tensor,
+    device: torch.device,
+    batch_size: int = 128,
+) -> np.ndarray:
+    """Probability of class 1 (anomalous) for every image."""
+    model.eval()
+    out = []
+    with (
+        torch.no_grad(),
+        torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"),
+    ):
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size].to(device, non_blocking=True)
+            logits = model(normalizer(batch)).float()
+            out.append(torch.softmax(logits, dim=1)[:, 1].cpu())
+    return torch.cat(out).numpy()
+
+
+def save_checkpoint(
+    path: Path, model: nn.Module, optimizer, scheduler, epoch: int, config: TrainConfig
+) -> None:
+    """Write a checkpoint atomically: state dicts and plain data only (weights_only loadable)."""
+    state = {
+        "model": {k: v.detach().cpu() for k, v in _bare(model).state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "config": asdict(config),
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint, refusing pickled objects (``weights_only=True``)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise TrainError(f"{path}: no checkpoint") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for refused/corrupt files
+        raise TrainError(
+            f"{path}: not a loadable checkpoint ({type(exc).__name__}; pickled objects are refused)"
+        ) from None
+
+
+def _truncate_log(path: Path, epochs: int) -> None:
+    """Keep the log lines of the first ``epochs`` epochs (those the checkpoint holds)."""
+    if not path.exists():
+        return
+    kept = [
+        line
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and json.loads(line).get("epoch", 0) <= epochs
+    ]
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def _bare(model: nn.Module) -> nn.Module:
+    model = getattr(model, "_orig_mod", model)
+    return getattr(model, "module", model)
+
+
+def train(data: LoadedDataset, run: Path, config: TrainConfig, quiet: bool = False) -> dict:
+    """Train (or resume) a run in ``run``; returns the last epoch's log entry."""
+    rank, world = _distributed()
+    device = pick_device(config.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    torch.manual_seed(config.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    labels = data.labels
+    if set(np.unique(labels)) - {0, 1}:
+        raise TrainError(f"{data.root}: training needs labels 0/1 (a synthetic dataset)")
+    val = split_by_twin(data.twin_ids, config.val_fraction, config.seed)
+    train_idx = torch.from_numpy(np.flatnonzero(~val))
+    val_idx = np.flatnonzero(val)
+    images, on_device = place_images(data.images, device)
+    targets = torch.from_numpy(labels).to(device if on_device else "cpu")
+    model, source = build_model(config.arch, config.weights)
+    model = model.to(device, memory_format=torch.channels_last)
+    normalizer = Normalizer(config.size, channels_last=True).to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    start_epoch = 0
+    checkpoint_path = run / "checkpoint.pt"
+    if checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path)
+        if state["config"] != asdict(config):
+            raise TrainError(
+                f"{run} holds a run with another configuration; use another --out or --overwrite"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch = state["epoch"] + 1
+        if rank == 0:
+            _truncate_log(run / "log.jsonl", start_epoch)
+    trained = model
+    if world > 1:
+        trained = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if config.compile:
+        trained = torch.compile(trained)
+    steps = math.ceil(len(train_idx) / config.batch_size)
+    entry = {}
+    for epoch in range(start_epoch, config.epochs):
+        trained.train()
+        order = train_idx[
+            torch.randperm(
+                len(train_idx),
+                generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch),
+            )
+        ]
+        started, total_loss, seen = time.perf_counter(), 0.0, 0
+        bar = tqdm(
+            range(steps),
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            leave=False,
+            disable=quiet or rank != 0,
+        )
+        for step in bar:
+            batch = order[step * config.batch_size : (step + 1) * config.batch_size]
+            mine = batch[rank::world]  # every rank runs every step, even with no image
+            x = images[mine.to(images.device)].to(device, non_blocking=True)
+            y = targets[mine.to(targets.device)].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits = trained(normalizer(x))
+            # the mean over the global batch: each rank's sum over the global batch size,
+            # summed by DDP's gradient averaging times world
+            loss = F.cross_entropy(logits.float(), y, reduction="sum") * world / len(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += float(loss.detach()) * len(batch) / world
+            seen += len(batch)
+            if not quiet and rank == 0:
+                bar.set_postfix(
+                    loss=f"{total_loss / max(seen, 1):.4f}",
+                    img_s=f"{seen / (time.perf_counter() - started):.0f}",
+                )
+        scheduler.step()
+        seconds = time.perf_counter() - started
+        entry = {
+            "epoch": epoch + 1,
+            "loss": total_loss / max(seen, 1),
+            "lr": scheduler.get_last_lr()[0],
+            "images_per_s": seen / seconds if seconds > 0 else 0.0,
+            "seconds": seconds,
+        }
+        if len(val_idx) and len(set(labels[val_idx])) == 2:
+            val_scores = scores_of(
+                _bare(trained),
+                normalizer,
+                images[torch.from_numpy(val_idx).to(images.device)],
+                device,
+            )
+            entry["val_auc"] = float(roc_auc_score(labels[val_idx], val_scores))
+        if rank == 0:  # the log line first: a resume drops lines past the checkpoint
+            with open(run / "log.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(entry) + "\n")
+            save_checkpoint(checkpoint_path, model, optimizer, scheduler, epoch, config)
+    if rank == 0:
+        (run / "weights_source.txt").write_text(source + "\n", encoding="utf-8")
+    return entry

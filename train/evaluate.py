@@ -1,0 +1,146 @@
+"""Evaluation as in the paper: ROC AUC for 0 vs 1..4 and 0 vs all, with DeLong intervals."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from train.delong import auc_ci, paired_test
+
+COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (0, 0, 0)]
+
+
+def comparisons(labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Which images enter each AUC: ``0vK`` (grade 0 against grade K) and ``0vall``.
+
+    A binary set (labels 0/1) has the single comparison ``0v1``.
+    """
+    present = sorted(set(labels.tolist()) - {0})
+    out = {f"0v{k}": (labels == 0) | (labels == k) for k in present}
+    if len(present) > 1:
+        out["0vall"] = np.ones(len(labels), bool)
+    return out
+
+
+def metrics(scores: np.ndarray, labels: np.ndarray) -> dict:
+    """``{"auc": {"0v1": {"auc", "ci_low", "ci_high", "n_pos", "n_neg", "se"}, ...}}``."""
+    result = {}
+    for name, chosen in comparisons(labels).items():
+        y = (labels[chosen] > 0).astype(int)
+        if len(set(y.tolist())) < 2:
+            continue
+        # the AUC is scikit-learn's; its interval comes from DeLong's variance
+        result[name] = auc_ci(scores[chosen], y, auc=roc_auc_score(y, scores[chosen]))
+    return {"auc": result}
+
+
+def compare(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray) -> dict:
+    """Paired DeLong tests (this run against another) for every comparison."""
+    out = {}
+    for name, chosen in comparisons(labels).items():
+        y = (labels[chosen] > 0).astype(int)
+        if len(set(y.tolist())) == 2:
+            out[name] = paired_test(scores_a[chosen], scores_b[chosen], y)
+    return out
+
+
+def write_scores(path: Path, paths: list[str], labels: np.ndarray, scores: np.ndarray) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "score"])
+        for p, label, score in zip(paths, labels, scores):
+            writer.writerow([p, int(label), f"{float(score):.8g}"])
+
+
+def read_scores(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return (
+        [r["path"] for r in rows],
+        np.array([int(r["label"]) for r in rows]),
+        np.array([float(r["score"]) for r in rows]),
+    )
+
+
+def roc_picture(
+    scores: np.ndarray, labels: np.ndarray, result: dict, size: int = 520
+) -> np.ndarray:
+    """An RGB plot of the ROC curves, one per comparison, with AUC and 95% interval."""
+    margin = 50
+    image = np.full((size + 2 * margin, size + 2 * margin + 230, 3), 255, np.uint8)
+    x0, y0 = margin, margin + size
+
+    def point(fpr: float, tpr: float) -> tuple[int, int]:
+        return int(x0 + fpr * size), int(y0 - tpr * size)
+
+    cv2.rectangle(image, point(0, 1), point(1, 0), (0, 0, 0), 1)
+    cv2.line(image, point(0, 0), point(1, 1), (180, 180, 180), 1, cv2.LINE_AA)
+    for t in np.linspace(0, 1, 6):
+        cv2.putText(
+            image,
+            f"{t:.1f}",
+            (int(x0 + t * size) - 10, y0 + 18),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
+        cv2.putText(
+            image,
+            f"{t:.1f}",
+            (x0 - 32, int(y0 - t * size) + 4),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
+    cv2.putText(
+        image,
+        "false positive rate",
+        (x0 + size // 2 - 70, y0 + 40),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.5,
+        (0, 0, 0),
+        1,
+        cv2.LINE_AA,
+    )
+    cv2.putText(
+        image,
+        "true positive rate",
+        (4, margin - 14),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.5,
+        (0, 0, 0),
+        1,
+        cv2.LINE_AA,
+    )
+    for i, (name, chosen) in enumerate(comparisons(labels).items()):
+        if name not in result["auc"]:
+            continue
+        colour = COLOURS[i % len(COLOURS)]
+        fpr, tpr, _ = roc_curve((labels[chosen] > 0).astype(int), scores[chosen])
+        pts = np.array([point(f, t) for f, t in zip(fpr, tpr)], np.int32)
+        cv2.polylines(image, [pts], False, colour, 2, cv2.LINE_AA)
+        e = result["auc"][name]
+        cv2.putText(
+            image,
+            f"{name}: {e['auc']:.3f} [{e['ci_low']:.3f}, {e['ci_high']:.3f}]",
+            (x0 + size + 15, margin + 20 + 22 * i),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            colour,
+            1,
+            cv2.LINE_AA,
+        )
+    return image
+
+
+def write_metrics(path: Path, result: dict) -> None:
+    path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
