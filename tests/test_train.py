@@ -128,7 +128,7 @@ def test_compare_adds_paired_delong_tests(trained, data, lp_eval, lp_train, tmp_
 def test_an_interrupted_run_resumes_to_the_uninterrupted_result(
     data, lp_train, tmp_path, monkeypatch
 ):
-    import train.engine as engine
+    from train import engine
 
     straight = tmp_path / "straight"
     assert lp_train(data[0], "--out", straight, "--epochs", "3", *FAST).code == 0

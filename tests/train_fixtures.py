@@ -27,7 +27,7 @@ def write_dataset(
             image[y : y + 8, x : x + 8] = np.clip(
                 image[y : y + 8, x : x + 8] + 120 * signal, 0, 255
             )
-        ok, data = cv2.imencode(".png", image)
+        _ok, data = cv2.imencode(".png", image)
         rel = f"images/{i:04d}.png"
         (root / rel).write_bytes(data.tobytes())
         twin = f"t{i // 2:04d}" if kind == "synthetic" else f"e{i:04d}"

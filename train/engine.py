@@ -59,7 +59,7 @@ def split_by_twin(twin_ids: list[str], fraction: float, seed: int) -> np.ndarray
     """Boolean validation mask: whole twin pairs, about ``fraction`` of them, chosen by seed."""
     unique = sorted(set(twin_ids))
     rng = np.random.default_rng(seed)
-    chosen = set(rng.permutation(unique)[: int(round(fraction * len(unique)))].tolist())
+    chosen = set(rng.permutation(unique)[: round(fraction * len(unique))].tolist())
     return np.array([t in chosen for t in twin_ids])
 
 
