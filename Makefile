@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-EXTRAS ?= dev,ct,dask,lite
+EXTRAS ?= dev,ct,dask,lite,cam
 
 DEMO_DATA := demo/data/idrid
 DEMO_OUT  := demo/out

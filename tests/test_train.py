@@ -308,3 +308,15 @@ def test_efficientnet_lite0_loads_the_packaged_imagenet_weights_offline():
     blank.eval()
     with torch.no_grad():
         assert float(torch.softmax(blank(x), 1).max(1).values.mean()) < 0.05
+
+
+def test_cam_panels_for_anomalous_images(trained, data, lp_eval, tmp_path):
+    pytest.importorskip("pytorch_grad_cam")
+    import cv2
+
+    r = lp_eval(trained, data[1], "--out", tmp_path / "ev", "--cam", "3", "--device", "cpu", "-q")
+    assert r.code == 0, r.stderr
+    panels = cv2.imread(str(tmp_path / "ev" / "cam.png"))
+    assert panels.shape == (22 + 3 * 160, 5 * 160, 3)  # header + 3 rows of 5 panels, 32 px x5
+    heat = panels[22:, 160:320].astype(int)
+    assert heat.std() > 5  # the heatmap is not blank

@@ -160,15 +160,39 @@ def train_command(
         evaluate_run(run, eval_set, run / "eval", None, device, overwrite=True, quiet=quiet)
 
 
-def _score(run: Path, dataset, device_name: str) -> np.ndarray:
+def _restore(run: Path, device_name: str):
+    """The trained model of a run, its normalizer and configuration, on the device."""
     state = load_checkpoint(run / "checkpoint.pt")
-    config = TrainConfig(**state["config"])
-    model, _ = build_model(config.arch, "none")
-    model.load_state_dict(state["model"])
+    try:
+        config = TrainConfig(**state["config"])
+        model, _ = build_model(config.arch, "none")
+        model.load_state_dict(state["model"])
+    except (TypeError, KeyError, RuntimeError) as exc:
+        raise TrainError(
+            f"{run}/checkpoint.pt does not hold a model of this version ({exc})"
+        ) from None
     device = pick_device(device_name)
     model = model.to(device, memory_format=torch.channels_last)
+    return model, Normalizer(config.size, True, config.arch).to(device), config, device
+
+
+def _score(run: Path, dataset, device_name: str) -> np.ndarray:
+    model, normalizer, _, device = _restore(run, device_name)
     images, _ = place_images(dataset.images, device)
-    return scores_of(model, Normalizer(config.size, True, config.arch).to(device), images, device)
+    return scores_of(model, normalizer, images, device)
+
+
+def _cam_picture(run: Path, data, scores: np.ndarray, count: int, device: str) -> np.ndarray:
+    """Grad-CAM panels for the ``count`` highest-scored anomalous images."""
+    from train.cam import cam_panels
+
+    model, normalizer, config, _ = _restore(run, device)
+    anomalous = np.flatnonzero(data.labels > 0)
+    if len(anomalous) == 0:
+        raise TrainError("--cam: the evaluation set has no anomalous image")
+    chosen = anomalous[np.argsort(-scores[anomalous], kind="stable")[:count]]
+    captions = [f"{data.paths[i]}  label {data.labels[i]}  score {scores[i]:.3f}" for i in chosen]
+    return cam_panels(model, config.arch, normalizer, data.images[chosen], captions)
 
 
 def evaluate_run(
@@ -179,6 +203,7 @@ def evaluate_run(
     device: str,
     overwrite: bool = False,
     quiet: bool = False,
+    cam: int = 0,
 ) -> dict:
     """Score EVALSET with RUN's checkpoint; write scores.csv, metrics.json and roc.png."""
     if out.exists() and not overwrite:
@@ -200,6 +225,9 @@ def evaluate_run(
     write_metrics(tmp / "metrics.json", result)
     image = roc_picture(scores, data.labels, result)
     cv2.imwrite(str(tmp / "roc.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if cam:
+        panels = _cam_picture(run, data, scores, cam, device)
+        cv2.imwrite(str(tmp / "cam.png"), cv2.cvtColor(panels, cv2.COLOR_RGB2BGR))
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -223,12 +251,18 @@ def evaluate_run(
     type=click.Path(path_type=Path),
     help="Another run: paired DeLong tests on the same images.",
 )
+@click.option(
+    "--cam",
+    default=0,
+    show_default=True,
+    help="Grad-CAM and Grad-CAM++ panels for this many anomalous images (cam.png).",
+)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--overwrite", is_flag=True)
 @click.option("-q", "--quiet", is_flag=True)
-def eval_command(run, eval_set, out, other, device, overwrite, quiet) -> None:
+def eval_command(run, eval_set, out, other, cam, device, overwrite, quiet) -> None:
     """Evaluate RUN on EVAL_SET: AUC 0 vs 1..4 and 0 vs all with DeLong 95% intervals."""
-    evaluate_run(run, eval_set, out, other, device, overwrite, quiet)
+    evaluate_run(run, eval_set, out, other, device, overwrite, quiet, cam)
 
 
 def main_train() -> None:

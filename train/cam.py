@@ -1,0 +1,78 @@
+"""Grad-CAM and Grad-CAM++ panels (paper Fig. A3), with the ``grad-cam`` package (extra ``cam``)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from train.errors import TrainError
+
+
+def target_layer(model: nn.Module, arch: str) -> nn.Module:
+    """The last convolutional stage of each architecture."""
+    if arch == "vgg16":
+        return model.features[-1]
+    if arch in ("resnet18", "resnet50"):
+        return model.layer4[-1]
+    if arch == "efficientnet_lite0":
+        return model._blocks[-1]
+    return model.features[-1]
+
+
+def heat_colour(heat: np.ndarray) -> np.ndarray:
+    """A [0, 1] map as an RGB jet image."""
+    return cv2.cvtColor(
+        cv2.applyColorMap(np.uint8(255 * heat), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB
+    )
+
+
+def cam_panels(
+    model: nn.Module, arch: str, normalizer: nn.Module, images: np.ndarray, captions: list[str]
+) -> np.ndarray:
+    """Rows of: image, Grad-CAM, Grad-CAM++, and both overlaid, for class 1 (anomalous)."""
+    try:
+        from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    except ImportError:
+        raise TrainError(
+            "--cam needs the grad-cam package: pip install 'lesionpaste[cam]'"
+        ) from None
+    model.eval()
+    device = next(model.parameters()).device
+    x = normalizer(torch.from_numpy(images).to(device)).float().contiguous()
+    targets = [ClassifierOutputTarget(1)] * len(images)
+    layers = [target_layer(model, arch)]
+    with GradCAM(model=model, target_layers=layers) as cam:
+        plain = cam(input_tensor=x, targets=targets)
+    with GradCAMPlusPlus(model=model, target_layers=layers) as cam:
+        plus = cam(input_tensor=x, targets=targets)
+    rows = []
+    for image, a, b, caption in zip(images, plain, plus, captions):
+        rgb = image if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
+        scale = max(1, 160 // rgb.shape[1])  # small images are enlarged to be seen
+        rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        h, w = rgb.shape[:2]
+        maps = [heat_colour(cv2.resize(m, (w, h))) for m in (a, b)]
+        overlays = [cv2.addWeighted(rgb, 0.55, m, 0.45, 0) for m in maps]
+        row = np.concatenate([rgb, *maps, *overlays], axis=1)
+        cv2.putText(
+            row, caption, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1, cv2.LINE_AA
+        )
+        rows.append(row)
+    header = np.full((22, rows[0].shape[1], 3), 255, np.uint8)
+    for i, title in enumerate(
+        ["image", "Grad-CAM", "Grad-CAM++", "Grad-CAM overlay", "Grad-CAM++ overlay"]
+    ):
+        cv2.putText(
+            header,
+            title,
+            (i * rows[0].shape[1] // 5 + 4, 15),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
+    return np.concatenate([header, *rows], axis=0)
