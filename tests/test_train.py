@@ -320,3 +320,65 @@ def test_cam_panels_for_anomalous_images(trained, data, lp_eval, tmp_path):
     assert panels.shape == (22 + 3 * 160, 5 * 160, 3)  # header + 3 rows of 5 panels, 32 px x5
     heat = panels[22:, 160:320].astype(int)
     assert heat.std() > 5  # the heatmap is not blank
+
+
+def test_k_fold_cross_validation_keeps_test_patients_out_of_training(lp_train, tmp_path):
+    """Evaluation images of 12 patients (3 slices each, half of the patients abnormal); the
+    twins are made from the normal slices. Each fold trains only on the twins of the other
+    folds' patients, and the AUCs are summarised over the folds."""
+    from tests.train_fixtures import write_dataset
+
+    labels, ids = [], []
+    for patient in range(12):
+        for z in range(3):
+            labels.append(1 if patient % 2 else 0)
+            ids.append(f"p{patient:02d}_z{z:03d}")
+    evaluation = write_dataset(tmp_path / "eval", labels, "evaluation", seed=2)
+    _rename_twins(evaluation, ids)
+    normals = [i for i, label in zip(ids, labels) if label == 0]
+    synth = write_dataset(tmp_path / "synth", [0, 1] * len(normals), "synthetic", seed=3)
+    _rename_twins(synth, [n for n in normals for _ in (0, 1)])
+    r = lp_train(
+        synth,
+        "--out",
+        tmp_path / "cv",
+        "--eval",
+        evaluation,
+        "--folds",
+        "3",
+        "--epochs",
+        "3",
+        *FAST,
+    )
+    assert r.code == 0, r.stderr
+    cv = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    assert cv["auc"]["0v1"]["folds"] == 3 and 0 <= cv["auc"]["0v1"]["mean"] <= 1
+    tested = [set(fold["test_ids"]) for fold in cv["per_fold"]]
+    assert set().union(*tested) == set(ids) and sum(map(len, tested)) == len(ids)
+    for k, fold_ids in enumerate(tested, start=1):
+        patients = {i.split("_")[0] for i in fold_ids}
+        assert all(len({i for i in fold_ids if i.startswith(p)}) == 3 for p in patients)
+        assert (tmp_path / "cv" / f"fold_{k}" / "checkpoint.pt").exists()
+    from train.data import load_dataset
+    from train.folds import fold_plan, groups_of
+
+    synthetic_data, evaluation_data = load_dataset(synth), load_dataset(evaluation)
+    for train_rows, test_rows in fold_plan(evaluation_data, synthetic_data, 3, seed=0):
+        trained_on = set(
+            groups_of(
+                [synthetic_data.twin_ids[i] for i in np.flatnonzero(train_rows)],
+                r"^(.*?)(?:[_:-]z?\d+)?$",
+            )
+        )
+        tested_on = {evaluation_data.twin_ids[i].split("_")[0] for i in np.flatnonzero(test_rows)}
+        assert trained_on and not trained_on & tested_on
+
+
+def _rename_twins(root: Path, ids: list[str]) -> None:
+    lines = (root / "manifest.csv").read_text().splitlines()
+    out = [lines[0]]
+    for line, new in zip(lines[1:], ids):
+        cols = line.split(",")
+        cols[2] = new
+        out.append(",".join(cols))
+    (root / "manifest.csv").write_text("\n".join(out) + "\n")

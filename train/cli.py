@@ -24,6 +24,7 @@ from train.engine import (
     train,
 )
 from train.errors import TrainError
+from train.folds import DEFAULT_GROUP, fold_plan, subset, summarise
 from train.evaluate import compare, metrics, roc_picture, write_metrics, write_scores
 from train.models import ARCHS, build_model
 
@@ -101,6 +102,17 @@ def _prepare_run(run: Path, config: TrainConfig, overwrite: bool) -> None:
     type=click.Path(path_type=Path),
     help="Evaluate on this evaluation set after training (into RUN/eval).",
 )
+@click.option(
+    "--folds",
+    type=int,
+    default=0,
+    help="k-fold cross-validation on --eval (MosMed protocol); 0 = off.",
+)
+@click.option(
+    "--group-pattern",
+    default=None,
+    help="Regex whose first group is an image id's patient/study (for --folds).",
+)
 @click.option("--no-verify", is_flag=True, help="Skip the sha256 check of every image.")
 @click.option("--overwrite", is_flag=True, help="Start the run afresh.")
 @click.option("-q", "--quiet", is_flag=True)
@@ -120,6 +132,8 @@ def train_command(
     device,
     use_compile,
     eval_set,
+    folds,
+    group_pattern,
     no_verify,
     overwrite,
     quiet,
@@ -147,6 +161,20 @@ def train_command(
         compile=use_compile,
         dataset_sha256=_dataset_sha(dataset),
     )
+    if folds:
+        if eval_set is None:
+            raise TrainError("--folds needs --eval EVALSET (the images to split into folds)")
+        cross_validate(
+            data,
+            load_dataset(eval_set, verify=not no_verify),
+            run,
+            config,
+            folds,
+            group_pattern or DEFAULT_GROUP,
+            overwrite,
+            quiet,
+        )
+        return
     _prepare_run(run, config, overwrite)
     entry = train(data, run, config, quiet=quiet)
     if int(os.environ.get("RANK", "0")) != 0:
@@ -158,6 +186,45 @@ def train_command(
         )
     if eval_set is not None:
         evaluate_run(run, eval_set, run / "eval", None, device, overwrite=True, quiet=quiet)
+
+
+def cross_validate(
+    synthetic,
+    evaluation,
+    run: Path,
+    config: TrainConfig,
+    folds: int,
+    pattern: str,
+    overwrite: bool,
+    quiet: bool,
+) -> dict:
+    """Train and evaluate one run per fold (RUN/fold_K); write RUN/cv.json with the spread."""
+    plan = fold_plan(evaluation, synthetic, folds, config.seed, pattern)
+    per_fold = []
+    for k, (train_rows, test_rows) in enumerate(plan, start=1):
+        fold_run = run / f"fold_{k}"
+        _prepare_run(fold_run, config, overwrite)
+        train(subset(synthetic, train_rows), fold_run, config, quiet=quiet)
+        test = subset(evaluation, test_rows)
+        scores = _score(fold_run, test, config.device)
+        result = metrics(scores, test.labels)
+        result["test_ids"] = test.twin_ids
+        per_fold.append(result)
+        write_scores(fold_run / "scores.csv", test.paths, test.labels, scores)
+        if not quiet:
+            shown = ", ".join(f"{n} {e['auc']:.4f}" for n, e in result["auc"].items())
+            click.echo(f"fold {k}/{folds}: {shown}")
+    summary = {
+        "folds": folds,
+        "group_pattern": pattern,
+        "per_fold": per_fold,
+        "auc": summarise(per_fold),
+    }
+    write_metrics(run / "cv.json", summary)
+    if not quiet:
+        for name, s in summary["auc"].items():
+            click.echo(f"{name:>6}: AUC {s['mean']:.4f} ± {s['std']:.4f} over {s['folds']} folds")
+    return summary
 
 
 def _restore(run: Path, device_name: str):
