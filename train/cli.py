@@ -24,8 +24,8 @@ from train.engine import (
     train,
 )
 from train.errors import TrainError
-from train.folds import DEFAULT_GROUP, fold_plan, subset, summarise
 from train.evaluate import compare, metrics, roc_picture, write_metrics, write_scores
+from train.folds import DEFAULT_GROUP, fold_plan, subset, summarise
 from train.models import ARCHS, build_model
 
 
