@@ -26,6 +26,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_bank.py
 	$(BIN)/python bench/bench_synth.py
+	$(BIN)/python bench/bench_train.py --arch resnet18 --size 64 --device cpu
+	$(BIN)/python bench/bench_train.py --arch smallcnn --size 64 --device cpu
 
 ## The main job end to end on data bundled in the repo.
 demo: $(STAMP)
