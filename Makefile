@@ -29,21 +29,26 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_train.py --arch resnet18 --size 64 --device cpu
 	$(BIN)/python bench/bench_train.py --arch smallcnn --size 64 --device cpu
 
-## The main job end to end on data bundled in the repo.
+## The main job end to end on data bundled in the repo (a smoke-scale run on the CPU).
 demo: $(STAMP)
 	mkdir -p $(DEMO_OUT)
 	$(BIN)/lp-bank build idrid_03 --root $(DEMO_DATA) --out $(DEMO_OUT)/idrid_03.h5 --overwrite
-	$(BIN)/lp-bank info $(DEMO_OUT)/idrid_03.h5
+	$(BIN)/lp-bank info $(DEMO_OUT)/idrid_03.h5 --json > $(DEMO_OUT)/bank.json
 	$(BIN)/lp-bank preview $(DEMO_OUT)/idrid_03.h5 -o $(DEMO_OUT)/bank_sheet.png --overwrite
 	$(BIN)/lp-synth --bank $(DEMO_OUT)/idrid_03.h5 --normals demo/data/chase_db1 \
-		--ratios 0.8,0.1,0.05,0.05 --out $(DEMO_OUT)/twins --overwrite -j 2
+		--ratios 0.8,0.1,0.05,0.05 --size 256 --out $(DEMO_OUT)/twins --overwrite -j 2
 	$(BIN)/lp-synth verify $(DEMO_OUT)/twins
 	$(BIN)/lp-synth preview $(DEMO_OUT)/twins -o $(DEMO_OUT)/twins.png --overwrite
-	@echo "demo: bank $(DEMO_OUT)/idrid_03.h5 (contact sheet $(DEMO_OUT)/bank_sheet.png);" \
-		"twins $(DEMO_OUT)/twins (preview $(DEMO_OUT)/twins.png)"
+	$(BIN)/lp-synth prep --images demo/data/eval/images --labels demo/data/eval/labels.csv \
+		--bank $(DEMO_OUT)/idrid_03.h5 --like $(DEMO_OUT)/twins --out $(DEMO_OUT)/eval --overwrite
+	$(BIN)/lp-train $(DEMO_OUT)/twins --out $(DEMO_OUT)/run --arch efficientnet_lite0 \
+		--epochs 8 --batch-size 16 --lr 0.005 --val-fraction 0.25 --device cpu --overwrite
+	$(BIN)/lp-eval $(DEMO_OUT)/run $(DEMO_OUT)/eval --out $(DEMO_OUT)/run/eval --cam 4 \
+		--device cpu --overwrite
+	$(BIN)/python demo/report.py $(DEMO_OUT) demo/report.html
 
 lint: $(STAMP)
 	$(BIN)/ruff check bank_builder synth train tests bench
 
 clean:
-	rm -rf $(DEMO_OUT) .pytest_cache build *.egg-info
+	rm -rf $(DEMO_OUT) demo/report.html .pytest_cache build *.egg-info
