@@ -8,7 +8,25 @@ EXTRAS ?= dev,ct,dask,lite,cam
 DEMO_DATA := demo/data/idrid
 DEMO_OUT  := demo/out
 
-.PHONY: venv test bench demo lint clean
+.PHONY: venv test bench demo lint clean train-eyeq
+
+# ---- make train-eyeq: the paper's EyeQ workflow (variables may come from the environment)
+IDRID_ID   ?= idrid_48
+IDRID_ROOT ?= $(LP_IDRID_ROOT)
+EYEQ_ROOT  ?= $(LP_EYEQ_ROOT)
+ARCH       ?= vgg16
+EPOCHS     ?= 50
+SIZE       ?= 256
+BATCH      ?= 64
+DEVICE     ?= auto
+JOBS       ?= 2
+SYNTH_OPTS ?=
+WORK       ?= work/eyeq-$(IDRID_ID)
+# EyeQ: Label_EyeQ_{train,test}.csv with train/ and test/ image folders. Otherwise one
+# EyePACS-style labels.csv (+ images/): its grade-0 images are split 80/20 by a fixed hash, the
+# twins made from the 80% and the evaluation made of everything else.
+EYEQ_TRAIN = $(if $(wildcard $(EYEQ_ROOT)/Label_EyeQ_train.csv),--normals $(EYEQ_ROOT)/Label_EyeQ_train.csv --images $(EYEQ_ROOT)/train,--normals $(EYEQ_ROOT)/labels.csv --split train)
+EYEQ_TEST  = $(if $(wildcard $(EYEQ_ROOT)/Label_EyeQ_test.csv),--images $(EYEQ_ROOT)/test --labels $(EYEQ_ROOT)/Label_EyeQ_test.csv --quality good,--images $(EYEQ_ROOT)/images --labels $(EYEQ_ROOT)/labels.csv --split rest)
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +64,30 @@ demo: $(STAMP)
 	$(BIN)/lp-eval $(DEMO_OUT)/run $(DEMO_OUT)/eval --out $(DEMO_OUT)/run/eval --cam 4 \
 		--device cpu --overwrite
 	$(BIN)/python demo/report.py $(DEMO_OUT) demo/report.html
+
+## The paper's EyeQ workflow; each step is skipped when its output is already there.
+train-eyeq: $(WORK)/run/eval/metrics.json
+	@cat $(WORK)/run/eval/metrics.json
+
+$(WORK)/bank.h5: | $(STAMP)
+	@test -n "$(IDRID_ROOT)" || { echo "set IDRID_ROOT (or LP_IDRID_ROOT) to the IDRiD tree" >&2; exit 2; }
+	$(BIN)/lp-bank build $(IDRID_ID) --root $(IDRID_ROOT) --out $@ --overwrite
+
+$(WORK)/synth/dataset.json: $(WORK)/bank.h5
+	@test -n "$(EYEQ_ROOT)" || { echo "set EYEQ_ROOT (or LP_EYEQ_ROOT) to the EyeQ folder" >&2; exit 2; }
+	$(BIN)/lp-synth --bank $< $(EYEQ_TRAIN) --size $(SIZE) -j $(JOBS) $(SYNTH_OPTS) \
+		--out $(WORK)/synth --overwrite
+
+$(WORK)/test/dataset.json: $(WORK)/synth/dataset.json
+	$(BIN)/lp-synth prep $(EYEQ_TEST) --bank $(WORK)/bank.h5 --like $(WORK)/synth -j $(JOBS) \
+		--out $(WORK)/test --overwrite
+
+$(WORK)/run/checkpoint.pt: $(WORK)/synth/dataset.json
+	$(BIN)/lp-train $(WORK)/synth --out $(WORK)/run --arch $(ARCH) --epochs $(EPOCHS) \
+		--batch-size $(BATCH) --size $(SIZE) --device $(DEVICE)
+
+$(WORK)/run/eval/metrics.json: $(WORK)/run/checkpoint.pt $(WORK)/test/dataset.json
+	$(BIN)/lp-eval $(WORK)/run $(WORK)/test --out $(WORK)/run/eval --device $(DEVICE) --overwrite
 
 lint: $(STAMP)
 	$(BIN)/ruff check bank_builder synth train tests bench

@@ -20,7 +20,7 @@ from synth.augment import AugmentConfig
 from synth.card import dataset_card
 from synth.colour import colour_luts, histogram
 from synth.dataset_format import read_dataset_json, verify
-from synth.normals import NormalImage, is_eyeq, list_folder, read_label_file
+from synth.normals import NormalImage, is_eyeq, list_folder, read_label_file, split
 from synth.preview import twin_grid
 from synth.run import Job, normals_recipe, prepare_normal, run_synthesis
 from synth.tiers import make_tiers
@@ -184,6 +184,11 @@ def _run_options(f):
             click.option("--strict", is_flag=True, help="Stop at the first unreadable image."),
             click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary."),
             click.option("--limit", type=int, help="Use only the first N images (a quick trial)."),
+        click.option("--split", "split_part", type=click.Choice(["train", "rest"]),
+                     help="train: the normals of a fixed training fraction; rest: all others."),
+        click.option("--split-fraction", default=0.8, show_default=True,
+                     help="Share of the normal images in the training split."),
+        click.option("--split-seed", default=0, show_default=True),
         ]
     ):
         f = option(f)
@@ -276,6 +281,9 @@ def cli(
     strict,
     quiet,
     limit,
+    split_part,
+    split_fraction,
+    split_seed,
 ) -> None:
     """Write one MixUp-pasted anomalous twin per normal image, as a shareable dataset.
 
@@ -301,7 +309,7 @@ def cli(
     )
     items, missing = resolve_normals(normals, images, grade, quality)
     _refuse_missing_if_strict(missing, strict)
-    items = _limited(items, limit)
+    items = _limited(_split(items, split_part, split_fraction, split_seed), limit)
     out_dir = Path(out or config_value("synth", "out") or f"datasets/{bank_path.stem}-synth")
     luts = None
     if match_colour:
@@ -336,6 +344,17 @@ def _refuse_missing_if_strict(missing: list[dict], strict: bool) -> None:
         raise LesionPasteError(
             f"{missing[0]['id']}: {missing[0]['reason']} ({len(missing)} such image(s); --strict)"
         )
+
+
+def _split(items, part, fraction, seed):
+    if part is None:
+        return items
+    if not 0 < fraction < 1:
+        raise LesionPasteError("--split-fraction must lie between 0 and 1")
+    chosen = split(items, part, fraction, seed)
+    if not chosen:
+        raise LesionPasteError(f"--split {part}: no image falls in this part")
+    return chosen
 
 
 def _limited(items: list[NormalImage], limit: int | None) -> list[NormalImage]:
@@ -416,6 +435,9 @@ def prep(
     strict,
     quiet,
     limit,
+    split_part,
+    split_fraction,
+    split_seed,
 ) -> None:
     """Write a labelled evaluation set, preprocessed exactly as the training images."""
     settings = {"size": 256, "normals_preprocess": "bank"}
@@ -435,7 +457,7 @@ def prep(
     else:
         raise LesionPasteError("give --labels CSV (grades per image) or --label N for all images")
     _refuse_missing_if_strict(missing, strict)
-    items = _limited(items, limit)
+    items = _limited(_split(items, split_part, split_fraction, split_seed), limit)
     job = Job(
         bank_path=bank_path.resolve(),
         bank_sha256=lesion_bank.sha256,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,22 @@ def _find_image(folder: Path, name: str, by_stem: dict[str, Path]) -> Path | Non
     if Path(name).suffix.lower() in IMAGE_SUFFIXES and direct.is_file():
         return direct
     return by_stem.get(Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES else name)
+
+
+def in_training_split(image_id: str, fraction: float, seed: int) -> bool:
+    """A fixed pseudo-random choice of ``fraction`` of the ids, by hash of (seed, id):
+    independent of the order and number of images, so a split never moves an image."""
+    digest = hashlib.sha256(f"{seed}:{image_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def split(images: list[NormalImage], part: str, fraction: float, seed: int) -> list[NormalImage]:
+    """``train``: the normal (label 0 or unlabelled) images in the training fraction;
+    ``rest``: every other image (the held-out normals and all abnormal images)."""
+    chosen = [(image.label in (0, None)) and in_training_split(image.image_id, fraction, seed)
+              for image in images]
+    keep = chosen if part == "train" else [not c for c in chosen]
+    return [image for image, k in zip(images, keep) if k]
 
 
 def is_eyeq(labels: Path) -> bool:

@@ -471,3 +471,23 @@ def test_bad_normals_get_one_clear_line(lp_synth, bank, tmp_path, normals_arg, m
     assert r.code != 0 and "Traceback" not in r.stderr and message in r.stderr
     assert len([line for line in r.stderr.splitlines() if "error" in line]) == 1
     assert not (tmp_path / "ds").exists()
+
+
+def test_train_and_rest_splits_partition_a_label_file(lp_synth, bank, tmp_path):
+    """--split train takes a fixed fraction of the normals; prep --split rest takes everything
+    else (held-out normals and every abnormal image); together they cover the file once."""
+    labels = tmp_path / "labels.csv"
+    images = make_normals(tmp_path / "images", 20)
+    labels.write_text("image,level\n" + "".join(f"n{i:03d},{0 if i < 14 else 2}\n" for i in range(20)))
+    r = lp_synth("--bank", bank, "--normals", labels, "--split", "train", "--split-fraction",
+                 "0.6", "--out", tmp_path / "train", "--size", "64", "-q")
+    assert r.code == 0, r.stderr
+    r = lp_synth("prep", "--images", images, "--labels", labels, "--bank", bank, "--split", "rest",
+                 "--split-fraction", "0.6", "--size", "64", "--out", tmp_path / "rest", "-q")
+    assert r.code == 0, r.stderr
+    train_ids = {row["twin_id"] for row in rows(tmp_path / "train")}
+    rest = {row["twin_id"]: int(row["label"]) for row in rows(tmp_path / "rest")}
+    assert not train_ids & set(rest) and len(train_ids) + len(rest) == 20
+    assert all(int(i[1:]) < 14 for i in train_ids)  # only normals are trained on
+    assert sum(1 for label in rest.values() if label == 2) == 6  # every abnormal is held out
+    assert 4 <= len(train_ids) <= 13
