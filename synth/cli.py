@@ -23,7 +23,7 @@ from synth.dataset_format import read_dataset_json, verify
 from synth.normals import NormalImage, is_eyeq, list_folder, read_label_file, split
 from synth.preview import twin_grid
 from synth.run import Job, normals_recipe, prepare_normal, run_synthesis
-from synth.tiers import make_tiers
+from synth.tiers import Tier, make_tiers
 from synth.twin import PasteConfig
 
 PROG = "lp-synth"
@@ -184,11 +184,19 @@ def _run_options(f):
             click.option("--strict", is_flag=True, help="Stop at the first unreadable image."),
             click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary."),
             click.option("--limit", type=int, help="Use only the first N images (a quick trial)."),
-        click.option("--split", "split_part", type=click.Choice(["train", "rest"]),
-                     help="train: the normals of a fixed training fraction; rest: all others."),
-        click.option("--split-fraction", default=0.8, show_default=True,
-                     help="Share of the normal images in the training split."),
-        click.option("--split-seed", default=0, show_default=True),
+            click.option(
+                "--split",
+                "split_part",
+                type=click.Choice(["train", "rest"]),
+                help="train: the normals of a fixed training fraction; rest: all others.",
+            ),
+            click.option(
+                "--split-fraction",
+                default=0.8,
+                show_default=True,
+                help="Share of the normal images in the training split.",
+            ),
+            click.option("--split-seed", default=0, show_default=True),
         ]
     ):
         f = option(f)
@@ -220,9 +228,9 @@ def _run_options(f):
 @click.option(
     "--lambda",
     "lam",
-    default="0.5,0.8",
-    show_default=True,
-    help="MixUp λ range, a fixed value (0.7), or none for a hard paste.",
+    default=None,
+    help="MixUp λ range, a fixed value (0.7), or none for a hard paste "
+    "(default 0.5,0.8; cutpaste: none).",
 )
 @click.option("--flip/--no-flip", default=True, show_default=True)
 @click.option("--rotation/--no-rotation", default=True, show_default=True)
@@ -251,6 +259,14 @@ def _run_options(f):
     "--colour-sample", default=200, show_default=True, help="Normals sampled for --match-colour."
 )
 @click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--method",
+    type=click.Choice(["lesionpaste", "cutpaste"]),
+    default="lesionpaste",
+    show_default=True,
+    help="cutpaste: the baseline pasting a rectangle cut from the "
+    "normal image itself (the bank then only gives the preprocessing recipe).",
+)
 @_run_options
 @click.pass_context
 def cli(
@@ -274,6 +290,7 @@ def cli(
     match_colour,
     colour_sample,
     seed,
+    method,
     jobs,
     backend,
     scheduler,
@@ -295,7 +312,14 @@ def cli(
         raise LesionPasteError("--size must be 0 (keep) or a positive number of pixels")
     bank_path = resolve_bank(bank)
     lesion_bank = read_bank(bank_path)
-    tiers = make_tiers(lesion_bank.meta.modality, lesion_bank.counts(), ratios)
+    if method == "cutpaste":
+        if ratios or match_colour:
+            raise LesionPasteError("--ratios and --match-colour apply to lesions, not to cutpaste")
+        tiers = [Tier(("CUTPASTE",), 1.0)]
+    else:
+        tiers = make_tiers(lesion_bank.meta.modality, lesion_bank.counts(), ratios)
+    if lam is None:
+        lam = "none" if method == "cutpaste" else "0.5,0.8"
     paste = PasteConfig(
         lam=_lambda(lam),
         augment=AugmentConfig(
@@ -310,7 +334,8 @@ def cli(
     items, missing = resolve_normals(normals, images, grade, quality)
     _refuse_missing_if_strict(missing, strict)
     items = _limited(_split(items, split_part, split_fraction, split_seed), limit)
-    out_dir = Path(out or config_value("synth", "out") or f"datasets/{bank_path.stem}-synth")
+    suffix = "cutpaste" if method == "cutpaste" else "synth"
+    out_dir = Path(out or config_value("synth", "out") or f"datasets/{bank_path.stem}-{suffix}")
     luts = None
     if match_colour:
         target = _pooled_normals_histogram(
@@ -322,6 +347,7 @@ def cli(
         bank_sha256=lesion_bank.sha256,
         tiers=tuple(tiers),
         paste=paste,
+        method=method,
         seed=seed,
         size=size,
         preprocess=preprocess,

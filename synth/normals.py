@@ -72,8 +72,10 @@ def in_training_split(image_id: str, fraction: float, seed: int) -> bool:
 def split(images: list[NormalImage], part: str, fraction: float, seed: int) -> list[NormalImage]:
     """``train``: the normal (label 0 or unlabelled) images in the training fraction;
     ``rest``: every other image (the held-out normals and all abnormal images)."""
-    chosen = [(image.label in (0, None)) and in_training_split(image.image_id, fraction, seed)
-              for image in images]
+    chosen = [
+        (image.label in (0, None)) and in_training_split(image.image_id, fraction, seed)
+        for image in images
+    ]
     keep = chosen if part == "train" else [not c for c in chosen]
     return [image for image, k in zip(images, keep) if k]
 

@@ -25,6 +25,7 @@ from bank_builder.bank_file import Bank, read_bank
 from bank_builder.errors import LesionPasteError
 from bank_builder.image_files import is_dicom, read_dicom_hu, read_gray, read_rgb_at_least
 from bank_builder.preprocess import NoRecipe, Recipe, WindowRecipe, recipe_from_dict
+from synth.cutpaste import cutpaste_twin
 from synth.dataset_format import FORMAT, MANIFEST_COLUMNS, SCHEMA_VERSION, sha256_file
 from synth.files import encode_png, run_lock, write_atomic
 from synth.normals import NormalImage
@@ -42,6 +43,7 @@ class Job:
     tiers: tuple[Tier, ...] = ()
     paste: PasteConfig = field(default_factory=PasteConfig)
     kind: str = "synthetic"  # or "evaluation": prepared images only, labelled
+    method: str = "lesionpaste"  # or "cutpaste": the baseline, no lesion bank
     seed: int = 0
     size: int = 256
     preprocess: str = "bank"  # or "none": the normals were normalised elsewhere
@@ -54,6 +56,7 @@ class Job:
         if self.kind == "evaluation":
             return {"size": self.size, "normals_preprocess": self.preprocess}
         return {
+            "method": self.method,
             "seed": self.seed,
             "size": self.size,
             "tiers": [{"types": list(t.types), "ratio": t.ratio} for t in self.tiers],
@@ -146,14 +149,19 @@ def make_one(item: NormalImage, job: Job, work: Path) -> dict:
         record = {"id": item.image_id, "status": "ok", "files": files, "label": item.label}
     else:
         pools = [bank.indices_of(list(t.types)) for t in job.tiers]
-        twin = synthesize_twin(
-            prepared,
-            bank,
-            list(job.tiers),
-            pools,
-            job.paste,
-            image_generators(job.seed, item.image_id),
-            job.colour_luts,
+        rngs = image_generators(job.seed, item.image_id)
+        twin = (
+            cutpaste_twin(prepared, rngs, job.paste.lam)
+            if job.method == "cutpaste"
+            else synthesize_twin(
+                prepared,
+                bank,
+                list(job.tiers),
+                pools,
+                job.paste,
+                rngs,
+                job.colour_luts,
+            )
         )
         if not twin.pastes:
             return {

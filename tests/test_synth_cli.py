@@ -478,12 +478,43 @@ def test_train_and_rest_splits_partition_a_label_file(lp_synth, bank, tmp_path):
     else (held-out normals and every abnormal image); together they cover the file once."""
     labels = tmp_path / "labels.csv"
     images = make_normals(tmp_path / "images", 20)
-    labels.write_text("image,level\n" + "".join(f"n{i:03d},{0 if i < 14 else 2}\n" for i in range(20)))
-    r = lp_synth("--bank", bank, "--normals", labels, "--split", "train", "--split-fraction",
-                 "0.6", "--out", tmp_path / "train", "--size", "64", "-q")
+    labels.write_text(
+        "image,level\n" + "".join(f"n{i:03d},{0 if i < 14 else 2}\n" for i in range(20))
+    )
+    r = lp_synth(
+        "--bank",
+        bank,
+        "--normals",
+        labels,
+        "--split",
+        "train",
+        "--split-fraction",
+        "0.6",
+        "--out",
+        tmp_path / "train",
+        "--size",
+        "64",
+        "-q",
+    )
     assert r.code == 0, r.stderr
-    r = lp_synth("prep", "--images", images, "--labels", labels, "--bank", bank, "--split", "rest",
-                 "--split-fraction", "0.6", "--size", "64", "--out", tmp_path / "rest", "-q")
+    r = lp_synth(
+        "prep",
+        "--images",
+        images,
+        "--labels",
+        labels,
+        "--bank",
+        bank,
+        "--split",
+        "rest",
+        "--split-fraction",
+        "0.6",
+        "--size",
+        "64",
+        "--out",
+        tmp_path / "rest",
+        "-q",
+    )
     assert r.code == 0, r.stderr
     train_ids = {row["twin_id"] for row in rows(tmp_path / "train")}
     rest = {row["twin_id"]: int(row["label"]) for row in rows(tmp_path / "rest")}
@@ -491,3 +522,26 @@ def test_train_and_rest_splits_partition_a_label_file(lp_synth, bank, tmp_path):
     assert all(int(i[1:]) < 14 for i in train_ids)  # only normals are trained on
     assert sum(1 for label in rest.values() if label == 2) == 6  # every abnormal is held out
     assert 4 <= len(train_ids) <= 13
+
+
+def test_cutpaste_baseline_pastes_a_rectangle_of_the_image_itself(
+    lp_synth, bank, normals, tmp_path
+):
+    out = tmp_path / "cp"
+    r = lp_synth(*synth_args(bank, normals, out, "--method", "cutpaste"))
+    assert r.code == 0, r.stderr
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["config"]["method"] == "cutpaste" and meta["config"]["lambda"] is None
+    for line in (out / "pastes.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        (paste,) = record["pastes"]
+        normal = read_rgb(out / f"images/normal/{record['twin_id']}.png")
+        twin = read_rgb(out / record["path"])
+        y, x, h, w = paste["y"], paste["x"], paste["h"], paste["w"]
+        sy, sx = paste["from_y"], paste["from_x"]
+        np.testing.assert_array_equal(twin[y : y + h, x : x + w], normal[sy : sy + h, sx : sx + w])
+        outside = np.ones(normal.shape[:2], bool)
+        outside[y : y + h, x : x + w] = False
+        np.testing.assert_array_equal(twin[outside], normal[outside])
+        assert 0.02 * 0.5 <= h * w / (64 * 64) <= 0.15
+    assert lp_synth("verify", out).code == 0
