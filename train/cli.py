@@ -113,6 +113,11 @@ def _prepare_run(run: Path, config: TrainConfig, overwrite: bool) -> None:
     default=None,
     help="Regex whose first group is an image id's patient/study (for --folds).",
 )
+@click.option(
+    "--supervised",
+    is_flag=True,
+    help="Train on a labelled set's real labels (0 vs >0): the supervised baseline.",
+)
 @click.option("--no-verify", is_flag=True, help="Skip the sha256 check of every image.")
 @click.option("--overwrite", is_flag=True, help="Start the run afresh.")
 @click.option("-q", "--quiet", is_flag=True)
@@ -134,17 +139,23 @@ def train_command(
     eval_set,
     folds,
     group_pattern,
+    supervised,
     no_verify,
     overwrite,
     quiet,
 ) -> None:
     """Train the normal (0) vs synthetic anomaly (1) classifier on DATASET."""
     meta = read_meta(dataset)
-    if meta["kind"] != "synthetic":
-        raise TrainError(f"{dataset} is an evaluation set; train on a synthetic dataset")
+    if meta["kind"] != "synthetic" and not supervised:
+        raise TrainError(
+            f"{dataset} is an evaluation set; train on a synthetic dataset, or pass "
+            "--supervised to train on its real labels (the supervised baseline)"
+        )
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise TrainError("--epochs, --batch-size and --lr must be positive")
     data = load_dataset(dataset, verify=not no_verify)
+    if supervised:  # normal (grade 0) against every abnormal grade
+        data.labels = (data.labels > 0).astype(np.int64)
     config = TrainConfig(
         dataset=str(Path(dataset).resolve()),
         arch=arch,
@@ -160,6 +171,7 @@ def train_command(
         device=device,
         compile=use_compile,
         dataset_sha256=_dataset_sha(dataset),
+        supervised=supervised,
     )
     if folds:
         if eval_set is None:
@@ -285,6 +297,15 @@ def evaluate_run(
             "other_run": str(other),
             "delong": compare(scores, _score(other, data, device), data.labels),
         }
+    panels = _cam_picture(run, data, scores, cam, device) if cam else None
+    _write_evaluation(out, data, scores, result, panels)
+    if not quiet:
+        _print_metrics(result, out)
+    return result
+
+
+def _write_evaluation(out: Path, data, scores: np.ndarray, result: dict, panels) -> None:
+    """scores.csv, metrics.json, roc.png (and cam.png) into ``out``, which appears complete."""
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -292,20 +313,20 @@ def evaluate_run(
     write_metrics(tmp / "metrics.json", result)
     image = roc_picture(scores, data.labels, result)
     cv2.imwrite(str(tmp / "roc.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    if cam:
-        panels = _cam_picture(run, data, scores, cam, device)
+    if panels is not None:
         cv2.imwrite(str(tmp / "cam.png"), cv2.cvtColor(panels, cv2.COLOR_RGB2BGR))
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
-    if not quiet:
-        for name, e in result["auc"].items():
-            click.echo(
-                f"{name:>6}: AUC {e['auc']:.4f} [{e['ci_low']:.4f}, {e['ci_high']:.4f}] "
-                f"({e['n_pos']} vs {e['n_neg']})"
-            )
-        click.echo(f"wrote {out}")
-    return result
+
+
+def _print_metrics(result: dict, out: Path) -> None:
+    for name, e in result["auc"].items():
+        click.echo(
+            f"{name:>6}: AUC {e['auc']:.4f} [{e['ci_low']:.4f}, {e['ci_high']:.4f}] "
+            f"({e['n_pos']} vs {e['n_neg']})"
+        )
+    click.echo(f"wrote {out}")
 
 
 @click.command(cls=_Command)
@@ -332,9 +353,59 @@ def eval_command(run, eval_set, out, other, cam, device, overwrite, quiet) -> No
     evaluate_run(run, eval_set, out, other, device, overwrite, quiet, cam)
 
 
+@click.command(cls=_Command)
+@click.argument("train_set", type=click.Path(path_type=Path))
+@click.argument("eval_set", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
+@click.option(
+    "--arch",
+    type=click.Choice(["efficientnet_lite0", "resnet18", "resnet50", "vgg16"]),
+    default="efficientnet_lite0",
+    show_default=True,
+    help="Pretrained feature network.",
+)
+@click.option("--k", "k", default=5, show_default=True, help="Nearest normal images averaged.")
+@click.option("--size", type=int, help="Input side (default: the evaluation set's).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--overwrite", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True)
+def knn_command(train_set, eval_set, out, arch, k, size, device, overwrite, quiet) -> None:
+    """Unsupervised baseline: score EVAL_SET by the distance to the k nearest normal images
+    (label 0) of TRAIN_SET in the features of an ImageNet-pretrained network."""
+    from train.knn import feature_extractor, features, knn_scores
+
+    if out.exists() and not overwrite:
+        raise TrainError(f"{out} already exists; pass --overwrite to replace it")
+    reference, evaluation = load_dataset(train_set), load_dataset(eval_set)
+    normals = reference.images[reference.labels == 0]
+    if len(normals) == 0:
+        raise TrainError(f"{train_set} has no normal (label 0) image")
+    torch_device = pick_device(device)
+    model = feature_extractor(arch).to(torch_device)
+    normalizer = Normalizer(size or int(evaluation.images.shape[1]), False, arch).to(torch_device)
+    scores = knn_scores(
+        features(model, normalizer, normals, torch_device),
+        features(model, normalizer, evaluation.images, torch_device),
+        k,
+    )
+    result = metrics(scores, evaluation.labels)
+    result.update(
+        method=f"{k}-NN distance, {arch} ImageNet features",
+        reference=str(train_set),
+        evaluation_set=str(eval_set),
+    )
+    _write_evaluation(out, evaluation, scores, result, None)
+    if not quiet:
+        _print_metrics(result, out)
+
+
 def main_train() -> None:
     train_command(prog_name="lp-train")
 
 
 def main_eval() -> None:
     eval_command(prog_name="lp-eval")
+
+
+def main_knn() -> None:
+    knn_command(prog_name="lp-knn")

@@ -43,6 +43,7 @@ class TrainConfig:
     device: str = "auto"
     compile: bool = False
     dataset_sha256: str = ""
+    supervised: bool = False
 
 
 def pick_device(name: str) -> torch.device:
