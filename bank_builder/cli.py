@@ -204,7 +204,11 @@ def build(
     refuse_existing(out, overwrite)
     several = source == "mosmed" or len(names) > 1
     progress = tqdm(
-        sources, desc="sources", unit="image", disable=quiet or not several, leave=False
+        sources,
+        desc="sources",
+        unit="image",
+        leave=False,
+        disable=True if quiet or not several else None,  # None: only on a terminal
     )
     result = build_bank(
         progress,

@@ -140,7 +140,8 @@ def _pooled_normals_histogram(normals, bank, preprocess, size, sample, seed) -> 
 
 class _Progress:
     def __init__(self, quiet: bool, desc: str):
-        self.bar = None if quiet else tqdm(desc=desc, unit="img", leave=False)
+        # disable=None: a bar on a terminal, none in logs and CI
+        self.bar = None if quiet else tqdm(desc=desc, unit="img", leave=False, disable=None)
 
     def __call__(self, n: int, total: int) -> None:
         if self.bar is not None:

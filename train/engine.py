@@ -236,7 +236,7 @@ def train(data: LoadedDataset, run: Path, config: TrainConfig, quiet: bool = Fal
             range(steps),
             desc=f"epoch {epoch + 1}/{config.epochs}",
             leave=False,
-            disable=quiet or rank != 0,
+            disable=True if quiet or rank != 0 else None,  # None: only on a terminal
         )
         for step in bar:
             batch = order[step * config.batch_size : (step + 1) * config.batch_size]
@@ -275,6 +275,12 @@ def train(data: LoadedDataset, run: Path, config: TrainConfig, quiet: bool = Fal
                 device,
             )
             entry["val_auc"] = float(roc_auc_score(labels[val_idx], val_scores))
+        if rank == 0 and not quiet:
+            val = f", validation AUC {entry['val_auc']:.4f}" if "val_auc" in entry else ""
+            tqdm.write(
+                f"epoch {epoch + 1}/{config.epochs}: loss {entry['loss']:.4f}{val}, "
+                f"{entry['images_per_s']:.1f} images/s, {seconds:.0f} s"
+            )
         if rank == 0:  # the log line first: a resume drops lines past the checkpoint
             with open(run / "log.jsonl", "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(entry) + "\n")
