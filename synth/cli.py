@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import shlex
@@ -169,7 +170,29 @@ def _report(summary, out: Path, quiet: bool, what: str) -> None:
         )
 
 
+RUN_OPTION_NAMES = (
+    "jobs",
+    "backend",
+    "scheduler",
+    "overwrite",
+    "strict",
+    "quiet",
+    "limit",
+    "split_part",
+    "split_fraction",
+    "split_seed",
+)
+
+
 def _run_options(f):
+    """Add the options every run shares, handed to the command as one ``run`` dict."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        run = {name: kwargs.pop(name) for name in RUN_OPTION_NAMES}
+        return f(*args, run=run, **kwargs)
+
+    decorated = wrapper
     for option in reversed(
         [
             click.option("-j", "--jobs", default=1, show_default=True, help="Worker processes."),
@@ -200,8 +223,8 @@ def _run_options(f):
             click.option("--split-seed", default=0, show_default=True),
         ]
     ):
-        f = option(f)
-    return f
+        decorated = option(decorated)
+    return decorated
 
 
 @click.group(cls=Group, invoke_without_command=True)
@@ -292,16 +315,7 @@ def cli(
     colour_sample,
     seed,
     method,
-    jobs,
-    backend,
-    scheduler,
-    overwrite,
-    strict,
-    quiet,
-    limit,
-    split_part,
-    split_fraction,
-    split_seed,
+    run,
 ) -> None:
     """Write one MixUp-pasted anomalous twin per normal image, as a shareable dataset.
 
@@ -333,8 +347,7 @@ def cli(
         ),
     )
     items, missing = resolve_normals(normals, images, grade, quality)
-    _refuse_missing_if_strict(missing, strict)
-    items = _limited(_split(items, split_part, split_fraction, split_seed), limit)
+    items = _select(items, missing, run)
     suffix = "cutpaste" if method == "cutpaste" else "synth"
     out_dir = Path(out or config_value("synth", "out") or f"datasets/{bank_path.stem}-{suffix}")
     luts = None
@@ -352,18 +365,18 @@ def cli(
         seed=seed,
         size=size,
         preprocess=preprocess,
-        strict=strict,
+        strict=run["strict"],
         colour_luts=luts,
         colour_sample=min(colour_sample, len(items)) if match_colour else 0,
     )
-    run_options = {
-        "jobs": jobs,
-        "backend": backend,
-        "scheduler": scheduler,
-        "overwrite": overwrite,
-        "quiet": quiet,
-    }
-    _run(items, missing, job, out_dir, run_options, "normal/anomalous pairs")
+    _run(items, missing, job, out_dir, run, "normal/anomalous pairs")
+
+
+def _select(items: list[NormalImage], missing: list[dict], run: dict) -> list[NormalImage]:
+    """The images a run uses: --strict on listed-but-missing ones, --split, then --limit."""
+    _refuse_missing_if_strict(missing, run["strict"])
+    part = _split(items, run["split_part"], run["split_fraction"], run["split_seed"])
+    return _limited(part, run["limit"])
 
 
 def _refuse_missing_if_strict(missing: list[dict], strict: bool) -> None:
@@ -455,16 +468,7 @@ def prep(
     size,
     preprocess,
     out,
-    jobs,
-    backend,
-    scheduler,
-    overwrite,
-    strict,
-    quiet,
-    limit,
-    split_part,
-    split_fraction,
-    split_seed,
+    run,
 ) -> None:
     """Write a labelled evaluation set, preprocessed exactly as the training images."""
     settings = {"size": 256, "normals_preprocess": "bank"}
@@ -483,24 +487,16 @@ def prep(
         missing = []
     else:
         raise LesionPasteError("give --labels CSV (grades per image) or --label N for all images")
-    _refuse_missing_if_strict(missing, strict)
-    items = _limited(_split(items, split_part, split_fraction, split_seed), limit)
+    items = _select(items, missing, run)
     job = Job(
         bank_path=bank_path.resolve(),
         bank_sha256=lesion_bank.sha256,
         kind="evaluation",
         size=size,
         preprocess=preprocess,
-        strict=strict,
+        strict=run["strict"],
     )
-    run_options = {
-        "jobs": jobs,
-        "backend": backend,
-        "scheduler": scheduler,
-        "overwrite": overwrite,
-        "quiet": quiet,
-    }
-    _run(items, missing, job, Path(out), run_options, "labelled images")
+    _run(items, missing, job, Path(out), run, "labelled images")
 
 
 @cli.command(name="verify")
