@@ -7,6 +7,7 @@ bytes it decoded, so that a file is read once for both provenance and pixels.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import cv2
@@ -59,8 +60,32 @@ def check_complete(data: bytes, path: Path) -> None:
         raise LesionPasteError(f"{path}: truncated PNG (no IEND chunk); re-copy the file")
 
 
+#: Images whose header claims more pixels than this are refused before decoding (a
+#: decompression bomb would otherwise allocate gigabytes); ``$LP_MAX_PIXELS`` changes it.
+DEFAULT_MAX_PIXELS = 250_000_000
+
+
+def max_pixels() -> int:
+    """The pixel limit in force (``$LP_MAX_PIXELS``, else ``DEFAULT_MAX_PIXELS``)."""
+    value = os.environ.get("LP_MAX_PIXELS", "")
+    return int(value) if value.isdigit() else DEFAULT_MAX_PIXELS
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` read from a JPEG or PNG header without decoding, else None."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return jpeg_size(data)
+
+
 def decode(data: bytes, path: Path, flags: int) -> np.ndarray:
-    """Decode image bytes with OpenCV, refusing truncated or unreadable images."""
+    """Decode image bytes with OpenCV, refusing truncated, unreadable or oversized images."""
+    size = header_size(data)
+    if size is not None and size[0] * size[1] > max_pixels():
+        raise LesionPasteError(
+            f"{path}: {size[0]}x{size[1]} pixels is over the limit of {max_pixels():,} "
+            "(set LP_MAX_PIXELS to allow larger images)"
+        )
     check_complete(data, path)
     buf = np.frombuffer(data, np.uint8)
     try:

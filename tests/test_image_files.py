@@ -66,3 +66,32 @@ def test_jpeg_with_trailing_bytes_after_the_end_marker_is_accepted(tmp_path):
 def test_missing_file_is_refused(tmp_path):
     with pytest.raises(LesionPasteError, match="no such file"):
         read_mask(tmp_path / "nope.tif")
+
+
+def test_a_png_header_claiming_100000x100000_pixels_is_refused_before_decoding(
+    tmp_path, monkeypatch
+):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    bomb = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 1000))
+        + chunk(b"IEND", b"")
+    )
+    path = tmp_path / "bomb.png"
+    path.write_bytes(bomb)
+    # refused from the header: decoding would first allocate 30 GB
+    with pytest.raises(LesionPasteError, match="100000x100000 pixels is over the limit"):
+        read_rgb(path)
+    monkeypatch.setenv("LP_MAX_PIXELS", "1000")
+    small = write_rgb(tmp_path / "ok.png", synthetic_fundus(40, 50, 15))
+    with pytest.raises(LesionPasteError, match="over the limit of 1,000"):
+        read_rgb(small)
