@@ -55,7 +55,7 @@ def auc_ci(
     aucs, cov = delong_covariance(scores, labels)
     auc = min(1.0, max(0.0, float(aucs[0]) if auc is None else float(auc)))
     se = math.sqrt(max(float(cov[0, 0]), 0.0))
-    z = norm.ppf(0.5 + level / 2.0)
+    z = float(norm.ppf(0.5 + level / 2.0))
     labels = np.asarray(labels).astype(bool)
     return {
         "auc": auc,
