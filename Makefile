@@ -8,7 +8,7 @@ EXTRAS ?= dev,ct,dask,lite,cam
 DEMO_DATA := demo/data/idrid
 DEMO_OUT  := demo/out
 
-.PHONY: venv test bench demo lint clean train-eyeq
+.PHONY: venv test bench demo lint clean train-eyeq fuzz
 
 # ---- make train-eyeq: the paper's EyeQ workflow (variables may come from the environment)
 IDRID_ID   ?= idrid_48
@@ -88,6 +88,10 @@ $(WORK)/run/checkpoint.pt: $(WORK)/synth/dataset.json
 
 $(WORK)/run/eval/metrics.json: $(WORK)/run/checkpoint.pt $(WORK)/test/dataset.json
 	$(BIN)/lp-eval $(WORK)/run $(WORK)/test --out $(WORK)/run/eval --device $(DEVICE) --overwrite
+
+## A longer fuzzing of the readers of shared files (bank, dataset.json, manifest, labels).
+fuzz: $(STAMP)
+	LP_FUZZ_EXAMPLES=2000 $(BIN)/python -m pytest -q tests/test_fuzz_readers.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check bank_builder synth train tests bench

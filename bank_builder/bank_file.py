@@ -145,6 +145,13 @@ def _attr_str(f: h5py.File, name: str, path: Path) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _attr_int(f: h5py.File, name: str, path: Path) -> int:
+    value = f.attrs.get(name)
+    if isinstance(value, (bytes, str)) or not np.issubdtype(np.asarray(value).dtype, np.integer):
+        raise LesionPasteError(f"{path}: damaged bank, attribute {name!r} is not an integer")
+    return int(value)
+
+
 def _attr_json(f: h5py.File, name: str, path: Path, kind: type):
     try:
         value = json.loads(_attr_str(f, name, path))
@@ -192,7 +199,7 @@ def _open(path: Path, with_arrays: bool):
                 )
             meta = BankMeta(
                 modality=_attr_str(f, "modality", path),
-                channels=int(f.attrs.get("channels", 0)),
+                channels=_attr_int(f, "channels", path),
                 lesion_types=_attr_json(f, "lesion_types", path, list),
                 preprocess=_attr_json(f, "preprocess", path, dict),
                 sources=_attr_json(f, "sources", path, list),

@@ -1,0 +1,146 @@
+"""Readers of files that come from other people end in one clear error, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bank_builder.bank_file import read_bank
+from bank_builder.errors import LesionPasteError
+from synth.dataset_format import read_dataset_json, verify
+from synth.normals import read_label_file
+from tests.synth_fixtures import make_fundus_bank
+from tests.train_fixtures import synthetic
+from train.data import load_dataset
+from train.errors import TrainError
+
+# LP_FUZZ_EXAMPLES raises the count for a longer run (make fuzz); CI keeps it short
+FUZZ = settings(
+    max_examples=int(os.environ.get("LP_FUZZ_EXAMPLES", "40")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+csv_text = st.text(alphabet=st.sampled_from(list("ab,0123\n\r\"'./\\-_ é\x00")), max_size=300)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return synthetic(tmp_path_factory.mktemp("fuzz") / "d", pairs=3)
+
+
+def _copy(dataset: Path, tmp: Path) -> Path:
+    target = tmp / "copy"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(dataset, target)
+    return target
+
+
+@FUZZ
+@given(manifest=csv_text)
+def test_any_manifest_is_verified_or_refused_cleanly(dataset, tmp_path, manifest):
+    root = _copy(dataset, tmp_path)
+    (root / "manifest.csv").write_text(manifest, encoding="utf-8")
+    problems = verify(root)  # reports problems as lines; must not raise
+    assert isinstance(problems, list) and problems
+    with pytest.raises(TrainError):
+        load_dataset(root)
+    assert not (tmp_path / "etc").exists()
+
+
+@FUZZ
+@given(
+    meta=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+        ),
+        max_leaves=10,
+    )
+)
+def test_any_dataset_json_is_read_or_refused_cleanly(dataset, tmp_path, meta):
+    root = _copy(dataset, tmp_path)
+    (root / "dataset.json").write_text(json.dumps(meta), encoding="utf-8")
+    try:
+        read_dataset_json(root)
+    except LesionPasteError:
+        pass
+    with pytest.raises(TrainError):
+        load_dataset(root)
+
+
+@FUZZ
+@given(labels=csv_text)
+def test_any_label_file_is_read_or_refused_cleanly(tmp_path, labels):
+    (tmp_path / "images").mkdir(exist_ok=True)
+    (tmp_path / "labels.csv").write_text(labels, encoding="utf-8")
+    try:
+        found, missing = read_label_file(tmp_path / "labels.csv", tmp_path / "images", {0})
+    except LesionPasteError:
+        return
+    assert not found  # no image exists, so nothing can be found
+
+
+@pytest.fixture(scope="module")
+def bank_file(tmp_path_factory) -> Path:
+    return make_fundus_bank(tmp_path_factory.mktemp("fuzzbank") / "b.h5")
+
+
+@FUZZ
+@given(
+    name=st.sampled_from(
+        [
+            "schema_version",
+            "modality",
+            "channels",
+            "lesion_types",
+            "preprocess",
+            "sources",
+            "format",
+        ]
+    ),
+    value=st.one_of(
+        st.integers(-5, 10),
+        st.text(st.characters(blacklist_characters="\x00"), max_size=20),
+        st.sampled_from(["[]", "{}", "[1", '"x"', "null"]),
+    ),
+)
+def test_any_bank_attribute_damage_is_refused_cleanly(bank_file, tmp_path, name, value):
+    path = tmp_path / "b.h5"
+    shutil.copy(bank_file, path)
+    with h5py.File(path, "a") as f:
+        f.attrs[name] = value
+    try:
+        read_bank(path)
+    except LesionPasteError:
+        pass
+
+
+@FUZZ
+@given(
+    column=st.integers(0, 3),
+    value=st.integers(-(2**31), 2**31 - 1),
+)
+def test_any_bank_table_damage_is_refused_cleanly(bank_file, tmp_path, column, value):
+    path = tmp_path / "b.h5"
+    shutil.copy(bank_file, path)
+    with h5py.File(path, "a") as f:
+        bbox = f["lesions/bbox"][()]
+        bbox[0, column] = value
+        del f["lesions/bbox"]
+        f["lesions/bbox"] = bbox
+    try:
+        bank = read_bank(path)
+    except LesionPasteError:
+        return
+    for i in range(len(bank)):  # whatever was accepted must be readable
+        lesion = bank.lesion(i)
+        assert lesion.patch.shape[:2] == lesion.mask.shape
+        assert np.isfinite(lesion.patch).all()
