@@ -82,7 +82,7 @@ def test_any_label_file_is_read_or_refused_cleanly(tmp_path, labels):
     (tmp_path / "images").mkdir(exist_ok=True)
     (tmp_path / "labels.csv").write_text(labels, encoding="utf-8")
     try:
-        found, missing = read_label_file(tmp_path / "labels.csv", tmp_path / "images", {0})
+        found, _ = read_label_file(tmp_path / "labels.csv", tmp_path / "images", {0})
     except LesionPasteError:
         return
     assert not found  # no image exists, so nothing can be found
