@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 from tqdm import tqdm
 
 from bank_builder import __version__, idrid, mosmed
@@ -236,7 +237,7 @@ def bank_summary(path: Path) -> dict:
     for i, name in enumerate(meta.lesion_types):
         a = bank.area[bank.types == i]
         if a.size:
-            areas[name] = {"min": int(a.min()), "median": float(_median(a)), "max": int(a.max())}
+            areas[name] = {"min": int(a.min()), "median": float(np.median(a)), "max": int(a.max())}
     return {
         "path": str(path),
         "sha256": bank.sha256,
@@ -252,12 +253,6 @@ def bank_summary(path: Path) -> dict:
         "tool_version": meta.tool_version,
         "command": meta.command,
     }
-
-
-def _median(values) -> float:
-    import numpy as np
-
-    return float(np.median(values))
 
 
 @cli.command()
