@@ -87,6 +87,17 @@ def _bank(job: Job) -> Bank:
     return _BANKS[key]
 
 
+_POOLS: dict[tuple[int, tuple[Tier, ...]], list[np.ndarray]] = {}
+
+
+def _tier_pools(bank: Bank, tiers: tuple[Tier, ...]) -> list[np.ndarray]:
+    """Per tier, the bank indices of its lesions: computed once per worker, not per image."""
+    key = (id(bank), tiers)
+    if key not in _POOLS:
+        _POOLS[key] = [bank.indices_of(list(t.types)) for t in tiers]
+    return _POOLS[key]
+
+
 def normals_recipe(bank: Bank, preprocess: str) -> Recipe:
     """The recipe applied to normal images: the bank's, or none when asked."""
     recipe = recipe_from_dict(bank.meta.preprocess)
@@ -148,7 +159,7 @@ def make_one(item: NormalImage, job: Job, work: Path) -> dict:
         files = _save(work, [("image", prepared.image)], item.image_id)
         record = {"id": item.image_id, "status": "ok", "files": files, "label": item.label}
     else:
-        pools = [bank.indices_of(list(t.types)) for t in job.tiers]
+        pools = _tier_pools(bank, job.tiers)
         rngs = image_generators(job.seed, item.image_id)
         twin = (
             cutpaste_twin(prepared, rngs, job.paste.lam)
