@@ -179,12 +179,18 @@ def read_mask(path: Path) -> tuple[np.ndarray, str]:
     """Read a lesion mask as an ``(H, W)`` boolean array (any non-zero pixel is lesion).
 
     Handles the official IDRiD form (1-bit palette TIFF, lesion = palette index 1, shown red),
-    8-bit palette TIFFs, and 0/1 or 0/255 PNGs. Reading as greyscale maps the palette's black
-    to 0 and any lesion colour to a non-zero value.
+    8-bit palette TIFFs, 0/1 or 0/255 PNGs in 8 or 16 bits, and colour masks (a pixel is
+    lesion when any colour channel is non-zero; with an alpha channel, also only where it is
+    opaque). The mask is read at full bit depth: a 16-bit 0/1 mask would otherwise scale to 0.
     """
     data = read_bytes(path)
-    mask = decode(data, path, cv2.IMREAD_GRAYSCALE)
-    return mask > 0, sha256_hex(data)
+    mask = decode(data, path, cv2.IMREAD_UNCHANGED)
+    if mask.ndim == 2:
+        return mask > 0, sha256_hex(data)
+    lesion = (mask[:, :, :3] > 0).any(axis=2)
+    if mask.shape[2] == 4:
+        lesion &= mask[:, :, 3] > 0
+    return lesion, sha256_hex(data)
 
 
 def is_dicom(path: Path) -> bool:

@@ -95,3 +95,72 @@ def test_a_png_header_claiming_100000x100000_pixels_is_refused_before_decoding(
     small = write_rgb(tmp_path / "ok.png", synthetic_fundus(40, 50, 15))
     with pytest.raises(LesionPasteError, match="over the limit of 1,000"):
         read_rgb(small)
+
+
+def _rgb_pixels(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+
+
+def test_a_zero_byte_image_or_mask_is_refused(tmp_path):
+    path = tmp_path / "empty.png"
+    path.write_bytes(b"")
+    for reader in (read_rgb, read_mask):
+        with pytest.raises(LesionPasteError, match=r"empty \(0 bytes\)"):
+            reader(path)
+
+
+def test_an_image_is_read_by_its_content_whatever_its_extension(tmp_path):
+    pixels = _rgb_pixels()
+    path = tmp_path / "actually_a_png.jpg"
+    Image.fromarray(pixels).save(path, format="PNG")
+    np.testing.assert_array_equal(read_rgb(path)[0], pixels)  # lossless: not decoded as JPEG
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "I;16", "RGB16"])
+def test_grey_rgba_and_16_bit_images_become_8_bit_rgb(tmp_path, mode):
+    rgb = _rgb_pixels(1)
+    path = tmp_path / f"{mode.replace(';', '')}.png"
+    if mode == "L":
+        Image.fromarray(rgb[:, :, 0]).save(path)
+        expected = np.repeat(rgb[:, :, :1], 3, axis=2)
+    elif mode == "RGBA":
+        Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)])).save(path)
+        expected = rgb  # alpha dropped, colour kept
+    elif mode == "I;16":
+        wide = rgb[:, :, 0].astype(np.uint16) * 257
+        Image.fromarray(wide).save(path)
+        expected = np.repeat(rgb[:, :, :1], 3, axis=2)  # the high byte of 257 * v is v
+    else:
+        import cv2
+
+        cv2.imwrite(str(path), (rgb[:, :, ::-1].astype(np.uint16) * 257))
+        expected = rgb
+    image, _ = read_rgb(path)
+    assert image.dtype == np.uint8 and image.shape == (12, 16, 3)
+    np.testing.assert_array_equal(image, expected)
+
+
+def test_masks_in_any_depth_or_colour_mark_every_non_zero_pixel(tmp_path):
+    import cv2
+
+    truth = np.zeros((12, 16), bool)
+    truth[2:5, 3:9] = True
+    truth[9, 14] = True
+    forms = {
+        "01.png": truth.astype(np.uint8),
+        "0255.png": truth.astype(np.uint8) * 255,
+        "mixed.png": truth.astype(np.uint8) * np.uint8(3),  # any non-zero value is lesion
+        "01_16bit.png": truth.astype(np.uint16),  # 16-bit 0/1: must not scale down to 0
+        "colour.png": np.dstack(
+            [np.zeros_like(truth, np.uint8)] * 2 + [truth.astype(np.uint8) * 200]
+        ),
+    }
+    for name, array in forms.items():
+        cv2.imwrite(str(tmp_path / name), array)
+        np.testing.assert_array_equal(read_mask(tmp_path / name)[0], truth, err_msg=name)
+    # RGBA: white but transparent background, opaque red lesion
+    rgba = np.full((12, 16, 4), 255, np.uint8)
+    rgba[:, :, 3] = np.where(truth, 255, 0)
+    rgba[truth, :3] = (0, 0, 255)
+    cv2.imwrite(str(tmp_path / "rgba.png"), rgba)
+    np.testing.assert_array_equal(read_mask(tmp_path / "rgba.png")[0], truth)
