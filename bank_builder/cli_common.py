@@ -9,10 +9,12 @@ import click
 from tqdm import tqdm
 
 from bank_builder.errors import LesionPasteError
+from train.files import describe_os_error
 
 
 class Group(click.Group):
-    """A click group that shows a ``LesionPasteError`` as one line on stderr and exits 1."""
+    """A click group that shows a ``LesionPasteError`` or an ``OSError`` as one line on stderr
+    and exits 1."""
 
     def make_context(self, info_name, args, parent=None, **extra):
         ctx = super().make_context(info_name, list(args), parent=parent, **extra)
@@ -24,6 +26,9 @@ class Group(click.Group):
             return super().invoke(ctx)
         except LesionPasteError as exc:
             click.echo(f"{ctx.find_root().info_name}: error: {exc}", err=True)
+            ctx.exit(1)
+        except OSError as exc:  # e.g. a full disk while writing: one line, not a traceback
+            click.echo(f"{ctx.find_root().info_name}: error: {describe_os_error(exc)}", err=True)
             ctx.exit(1)
 
 

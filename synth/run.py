@@ -27,11 +27,12 @@ from bank_builder.image_files import is_dicom, read_dicom_hu, read_gray, read_rg
 from bank_builder.preprocess import NoRecipe, Recipe, WindowRecipe, recipe_from_dict
 from synth.cutpaste import cutpaste_twin
 from synth.dataset_format import FORMAT, MANIFEST_COLUMNS, SCHEMA_VERSION, sha256_file
-from synth.files import encode_png, run_lock, write_atomic
+from synth.files import encode_png, run_lock
 from synth.normals import NormalImage
 from synth.prepare import Prepared, prepare_ct, prepare_fundus
 from synth.tiers import Tier
 from synth.twin import PasteConfig, image_generators, synthesize_twin
+from train.files import remove_temp_files, write_atomic
 
 
 @dataclass(frozen=True)
@@ -216,14 +217,6 @@ def finished_record(work: Path, image_id: str) -> dict | None:
         return None
 
 
-def remove_temp_files(work: Path) -> int:
-    """Delete the ``.NAME.PID.tmp`` files that a killed run left half-written."""
-    stale = [p for p in work.rglob(".*.tmp") if p.is_file()]
-    for path in stale:
-        path.unlink()
-    return len(stale)
-
-
 def chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -300,7 +293,9 @@ def run_synthesis(
                     )
                 shutil.rmtree(work)
         work.mkdir(parents=True, exist_ok=True)
-        remove_temp_files(work)  # left by a killed run; we hold the lock, nobody else writes
+        remove_temp_files(
+            work, recursive=True
+        )  # left by a killed run; we hold the lock, nobody else writes
         write_atomic(config_path, json.dumps(config, sort_keys=True).encode(), fsync=True)
 
         records: dict[str, dict] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -25,18 +26,22 @@ from train.engine import (
 )
 from train.errors import TrainError
 from train.evaluate import compare, metrics, roc_picture, write_metrics, write_scores
+from train.files import RunLocked, describe_os_error, remove_temp_files, run_lock, write_text_atomic
 from train.folds import DEFAULT_GROUP, fold_plan, subset, summarise
 from train.models import ARCHS, build_model
 
 
 class _Command(click.Command):
-    """Shows a ``TrainError`` as one line on stderr and exits 1."""
+    """Shows a ``TrainError`` or an ``OSError`` as one line on stderr and exits 1."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except TrainError as exc:
             click.echo(f"{ctx.info_name}: error: {exc}", err=True)
+            ctx.exit(1)
+        except OSError as exc:  # e.g. a full disk while writing: one line, not a traceback
+            click.echo(f"{ctx.info_name}: error: {describe_os_error(exc)}", err=True)
             ctx.exit(1)
 
 
@@ -47,21 +52,49 @@ def _dataset_sha(root: Path) -> str:
 
 
 def _prepare_run(run: Path, config: TrainConfig, overwrite: bool) -> None:
+    """Check that ``run`` is this configuration's run (or new), then record the config.
+
+    Called with the run's lock held: temporary files left by a killed run are removed.
+    """
     saved = run / "config.json"
     if run.exists() and overwrite:
         for name in ("checkpoint.pt", "log.jsonl", "config.json", "weights_source.txt"):
             (run / name).unlink(missing_ok=True)
     elif saved.exists():
-        if json.loads(saved.read_text(encoding="utf-8")) != asdict(config):
+        try:
+            previous = json.loads(saved.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise TrainError(
+                f"{saved}: not a readable run configuration; use --overwrite"
+            ) from None
+        if previous != asdict(config):
             raise TrainError(
                 f"{run} holds a run with another configuration; rerun it with the "
                 "same options to resume, use another --out, or pass --overwrite"
             )
-    elif run.exists() and any(run.iterdir()):
+    elif run.exists() and any(p for p in run.iterdir() if not _is_temp(p)):
         raise TrainError(f"{run} exists and is not a run directory; use another --out")
     if int(os.environ.get("RANK", "0")) == 0:
         run.mkdir(parents=True, exist_ok=True)
-        saved.write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
+        remove_temp_files(run)
+        write_text_atomic(saved, json.dumps(asdict(config), indent=2) + "\n")
+
+
+def _is_temp(path: Path) -> bool:
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+@contextlib.contextmanager
+def _locked(run: Path):
+    """The run's lock (rank 0 only: the other ranks of a torchrun job share it)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    try:
+        with run_lock(run.with_name(f".{run.name}.lock"), "lp-train"):
+            yield
+    except RunLocked as exc:
+        raise TrainError(str(exc)) from None
 
 
 @click.command(cls=_Command)
@@ -176,19 +209,22 @@ def train_command(
     if folds:
         if eval_set is None:
             raise TrainError("--folds needs --eval EVALSET (the images to split into folds)")
-        cross_validate(
-            data,
-            load_dataset(eval_set, verify=not no_verify),
-            run,
-            config,
-            folds,
-            group_pattern or DEFAULT_GROUP,
-            overwrite,
-            quiet,
-        )
+        evaluation = load_dataset(eval_set, verify=not no_verify)
+        with _locked(run):
+            cross_validate(
+                data,
+                evaluation,
+                run,
+                config,
+                folds,
+                group_pattern or DEFAULT_GROUP,
+                overwrite,
+                quiet,
+            )
         return
-    _prepare_run(run, config, overwrite)
-    entry = train(data, run, config, quiet=quiet)
+    with _locked(run):
+        _prepare_run(run, config, overwrite)
+        entry = train(data, run, config, quiet=quiet)
     if int(os.environ.get("RANK", "0")) != 0:
         return
     if not quiet and entry:
@@ -311,13 +347,19 @@ def _write_evaluation(out: Path, data, scores: np.ndarray, result: dict, panels)
     tmp.mkdir(parents=True)
     write_scores(tmp / "scores.csv", data.paths, data.labels, scores)
     write_metrics(tmp / "metrics.json", result)
-    image = roc_picture(scores, data.labels, result)
-    cv2.imwrite(str(tmp / "roc.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    if panels is not None:
-        cv2.imwrite(str(tmp / "cam.png"), cv2.cvtColor(panels, cv2.COLOR_RGB2BGR))
-    if out.exists():
-        shutil.rmtree(out)
+    pictures = {"roc.png": roc_picture(scores, data.labels, result), "cam.png": panels}
+    for name, picture in pictures.items():
+        if picture is not None:
+            ok, png = cv2.imencode(".png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+            if not ok:
+                raise TrainError(f"could not encode {name}")
+            (tmp / name).write_bytes(png.tobytes())
+    old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():  # the earlier evaluation stays whole under one of the two names
+        out.rename(old)
     tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _print_metrics(result: dict, out: Path) -> None:

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from train.data import LoadedDataset
 from train.errors import TrainError
+from train.files import write_text_atomic
 from train.models import build_model, input_normalization
 
 
@@ -142,8 +143,11 @@ def save_checkpoint(
         "config": asdict(config),
     }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -159,15 +163,21 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def _truncate_log(path: Path, epochs: int) -> None:
-    """Keep the log lines of the first ``epochs`` epochs (those the checkpoint holds)."""
+    """Keep the log lines of the first ``epochs`` epochs (those the checkpoint holds).
+
+    A line cut short by a kill, or any line that is not a JSON record, is dropped."""
     if not path.exists():
         return
-    kept = [
-        line
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip() and json.loads(line).get("epoch", 0) <= epochs
-    ]
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        epoch = entry.get("epoch") if isinstance(entry, dict) else None
+        if isinstance(epoch, int) and epoch <= epochs:
+            kept.append(line)
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 def _bare(model: nn.Module) -> nn.Module:
@@ -214,6 +224,11 @@ def train(data: LoadedDataset, run: Path, config: TrainConfig, quiet: bool = Fal
         start_epoch = state["epoch"] + 1
         if rank == 0:
             _truncate_log(run / "log.jsonl", start_epoch)
+            if start_epoch >= config.epochs and not quiet:
+                tqdm.write(
+                    f"{run} is already trained ({config.epochs} epochs); "
+                    "pass --overwrite to train it again"
+                )
     trained = model
     if world > 1:
         trained = nn.parallel.DistributedDataParallel(
@@ -286,5 +301,5 @@ def train(data: LoadedDataset, run: Path, config: TrainConfig, quiet: bool = Fal
                 fh.write(json.dumps(entry) + "\n")
             save_checkpoint(checkpoint_path, model, optimizer, scheduler, epoch, config)
     if rank == 0:
-        (run / "weights_source.txt").write_text(source + "\n", encoding="utf-8")
+        write_text_atomic(run / "weights_source.txt", source + "\n")
     return entry

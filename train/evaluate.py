@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from train.delong import auc_ci, paired_test
+from train.files import write_text_atomic
 
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (0, 0, 0)]
 
@@ -50,11 +52,13 @@ def compare(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray) -> d
 
 
 def write_scores(path: Path, paths: list[str], labels: np.ndarray, scores: np.ndarray) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "label", "score"])
-        for p, label, score in zip(paths, labels, scores):
-            writer.writerow([p, int(label), f"{float(score):.8g}"])
+    """``scores.csv`` (``path,label,score``), written atomically."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["path", "label", "score"])
+    for p, label, score in zip(paths, labels, scores):
+        writer.writerow([p, int(label), f"{float(score):.8g}"])
+    write_text_atomic(path, text.getvalue())
 
 
 def read_scores(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -143,4 +147,5 @@ def roc_picture(
 
 
 def write_metrics(path: Path, result: dict) -> None:
-    path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    """A metrics JSON file, written atomically."""
+    write_text_atomic(path, json.dumps(result, indent=2, sort_keys=True) + "\n")
