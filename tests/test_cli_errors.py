@@ -106,8 +106,8 @@ def test_a_failure_while_writing_leaves_the_old_bank_and_no_partial_file(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(build_module, "write_bank", failing_write)
-    with pytest.raises(OSError):
-        build(lp_bank, tiny_idrid, out, "--overwrite")
+    r = build(lp_bank, tiny_idrid, out, "--overwrite")
+    assert_refused(r, "No space left on device: the disk (or a file size limit) is full")
     assert out.read_bytes() == b"precious"
     assert no_temp_files(tmp_path)
 

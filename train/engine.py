@@ -144,10 +144,35 @@ def save_checkpoint(
     }
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(state, tmp)
+        with open(tmp, "wb") as fh:
+            writer = _RecordingWriter(fh)
+            try:
+                torch.save(state, writer)
+            except RuntimeError:
+                if writer.error is not None:  # e.g. a full disk: say so, not torch's wording
+                    raise writer.error from None
+                raise
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class _RecordingWriter:
+    """A file wrapper that remembers the ``OSError`` of a failed write (``torch.save``
+    reports one only as an opaque ``RuntimeError``)."""
+
+    def __init__(self, fh):
+        self.fh, self.error = fh, None
+
+    def write(self, data) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -222,13 +247,13 @@ def train(data: LoadedDataset, run: Path, config: TrainConfig, quiet: bool = Fal
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch = state["epoch"] + 1
-        if rank == 0:
-            _truncate_log(run / "log.jsonl", start_epoch)
-            if start_epoch >= config.epochs and not quiet:
-                tqdm.write(
-                    f"{run} is already trained ({config.epochs} epochs); "
-                    "pass --overwrite to train it again"
-                )
+        if rank == 0 and start_epoch >= config.epochs and not quiet:
+            tqdm.write(
+                f"{run} is already trained ({config.epochs} epochs); "
+                "pass --overwrite to train it again"
+            )
+    if rank == 0:  # lines past the checkpoint (or any, without one) belong to lost epochs
+        _truncate_log(run / "log.jsonl", start_epoch)
     trained = model
     if world > 1:
         trained = nn.parallel.DistributedDataParallel(
