@@ -21,6 +21,7 @@ import os
 from pathlib import Path, PurePosixPath
 
 from bank_builder.errors import LesionPasteError
+from train.data import repeated_id
 
 FORMAT = "lesionpaste-dataset"
 SCHEMA_VERSION = 1
@@ -134,6 +135,9 @@ def verify(root: Path) -> list[str]:
                 problems.append(f"{row['mask_path']}: missing")
         except LesionPasteError as exc:
             problems.append(str(exc))
+    twin = repeated_id(rows, meta.get("kind"))
+    if twin is not None:
+        problems.append(f"manifest.csv: twin id {twin!r} is listed more than once")
     labels = [int(r["label"]) for r in rows]
     counts = meta.get("counts", {})
     if counts.get("images") != len(rows):

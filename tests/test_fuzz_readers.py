@@ -144,3 +144,47 @@ def test_any_bank_table_damage_is_refused_cleanly(bank_file, tmp_path, column, v
         lesion = bank.lesion(i)
         assert lesion.patch.shape[:2] == lesion.mask.shape
         assert np.isfinite(lesion.patch).all()
+
+
+def _mask_files() -> dict[str, bytes]:
+    """Valid masks in the forms users send: 1-bit palette TIFF (IDRiD's), 8-bit PNG, 16-bit PNG."""
+    import io
+
+    from PIL import Image
+
+    truth = np.zeros((24, 32), np.uint8)
+    truth[5:11, 7:19] = 1
+    files = {}
+    for name, image, kind in (
+        ("tif", Image.fromarray(truth * 255).convert("1"), "TIFF"),
+        ("png", Image.fromarray(truth * 255), "PNG"),
+        ("png16", Image.fromarray(truth.astype(np.uint16)), "PNG"),
+    ):
+        buffer = io.BytesIO()
+        image.save(buffer, format=kind)
+        files[name] = buffer.getvalue()
+    return files
+
+
+MASKS = _mask_files()
+
+
+@FUZZ
+@given(
+    form=st.sampled_from(sorted(MASKS)),
+    edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=8),
+    cut=st.integers(0, 10_000),
+)
+def test_any_damaged_mask_is_read_or_refused_cleanly(tmp_path, form, edits, cut):
+    from bank_builder.image_files import read_mask
+
+    data = bytearray(MASKS[form])
+    for offset, value in edits:
+        data[offset % len(data)] = value
+    path = tmp_path / f"mask.{form[:3]}"
+    path.write_bytes(bytes(data[: max(cut, 1)] if cut < len(data) else data))
+    try:
+        mask, _ = read_mask(path)
+    except LesionPasteError:
+        return
+    assert mask.dtype == bool and mask.ndim == 2  # accepted: a boolean 2-D mask, nothing else

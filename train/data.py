@@ -98,11 +98,30 @@ def read_rows(root: Path) -> list[dict]:
     return rows
 
 
+def repeated_id(rows: list[dict], kind: str | None) -> str | None:
+    """A twin id listed too often: twice with one label (a synthetic set pairs one normal
+    with one anomalous image per id), or twice at all in an evaluation set; else None."""
+    seen: set = set()
+    for row in rows:
+        key = row["twin_id"] if kind == "evaluation" else (row["twin_id"], row["label"])
+        if key in seen:
+            return row["twin_id"]
+        seen.add(key)
+    return None
+
+
+def _refuse_repeated_ids(root: Path, rows: list[dict], kind: str | None) -> None:
+    twin = repeated_id(rows, kind)
+    if twin is not None:
+        raise TrainError(f"{root}/manifest.csv: twin id {twin!r} is listed more than once")
+
+
 def load_dataset(root: Path, verify: bool = True) -> LoadedDataset:
     """Every image of a dataset in memory, after checking each file's sha256 (``verify``)."""
     root = Path(root)
     meta = read_meta(root)
     rows = read_rows(root)
+    _refuse_repeated_ids(root, rows, meta.get("kind"))
     images = []
     for row in rows:
         path = _safe(root, row["path"])
