@@ -8,7 +8,7 @@ EXTRAS ?= dev,ct,dask,lite,cam
 DEMO_DATA := demo/data/idrid
 DEMO_OUT  := demo/out
 
-.PHONY: venv test bench demo lint clean train-eyeq fuzz
+.PHONY: venv test bench demo lint clean train-eyeq train-mosmed fuzz faults
 
 # ---- make train-eyeq: the paper's EyeQ workflow (variables may come from the environment)
 IDRID_ID   ?= idrid_48
@@ -21,12 +21,21 @@ BATCH      ?= 64
 DEVICE     ?= auto
 JOBS       ?= 2
 SYNTH_OPTS ?=
+TRAIN_OPTS ?=
 WORK       ?= work/eyeq-$(IDRID_ID)
 # EyeQ: Label_EyeQ_{train,test}.csv with train/ and test/ image folders. Otherwise one
 # EyePACS-style labels.csv (+ images/): its grade-0 images are split 80/20 by a fixed hash, the
 # twins made from the 80% and the evaluation made of everything else.
 EYEQ_TRAIN = $(if $(wildcard $(EYEQ_ROOT)/Label_EyeQ_train.csv),--normals $(EYEQ_ROOT)/Label_EyeQ_train.csv --images $(EYEQ_ROOT)/train,--normals $(EYEQ_ROOT)/labels.csv --split train)
 EYEQ_TEST  = $(if $(wildcard $(EYEQ_ROOT)/Label_EyeQ_test.csv),--images $(EYEQ_ROOT)/test --labels $(EYEQ_ROOT)/Label_EyeQ_test.csv --quality good,--images $(EYEQ_ROOT)/images --labels $(EYEQ_ROOT)/labels.csv --split rest)
+
+# ---- make train-mosmed: the paper's MosMed protocol, 5-fold cross-validation by study
+MOSMED_ID    ?= study_0255
+MOSMED_ROOT  ?= $(LP_MOSMED_ROOT)
+CT_EPOCHS    ?= 100
+FOLDS        ?= 5
+PER_STUDY    ?= 8
+MOSMED_WORK  ?= work/mosmed-$(MOSMED_ID)
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -84,14 +93,44 @@ $(WORK)/test/dataset.json: $(WORK)/synth/dataset.json
 
 $(WORK)/run/checkpoint.pt: $(WORK)/synth/dataset.json
 	$(BIN)/lp-train $(WORK)/synth --out $(WORK)/run --arch $(ARCH) --epochs $(EPOCHS) \
-		--batch-size $(BATCH) --size $(SIZE) --device $(DEVICE)
+		--batch-size $(BATCH) --size $(SIZE) --device $(DEVICE) $(TRAIN_OPTS)
 
 $(WORK)/run/eval/metrics.json: $(WORK)/run/checkpoint.pt $(WORK)/test/dataset.json
 	$(BIN)/lp-eval $(WORK)/run $(WORK)/test --out $(WORK)/run/eval --device $(DEVICE) --overwrite
 
-## A longer fuzzing of the readers of shared files (bank, dataset.json, manifest, labels).
+## The paper's MosMed protocol: a bank from one annotated study, twins of CT-0 slices, an
+## evaluation set of CT-0 slices (0) and lesion slices (1), 5-fold cross-validation by study.
+train-mosmed: $(MOSMED_WORK)/run/cv.json
+	@cat $(MOSMED_WORK)/run/cv.json | $(BIN)/python -c "import json, sys; \
+	  print(json.dumps(json.load(sys.stdin)['auc'], indent=2))"
+
+$(MOSMED_WORK)/bank.h5: | $(STAMP)
+	@test -n "$(MOSMED_ROOT)" || { echo "set MOSMED_ROOT (or LP_MOSMED_ROOT) to the MosMed folder" >&2; exit 2; }
+	$(BIN)/lp-bank build $(MOSMED_ID) --root $(MOSMED_ROOT) --out $@ --overwrite
+
+$(MOSMED_WORK)/synth/dataset.json: $(MOSMED_WORK)/bank.h5
+	$(BIN)/lp-synth --bank $< --normals $(MOSMED_ROOT) --per-study $(PER_STUDY) --size $(SIZE) \
+		-j $(JOBS) $(SYNTH_OPTS) --out $(MOSMED_WORK)/synth --overwrite
+
+$(MOSMED_WORK)/eval/dataset.json: $(MOSMED_WORK)/synth/dataset.json
+	$(BIN)/lp-synth prep --images $(MOSMED_ROOT) --per-study $(PER_STUDY) --bank $(MOSMED_WORK)/bank.h5 \
+		--like $(MOSMED_WORK)/synth -j $(JOBS) --out $(MOSMED_WORK)/eval --overwrite
+
+$(MOSMED_WORK)/run/cv.json: $(MOSMED_WORK)/synth/dataset.json $(MOSMED_WORK)/eval/dataset.json
+	$(BIN)/lp-train $(MOSMED_WORK)/synth --out $(MOSMED_WORK)/run --eval $(MOSMED_WORK)/eval \
+		--folds $(FOLDS) --arch $(ARCH) --epochs $(CT_EPOCHS) --batch-size $(BATCH) --size $(SIZE) \
+		--device $(DEVICE) $(TRAIN_OPTS)
+
+## A longer fuzzing of the readers of shared files (bank, dataset.json, manifest, labels, masks).
 fuzz: $(STAMP)
 	LP_FUZZ_EXAMPLES=2000 $(BIN)/python -m pytest -q tests/test_fuzz_readers.py
+
+## A longer fault loop: each tool SIGKILLed KILL_ROUNDS times at seeded random points.
+KILL_ROUNDS ?= 40
+KILL_SEED   ?= 1
+faults: $(STAMP)
+	LP_KILL_ROUNDS=$(KILL_ROUNDS) LP_KILL_SEED=$(KILL_SEED) $(BIN)/python -m pytest -q -s \
+	    tests/test_faults.py -k killed
 
 lint: $(STAMP)
 	$(BIN)/ruff check bank_builder synth train tests bench

@@ -20,6 +20,7 @@ from bank_builder.errors import LesionPasteError
 from synth.augment import AugmentConfig
 from synth.card import dataset_card
 from synth.colour import colour_luts, histogram
+from synth.ct_volumes import evaluation_slices, is_mosmed_root, normal_slices
 from synth.dataset_format import read_dataset_json, verify
 from synth.normals import NormalImage, is_eyeq, list_folder, read_label_file, split
 from synth.preview import twin_grid
@@ -78,8 +79,19 @@ def resolve_bank(option: str | None) -> Path:
     raise LesionPasteError(f"banks/ holds several banks ({', '.join(found)}); choose with --bank")
 
 
+def bank_studies(bank) -> set[str]:
+    """The MosMed studies a bank was cut from (``study_0255:z012`` -> ``study_0255``): kept
+    out of the normals and of the evaluation set, which must not contain the bank's source."""
+    return {str(source["id"]).split(":")[0] for source in bank.meta.sources}
+
+
 def resolve_normals(
-    option: str | None, images: str | None, grades: tuple[int, ...], quality: str | None
+    option: str | None,
+    images: str | None,
+    grades: tuple[int, ...],
+    quality: str | None,
+    per_study: int = 8,
+    exclude: set[str] = frozenset(),
 ) -> tuple[list[NormalImage], list[dict]]:
     """Normal images from a folder, or from a label file (EyeQ / EyePACS) with filters.
 
@@ -106,6 +118,8 @@ def resolve_normals(
         )
     if grades or quality:
         raise LesionPasteError("--grade and --quality filter a label file; give --normals FILE.csv")
+    if is_mosmed_root(path):
+        return normal_slices(path, per_study, exclude), []
     return list_folder(path), []
 
 
@@ -132,7 +146,7 @@ def _pooled_normals_histogram(normals, bank, preprocess, size, sample, seed) -> 
     total = np.zeros((bank.meta.channels, 256), np.int64)
     for i in sorted(picked):
         try:
-            prepared = prepare_normal(normals[i].path, bank, recipe, size)
+            prepared = prepare_normal(normals[i].path, bank, recipe, size, normals[i].slice)
         except LesionPasteError:
             continue
         total += histogram(prepared.image, prepared.region)
@@ -181,6 +195,7 @@ RUN_OPTION_NAMES = (
     "split_part",
     "split_fraction",
     "split_seed",
+    "per_study",
 )
 
 
@@ -221,6 +236,12 @@ def _run_options(f):
                 help="Share of the normal images in the training split.",
             ),
             click.option("--split-seed", default=0, show_default=True),
+            click.option(
+                "--per-study",
+                default=8,
+                show_default=True,
+                help="MosMed folder: normal slices taken from each CT-0 study.",
+            ),
         ]
     ):
         decorated = option(decorated)
@@ -232,8 +253,8 @@ def _run_options(f):
 @click.option("--bank", help="Lesion bank (else $LP_BANK, lesionpaste.toml, or the one in banks/).")
 @click.option(
     "--normals",
-    help="Folder of normal images, or an EyeQ/EyePACS label CSV "
-    "(else $LP_NORMALS or lesionpaste.toml).",
+    help="Folder of normal images, an EyeQ/EyePACS label CSV, or a MosMed folder (CT-0 "
+    "slices) (else $LP_NORMALS or lesionpaste.toml).",
 )
 @click.option("--images", help="With a label CSV: the image folder (default: images/ beside it).")
 @click.option(
@@ -346,7 +367,9 @@ def cli(
             colour=colour,
         ),
     )
-    items, missing = resolve_normals(normals, images, grade, quality)
+    items, missing = resolve_normals(
+        normals, images, grade, quality, run["per_study"], bank_studies(lesion_bank)
+    )
     items = _select(items, missing, run)
     suffix = "cutpaste" if method == "cutpaste" else "synth"
     out_dir = Path(out or config_value("synth", "out") or f"datasets/{bank_path.stem}-{suffix}")
@@ -441,7 +464,11 @@ def _chunk_size(items: list[NormalImage]) -> int:
 
 
 @cli.command()
-@click.option("--images", required=True, help="Folder of the evaluation images.")
+@click.option(
+    "--images",
+    required=True,
+    help="Folder of the evaluation images, or a MosMed folder (CT-0 slices 0, lesion slices 1).",
+)
 @click.option("--labels", help="EyeQ/EyePACS label CSV giving each image's grade.")
 @click.option("--label", type=int, help="Without --labels: one label for every image.")
 @click.option("--grade", type=int, multiple=True, help="Keep only these grades.")
@@ -478,7 +505,14 @@ def prep(
     preprocess = preprocess or settings["normals_preprocess"]
     bank_path = resolve_bank(bank)
     lesion_bank = read_bank(bank_path)
-    if labels:
+    if is_mosmed_root(Path(images)):
+        if labels or label is not None:
+            raise LesionPasteError(
+                "a MosMed folder is labelled by its layout; drop --labels/--label"
+            )
+        items = evaluation_slices(Path(images), run["per_study"], bank_studies(lesion_bank))
+        missing = []
+    elif labels:
         items, missing = read_label_file(
             Path(labels), Path(images), set(grade) if grade else None, quality
         )

@@ -17,11 +17,13 @@ SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 @dataclass(frozen=True)
 class NormalImage:
-    """One input image: its id (file stem, used for output names), path and label if known."""
+    """One input image: its id (file stem, used for output names), path and label if known;
+    for a CT volume (NIfTI), the axial slice it stands for."""
 
     image_id: str
     path: Path
     label: int | None = None
+    slice: int | None = None
 
 
 def _checked_id(stem: str, where: str) -> str:

@@ -25,6 +25,7 @@ from bank_builder.bank_file import Bank, read_bank
 from bank_builder.errors import LesionPasteError
 from bank_builder.image_files import is_dicom, read_dicom_hu, read_gray, read_rgb_at_least
 from bank_builder.preprocess import NoRecipe, Recipe, WindowRecipe, recipe_from_dict
+from synth.ct_volumes import is_nifti, read_axial_hu
 from synth.cutpaste import cutpaste_twin
 from synth.dataset_format import FORMAT, MANIFEST_COLUMNS, SCHEMA_VERSION, sha256_file
 from synth.files import encode_png, run_lock
@@ -105,11 +106,19 @@ def normals_recipe(bank: Bank, preprocess: str) -> Recipe:
     return NoRecipe() if preprocess == "none" and not isinstance(recipe, WindowRecipe) else recipe
 
 
-def prepare_normal(path: Path, bank: Bank, recipe: Recipe, size: int) -> Prepared:
-    """Read one normal image and prepare it like the bank's source (fundus or CT)."""
+def prepare_normal(
+    path: Path, bank: Bank, recipe: Recipe, size: int, slice_index: int | None = None
+) -> Prepared:
+    """Read one normal image (or one axial slice of a CT volume) and prepare it like the
+    bank's source (fundus or CT)."""
     if bank.meta.modality == "fundus":
         raw, _ = read_rgb_at_least(path, size)
         return prepare_fundus(raw, recipe, size)
+    if is_nifti(path):
+        if not isinstance(recipe, WindowRecipe) or slice_index is None:
+            raise LesionPasteError(f"{path}: a CT volume needs a bank built with CT windowing")
+        hu, spacing = read_axial_hu(path, slice_index)
+        return prepare_ct(hu, recipe, size, spacing)
     if is_dicom(path):
         if not isinstance(recipe, WindowRecipe):
             raise LesionPasteError(f"{path}: a DICOM slice needs a bank built with CT windowing")
@@ -146,7 +155,9 @@ def make_one(item: NormalImage, job: Job, work: Path) -> dict:
     """Make one normal/anomalous pair in ``work``; returns its record (also saved there)."""
     bank = _bank(job)
     try:
-        prepared = prepare_normal(item.path, bank, normals_recipe(bank, job.preprocess), job.size)
+        prepared = prepare_normal(
+            item.path, bank, normals_recipe(bank, job.preprocess), job.size, item.slice
+        )
     except LesionPasteError as exc:
         if job.strict:
             raise

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -70,9 +71,12 @@ def timed(argv: list, cwd: Path) -> float:
 
 def kill_loop(name: str, argv: list, cwd: Path, seconds: float, check, salt: int) -> dict:
     """Start the tool and SIGKILL it at a random time in (0, ``seconds``), ROUNDS times,
-    calling ``check()`` after each; a run that ends before its kill time is counted."""
+    calling ``check()`` after each. ``check`` asserts what the final names hold; when the
+    result is complete (this round, or a chain of killed runs resumed to the end) it checks it
+    against the uninterrupted one, removes it so the next round starts afresh, and returns
+    True."""
     rng = np.random.default_rng([SEED, salt])
-    outcome = {"rounds": ROUNDS, "seed": SEED, "killed": 0, "ended_first": 0}
+    outcome = {"rounds": ROUNDS, "seed": SEED, "killed": 0, "ended_first": 0, "completed": 0}
     for _ in range(ROUNDS):
         proc = subprocess.Popen(
             [str(a) for a in argv],
@@ -88,7 +92,7 @@ def kill_loop(name: str, argv: list, cwd: Path, seconds: float, check, salt: int
             proc.kill()
             proc.wait()
             outcome["killed"] += 1
-        check()
+        outcome["completed"] += bool(check())
     print(f"\n{name} kill loop: {outcome}")
     return outcome
 
@@ -115,9 +119,13 @@ def test_lp_bank_killed_at_random_points_ends_with_the_uninterrupted_bank(tmp_pa
     seconds = timed([*LP_BANK, *BANK_ARGS], clean)
     expected = (clean / "bank.h5").read_bytes()
 
-    def check() -> None:  # the final name holds nothing, or the whole bank
+    def check() -> bool:  # the final name holds nothing, or the whole bank
         final = killed / "bank.h5"
-        assert not final.exists() or final.read_bytes() == expected
+        if not final.exists():
+            return False
+        assert final.read_bytes() == expected
+        final.unlink()
+        return True
 
     kill_loop("lp-bank build", [*LP_BANK, *BANK_ARGS], killed, seconds, check, salt=1)
     if not (killed / "bank.h5").exists():
@@ -137,13 +145,16 @@ def test_lp_synth_killed_at_random_points_ends_with_the_uninterrupted_dataset(tm
     seconds = timed(args, clean)
     expected = tree_bytes(clean / "ds")
 
-    def check() -> None:  # the dataset is absent or whole; its work folder holds whole files
-        if (killed / "ds").exists():
-            assert tree_bytes(killed / "ds") == expected
+    def check() -> bool:  # the dataset is absent or whole; its work folder holds whole files
         work = killed / ".ds.partial"
         for record in (work / "records").glob("*.json"):
             for entry in json.loads(record.read_text())["files"].values():
                 assert (work / entry["path"]).is_file()
+        if not (killed / "ds").exists():
+            return False
+        assert tree_bytes(killed / "ds") == expected
+        shutil.rmtree(killed / "ds")
+        return True
 
     kill_loop("lp-synth", args, killed, seconds, check, salt=2)
     if not (killed / "ds").exists():
@@ -162,12 +173,22 @@ def test_lp_train_killed_at_random_points_resumes_to_the_uninterrupted_weights(t
     killed.mkdir()
     seconds = timed(args, clean)
 
-    def check() -> None:  # whatever is there is whole: a loadable checkpoint, a JSON config
+    expected = torch.load(clean / "run" / "checkpoint.pt", weights_only=True)["model"]
+
+    def check() -> bool:  # whatever is there is whole: a loadable checkpoint, a JSON config
         run_dir = killed / "run"
-        if (run_dir / "checkpoint.pt").exists():
-            torch.load(run_dir / "checkpoint.pt", weights_only=True)
         if (run_dir / "config.json").exists():
             json.loads((run_dir / "config.json").read_text())
+        if not (run_dir / "checkpoint.pt").exists():
+            return False
+        state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+        if state["epoch"] < 3:
+            return False
+        assert all(torch.equal(expected[k], state["model"][k]) for k in expected)
+        log = [json.loads(line)["epoch"] for line in (run_dir / "log.jsonl").open()]
+        assert log == list(range(1, 5))
+        shutil.rmtree(run_dir)
+        return True
 
     kill_loop("lp-train", args, killed, seconds, check, salt=3)
     done = run(args, killed)  # resumes, or finds the run finished
