@@ -372,6 +372,49 @@ def test_k_fold_cross_validation_keeps_test_patients_out_of_training(lp_train, t
         )
         tested_on = {evaluation_data.twin_ids[i].split("_")[0] for i in np.flatnonzero(test_rows)}
         assert trained_on and not trained_on & tested_on
+    # pooled out-of-fold scores: each image once, scored by its own fold's model
+    from train.evaluate import read_scores
+
+    paths, pooled_labels, pooled = read_scores(tmp_path / "cv" / "scores.csv")
+    assert paths == evaluation_data.paths
+    for k in range(1, 4):
+        fold_paths, _, fold_scores = read_scores(tmp_path / "cv" / f"fold_{k}" / "scores.csv")
+        for path, score in zip(fold_paths, fold_scores):
+            assert pooled[paths.index(path)] == score
+    assert cv["pooled_out_of_fold"]["0v1"]["auc"] == pytest.approx(
+        roc_auc_score(pooled_labels, pooled)
+    )
+    # and it compares, paired, with any method that scored the same images
+    r = lp_train(synth, "--out", tmp_path / "one", "--epochs", "1", *FAST)
+    from train.cli import eval_command
+
+    r = invoke(
+        eval_command,
+        tmp_path / "one",
+        evaluation,
+        "--out",
+        tmp_path / "ev",
+        "--compare",
+        tmp_path / "cv",
+        "--device",
+        "cpu",
+        "-q",
+    )
+    assert r.code == 0, r.stderr
+    delong = json.loads((tmp_path / "ev" / "metrics.json").read_text())["compare"]["delong"]
+    assert 0 <= delong["0v1"]["p"] <= 1
+
+
+def test_compare_with_scores_of_other_images_is_refused(trained, data, lp_eval, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "scores.csv").write_text("path,label,score\nimages/0000.png,0,0.5\n")
+    r = lp_eval(trained, data[1], "--out", tmp_path / "ev", "--compare", other, "--device", "cpu")
+    assert r.code != 0 and "does not score the same labelled images" in r.stderr
+    (other / "scores.csv").write_text("nonsense")
+    r = lp_eval(trained, data[1], "--out", tmp_path / "ev", "--compare", other, "--device", "cpu")
+    assert r.code != 0 and "not a path,label,score file" in r.stderr
+    assert not (tmp_path / "ev").exists()
 
 
 def _rename_twins(root: Path, ids: list[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import shutil
@@ -25,7 +26,14 @@ from train.engine import (
     train,
 )
 from train.errors import TrainError
-from train.evaluate import compare, metrics, roc_picture, write_metrics, write_scores
+from train.evaluate import (
+    compare,
+    metrics,
+    read_scores,
+    roc_picture,
+    write_metrics,
+    write_scores,
+)
 from train.files import RunLocked, describe_os_error, remove_temp_files, run_lock, write_text_atomic
 from train.folds import DEFAULT_GROUP, fold_plan, subset, summarise
 from train.models import ARCHS, build_model
@@ -249,6 +257,7 @@ def cross_validate(
     """Train and evaluate one run per fold (RUN/fold_K); write RUN/cv.json with the spread."""
     plan = fold_plan(evaluation, synthetic, folds, config.seed, pattern)
     per_fold = []
+    pooled = np.full(len(evaluation.labels), np.nan)
     for k, (train_rows, test_rows) in enumerate(plan, start=1):
         fold_run = run / f"fold_{k}"
         _prepare_run(fold_run, config, overwrite)
@@ -259,6 +268,7 @@ def cross_validate(
         result["test_ids"] = test.twin_ids
         per_fold.append(result)
         write_scores(fold_run / "scores.csv", test.paths, test.labels, scores)
+        pooled[test_rows] = scores
         if not quiet:
             shown = ", ".join(f"{n} {e['auc']:.4f}" for n, e in result["auc"].items())
             click.echo(f"fold {k}/{folds}: {shown}")
@@ -267,11 +277,22 @@ def cross_validate(
         "group_pattern": pattern,
         "per_fold": per_fold,
         "auc": summarise(per_fold),
+        # every image scored by the fold model that did not train on it: one AUC with its
+        # DeLong interval over the whole set, comparable (paired) with other methods
+        "pooled_out_of_fold": metrics(pooled, evaluation.labels)["auc"],
     }
+    write_scores(run / "scores.csv", evaluation.paths, evaluation.labels, pooled)
     write_metrics(run / "cv.json", summary)
     if not quiet:
         for name, s in summary["auc"].items():
-            click.echo(f"{name:>6}: AUC {s['mean']:.4f} ± {s['std']:.4f} over {s['folds']} folds")
+            e = summary["pooled_out_of_fold"].get(name)
+            pooled_text = (
+                f"; pooled {e['auc']:.4f} [{e['ci_low']:.4f}, {e['ci_high']:.4f}]" if e else ""
+            )
+            click.echo(
+                f"{name:>6}: AUC {s['mean']:.4f} ± {s['std']:.4f} over {s['folds']} folds"
+                + pooled_text
+            )
     return summary
 
 
@@ -331,13 +352,36 @@ def evaluate_run(
     if other is not None:
         result["compare"] = {
             "other_run": str(other),
-            "delong": compare(scores, _score(other, data, device), data.labels),
+            "delong": compare(scores, _other_scores(other, data, device), data.labels),
         }
     panels = _cam_picture(run, data, scores, cam, device) if cam else None
     _write_evaluation(out, data, scores, result, panels)
     if not quiet:
         _print_metrics(result, out)
     return result
+
+
+def _other_scores(other: Path, data, device: str) -> np.ndarray:
+    """The scores another method gives the same images: its run's model when it has one,
+    else its ``scores.csv`` (a cross-validated run, ``lp-knn``, an earlier ``lp-eval``)."""
+    if (other / "checkpoint.pt").exists():
+        return _score(other, data, device)
+    try:
+        paths, labels, scores = read_scores(other / "scores.csv")
+    except FileNotFoundError:
+        raise TrainError(
+            f"--compare {other}: neither a run (checkpoint.pt) nor scores.csv"
+        ) from None
+    except (KeyError, ValueError, TypeError, csv.Error):
+        raise TrainError(f"--compare {other}/scores.csv: not a path,label,score file") from None
+    by_path = {p: (label, score) for p, label, score in zip(paths, labels, scores)}
+    missing = [p for p in data.paths if p not in by_path]
+    if missing or any(by_path[p][0] != label for p, label in zip(data.paths, data.labels)):
+        raise TrainError(
+            f"--compare {other}/scores.csv does not score the same labelled images "
+            f"({len(missing)} of {len(data.paths)} missing)"
+        )
+    return np.array([by_path[p][1] for p in data.paths])
 
 
 def _write_evaluation(out: Path, data, scores: np.ndarray, result: dict, panels) -> None:
@@ -379,7 +423,8 @@ def _print_metrics(result: dict, out: Path) -> None:
     "--compare",
     "other",
     type=click.Path(path_type=Path),
-    help="Another run: paired DeLong tests on the same images.",
+    help="Another run, or a folder whose scores.csv scores the same images (a --folds run, "
+    "lp-knn): paired DeLong tests.",
 )
 @click.option(
     "--cam",

@@ -62,8 +62,12 @@ def write_scores(path: Path, paths: list[str], labels: np.ndarray, scores: np.nd
 
 
 def read_scores(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``scores.csv`` back as paths, labels and scores (ValueError when not of that form)."""
     with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+        reader = csv.DictReader(fh)
+        if reader.fieldnames != ["path", "label", "score"]:
+            raise ValueError(f"{path}: columns {reader.fieldnames} are not path,label,score")
+        rows = list(reader)
     return (
         [r["path"] for r in rows],
         np.array([int(r["label"]) for r in rows]),
