@@ -20,7 +20,7 @@ from bank_builder.config import resolve_root
 from bank_builder.errors import LesionPasteError
 from bank_builder.image_files import is_dicom
 from bank_builder.loaders import load_ct_slice, load_fundus
-from bank_builder.preprocess import GrahamRecipe, NoRecipe, Recipe, WindowRecipe
+from bank_builder.preprocess import GrahamRecipe, NoRecipe, Recipe, WindowRecipe, parse_window
 from bank_builder.sheet import contact_sheet
 
 PROG = "lp-bank"
@@ -32,21 +32,9 @@ def cli() -> None:
     """Build and inspect lesion banks (HDF5) from pixel-annotated images."""
 
 
-def _window(spec: str) -> WindowRecipe:
-    try:
-        level, width = (float(v) for v in spec.split(","))
-    except ValueError:
-        raise LesionPasteError(
-            f"--window {spec!r}: expected LEVEL,WIDTH in HU, e.g. -300,1400"
-        ) from None
-    if width <= 0:
-        raise LesionPasteError(f"--window {spec!r}: the width must be positive")
-    return WindowRecipe(level=level, width=width)
-
-
 def _recipe(name: str | None, default: str, window: str) -> Recipe:
     name = name or default
-    return {"graham": GrahamRecipe, "none": NoRecipe}.get(name, lambda: _window(window))()
+    return {"graham": GrahamRecipe, "none": NoRecipe}.get(name, lambda: parse_window(window))()
 
 
 def _mask_specs(specs: tuple[str, ...]) -> dict[str, Path]:

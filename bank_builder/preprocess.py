@@ -114,6 +114,19 @@ class WindowRecipe:
     width: float = 1400.0
 
 
+def parse_window(spec: str) -> WindowRecipe:
+    """``"LEVEL,WIDTH"`` in HU (e.g. ``"-300,1400"``) as a ``WindowRecipe``."""
+    try:
+        level, width = (float(v) for v in spec.split(","))
+    except ValueError:
+        raise LesionPasteError(
+            f"--window {spec!r}: expected LEVEL,WIDTH in HU, e.g. -300,1400"
+        ) from None
+    if not width > 0:
+        raise LesionPasteError(f"--window {spec!r}: the width must be positive")
+    return WindowRecipe(level=level, width=width)
+
+
 @dataclass(frozen=True)
 class NoRecipe:
     """Images are used as they are."""

@@ -17,6 +17,7 @@ from bank_builder.bank_file import read_bank
 from bank_builder.cli_common import Group, warn_to_stderr
 from bank_builder.config import config_value
 from bank_builder.errors import LesionPasteError
+from bank_builder.preprocess import parse_window
 from synth.augment import AugmentConfig
 from synth.card import dataset_card
 from synth.colour import colour_luts, histogram
@@ -139,10 +140,12 @@ def _lambda(text: str) -> tuple[float, float] | None:
     return values[0], values[1]
 
 
-def _pooled_normals_histogram(normals, bank, preprocess, size, sample, seed) -> np.ndarray:
+def _pooled_normals_histogram(
+    normals, bank, preprocess, size, sample, seed, window=None
+) -> np.ndarray:
     rng = np.random.default_rng(seed)
     picked = rng.permutation(len(normals))[:sample]
-    recipe = normals_recipe(bank, preprocess)
+    recipe = normals_recipe(bank, preprocess, window)
     total = np.zeros((bank.meta.channels, 256), np.int64)
     for i in sorted(picked):
         try:
@@ -298,6 +301,12 @@ def _run_options(f):
     "are (already normalised elsewhere, e.g. eyepacs256).",
 )
 @click.option(
+    "--window",
+    "window_spec",
+    help="CT: window HU normals (DICOM, NIfTI) at LEVEL,WIDTH, e.g. -300,1400, when the bank "
+    "was cut from 8-bit slices (default: the bank's own window).",
+)
+@click.option(
     "--match-colour", is_flag=True, help="Map lesion colours onto the normals' colour distribution."
 )
 @click.option(
@@ -332,6 +341,7 @@ def cli(
     colour,
     size,
     preprocess,
+    window_spec,
     match_colour,
     colour_sample,
     seed,
@@ -371,12 +381,13 @@ def cli(
         normals, images, grade, quality, run["per_study"], bank_studies(lesion_bank)
     )
     items = _select(items, missing, run)
+    window = _ct_window(window_spec, lesion_bank)
     suffix = "cutpaste" if method == "cutpaste" else "synth"
     out_dir = Path(out or config_value("synth", "out") or f"datasets/{bank_path.stem}-{suffix}")
     luts = None
     if match_colour:
         target = _pooled_normals_histogram(
-            items, lesion_bank, preprocess, size, colour_sample, seed
+            items, lesion_bank, preprocess, size, colour_sample, seed, window
         )
         luts = colour_luts(lesion_bank.histograms, target)
     job = Job(
@@ -391,8 +402,19 @@ def cli(
         strict=run["strict"],
         colour_luts=luts,
         colour_sample=min(colour_sample, len(items)) if match_colour else 0,
+        window=window,
     )
     _run(items, missing, job, out_dir, run, "normal/anomalous pairs")
+
+
+def _ct_window(spec: str | None, bank) -> tuple[float, float] | None:
+    """``--window LEVEL,WIDTH`` as (level, width); only for CT banks."""
+    if spec is None:
+        return None
+    if bank.meta.modality == "fundus":
+        raise LesionPasteError("--window applies to CT (HU) normals; this bank is a fundus bank")
+    recipe = parse_window(spec)
+    return recipe.level, recipe.width
 
 
 def _select(items: list[NormalImage], missing: list[dict], run: dict) -> list[NormalImage]:
@@ -482,6 +504,7 @@ def _chunk_size(items: list[NormalImage]) -> int:
 )
 @click.option("--size", default=None, type=int, help="Output side (default 256, or --like's).")
 @click.option("--preprocess", type=click.Choice(["bank", "none"]), default=None)
+@click.option("--window", "window_spec", help="CT: window HU images at LEVEL,WIDTH (or --like's).")
 @click.option("-o", "--out", required=True, help="Output directory.")
 @_run_options
 def prep(
@@ -494,6 +517,7 @@ def prep(
     like,
     size,
     preprocess,
+    window_spec,
     out,
     run,
 ) -> None:
@@ -522,6 +546,8 @@ def prep(
     else:
         raise LesionPasteError("give --labels CSV (grades per image) or --label N for all images")
     items = _select(items, missing, run)
+    like_window = settings.get("normals_window")
+    window = _ct_window(window_spec, lesion_bank) or (tuple(like_window) if like_window else None)
     job = Job(
         bank_path=bank_path.resolve(),
         bank_sha256=lesion_bank.sha256,
@@ -529,6 +555,7 @@ def prep(
         size=size,
         preprocess=preprocess,
         strict=run["strict"],
+        window=window,
     )
     _run(items, missing, job, Path(out), run, "labelled images")
 

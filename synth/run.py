@@ -52,12 +52,15 @@ class Job:
     strict: bool = False
     colour_luts: np.ndarray | None = field(default=None, repr=False)
     colour_sample: int = 0
+    window: tuple[float, float] | None = None  # CT: HU normals windowed at (level, width)
 
     def describe(self) -> dict:
         """The configuration recorded in ``dataset.json`` (and compared on resume)."""
+        window = {"normals_window": list(self.window)} if self.window else {}
         if self.kind == "evaluation":
-            return {"size": self.size, "normals_preprocess": self.preprocess}
+            return {"size": self.size, "normals_preprocess": self.preprocess, **window}
         return {
+            **window,
             "method": self.method,
             "seed": self.seed,
             "size": self.size,
@@ -100,8 +103,13 @@ def _tier_pools(bank: Bank, tiers: tuple[Tier, ...]) -> list[np.ndarray]:
     return _POOLS[key]
 
 
-def normals_recipe(bank: Bank, preprocess: str) -> Recipe:
-    """The recipe applied to normal images: the bank's, or none when asked."""
+def normals_recipe(
+    bank: Bank, preprocess: str, window: tuple[float, float] | None = None
+) -> Recipe:
+    """The recipe applied to normal images: the bank's, none when asked, or a CT window for
+    HU normals (``window``: level, width) when the bank was cut from 8-bit slices."""
+    if window is not None:
+        return WindowRecipe(level=window[0], width=window[1])
     recipe = recipe_from_dict(bank.meta.preprocess)
     return NoRecipe() if preprocess == "none" and not isinstance(recipe, WindowRecipe) else recipe
 
@@ -116,12 +124,18 @@ def prepare_normal(
         return prepare_fundus(raw, recipe, size)
     if is_nifti(path):
         if not isinstance(recipe, WindowRecipe) or slice_index is None:
-            raise LesionPasteError(f"{path}: a CT volume needs a bank built with CT windowing")
+            raise LesionPasteError(
+                f"{path}: a CT volume is in HU; it needs a bank built with CT windowing, or "
+                "--window LEVEL,WIDTH"
+            )
         hu, spacing = read_axial_hu(path, slice_index)
         return prepare_ct(hu, recipe, size, spacing)
     if is_dicom(path):
         if not isinstance(recipe, WindowRecipe):
-            raise LesionPasteError(f"{path}: a DICOM slice needs a bank built with CT windowing")
+            raise LesionPasteError(
+                f"{path}: a DICOM slice is in HU; it needs a bank built with CT windowing, or "
+                "--window LEVEL,WIDTH"
+            )
         hu, _, spacing = read_dicom_hu(path)
         return prepare_ct(hu, recipe, size, list(spacing) if spacing else None)
     if isinstance(recipe, WindowRecipe):
@@ -156,7 +170,7 @@ def make_one(item: NormalImage, job: Job, work: Path) -> dict:
     bank = _bank(job)
     try:
         prepared = prepare_normal(
-            item.path, bank, normals_recipe(bank, job.preprocess), job.size, item.slice
+            item.path, bank, normals_recipe(bank, job.preprocess, job.window), job.size, item.slice
         )
     except LesionPasteError as exc:
         if job.strict:

@@ -545,3 +545,85 @@ def test_cutpaste_baseline_pastes_a_rectangle_of_the_image_itself(
         np.testing.assert_array_equal(twin[outside], normal[outside])
         assert 0.02 * 0.5 <= h * w / (64 * 64) <= 0.15
     assert lp_synth("verify", out).code == 0
+
+
+def test_hu_normals_with_a_bank_cut_from_8_bit_slices_need_a_window(lp_synth, tmp_path):
+    """The COVID slices (8-bit, already windowed) as lesion source, DICOM slices in HU as
+    normals: the normals' window is asked for, recorded, and reused by prep --like."""
+    from bank_builder.cli import cli as bank_cli
+    from bank_builder.image_files import read_dicom_hu
+    from bank_builder.preprocess import WindowRecipe, window_hu
+    from synth.prepare import ct_region
+
+    r = CliRunner().invoke(
+        bank_cli,
+        [
+            "build",
+            "--image",
+            str(shared("ct", "covid_seg", "images", "50.jpg")),
+            "--mask",
+            f"COVID={shared('ct', 'covid_seg', 'masks', '50.png')}",
+            "--pixel-spacing",
+            "0.75",
+            "--modality",
+            "ct",
+            "-o",
+            str(tmp_path / "covid.h5"),
+        ],
+    )
+    assert r.exit_code == 0, r.stderr
+    dicoms = sorted(shared("ct", "tcia_dicom").glob("*.dcm"))[:3]
+    normals = tmp_path / "normals"
+    normals.mkdir()
+    for path in dicoms:
+        os.symlink(path, normals / path.name)
+    args = ["--bank", tmp_path / "covid.h5", "--normals", normals, "--size", "128", "-q"]
+    r = lp_synth(*args, "--out", tmp_path / "no-window", "--strict")
+    assert r.code != 0 and "--window LEVEL,WIDTH" in r.stderr and "Traceback" not in r.stderr
+    out = tmp_path / "ct"
+    assert lp_synth(*args, "--out", out, "--window", "-300,1400").code == 0
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["config"]["normals_window"] == [-300.0, 1400.0]
+    recipe = WindowRecipe(level=-300.0, width=1400.0)
+    for row in rows(out)[::2]:
+        hu, _, _ = read_dicom_hu(normals / (row["twin_id"] + ".dcm"))
+        expected = cv2.resize(window_hu(hu, recipe), (128, 128), interpolation=cv2.INTER_AREA)
+        normal = cv2.imread(str(out / row["path"]), cv2.IMREAD_GRAYSCALE)
+        np.testing.assert_array_equal(normal, expected)
+    for row in rows(out)[1::2]:
+        pasted = cv2.imread(str(out / row["mask_path"]), cv2.IMREAD_GRAYSCALE) > 0
+        normal = cv2.imread(str(out / row["path"].replace("anomalous", "normal")), 0)
+        assert pasted.any() and not (pasted & ~ct_region(normal, recipe)).any()
+    evaluation = tmp_path / "eval"
+    r = lp_synth(
+        "prep",
+        "--images",
+        normals,
+        "--label",
+        "0",
+        "--bank",
+        tmp_path / "covid.h5",
+        "--like",
+        out,
+        "--out",
+        evaluation,
+        "-q",
+    )
+    assert r.code == 0, r.stderr
+    first = rows(evaluation)[0]
+    assert np.array_equal(
+        cv2.imread(str(evaluation / first["path"]), 0),
+        cv2.imread(str(out / f"images/normal/{first['twin_id']}.png"), 0),
+    )
+    r = lp_synth(
+        "--bank",
+        tmp_path / "covid.h5",
+        "--normals",
+        normals,
+        "--window",
+        "-300,0",
+        "--out",
+        tmp_path / "bad",
+        "-q",
+    )
+    assert r.code != 0 and "width must be positive" in r.stderr
