@@ -117,8 +117,10 @@ def ct_region(pixels: np.ndarray, recipe: Recipe) -> np.ndarray:
 def prepare_ct(
     pixels: np.ndarray, recipe: Recipe, size: int, pixel_spacing: list[float] | None
 ) -> Prepared:
-    """Window HU (or keep 8-bit grey), resize to ``size`` square, and find the lungs."""
-    grey = window_hu(pixels, recipe) if isinstance(recipe, WindowRecipe) else pixels
+    """Window HU (an 8-bit slice is taken as windowed already and kept), resize to ``size``
+    square, and find the lungs."""
+    in_hu = isinstance(recipe, WindowRecipe) and pixels.dtype != np.uint8
+    grey = window_hu(pixels, recipe) if in_hu else pixels
     h, w = grey.shape[:2]
     if size > 0 and (h, w) != (size, size):
         interpolation = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR

@@ -138,9 +138,7 @@ def prepare_normal(
             )
         hu, _, spacing = read_dicom_hu(path)
         return prepare_ct(hu, recipe, size, list(spacing) if spacing else None)
-    if isinstance(recipe, WindowRecipe):
-        raise LesionPasteError(f"{path}: the bank windows HU; give DICOM slices as normals")
-    grey, _ = read_gray(path)
+    grey, _ = read_gray(path)  # an 8-bit slice: exported with a CT window already, used as is
     return prepare_ct(grey, recipe, size, None)
 
 

@@ -627,3 +627,54 @@ def test_hu_normals_with_a_bank_cut_from_8_bit_slices_need_a_window(lp_synth, tm
         "-q",
     )
     assert r.code != 0 and "width must be positive" in r.stderr
+
+
+def test_an_evaluation_set_may_mix_hu_slices_and_8_bit_slices(lp_synth, tmp_path):
+    """prep with a window: DICOM slices are windowed, 8-bit slices taken as windowed already."""
+    from bank_builder.cli import cli as bank_cli
+
+    jpeg = shared("ct", "covid_seg", "images", "50.jpg")
+    r = CliRunner().invoke(
+        bank_cli,
+        [
+            "build",
+            "--image",
+            str(jpeg),
+            "--mask",
+            f"COVID={shared('ct', 'covid_seg', 'masks', '50.png')}",
+            "--modality",
+            "ct",
+            "-o",
+            str(tmp_path / "covid.h5"),
+        ],
+    )
+    assert r.exit_code == 0, r.stderr
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    dicom = min(shared("ct", "tcia_dicom").glob("*.dcm"))
+    os.symlink(dicom, mixed / dicom.name)
+    os.symlink(shared("ct", "covid_seg", "images", "20.jpg"), mixed / "20.jpg")
+    (tmp_path / "labels.csv").write_text(f"image,level\n{dicom.stem},0\n20,1\n")
+    out = tmp_path / "eval"
+    r = lp_synth(
+        "prep",
+        "--images",
+        mixed,
+        "--labels",
+        tmp_path / "labels.csv",
+        "--bank",
+        tmp_path / "covid.h5",
+        "--window",
+        "-300,1400",
+        "--size",
+        "64",
+        "--out",
+        out,
+        "-q",
+    )
+    assert r.code == 0, r.stderr
+    by_label = {row["label"]: row for row in rows(out)}
+    grey = cv2.imread(str(mixed / "20.jpg"), cv2.IMREAD_GRAYSCALE)
+    expected = cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(cv2.imread(str(out / by_label["1"]["path"]), 0), expected)
+    assert cv2.imread(str(out / by_label["0"]["path"]), 0).shape == (64, 64)
