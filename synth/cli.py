@@ -120,7 +120,7 @@ def resolve_normals(
     if grades or quality:
         raise LesionPasteError("--grade and --quality filter a label file; give --normals FILE.csv")
     if is_mosmed_root(path):
-        return normal_slices(path, per_study, exclude), []
+        return normal_slices(path, per_study, exclude), []  # CT slices: checked against the bank
     return list_folder(path), []
 
 
@@ -380,6 +380,7 @@ def cli(
     items, missing = resolve_normals(
         normals, images, grade, quality, run["per_study"], bank_studies(lesion_bank)
     )
+    _refuse_volumes_for_fundus(items, lesion_bank)
     items = _select(items, missing, run)
     window = _ct_window(window_spec, lesion_bank)
     suffix = "cutpaste" if method == "cutpaste" else "synth"
@@ -405,6 +406,13 @@ def cli(
         window=window,
     )
     _run(items, missing, job, out_dir, run, "normal/anomalous pairs")
+
+
+def _refuse_volumes_for_fundus(items: list[NormalImage], bank) -> None:
+    if bank.meta.modality == "fundus" and any(item.slice is not None for item in items):
+        raise LesionPasteError(
+            "these normals are CT slices (a MosMed folder); this is a fundus bank"
+        )
 
 
 def _ct_window(spec: str | None, bank) -> tuple[float, float] | None:
@@ -535,6 +543,7 @@ def prep(
                 "a MosMed folder is labelled by its layout; drop --labels/--label"
             )
         items = evaluation_slices(Path(images), run["per_study"], bank_studies(lesion_bank))
+        _refuse_volumes_for_fundus(items, lesion_bank)
         missing = []
     elif labels:
         items, missing = read_label_file(

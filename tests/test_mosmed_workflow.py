@@ -199,7 +199,8 @@ def test_a_mosmed_folder_refuses_labels_and_a_fundus_bank(mosmed, tmp_path):
         ],
         prog_name="lp-synth",
     )
-    assert r.exit_code != 0 and "Traceback" not in r.stderr
+    assert r.exit_code != 0 and "this is a fundus bank" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "d").exists()
 
 
 def test_make_train_mosmed_runs_the_protocol_with_folds_by_study(mosmed, tmp_path):
