@@ -165,10 +165,19 @@ def read_rgb(path: Path) -> tuple[np.ndarray, str]:
     return read_rgb_at_least(path, 0)
 
 
-def read_gray(path: Path) -> tuple[np.ndarray, str]:
-    """Read an image as an ``(H, W)`` single-channel ``uint8`` array, with its sha256."""
+def read_gray(path: Path, eight_bit_only: bool = False) -> tuple[np.ndarray, str]:
+    """Read an image as an ``(H, W)`` single-channel ``uint8`` array, with its sha256.
+
+    ``eight_bit_only`` refuses 16-bit files instead of scaling them (a 16-bit CT export holds
+    HU-like values that scaling would turn into a near-black picture)."""
     data = read_bytes(path)
-    image = to_uint8(decode(data, path, cv2.IMREAD_UNCHANGED), path)
+    image = decode(data, path, cv2.IMREAD_UNCHANGED)
+    if eight_bit_only and image.dtype != np.uint8:
+        raise LesionPasteError(
+            f"{path}: a {image.dtype.itemsize * 8}-bit slice; CT slices are taken in HU from "
+            "DICOM or NIfTI, or as 8-bit exports already windowed"
+        )
+    image = to_uint8(image, path)
     if image.ndim == 3:
         code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
         image = cv2.cvtColor(image, code)

@@ -120,7 +120,7 @@ def resolve_normals(
     if grades or quality:
         raise LesionPasteError("--grade and --quality filter a label file; give --normals FILE.csv")
     if is_mosmed_root(path):
-        return normal_slices(path, per_study, exclude), []  # CT slices: checked against the bank
+        return normal_slices(path, per_study, exclude)
     return list_folder(path), []
 
 
@@ -542,9 +542,10 @@ def prep(
             raise LesionPasteError(
                 "a MosMed folder is labelled by its layout; drop --labels/--label"
             )
-        items = evaluation_slices(Path(images), run["per_study"], bank_studies(lesion_bank))
+        items, missing = evaluation_slices(
+            Path(images), run["per_study"], bank_studies(lesion_bank)
+        )
         _refuse_volumes_for_fundus(items, lesion_bank)
-        missing = []
     elif labels:
         items, missing = read_label_file(
             Path(labels), Path(images), set(grade) if grade else None, quality

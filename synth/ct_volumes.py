@@ -51,14 +51,16 @@ def axial_depth(path: Path) -> int:
             raw = fh.read(352)
         header = nib.Nifti1Header.from_fileobj(io.BytesIO(raw))
         shape = header.get_data_shape()
+        if len(shape) != 3:
+            raise LesionPasteError(f"{path}: expected a 3-D volume, found shape {shape}")
         orientation = nib.io_orientation(header.get_best_affine())
+        return int(shape[int(np.flatnonzero(orientation[:, 0] == 2)[0])])
+    except LesionPasteError:
+        raise
     except Exception as exc:  # noqa: BLE001 - gzip/nibabel raise many types for damaged files
         raise LesionPasteError(
             f"{path}: not a readable NIfTI header ({type(exc).__name__})"
         ) from None
-    if len(shape) != 3:
-        raise LesionPasteError(f"{path}: expected a 3-D volume, found shape {shape}")
-    return int(shape[int(np.flatnonzero(orientation[:, 0] == 2)[0])])
 
 
 def central_slices(depth: int, count: int) -> list[int]:
@@ -68,21 +70,31 @@ def central_slices(depth: int, count: int) -> list[int]:
     return sorted({int(np.floor(p * depth)) for p in positions})
 
 
-def normal_slices(root: Path, per_study: int, exclude: set[str] = frozenset()) -> list[NormalImage]:
-    """``per_study`` central slices of every CT-0 study (label 0), ids ``study_NNNN_zZZZ``."""
+def normal_slices(
+    root: Path, per_study: int, exclude: set[str] = frozenset()
+) -> tuple[list[NormalImage], list[dict]]:
+    """``per_study`` central slices of every CT-0 study (label 0), ids ``study_NNNN_zZZZ``;
+    and the studies whose volume could not be read (id, path, reason)."""
     if per_study < 1:
         raise LesionPasteError("--per-study must be at least 1")
     volumes = sorted((Path(root) / "studies" / NORMAL_CATEGORY).glob("*.nii*"))
     if not volumes:
         raise LesionPasteError(f"{root}: no studies/{NORMAL_CATEGORY}/*.nii.gz (normal studies)")
-    items = []
+    items, unreadable = [], []
     for path in volumes:
         study = _study_id(path)
         if study in exclude:
             continue
-        for z in central_slices(axial_depth(path), per_study):
+        try:
+            depth = axial_depth(path)
+        except LesionPasteError as exc:
+            unreadable.append(
+                {"id": study, "status": "skipped", "path": str(path), "reason": str(exc)}
+            )
+            continue
+        for z in central_slices(depth, per_study):
             items.append(NormalImage(f"{study}_z{z:03d}", path, 0, z))
-    return items
+    return items, unreadable
 
 
 def lesion_slices(root: Path, exclude: set[str] = frozenset()) -> list[NormalImage]:
@@ -102,13 +114,15 @@ def lesion_slices(root: Path, exclude: set[str] = frozenset()) -> list[NormalIma
 
 def evaluation_slices(
     root: Path, per_study: int, exclude: set[str] = frozenset()
-) -> list[NormalImage]:
-    """The paper's MosMed evaluation set: CT-0 slices (0) and annotated lesion slices (1).
-    Studies in ``exclude`` (the bank's own sources) are left out."""
-    items = normal_slices(root, per_study, exclude) + lesion_slices(root, exclude)
+) -> tuple[list[NormalImage], list[dict]]:
+    """The paper's MosMed evaluation set: CT-0 slices (0) and annotated lesion slices (1),
+    and the unreadable normal studies. Studies in ``exclude`` (the bank's sources) are left
+    out."""
+    normals, unreadable = normal_slices(root, per_study, exclude)
+    items = normals + lesion_slices(root, exclude)
     if not any(item.label == 1 for item in items):
         raise LesionPasteError(f"{root}: no annotated study (masks/*_mask.nii.gz) with a lesion")
-    return items
+    return items, unreadable
 
 
 _VOLUME: dict[Path, tuple[np.ndarray, list[float]]] = {}

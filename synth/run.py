@@ -138,7 +138,8 @@ def prepare_normal(
             )
         hu, _, spacing = read_dicom_hu(path)
         return prepare_ct(hu, recipe, size, list(spacing) if spacing else None)
-    grey, _ = read_gray(path)  # an 8-bit slice: exported with a CT window already, used as is
+    # an 8-bit slice: exported with a CT window already, used as is (never a 16-bit one)
+    grey, _ = read_gray(path, eight_bit_only=isinstance(recipe, WindowRecipe))
     return prepare_ct(grey, recipe, size, None)
 
 
@@ -291,7 +292,7 @@ def run_synthesis(
 ) -> Summary:
     """Write the dataset (synthetic twins, or an evaluation set) for ``normals`` to ``out``."""
     started = time.perf_counter()
-    out = Path(out)
+    out = Path(out).resolve()  # one lock and work folder whatever the spelling (., links)
     work = out.with_name(f".{out.name}.partial")
     with run_lock(out.with_name(f".{out.name}.lock")):
         if out.exists() and not overwrite:

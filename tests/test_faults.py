@@ -297,7 +297,10 @@ def test_concurrent_lp_synth_runs_on_one_output_give_one_dataset(tmp_path):
         )
         for _ in range(4)
     ]
-    results = [(p.wait(), p.stderr.read()) for p in procs]
+    results = []
+    for proc in procs:
+        _, err = proc.communicate()  # reads stderr as it comes: no pipe can fill up
+        results.append((proc.returncode, err))
     winners = [err for code, err in results if code == 0]
     losers = [err for code, err in results if code != 0]
     assert len(winners) >= 1

@@ -164,6 +164,53 @@ def test_the_evaluation_set_holds_ct0_slices_and_lesion_slices_but_not_the_banks
     assert not any(r["twin_id"].startswith("study_0300") for r in rows)  # the bank's own study
 
 
+def test_volumes_stored_in_another_axis_order_and_damaged_ones(mosmed, bank, tmp_path):
+    """A CT-0 study stored (z, x, y) with an affine saying so gives the same axial slices as
+    one stored (x, y, z); a damaged volume is skipped and listed, or refused with --strict."""
+    import shutil
+
+    root = tmp_path / "tree"
+    shutil.copytree(mosmed, root)
+    volume = _volume(9)  # x, y, z
+    stored = np.transpose(np.round(volume + 1024).astype(np.int16), (2, 0, 1))  # z, x, y
+    affine = np.zeros((4, 4))
+    affine[0, 1], affine[1, 2], affine[2, 0], affine[3, 3] = -0.8, -0.8, 5.0, 1.0
+    image = nib.Nifti1Image(stored, affine)
+    image.header.set_slope_inter(1.0, -1024.0)
+    nib.save(image, root / "studies/CT-0/study_0009.nii.gz")
+    _save(volume, root / "studies/CT-0/study_0011.nii.gz", hu=True)  # the same, stored x, y, z
+    (root / "studies/CT-0/study_0010.nii.gz").write_bytes(b"\x1f\x8b not a volume")
+    out = tmp_path / "synth"
+    _synth("--bank", bank, "--normals", root, "--per-study", 2, "--size", 64, "--out", out, "-q")
+    rows = _rows(out)
+    ids = {r["twin_id"] for r in rows}
+    assert {"study_0009_z007", "study_0009_z012"} <= ids  # 20 axial slices, not 96
+    for z in (7, 12):
+        a, b = (
+            cv2.imread(str(out / f"images/normal/study_{k:04d}_z{z:03d}.png"), 0) for k in (9, 11)
+        )
+        np.testing.assert_array_equal(a, b)
+    skipped = json.loads((out / "dataset.json").read_text())["skipped"]
+    assert [s["id"] for s in skipped] == ["study_0010"]
+    from synth.cli import cli
+
+    r = CliRunner().invoke(
+        cli,
+        [
+            "--bank",
+            str(bank),
+            "--normals",
+            str(root),
+            "--out",
+            str(tmp_path / "strict"),
+            "--strict",
+            "-q",
+        ],
+        prog_name="lp-synth",
+    )
+    assert r.exit_code != 0 and "study_0010" in r.stderr and "NIfTI" in r.stderr
+
+
 def test_a_mosmed_folder_refuses_labels_and_a_fundus_bank(mosmed, tmp_path):
     from synth.cli import cli
     from tests.synth_fixtures import make_fundus_bank

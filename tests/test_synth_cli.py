@@ -678,3 +678,22 @@ def test_an_evaluation_set_may_mix_hu_slices_and_8_bit_slices(lp_synth, tmp_path
     expected = cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA)
     np.testing.assert_array_equal(cv2.imread(str(out / by_label["1"]["path"]), 0), expected)
     assert cv2.imread(str(out / by_label["0"]["path"]), 0).shape == (64, 64)
+    # a 16-bit export (HU + 1024) is refused, not scaled into a near-black picture
+    cv2.imwrite(str(mixed / "wide.png"), np.full((64, 64), 1024, np.uint16))
+    (tmp_path / "labels.csv").write_text("image,level\nwide,0\n")
+    r = lp_synth(
+        "prep",
+        "--images",
+        mixed,
+        "--labels",
+        tmp_path / "labels.csv",
+        "--bank",
+        tmp_path / "covid.h5",
+        "--window",
+        "-300,1400",
+        "--out",
+        tmp_path / "e2",
+        "--strict",
+        "-q",
+    )
+    assert r.code != 0 and "16-bit slice" in r.stderr

@@ -402,7 +402,44 @@ def test_k_fold_cross_validation_keeps_test_patients_out_of_training(lp_train, t
     )
     assert r.code == 0, r.stderr
     delong = json.loads((tmp_path / "ev" / "metrics.json").read_text())["compare"]["delong"]
-    assert 0 <= delong["0v1"]["p"] <= 1
+    # scores matched by path, whatever their order in the other scores.csv
+    lines = (tmp_path / "cv" / "scores.csv").read_text().splitlines()
+    (tmp_path / "cv" / "scores.csv").write_text("\n".join([lines[0], *lines[:0:-1]]) + "\n")
+    r = invoke(
+        eval_command,
+        tmp_path / "one",
+        evaluation,
+        "--out",
+        tmp_path / "ev2",
+        "--compare",
+        tmp_path / "cv",
+        "--device",
+        "cpu",
+        "-q",
+    )
+    assert r.code == 0, r.stderr
+    _, labels_one, scores_one = read_scores(tmp_path / "ev" / "scores.csv")
+    from train.evaluate import compare
+
+    assert (
+        json.loads((tmp_path / "ev2" / "metrics.json").read_text())["compare"]["delong"]
+        == (json.loads(json.dumps(compare(scores_one, pooled, labels_one))))
+        == delong
+    )
+    # a fold of another split is not resumed: its model may have seen the new test patients
+    r = lp_train(
+        synth,
+        "--out",
+        tmp_path / "cv",
+        "--eval",
+        evaluation,
+        "--folds",
+        "2",
+        "--epochs",
+        "3",
+        *FAST,
+    )
+    assert r.code != 0 and "holds a fold of another split" in r.stderr
 
 
 def test_compare_with_scores_of_other_images_is_refused(trained, data, lp_eval, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -64,6 +65,8 @@ def _prepare_run(run: Path, config: TrainConfig, overwrite: bool) -> None:
 
     Called with the run's lock held: temporary files left by a killed run are removed.
     """
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # rank 0 prepares; the others wait for it (a barrier) before reading the run
     saved = run / "config.json"
     if run.exists() and overwrite:
         for name in ("checkpoint.pt", "log.jsonl", "config.json", "weights_source.txt"):
@@ -82,10 +85,9 @@ def _prepare_run(run: Path, config: TrainConfig, overwrite: bool) -> None:
             )
     elif run.exists() and any(p for p in run.iterdir() if not _is_temp(p)):
         raise TrainError(f"{run} exists and is not a run directory; use another --out")
-    if int(os.environ.get("RANK", "0")) == 0:
-        run.mkdir(parents=True, exist_ok=True)
-        remove_temp_files(run)
-        write_text_atomic(saved, json.dumps(asdict(config), indent=2) + "\n")
+    run.mkdir(parents=True, exist_ok=True)
+    remove_temp_files(run)
+    write_text_atomic(saved, json.dumps(asdict(config), indent=2) + "\n")
 
 
 def _is_temp(path: Path) -> bool:
@@ -99,6 +101,7 @@ def _locked(run: Path):
         yield
         return
     try:
+        run = run.resolve()  # one lock whatever the spelling (., .., links)
         with run_lock(run.with_name(f".{run.name}.lock"), "lp-train"):
             yield
     except RunLocked as exc:
@@ -258,9 +261,12 @@ def cross_validate(
     plan = fold_plan(evaluation, synthetic, folds, config.seed, pattern)
     per_fold = []
     pooled = np.full(len(evaluation.labels), np.nan)
+    run.mkdir(parents=True, exist_ok=True)
+    remove_temp_files(run)
     for k, (train_rows, test_rows) in enumerate(plan, start=1):
         fold_run = run / f"fold_{k}"
         _prepare_run(fold_run, config, overwrite)
+        _check_fold(fold_run, [evaluation.twin_ids[i] for i in np.flatnonzero(test_rows)])
         train(subset(synthetic, train_rows), fold_run, config, quiet=quiet)
         test = subset(evaluation, test_rows)
         scores = _score(fold_run, test, config.device)
@@ -294,6 +300,24 @@ def cross_validate(
                 + pooled_text
             )
     return summary
+
+
+def _check_fold(fold_run: Path, test_ids: list[str]) -> None:
+    """Record which images a fold tests on; refuse to resume a fold of another plan (its
+    model may have trained on the new test images)."""
+    record = fold_run / "fold.json"
+    digest = hashlib.sha256("\n".join(sorted(test_ids)).encode()).hexdigest()
+    if record.exists():
+        try:
+            saved = json.loads(record.read_text(encoding="utf-8")).get("test_ids_sha256")
+        except (OSError, ValueError, AttributeError):
+            saved = None
+        if saved != digest and (fold_run / "checkpoint.pt").exists():
+            raise TrainError(
+                f"{fold_run} holds a fold of another split (other folds, group pattern or "
+                "evaluation set); use another --out, or pass --overwrite"
+            )
+    write_text_atomic(record, json.dumps({"test_ids_sha256": digest}) + "\n")
 
 
 def _restore(run: Path, device_name: str):

@@ -107,6 +107,8 @@ def _distributed() -> tuple[int, int]:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         torch.distributed.init_process_group(backend)
     rank = torch.distributed.get_rank() if world > 1 else 0
+    if world > 1:  # rank 0 has prepared the run directory (and holds its lock) before this
+        torch.distributed.barrier()
     return rank, world
 
 

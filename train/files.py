@@ -99,10 +99,10 @@ _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 def describe_os_error(exc: OSError) -> str:
     """One line for an operating-system error met while reading or writing files."""
     where = f"{exc.filename}: " if exc.filename else ""
-    if exc.errno:  # the system's wording: libraries (HDF5) append pages of detail
+    if exc.errno in _DISK_FULL:  # the system's wording: libraries (HDF5) append pages of detail
         what = os.strerror(exc.errno)
     else:
-        what = (str(exc) or type(exc).__name__).splitlines()[0]
+        what = (exc.strerror or str(exc) or type(exc).__name__).splitlines()[0]
     if exc.errno in _DISK_FULL:
         return (
             f"{where}{what}: the disk (or a file size limit) is full; nothing partial was "
