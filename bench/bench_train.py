@@ -50,7 +50,8 @@ def main() -> None:
     torch.backends.cudnn.benchmark = True
     rng = np.random.default_rng(0)
     images, _ = place_images(
-        rng.integers(0, 256, (args.images, args.size, args.size, 3), dtype=np.uint8), device)
+        rng.integers(0, 256, (args.images, args.size, args.size, 3), dtype=np.uint8), device
+    )
     labels = torch.from_numpy(rng.integers(0, 2, args.images)).to(images.device)
     model, _ = build_model(args.arch, "none")
     model = model.to(device, memory_format=torch.channels_last)
@@ -87,15 +88,21 @@ def main() -> None:
     t_step = timed(step, args.steps, device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     threads = torch.get_num_threads()
-    print(f"training benchmark: {args.arch} at {args.size}x{args.size}, batch {args.batch_size}, "
-          f"{'bf16 autocast' if amp else 'fp32'}, {name} ({threads} threads)")
+    print(
+        f"training benchmark: {args.arch} at {args.size}x{args.size}, batch {args.batch_size}, "
+        f"{'bf16 autocast' if amp else 'fp32'}, {name} ({threads} threads)"
+    )
     print(f"| {'what':<28} | {'images/s':>10} | {'TFLOP/s':>8} |")
     print(f"|{'-' * 30}|{'-' * 12}|{'-' * 10}|")
     print(f"| {'input pipeline alone':<28} | {args.batch_size / t_pipe:>10.1f} | {'':>8} |")
-    print(f"| {'training step (all)':<28} | {args.batch_size / t_step:>10.1f} | "
-          f"{flops / t_step / 1e12:>8.3f} |")
-    print(f"pipeline / training speed: {t_step / t_pipe:.1f}x (target >= 5x); "
-          f"{flops / args.batch_size / 1e9:.2f} GFLOP per image per step")
+    print(
+        f"| {'training step (all)':<28} | {args.batch_size / t_step:>10.1f} | "
+        f"{flops / t_step / 1e12:>8.3f} |"
+    )
+    print(
+        f"pipeline / training speed: {t_step / t_pipe:.1f}x (target >= 5x); "
+        f"{flops / args.batch_size / 1e9:.2f} GFLOP per image per step"
+    )
 
 
 if __name__ == "__main__":
