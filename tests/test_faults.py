@@ -215,6 +215,23 @@ def test_a_log_line_cut_by_a_kill_is_dropped_on_resume(tmp_path):
     assert [json.loads(line)["epoch"] for line in log.open()] == list(range(1, 5))
 
 
+def test_a_finished_run_says_so_and_a_damaged_config_defers_to_the_checkpoint(tmp_path):
+    data = synthetic(tmp_path / "data", pairs=8)
+    args = [*LP_TRAIN, data, "--out", "run", *TRAIN_ARGS[:-1]]  # not quiet
+    assert run(args, tmp_path).returncode == 0
+    weights = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    again = run(args, tmp_path)
+    assert again.returncode == 0 and "already trained (4 epochs)" in again.stdout + again.stderr
+    (tmp_path / "run" / "config.json").write_text('{"epochs": 4, "arch"')  # cut short
+    again = run(args, tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == weights  # training kept
+    json.loads((tmp_path / "run" / "config.json").read_text())  # and the config rewritten
+    other = run([*LP_TRAIN, data, "--out", "run", *TRAIN_ARGS[:-1], "--lr", "0.5"], tmp_path)
+    assert other.returncode != 0 and "another configuration" in one_error(other.stderr)
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == weights
+
+
 # ------------------------------------------------------------------ a full disk
 
 

@@ -75,9 +75,12 @@ def _prepare_run(run: Path, config: TrainConfig, overwrite: bool) -> None:
         try:
             previous = json.loads(saved.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            raise TrainError(
-                f"{saved}: not a readable run configuration; use --overwrite"
-            ) from None
+            previous = None
+        if previous is None and (run / "checkpoint.pt").exists():
+            # the checkpoint records its configuration too: judge by it, keep the training
+            previous = load_checkpoint(run / "checkpoint.pt").get("config")
+        elif previous is None:
+            previous = asdict(config)  # nothing trained yet: nothing to lose
         if previous != asdict(config):
             raise TrainError(
                 f"{run} holds a run with another configuration; rerun it with the "
