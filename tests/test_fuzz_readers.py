@@ -17,6 +17,7 @@ from bank_builder.bank_file import read_bank
 from bank_builder.errors import LesionPasteError
 from synth.dataset_format import read_dataset_json, verify
 from synth.normals import read_label_file
+from tests.conftest import SHARED_DATA
 from tests.synth_fixtures import make_fundus_bank
 from tests.train_fixtures import synthetic
 from train.data import load_dataset
@@ -149,7 +150,8 @@ def test_any_bank_table_damage_is_refused_cleanly(bank_file, tmp_path, column, v
 
 
 def _mask_files() -> dict[str, bytes]:
-    """Valid masks in the forms users send: 1-bit palette TIFF (IDRiD's), 8-bit PNG, 16-bit PNG."""
+    """Valid masks in the forms users send: IDRiD's official 1-bit palette TIFF (the genuine
+    file when ../shared is there), a plain 1-bit TIFF, 8-bit PNG, 16-bit PNG."""
     import io
 
     from PIL import Image
@@ -165,7 +167,14 @@ def _mask_files() -> dict[str, bytes]:
         buffer = io.BytesIO()
         image.save(buffer, format=kind)
         files[name] = buffer.getvalue()
+    official = shared_path("idrid_official_ex_sample", "masks", "IDRiD_55_EX.tif")
+    if official.is_file():
+        files["tif_official"] = official.read_bytes()
     return files
+
+
+def shared_path(*parts: str) -> Path:
+    return SHARED_DATA.joinpath(*parts)
 
 
 MASKS = _mask_files()
