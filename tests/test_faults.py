@@ -1,7 +1,8 @@
 """Faults (issue 6): SIGKILL at random points, a full disk, concurrent runs.
 
 Each tool is killed ``LP_KILL_ROUNDS`` times (default 3) at times drawn from a generator seeded
-with ``LP_KILL_SEED`` (default 0), uniformly over the length of an uninterrupted run; after
+with ``LP_KILL_SEED`` (default 0), uniformly between the end of its imports and the length of an
+uninterrupted run (a kill while Python imports tests nothing); after
 every kill, what is visible under the final names is checked, and the last rerun must give
 exactly the uninterrupted result. ``make faults`` runs the same tests with many more rounds.
 
@@ -69,14 +70,30 @@ def timed(argv: list, cwd: Path) -> float:
     return time.perf_counter() - started
 
 
+def startup_seconds(argv: list) -> float:
+    """How long the tool's interpreter takes to import it (its ``-c`` code up to the call)."""
+    started = time.perf_counter()
+    subprocess.run([argv[0], "-c", argv[2].split(";")[0]], env=ENV, check=True)
+    return time.perf_counter() - started
+
+
 def kill_loop(name: str, argv: list, cwd: Path, seconds: float, check, salt: int) -> dict:
-    """Start the tool and SIGKILL it at a random time in (0, ``seconds``), ROUNDS times,
+    """Start the tool and SIGKILL it at a random time between its start-up (imports) and
+    ``seconds``, the length of an uninterrupted run, ROUNDS times,
     calling ``check()`` after each. ``check`` asserts what the final names hold; when the
     result is complete (this round, or a chain of killed runs resumed to the end) it checks it
     against the uninterrupted one, removes it so the next round starts afresh, and returns
     True."""
     rng = np.random.default_rng([SEED, salt])
-    outcome = {"rounds": ROUNDS, "seed": SEED, "killed": 0, "ended_first": 0, "completed": 0}
+    startup = min(startup_seconds(argv), 0.9 * seconds)
+    outcome = {
+        "rounds": ROUNDS,
+        "seed": SEED,
+        "killed": 0,
+        "ended_first": 0,
+        "completed": 0,
+        "window_s": [round(startup, 2), round(seconds, 2)],
+    }
     for _ in range(ROUNDS):
         proc = subprocess.Popen(
             [str(a) for a in argv],
@@ -86,7 +103,7 @@ def kill_loop(name: str, argv: list, cwd: Path, seconds: float, check, salt: int
             stderr=subprocess.DEVNULL,
         )
         try:
-            proc.wait(timeout=float(rng.uniform(0.02, seconds)))
+            proc.wait(timeout=float(rng.uniform(startup, seconds)))
             outcome["ended_first"] += 1
         except subprocess.TimeoutExpired:
             proc.kill()
