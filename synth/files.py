@@ -1,16 +1,11 @@
-"""Small file helpers for the synthesizer: PNG encoding and its run lock."""
+"""PNG encoding for the synthesizer's outputs."""
 
 from __future__ import annotations
-
-import contextlib
-from collections.abc import Iterator
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from bank_builder.errors import LesionPasteError
-from train import files
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -23,13 +18,3 @@ def encode_png(image: np.ndarray) -> bytes:
     if not ok:
         raise LesionPasteError("could not encode a PNG image")
     return buf.tobytes()
-
-
-@contextlib.contextmanager
-def run_lock(path: Path) -> Iterator[None]:
-    """The output's run lock (see ``train.files.run_lock``), refusing as a one-line error."""
-    try:
-        with files.run_lock(path, "lp-synth"):
-            yield
-    except files.RunLocked as exc:
-        raise LesionPasteError(str(exc)) from None

@@ -28,12 +28,12 @@ from bank_builder.preprocess import NoRecipe, Recipe, WindowRecipe, recipe_from_
 from synth.ct_volumes import is_nifti, read_axial_hu
 from synth.cutpaste import cutpaste_twin
 from synth.dataset_format import FORMAT, MANIFEST_COLUMNS, SCHEMA_VERSION, sha256_file
-from synth.files import encode_png, run_lock
+from synth.files import encode_png
 from synth.normals import NormalImage
 from synth.prepare import Prepared, prepare_ct, prepare_fundus
 from synth.tiers import Tier
 from synth.twin import PasteConfig, image_generators, synthesize_twin
-from train.files import remove_temp_files, write_atomic
+from train.files import output_lock, remove_temp_files, write_atomic
 
 
 @dataclass(frozen=True)
@@ -292,9 +292,9 @@ def run_synthesis(
 ) -> Summary:
     """Write the dataset (synthetic twins, or an evaluation set) for ``normals`` to ``out``."""
     started = time.perf_counter()
-    out = Path(out).resolve()  # one lock and work folder whatever the spelling (., links)
+    out = Path(out).resolve()  # one work folder whatever the spelling (., links)
     work = out.with_name(f".{out.name}.partial")
-    with run_lock(out.with_name(f".{out.name}.lock")):
+    with output_lock(out, "lp-synth", LesionPasteError):
         if out.exists() and not overwrite:
             raise LesionPasteError(f"{out} already exists; pass --overwrite to replace it")
         config = {

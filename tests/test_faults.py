@@ -347,10 +347,10 @@ def test_concurrent_lp_synth_runs_on_one_output_give_one_dataset(tmp_path):
 
 
 def test_a_second_lp_train_on_the_same_run_is_refused_while_one_runs(tmp_path):
-    from train.files import run_lock
+    from train.files import output_lock
 
     data = synthetic(tmp_path / "data", pairs=8)
-    with run_lock(tmp_path / ".run.lock", "lp-train"):
+    with output_lock(tmp_path / "run", "lp-train"):
         out = run([*LP_TRAIN, data, "--out", "run", *TRAIN_ARGS], tmp_path)
     assert out.returncode != 0 and "another lp-train run" in one_error(out.stderr)
     assert not (tmp_path / "run").exists()

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from synth.files import run_lock
 from tests.conftest import Result, shared
 from tests.synth_fixtures import make_fundus_bank, make_normals, tree_bytes
+from train.files import output_lock
 
 
 @pytest.fixture
@@ -161,7 +161,7 @@ def test_a_second_run_on_the_same_output_is_refused_while_one_runs(
     lp_synth, bank, normals, tmp_path
 ):
     out = tmp_path / "ds"
-    with run_lock(tmp_path / ".ds.lock"):
+    with output_lock(out, "lp-synth"):
         r = lp_synth(*synth_args(bank, normals, out))
     assert r.code != 0 and "another lp-synth run" in r.stderr and "Traceback" not in r.stderr
     assert not out.exists()
@@ -656,22 +656,23 @@ def test_an_evaluation_set_may_mix_hu_slices_and_8_bit_slices(lp_synth, tmp_path
     os.symlink(shared("ct", "covid_seg", "images", "20.jpg"), mixed / "20.jpg")
     (tmp_path / "labels.csv").write_text(f"image,level\n{dicom.stem},0\n20,1\n")
     out = tmp_path / "eval"
-    r = lp_synth(
-        "prep",
-        "--images",
-        mixed,
-        "--labels",
-        tmp_path / "labels.csv",
-        "--bank",
-        tmp_path / "covid.h5",
-        "--window",
-        "-300,1400",
-        "--size",
-        "64",
-        "--out",
-        out,
-        "-q",
-    )
+
+    def prep(*extra):
+        return lp_synth(
+            "prep",
+            "--images",
+            mixed,
+            "--labels",
+            tmp_path / "labels.csv",
+            "--bank",
+            tmp_path / "covid.h5",
+            "--window",
+            "-300,1400",
+            "-q",
+            *extra,
+        )
+
+    r = prep("--size", "64", "--out", out)
     assert r.code == 0, r.stderr
     by_label = {row["label"]: row for row in rows(out)}
     grey = cv2.imread(str(mixed / "20.jpg"), cv2.IMREAD_GRAYSCALE)
@@ -681,19 +682,5 @@ def test_an_evaluation_set_may_mix_hu_slices_and_8_bit_slices(lp_synth, tmp_path
     # a 16-bit export (HU + 1024) is refused, not scaled into a near-black picture
     cv2.imwrite(str(mixed / "wide.png"), np.full((64, 64), 1024, np.uint16))
     (tmp_path / "labels.csv").write_text("image,level\nwide,0\n")
-    r = lp_synth(
-        "prep",
-        "--images",
-        mixed,
-        "--labels",
-        tmp_path / "labels.csv",
-        "--bank",
-        tmp_path / "covid.h5",
-        "--window",
-        "-300,1400",
-        "--out",
-        tmp_path / "e2",
-        "--strict",
-        "-q",
-    )
+    r = prep("--out", tmp_path / "e2", "--strict")
     assert r.code != 0 and "16-bit slice" in r.stderr

@@ -388,35 +388,27 @@ def test_k_fold_cross_validation_keeps_test_patients_out_of_training(lp_train, t
     r = lp_train(synth, "--out", tmp_path / "one", "--epochs", "1", *FAST)
     from train.cli import eval_command
 
-    r = invoke(
-        eval_command,
-        tmp_path / "one",
-        evaluation,
-        "--out",
-        tmp_path / "ev",
-        "--compare",
-        tmp_path / "cv",
-        "--device",
-        "cpu",
-        "-q",
-    )
+    def compared_with_cv(out: Path):
+        return invoke(
+            eval_command,
+            tmp_path / "one",
+            evaluation,
+            "--out",
+            out,
+            "--compare",
+            tmp_path / "cv",
+            "--device",
+            "cpu",
+            "-q",
+        )
+
+    r = compared_with_cv(tmp_path / "ev")
     assert r.code == 0, r.stderr
     delong = json.loads((tmp_path / "ev" / "metrics.json").read_text())["compare"]["delong"]
     # scores matched by path, whatever their order in the other scores.csv
     lines = (tmp_path / "cv" / "scores.csv").read_text().splitlines()
     (tmp_path / "cv" / "scores.csv").write_text("\n".join([lines[0], *lines[:0:-1]]) + "\n")
-    r = invoke(
-        eval_command,
-        tmp_path / "one",
-        evaluation,
-        "--out",
-        tmp_path / "ev2",
-        "--compare",
-        tmp_path / "cv",
-        "--device",
-        "cpu",
-        "-q",
-    )
+    r = compared_with_cv(tmp_path / "ev2")
     assert r.code == 0, r.stderr
     _, labels_one, scores_one = read_scores(tmp_path / "ev" / "scores.csv")
     from train.evaluate import compare

@@ -35,7 +35,7 @@ from train.evaluate import (
     write_metrics,
     write_scores,
 )
-from train.files import RunLocked, describe_os_error, remove_temp_files, run_lock, write_text_atomic
+from train.files import describe_os_error, output_lock, remove_temp_files, write_text_atomic
 from train.folds import DEFAULT_GROUP, fold_plan, subset, summarise
 from train.models import ARCHS, build_model
 
@@ -65,7 +65,7 @@ def _prepare_run(run: Path, config: TrainConfig, overwrite: bool) -> None:
 
     Called with the run's lock held: temporary files left by a killed run are removed.
     """
-    if int(os.environ.get("RANK", "0")) != 0:
+    if _rank() != 0:
         return  # rank 0 prepares; the others wait for it (a barrier) before reading the run
     saved = run / "config.json"
     if run.exists() and overwrite:
@@ -97,18 +97,14 @@ def _is_temp(path: Path) -> bool:
     return path.name.startswith(".") and path.name.endswith(".tmp")
 
 
-@contextlib.contextmanager
+def _rank() -> int:
+    """This process's rank under torchrun (0 alone)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def _locked(run: Path):
     """The run's lock (rank 0 only: the other ranks of a torchrun job share it)."""
-    if int(os.environ.get("RANK", "0")) != 0:
-        yield
-        return
-    try:
-        run = run.resolve()  # one lock whatever the spelling (., .., links)
-        with run_lock(run.with_name(f".{run.name}.lock"), "lp-train"):
-            yield
-    except RunLocked as exc:
-        raise TrainError(str(exc)) from None
+    return output_lock(run, "lp-train", TrainError) if _rank() == 0 else contextlib.nullcontext()
 
 
 @click.command(cls=_Command)
@@ -239,7 +235,7 @@ def train_command(
     with _locked(run):
         _prepare_run(run, config, overwrite)
         entry = train(data, run, config, quiet=quiet)
-    if int(os.environ.get("RANK", "0")) != 0:
+    if _rank() != 0:
         return
     if not quiet and entry:
         click.echo(

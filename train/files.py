@@ -56,9 +56,18 @@ def remove_temp_files(folder: Path, recursive: bool = False) -> int:
 
 
 @contextlib.contextmanager
-def run_lock(path: Path, tool: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` while a run writes; raise ``RunLocked`` if another
-    live run holds it.
+def output_lock(out: Path, tool: str, error: type[Exception] = RunLocked) -> Iterator[None]:
+    """The run lock of an output (file or folder): ``.NAME.lock`` beside it, named from the
+    resolved path so that any spelling of the output (``.``, ``..``, links) shares one lock."""
+    out = Path(out).resolve()
+    with run_lock(out.with_name(f".{out.name}.lock"), tool, error):
+        yield
+
+
+@contextlib.contextmanager
+def run_lock(path: Path, tool: str, error: type[Exception] = RunLocked) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` while a run writes; raise ``error`` (the calling
+    tool's one-line error) if another live run holds it.
 
     The kernel releases the lock when its process dies (even by SIGKILL), so a stale lock
     file never blocks a later run. The file is removed at the end; a run that locked a file
@@ -73,7 +82,7 @@ def run_lock(path: Path, tool: str) -> Iterator[None]:
         except BlockingIOError:
             other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise RunLocked(
+            raise error(
                 f"another {tool} run (pid {other}) is writing this output; wait for it to end"
             ) from None
         try:
@@ -100,12 +109,8 @@ def describe_os_error(exc: OSError) -> str:
     """One line for an operating-system error met while reading or writing files."""
     where = f"{exc.filename}: " if exc.filename else ""
     if exc.errno in _DISK_FULL:  # the system's wording: libraries (HDF5) append pages of detail
-        what = os.strerror(exc.errno)
-    else:
-        what = (exc.strerror or str(exc) or type(exc).__name__).splitlines()[0]
-    if exc.errno in _DISK_FULL:
         return (
-            f"{where}{what}: the disk (or a file size limit) is full; nothing partial was "
-            "kept under a final name; free some space and rerun the same command"
+            f"{where}{os.strerror(exc.errno)}: the disk (or a file size limit) is full; nothing "
+            "partial was kept under a final name; free some space and rerun the same command"
         )
-    return f"{where}{what}"
+    return f"{where}{(exc.strerror or str(exc) or type(exc).__name__).splitlines()[0]}"

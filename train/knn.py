@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.neighbors import NearestNeighbors
 from torch import nn
 
 from train.models import build_model
@@ -43,6 +44,5 @@ def features(
 def knn_scores(reference: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """Mean Euclidean distance of each query to its ``k`` nearest reference features."""
     k = max(1, min(k, len(reference)))
-    d2 = (queries**2).sum(1)[:, None] + (reference**2).sum(1)[None, :] - 2 * queries @ reference.T
-    d = np.sqrt(np.clip(d2, 0, None))
-    return np.sort(d, axis=1)[:, :k].mean(axis=1)
+    distances, _ = NearestNeighbors(n_neighbors=k).fit(reference).kneighbors(queries)
+    return distances.mean(axis=1)
