@@ -30,12 +30,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from bench_bank import full_build  # bench/ is the script's folder: first on sys.path
 
 from bank_builder import idrid
-from bank_builder.annotated import FUNDUS_TYPES
 from bank_builder.bank_file import read_bank
-from bank_builder.build import build_bank
-from bank_builder.loaders import load_fundus
 from bank_builder.preprocess import GrahamRecipe
 from synth.normals import list_folder, read_label_file
 from synth.run import Job, run_synthesis
@@ -47,15 +45,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 def make_bank(path: Path) -> Path:
     image, masks = idrid.locate(DATA / "idrid", "IDRiD_03", warn=lambda m: None)
-    source = load_fundus("IDRiD_03", image, masks, GrahamRecipe(), base=DATA / "idrid")
-    build_bank(
-        [source],
-        path,
-        modality="fundus",
-        lesion_types=FUNDUS_TYPES,
-        recipe=GrahamRecipe(),
-        command="bench",
-    )
+    full_build(DATA / "idrid", "IDRiD_03", image, masks, path)
     return path
 
 
@@ -95,7 +85,6 @@ def preparation_only(items, out: Path) -> float:
     """The floor plus the preparation every twin needs before any lesion is pasted (disc
     estimate, crop, resize, Graham's recipe): what lp-synth would reach with free pasting."""
     from bank_builder.image_files import read_rgb_at_least
-    from bank_builder.preprocess import GrahamRecipe
     from synth.prepare import prepare_fundus
 
     outputs = {}

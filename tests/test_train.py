@@ -338,18 +338,22 @@ def test_k_fold_cross_validation_keeps_test_patients_out_of_training(lp_train, t
     normals = [i for i, label in zip(ids, labels) if label == 0]
     synth = write_dataset(tmp_path / "synth", [0, 1] * len(normals), "synthetic", seed=3)
     _rename_twins(synth, [n for n in normals for _ in (0, 1)])
-    r = lp_train(
-        synth,
-        "--out",
-        tmp_path / "cv",
-        "--eval",
-        evaluation,
-        "--folds",
-        "3",
-        "--epochs",
-        "3",
-        *FAST,
-    )
+
+    def cross_validated(folds: int):
+        return lp_train(
+            synth,
+            "--out",
+            tmp_path / "cv",
+            "--eval",
+            evaluation,
+            "--folds",
+            str(folds),
+            "--epochs",
+            "3",
+            *FAST,
+        )
+
+    r = cross_validated(3)
     assert r.code == 0, r.stderr
     cv = json.loads((tmp_path / "cv" / "cv.json").read_text())
     assert cv["auc"]["0v1"]["folds"] == 3 and 0 <= cv["auc"]["0v1"]["mean"] <= 1
@@ -419,18 +423,7 @@ def test_k_fold_cross_validation_keeps_test_patients_out_of_training(lp_train, t
         == delong
     )
     # a fold of another split is not resumed: its model may have seen the new test patients
-    r = lp_train(
-        synth,
-        "--out",
-        tmp_path / "cv",
-        "--eval",
-        evaluation,
-        "--folds",
-        "2",
-        "--epochs",
-        "3",
-        *FAST,
-    )
+    r = cross_validated(2)
     assert r.code != 0 and "holds a fold of another split" in r.stderr
 
 
