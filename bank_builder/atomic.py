@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bank_builder.errors import LesionPasteError
+from lesionpaste.images import mark_png
 
 
 def refuse_existing(path: Path, overwrite: bool) -> None:
@@ -42,7 +43,8 @@ def remove_stale_temps(path: Path) -> list[Path]:
 
 
 def write_png(path: Path, rgb, overwrite: bool = False, what: str = "the picture") -> None:
-    """Write an RGB ``uint8`` array as a PNG file, atomically, refusing to replace unasked."""
+    """Write an RGB ``uint8`` array as a PNG file (marked as LesionPaste's), atomically,
+    refusing to replace unasked."""
     import cv2
 
     path = Path(path)
@@ -53,7 +55,7 @@ def write_png(path: Path, rgb, overwrite: bool = False, what: str = "the picture
     if not ok:
         raise LesionPasteError(f"{path}: could not encode {what} as PNG")
     with atomic_output(path, overwrite) as tmp:
-        tmp.write_bytes(encoded.tobytes())
+        tmp.write_bytes(mark_png(encoded.tobytes()))
 
 
 @contextlib.contextmanager

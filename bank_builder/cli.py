@@ -22,6 +22,7 @@ from bank_builder.image_files import is_dicom
 from bank_builder.loaders import load_ct_slice, load_fundus
 from bank_builder.preprocess import GrahamRecipe, NoRecipe, Recipe, WindowRecipe, parse_window
 from bank_builder.sheet import contact_sheet
+from lesionpaste.outputs import check_output
 
 PROG = "lp-bank"
 
@@ -156,6 +157,7 @@ def build(
             for n, img, masks in located
         )
         modality_name, types = "fundus", FUNDUS_TYPES
+        inputs = [("IDRiD root", data_root)]
     elif source == "mosmed":
         if not ids:
             raise LesionPasteError("give at least one MosMed study, e.g. lp-bank build study_0255")
@@ -168,28 +170,42 @@ def build(
             mosmed.locate(data_root, n)
         sources = (s for n in names for s in mosmed.load_study(data_root, n, recipe, slices))
         modality_name, types = "ct", [mosmed.LESION_TYPE]
+        inputs = [("MosMed root", data_root)]
     else:
         if image is None:
             raise LesionPasteError("--source folder needs --image PATH and --mask TYPE=PATH")
         if ids:
             raise LesionPasteError("--source folder takes no ids; use --image and --mask")
         masks = _mask_specs(mask_specs)
+        inputs = [("annotated image", image)] + [(f"{t} mask", m) for t, m in masks.items()]
         modality_name = modality or ("ct" if is_dicom(image) else "fundus")
         names = [image.stem.lower()]
         if modality_name == "fundus":
             recipe = _recipe(preprocess, "graham", window_spec)
-            one = load_fundus(
-                image.stem, image, masks, recipe, licence=licence, attribution=attribution
+            sources = (  # read lazily, once the output has been checked
+                load_fundus(
+                    image.stem, image, masks, recipe, licence=licence, attribution=attribution
+                )
+                for _ in range(1)
             )
         else:
             recipe = _recipe(preprocess, "window" if is_dicom(image) else "none", window_spec)
             spacing = [pixel_spacing, pixel_spacing] if pixel_spacing else None
-            one = load_ct_slice(
-                image.stem, image, masks, recipe, spacing, licence=licence, attribution=attribution
+            sources = (
+                load_ct_slice(
+                    image.stem,
+                    image,
+                    masks,
+                    recipe,
+                    spacing,
+                    licence=licence,
+                    attribution=attribution,
+                )
+                for _ in range(1)
             )
-        sources = iter([one])
         types = list(masks)
-    out = out or Path("banks") / f"{'_'.join(n.lower() for n in names)}.h5"
+    out = _default_out(out, names)
+    check_output(out, "bank", inputs, overwrite)
     refuse_existing(out, overwrite)
     several = source == "mosmed" or len(names) > 1
     progress = tqdm(
@@ -215,6 +231,10 @@ def build(
             f"wrote {result.path}: {sum(result.counts.values())} lesions ({counts}) from "
             f"{', '.join(result.sources)} in {time.perf_counter() - started:.1f} s"
         )
+
+
+def _default_out(out: Path | None, names: list[str]) -> Path:
+    return out or Path("banks") / f"{'_'.join(n.lower() for n in names)}.h5"
 
 
 def bank_summary(path: Path) -> dict:
@@ -289,6 +309,7 @@ def preview(bank: Path, out: Path | None, per_type: int, overwrite: bool) -> Non
     out = out or bank.with_name(f"{bank.stem}_sheet.png")
     if out.suffix.lower() != ".png":
         raise LesionPasteError(f"{out}: the contact sheet is written as PNG; name it *.png")
+    check_output(out, "picture", [("bank", bank)], overwrite)
     refuse_existing(out, overwrite)
     write_png(
         out, contact_sheet(read_bank(bank), per_type=per_type), overwrite, "the contact sheet"

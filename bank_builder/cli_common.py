@@ -9,7 +9,7 @@ import click
 from tqdm import tqdm
 
 from bank_builder.errors import LesionPasteError
-from train.files import describe_os_error
+from lesionpaste.files import describe_os_error
 
 
 class Group(click.Group):

@@ -7,117 +7,20 @@ bytes it decoded, so that a file is read once for both provenance and pixels.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from bank_builder.errors import LesionPasteError
+from lesionpaste.images import check_complete, decode, jpeg_size, read_bytes
 
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-
-
-def read_bytes(path: Path) -> bytes:
-    """Read a whole file, turning a missing or unreadable file into a clear error."""
-    path = Path(path)
-    if not path.is_file():
-        raise LesionPasteError(f"{path}: no such file")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise LesionPasteError(f"{path}: cannot read ({exc.strerror})") from None
-    if not data:
-        raise LesionPasteError(f"{path}: the file is empty (0 bytes)")
-    return data
+__all__ = ["check_complete", "decode", "read_bytes"]  # readers the other modules share
 
 
 def sha256_hex(data: bytes) -> str:
     """Hex sha256 of a byte string."""
     return hashlib.sha256(data).hexdigest()
-
-
-def _jpeg_is_complete(data: bytes) -> bool:
-    # Entropy-coded data never holds FF D9 (FF is always stuffed), so a complete JPEG has an
-    # end-of-image marker after its last start-of-scan marker; a truncated one does not.
-    last_sos = data.rfind(b"\xff\xda")
-    return last_sos >= 0 and data.find(b"\xff\xd9", last_sos) >= 0
-
-
-def _png_is_complete(data: bytes) -> bool:
-    return data.rstrip(b"\x00").endswith(b"IEND\xaeB`\x82")
-
-
-def check_complete(data: bytes, path: Path) -> None:
-    """Refuse a JPEG or PNG whose bytes stop before the end of the image.
-
-    Decoders fill the missing part of a truncated JPEG with grey and only print a warning;
-    a lesion bank cut from such an image would be silently wrong.
-    """
-    if data[:3] == b"\xff\xd8\xff" and not _jpeg_is_complete(data):
-        raise LesionPasteError(f"{path}: truncated JPEG (no end-of-image marker); re-copy the file")
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and not _png_is_complete(data):
-        raise LesionPasteError(f"{path}: truncated PNG (no IEND chunk); re-copy the file")
-
-
-#: Images whose header claims more pixels than this are refused before decoding (a
-#: decompression bomb would otherwise allocate gigabytes); ``$LP_MAX_PIXELS`` changes it.
-DEFAULT_MAX_PIXELS = 250_000_000
-
-
-def max_pixels() -> int:
-    """The pixel limit in force (``$LP_MAX_PIXELS``, else ``DEFAULT_MAX_PIXELS``)."""
-    value = os.environ.get("LP_MAX_PIXELS", "")
-    return int(value) if value.isdigit() else DEFAULT_MAX_PIXELS
-
-
-def header_size(data: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` read from a JPEG or PNG header without decoding, else None."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
-        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    return jpeg_size(data)
-
-
-def decode(data: bytes, path: Path, flags: int) -> np.ndarray:
-    """Decode image bytes with OpenCV, refusing truncated, unreadable or oversized images."""
-    size = header_size(data)
-    if size is not None and size[0] * size[1] > max_pixels():
-        raise LesionPasteError(
-            f"{path}: {size[0]}x{size[1]} pixels is over the limit of {max_pixels():,} "
-            "(set LP_MAX_PIXELS to allow larger images)"
-        )
-    check_complete(data, path)
-    buf = np.frombuffer(data, np.uint8)
-    try:
-        image = cv2.imdecode(buf, flags)
-    except cv2.error:
-        image = None
-    if image is None:
-        raise LesionPasteError(
-            f"{path}: not a readable image (PNG, JPEG or TIFF expected; is the file corrupt?)"
-        )
-    return image
-
-
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` from a JPEG's frame header, without decoding; None if not found."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        length = int.from_bytes(data[i + 2 : i + 4], "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height = int.from_bytes(data[i + 5 : i + 7], "big")
-            width = int.from_bytes(data[i + 7 : i + 9], "big")
-            return width, height
-        i += 2 + length
-    return None
 
 
 _REDUCED = {

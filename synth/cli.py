@@ -18,6 +18,7 @@ from bank_builder.cli_common import Group, warn_to_stderr
 from bank_builder.config import config_value
 from bank_builder.errors import LesionPasteError
 from bank_builder.preprocess import parse_window
+from lesionpaste.outputs import check_output
 from synth.augment import AugmentConfig
 from synth.card import dataset_card
 from synth.colour import colour_luts, histogram
@@ -106,14 +107,9 @@ def resolve_normals(
         )
     path = Path(value)
     if path.is_file():
-        folder = (
-            Path(images)
-            if images
-            else (path.parent / "images" if (path.parent / "images").is_dir() else path.parent)
-        )
         return read_label_file(
             path,
-            folder,
+            _images_beside(path, images),
             set(grades) if grades else {0},
             quality or ("good" if is_eyeq(path) else None),
         )
@@ -122,6 +118,24 @@ def resolve_normals(
     if is_mosmed_root(path):
         return normal_slices(path, per_study, exclude)
     return list_folder(path), []
+
+
+def _images_beside(labels: Path, images: str | None) -> Path:
+    """The image folder of a label file: --images, else images/ beside it, else its folder."""
+    if images:
+        return Path(images)
+    return labels.parent / "images" if (labels.parent / "images").is_dir() else labels.parent
+
+
+def normals_inputs(option: str | None, images: str | None) -> list[tuple[str, Path]]:
+    """The files and folders the normal images are read from (never to be written to)."""
+    value = _setting(option, "LP_NORMALS", "normals")
+    if not value:
+        return []
+    path = Path(value)
+    if path.is_file():
+        return [("label file", path), ("image folder", _images_beside(path, images))]
+    return [("folder of normal images", path)]
 
 
 def _lambda(text: str) -> tuple[float, float] | None:
@@ -377,14 +391,16 @@ def cli(
             colour=colour,
         ),
     )
+    suffix = "cutpaste" if method == "cutpaste" else "synth"
+    out_dir = Path(out or config_value("synth", "out") or f"datasets/{bank_path.stem}-{suffix}")
     items, missing = resolve_normals(
         normals, images, grade, quality, run["per_study"], bank_studies(lesion_bank)
     )
+    inputs = [("bank", bank_path), *normals_inputs(normals, images)]
+    check_output(out_dir, "dataset", inputs, run["overwrite"])
     _refuse_volumes_for_fundus(items, lesion_bank)
     items = _select(items, missing, run)
     window = _ct_window(window_spec, lesion_bank)
-    suffix = "cutpaste" if method == "cutpaste" else "synth"
-    out_dir = Path(out or config_value("synth", "out") or f"datasets/{bank_path.stem}-{suffix}")
     luts = None
     if match_colour:
         target = _pooled_normals_histogram(
@@ -481,7 +497,7 @@ def _run(items, missing, job: Job, out: Path, options: dict, what: str) -> None:
 
 def _chunk_size(items: list[NormalImage]) -> int:
     """Images per joblib task: about a tenth of a second of work each."""
-    from bank_builder.image_files import jpeg_size
+    from lesionpaste.images import jpeg_size
 
     try:
         with open(items[0].path, "rb") as fh:
@@ -530,12 +546,15 @@ def prep(
     run,
 ) -> None:
     """Write a labelled evaluation set, preprocessed exactly as the training images."""
+    bank_path = resolve_bank(bank)
+    inputs = [("image folder", Path(images)), ("label file", labels and Path(labels))]
+    inputs += [("bank", bank_path), ("dataset given to --like", like)]
+    check_output(Path(out), "dataset", inputs, run["overwrite"])
     settings = {"size": 256, "normals_preprocess": "bank"}
     if like is not None:
         settings.update(read_dataset_json(like)["config"])
     size = settings["size"] if size is None else size
     preprocess = preprocess or settings["normals_preprocess"]
-    bank_path = resolve_bank(bank)
     lesion_bank = read_bank(bank_path)
     if is_mosmed_root(Path(images)):
         if labels or label is not None:
@@ -598,6 +617,7 @@ def preview(dataset: Path, out: Path, count: int, overwrite: bool) -> None:
 
     if out.suffix.lower() != ".png":
         raise LesionPasteError(f"{out}: the preview is written as PNG; name it *.png")
+    check_output(out, "picture", [("dataset", dataset)], overwrite)
     refuse_existing(out, overwrite)
     write_png(out, twin_grid(dataset, count), overwrite, "the preview")
     click.echo(f"wrote {out}")

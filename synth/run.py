@@ -25,6 +25,7 @@ from bank_builder.bank_file import Bank, read_bank
 from bank_builder.errors import LesionPasteError
 from bank_builder.image_files import is_dicom, read_dicom_hu, read_gray, read_rgb_at_least
 from bank_builder.preprocess import NoRecipe, Recipe, WindowRecipe, recipe_from_dict
+from lesionpaste.files import output_lock, remove_temp_files, swap_in, write_atomic
 from synth.ct_volumes import is_nifti, read_axial_hu
 from synth.cutpaste import cutpaste_twin
 from synth.dataset_format import FORMAT, MANIFEST_COLUMNS, SCHEMA_VERSION, sha256_file
@@ -33,7 +34,6 @@ from synth.normals import NormalImage
 from synth.prepare import Prepared, prepare_ct, prepare_fundus
 from synth.tiers import Tier
 from synth.twin import PasteConfig, image_generators, synthesize_twin
-from train.files import output_lock, remove_temp_files, write_atomic
 
 
 @dataclass(frozen=True)
@@ -455,11 +455,4 @@ def _publish(out, work, ordered, skipped, job, command, overwrite, write_card) -
         (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode(),
         fsync=True,
     )
-    if out.exists():
-        old = out.with_name(f".{out.name}.replaced")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        work.rename(out)
-        shutil.rmtree(old)
-    else:
-        work.rename(out)
+    swap_in(work, out)

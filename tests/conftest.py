@@ -88,12 +88,16 @@ def write_mask(path: Path, mask: np.ndarray) -> Path:
 
 @pytest.fixture
 def tiny_idrid(tmp_path) -> Path:
-    """An IDRiD-layout tree with one small image IDRiD_07 and MA/HE/EX masks (no SE).
+    """An IDRiD-layout tree with one small image IDRiD_07 and MA/HE/EX masks (no SE)."""
+    return make_tiny_idrid(tmp_path / "IDRiD")
+
+
+def make_tiny_idrid(root: Path) -> Path:
+    """Write the ``tiny_idrid`` tree at ``root``.
 
     MA: three single pixels, two of them diagonal neighbours (one 8-connected component),
     so MA has 2 components; HE: one ring around a separate dot (2 components); EX: 1 blob.
     """
-    root = tmp_path / "IDRiD"
     seg = root / "A. Segmentation"
     image = synthetic_fundus()
     write_rgb(seg / "1. Original Images" / "b. Testing Set" / "IDRiD_07.jpg", image)

@@ -151,10 +151,12 @@ def test_root_from_the_config_file(tiny_idrid, lp_bank, tmp_path):
 
 def test_overwrite_replaces_an_existing_bank(tiny_idrid, lp_bank, tmp_path):
     out = tmp_path / "b.h5"
-    out.write_bytes(b"old")
+    lp_bank("build", "idrid_07", "--root", tiny_idrid, "-o", out, "--preprocess", "none")
+    before = read_bank(out).sha256
     r = lp_bank("build", "idrid_07", "--root", tiny_idrid, "-o", out, "--overwrite")
     assert r.code == 0, r.stderr
     assert len(read_bank(out)) == 5
+    assert read_bank(out).sha256 != before
     assert no_temp_files(tmp_path)
 
 

@@ -99,7 +99,8 @@ def test_a_failure_while_writing_leaves_the_old_bank_and_no_partial_file(
     import bank_builder.build as build_module
 
     out = tmp_path / "b.h5"
-    out.write_bytes(b"precious")
+    assert build(lp_bank, tiny_idrid, out).code == 0
+    precious = out.read_bytes()
 
     def failing_write(path, *args):
         path.write_bytes(b"half")
@@ -108,7 +109,7 @@ def test_a_failure_while_writing_leaves_the_old_bank_and_no_partial_file(
     monkeypatch.setattr(build_module, "write_bank", failing_write)
     r = build(lp_bank, tiny_idrid, out, "--overwrite")
     assert_refused(r, "No space left on device: the disk (or a file size limit) is full")
-    assert out.read_bytes() == b"precious"
+    assert out.read_bytes() == precious
     assert no_temp_files(tmp_path)
 
 

@@ -347,7 +347,7 @@ def test_concurrent_lp_synth_runs_on_one_output_give_one_dataset(tmp_path):
 
 
 def test_a_second_lp_train_on_the_same_run_is_refused_while_one_runs(tmp_path):
-    from train.files import output_lock
+    from lesionpaste.files import output_lock
 
     data = synthetic(tmp_path / "data", pairs=8)
     with output_lock(tmp_path / "run", "lp-train"):
@@ -363,7 +363,7 @@ def test_the_run_lock_admits_one_holder_at_a_time(tmp_path, processes):
     others arrive: never two inside at once."""
     script = (
         "import os, sys, time\n"
-        "from train.files import RunLocked, run_lock\n"
+        "from lesionpaste.files import RunLocked, run_lock\n"
         "inside = 0\n"
         "for _ in range(200):\n"
         "    try:\n"

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from lesionpaste.files import output_lock
 from tests.conftest import Result, shared
 from tests.synth_fixtures import make_fundus_bank, make_normals, tree_bytes
-from train.files import output_lock
 
 
 @pytest.fixture
@@ -175,8 +175,13 @@ def test_an_existing_dataset_needs_overwrite(lp_synth, bank, normals, tmp_path):
     r = lp_synth(*synth_args(bank, normals, out))
     assert r.code != 0 and "already exists" in r.stderr
     assert (out / "mine.txt").read_text() == "keep me"
+    r = lp_synth(*synth_args(bank, normals, out, "--overwrite"))  # not an earlier dataset
+    assert r.code != 0 and "only an earlier output" in r.stderr
+    assert (out / "mine.txt").read_text() == "keep me" and not (out / "dataset.json").exists()
+    (out / "mine.txt").unlink()  # an empty folder may be written into
     assert lp_synth(*synth_args(bank, normals, out, "--overwrite")).code == 0
-    assert (out / "dataset.json").exists() and not (out / "mine.txt").exists()
+    assert lp_synth(*synth_args(bank, normals, out, "--overwrite", "--seed", "2")).code == 0
+    assert (out / "dataset.json").exists()
 
 
 def test_an_unreadable_normal_is_skipped_and_listed_unless_strict(lp_synth, bank, tmp_path):

@@ -16,6 +16,14 @@ import cv2
 import numpy as np
 import torch
 
+from lesionpaste.files import (
+    describe_os_error,
+    output_lock,
+    remove_temp_files,
+    swap_in,
+    write_text_atomic,
+)
+from lesionpaste.outputs import check_output, real
 from train.data import load_dataset, read_meta
 from train.engine import (
     Normalizer,
@@ -35,7 +43,6 @@ from train.evaluate import (
     write_metrics,
     write_scores,
 )
-from train.files import describe_os_error, output_lock, remove_temp_files, write_text_atomic
 from train.folds import DEFAULT_GROUP, fold_plan, subset, summarise
 from train.models import ARCHS, build_model
 
@@ -60,7 +67,7 @@ def _dataset_sha(root: Path) -> str:
     return hashlib.sha256((Path(root) / "manifest.csv").read_bytes()).hexdigest()
 
 
-def _prepare_run(run: Path, config: TrainConfig, overwrite: bool) -> None:
+def _prepare_run(run: Path, config: TrainConfig) -> None:
     """Check that ``run`` is this configuration's run (or new), then record the config.
 
     Called with the run's lock held: temporary files left by a killed run are removed.
@@ -68,10 +75,7 @@ def _prepare_run(run: Path, config: TrainConfig, overwrite: bool) -> None:
     if _rank() != 0:
         return  # rank 0 prepares; the others wait for it (a barrier) before reading the run
     saved = run / "config.json"
-    if run.exists() and overwrite:
-        for name in ("checkpoint.pt", "log.jsonl", "config.json", "weights_source.txt"):
-            (run / name).unlink(missing_ok=True)
-    elif saved.exists():
+    if saved.exists():
         try:
             previous = json.loads(saved.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -91,6 +95,38 @@ def _prepare_run(run: Path, config: TrainConfig, overwrite: bool) -> None:
     run.mkdir(parents=True, exist_ok=True)
     remove_temp_files(run)
     write_text_atomic(saved, json.dumps(asdict(config), indent=2) + "\n")
+
+
+def _work_dir(run: Path, overwrite: bool) -> Path:
+    """Where this run trains: ``run`` itself, or, when ``--overwrite`` replaces an earlier
+    run there, the hidden sibling ``.NAME.partial``, swapped in only once training is done
+    (so a failed or killed replacement leaves the earlier run whole)."""
+    if overwrite and run.is_dir() and any(p for p in run.iterdir() if not _is_temp(p)):
+        resolved = real(run)
+        return resolved.with_name(f".{resolved.name}.partial")
+    return run
+
+
+@contextlib.contextmanager
+def _replacing(work: Path, run: Path):
+    """Around the training of ``work``: when it replaces the run at ``run``, start it afresh
+    (removing what an interrupted replacement left), swap it in once done, and remove it on
+    failure, so the earlier run stays whole either way (rank 0 only)."""
+    if work == run or _rank() != 0:
+        yield
+        return
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    swap_in(work, run)
+
+
+def _train_inputs(dataset: Path, eval_set: Path | None, weights: str) -> list:
+    weights_file = Path(weights) if weights not in ("imagenet", "none") else None
+    return [("dataset", dataset), ("evaluation set", eval_set), ("weights file", weights_file)]
 
 
 def _is_temp(path: Path) -> bool:
@@ -162,7 +198,11 @@ def _locked(run: Path):
     help="Train on a labelled set's real labels (0 vs >0): the supervised baseline.",
 )
 @click.option("--no-verify", is_flag=True, help="Skip the sha256 check of every image.")
-@click.option("--overwrite", is_flag=True, help="Start the run afresh.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an earlier run there (kept whole until the new one is trained).",
+)
 @click.option("-q", "--quiet", is_flag=True)
 def train_command(
     dataset,
@@ -188,6 +228,7 @@ def train_command(
     quiet,
 ) -> None:
     """Train the normal (0) vs synthetic anomaly (1) classifier on DATASET."""
+    check_output(run, "run", _train_inputs(dataset, eval_set, weights), overwrite)
     meta = read_meta(dataset)
     if meta["kind"] != "synthetic" and not supervised:
         raise TrainError(
@@ -220,21 +261,16 @@ def train_command(
         if eval_set is None:
             raise TrainError("--folds needs --eval EVALSET (the images to split into folds)")
         evaluation = load_dataset(eval_set, verify=not no_verify)
-        with _locked(run):
+        work = _work_dir(run, overwrite)
+        with _locked(run), _replacing(work, run):
             cross_validate(
-                data,
-                evaluation,
-                run,
-                config,
-                folds,
-                group_pattern or DEFAULT_GROUP,
-                overwrite,
-                quiet,
+                data, evaluation, work, config, folds, group_pattern or DEFAULT_GROUP, quiet
             )
         return
-    with _locked(run):
-        _prepare_run(run, config, overwrite)
-        entry = train(data, run, config, quiet=quiet)
+    work = _work_dir(run, overwrite)
+    with _locked(run), _replacing(work, run):
+        _prepare_run(work, config)
+        entry = train(data, work, config, quiet=quiet)
     if _rank() != 0:
         return
     if not quiet and entry:
@@ -253,7 +289,6 @@ def cross_validate(
     config: TrainConfig,
     folds: int,
     pattern: str,
-    overwrite: bool,
     quiet: bool,
 ) -> dict:
     """Train and evaluate one run per fold (RUN/fold_K); write RUN/cv.json with the spread."""
@@ -264,7 +299,7 @@ def cross_validate(
     remove_temp_files(run)
     for k, (train_rows, test_rows) in enumerate(plan, start=1):
         fold_run = run / f"fold_{k}"
-        _prepare_run(fold_run, config, overwrite)
+        _prepare_run(fold_run, config)
         _check_fold(fold_run, [evaluation.twin_ids[i] for i in np.flatnonzero(test_rows)])
         train(subset(synthetic, train_rows), fold_run, config, quiet=quiet)
         test = subset(evaluation, test_rows)
@@ -365,6 +400,7 @@ def evaluate_run(
     cam: int = 0,
 ) -> dict:
     """Score EVALSET with RUN's checkpoint; write scores.csv, metrics.json and roc.png."""
+    check_output(out, "evaluation", _eval_inputs(run, eval_set, other), overwrite)
     if out.exists() and not overwrite:
         raise TrainError(f"{out} already exists; pass --overwrite to replace it")
     data = load_dataset(eval_set)
@@ -382,6 +418,16 @@ def evaluate_run(
     if not quiet:
         _print_metrics(result, out)
     return result
+
+
+def _eval_inputs(run: Path, eval_set: Path, other: Path | None) -> list:
+    """What lp-eval reads: the run's own files (an evaluation folder may lie inside the run,
+    as RUN/eval does, but may not be or hold them), the evaluation set, the compared run."""
+    inputs = [("run's checkpoint", run / "checkpoint.pt"), ("evaluation set", eval_set)]
+    if other is not None:
+        inputs += [("compared run's checkpoint", other / "checkpoint.pt")]
+        inputs += [("compared scores", other / "scores.csv")]
+    return inputs
 
 
 def _other_scores(other: Path, data, device: str) -> np.ndarray:
@@ -421,12 +467,7 @@ def _write_evaluation(out: Path, data, scores: np.ndarray, result: dict, panels)
             if not ok:
                 raise TrainError(f"could not encode {name}")
             (tmp / name).write_bytes(png.tobytes())
-    old = out.with_name(f".{out.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():  # the earlier evaluation stays whole under one of the two names
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_in(tmp, out)  # the earlier evaluation stays whole until the new one is in place
 
 
 def _print_metrics(result: dict, out: Path) -> None:
@@ -484,6 +525,8 @@ def knn_command(train_set, eval_set, out, arch, k, size, device, overwrite, quie
     (label 0) of TRAIN_SET in the features of an ImageNet-pretrained network."""
     from train.knn import feature_extractor, features, knn_scores
 
+    inputs = [("reference dataset", train_set), ("evaluation set", eval_set)]
+    check_output(out, "evaluation", inputs, overwrite)
     if out.exists() and not overwrite:
         raise TrainError(f"{out} already exists; pass --overwrite to replace it")
     reference, evaluation = load_dataset(train_set), load_dataset(eval_set)

@@ -20,9 +20,9 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from tqdm import tqdm
 
+from lesionpaste.files import write_text_atomic
 from train.data import LoadedDataset
 from train.errors import TrainError
-from train.files import write_text_atomic
 from train.models import build_model, input_normalization
 
 

@@ -1,5 +1,8 @@
-"""The trainer's user-facing error (train/ imports neither synth nor bank_builder)."""
+"""The trainer's user-facing error: the core's one error type under the trainer's old name."""
 
+from lesionpaste.errors import LesionPasteError
 
-class TrainError(Exception):
-    """Bad input or a refused operation, shown to the user as one line."""
+#: The same class as ``LesionPasteError`` (kept so that ``except TrainError`` reads naturally).
+TrainError = LesionPasteError
+
+__all__ = ["TrainError"]

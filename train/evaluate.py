@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from lesionpaste.files import write_text_atomic
 from train.delong import auc_ci, paired_test
-from train.files import write_text_atomic
 
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (0, 0, 0)]
 

@@ -1,7 +1,6 @@
 """File safety shared by the three tools: atomic writes, a run lock, OS errors in one line.
 
-Standard library only. It lives in ``train/`` because the trainer may import neither
-``synth`` nor ``bank_builder``, while they may import it.
+Standard library only.
 """
 
 from __future__ import annotations
@@ -10,8 +9,53 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
+
+from lesionpaste.errors import LesionPasteError
+
+
+def open_regular(path: Path, what: str = "file"):
+    """Open a regular file for binary reading, refusing before reading anything what is not one.
+
+    A directory, a FIFO (whose reading would block for ever), a device or a socket is refused.
+    The file is opened without blocking and checked on the open descriptor, so it cannot be
+    swapped for a FIFO in between.
+
+    Raises:
+        LesionPasteError: missing, unreadable, or not a regular file.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise LesionPasteError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise LesionPasteError(f"{path}: a directory, where a {what} was expected") from None
+    except OSError as exc:
+        raise LesionPasteError(f"{path}: cannot read ({exc.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
+        raise LesionPasteError(f"{path}: {kind}, where a {what} was expected")
+    return os.fdopen(fd, "rb")
+
+
+def read_regular_file(path: Path, max_bytes: int | None = None, what: str = "file") -> bytes:
+    """The bytes of a regular file (see ``open_regular``), refusing one longer than
+    ``max_bytes`` without reading it all."""
+    with open_regular(path, what) as fh:
+        try:
+            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+        except OSError as exc:
+            raise LesionPasteError(f"{path}: cannot read ({exc.strerror})") from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise LesionPasteError(
+            f"{path}: longer than a {what} may be ({max_bytes:,} bytes); refused unread"
+        )
+    return data
 
 
 class RunLocked(Exception):
@@ -33,6 +77,23 @@ def write_atomic(path: Path, data: bytes, fsync: bool = False) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def swap_in(new: Path, out: Path) -> None:
+    """Put the finished directory ``new`` at ``out``, in place of an earlier output there.
+
+    The earlier output stays whole (under ``out``, then briefly under the hidden sibling
+    ``.NAME.replaced``) until the new one is in place, and is removed only then.
+    """
+    new, out = Path(new), Path(out)
+    if not os.path.lexists(out):
+        new.rename(out)
+        return
+    old = out.with_name(f".{out.name}.replaced")
+    shutil.rmtree(old, ignore_errors=True)
+    out.rename(old)
+    new.rename(out)
+    shutil.rmtree(old)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

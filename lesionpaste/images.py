@@ -1,0 +1,153 @@
+"""Reading image files safely: sizes from headers, the pixel limit, truncation, decoding.
+
+A PNG or JPEG of a few kilobytes can claim a billion pixels (a decompression bomb); every
+reader of image bytes, whether the user's own images or files received in a dataset, asks
+``refuse_oversized`` first.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from lesionpaste.errors import LesionPasteError
+from lesionpaste.files import open_regular
+from lesionpaste.formats import PNG_SOFTWARE
+
+#: Images whose header claims more pixels than this are refused before decoding (a
+#: decompression bomb would otherwise allocate gigabytes); ``$LP_MAX_PIXELS`` changes it.
+DEFAULT_MAX_PIXELS = 250_000_000
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def max_pixels() -> int:
+    """The pixel limit in force (``$LP_MAX_PIXELS``, else ``DEFAULT_MAX_PIXELS``)."""
+    value = os.environ.get("LP_MAX_PIXELS", "")
+    return int(value) if value.isdigit() else DEFAULT_MAX_PIXELS
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from a JPEG's frame header, without decoding; None if not found."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height = int.from_bytes(data[i + 5 : i + 7], "big")
+            width = int.from_bytes(data[i + 7 : i + 9], "big")
+            return width, height
+        i += 2 + length
+    return None
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` read from a JPEG or PNG header without decoding, else None."""
+    if data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return jpeg_size(data)
+
+
+def refuse_oversized(data: bytes, where: object) -> None:
+    """Raise ``LesionPasteError`` when the header of ``data`` claims more than ``max_pixels()``.
+
+    Args:
+        data: the image file's bytes (the header is enough).
+        where: the file, named in the message.
+    """
+    size = header_size(data)
+    if size is not None and size[0] * size[1] > max_pixels():
+        raise LesionPasteError(
+            f"{where}: {size[0]}x{size[1]} pixels is over the limit of {max_pixels():,} "
+            "(set LP_MAX_PIXELS to allow larger images)"
+        )
+
+
+def read_bytes(path: Path) -> bytes:
+    """Read a whole image file, turning a missing, unreadable, empty or non-regular file
+    (a directory, a FIFO, a device) into a clear error."""
+    with open_regular(path, "image file") as fh:
+        data = fh.read()
+    if not data:
+        raise LesionPasteError(f"{path}: the file is empty (0 bytes)")
+    return data
+
+
+def _jpeg_is_complete(data: bytes) -> bool:
+    # Entropy-coded data never holds FF D9 (FF is always stuffed), so a complete JPEG has an
+    # end-of-image marker after its last start-of-scan marker; a truncated one does not.
+    last_sos = data.rfind(b"\xff\xda")
+    return last_sos >= 0 and data.find(b"\xff\xd9", last_sos) >= 0
+
+
+def _png_is_complete(data: bytes) -> bool:
+    return data.rstrip(b"\x00").endswith(b"IEND\xaeB`\x82")
+
+
+def check_complete(data: bytes, path: Path) -> None:
+    """Refuse a JPEG or PNG whose bytes stop before the end of the image.
+
+    Decoders fill the missing part of a truncated JPEG with grey and only print a warning;
+    a lesion bank cut from such an image would be silently wrong.
+    """
+    if data[:3] == b"\xff\xd8\xff" and not _jpeg_is_complete(data):
+        raise LesionPasteError(f"{path}: truncated JPEG (no end-of-image marker); re-copy the file")
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and not _png_is_complete(data):
+        raise LesionPasteError(f"{path}: truncated PNG (no IEND chunk); re-copy the file")
+
+
+def decode(data: bytes, path: Path, flags: int) -> np.ndarray:
+    """Decode image bytes with OpenCV, refusing truncated, unreadable or oversized images."""
+    refuse_oversized(data, path)
+    check_complete(data, path)
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # errors are ours to tell
+    buf = np.frombuffer(data, np.uint8)
+    try:
+        image = cv2.imdecode(buf, flags)
+    except cv2.error:
+        image = None
+    if image is None:
+        raise LesionPasteError(
+            f"{path}: not a readable image (PNG, JPEG or TIFF expected; is the file corrupt?)"
+        )
+    return image
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+    return len(body).to_bytes(4, "big") + kind + body + crc.to_bytes(4, "big")
+
+
+_MARK = _chunk(b"tEXt", b"Software\0" + PNG_SOFTWARE)
+
+
+def mark_png(data: bytes) -> bytes:
+    """PNG bytes with a ``tEXt`` chunk saying LesionPaste wrote them (after ``IHDR``), so that
+    ``--overwrite`` can tell the tools' pictures from anyone else's."""
+    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
+        raise ValueError("not PNG bytes")
+    end_of_ihdr = 8 + 12 + int.from_bytes(data[8:12], "big")
+    return data[:end_of_ihdr] + _MARK + data[end_of_ihdr:]
+
+
+def is_marked_png(path: Path) -> bool:
+    """True when ``path`` is a PNG file that ``mark_png`` marked (its first chunks are read)."""
+    try:
+        with open_regular(path) as fh:
+            head = fh.read(1 << 16)
+    except LesionPasteError:
+        return False
+    if head[:8] != PNG_SIGNATURE:
+        return False
+    return _MARK in head[: head.find(b"IDAT") if b"IDAT" in head else len(head)]

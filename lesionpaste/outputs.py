@@ -1,0 +1,213 @@
+"""Where a tool may write: never through a link, never over, into or around one of its inputs,
+and ``--overwrite`` replaces only what a LesionPaste tool wrote there before.
+
+Every tool calls ``check_output`` before doing any work. The checks compare real paths
+(``os.path.realpath``), so ``.``, ``..`` and links in any spelling are seen through.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from lesionpaste.errors import LesionPasteError
+from lesionpaste.formats import BANK_FORMAT, DATASET_FORMAT
+from lesionpaste.images import is_marked_png
+from lesionpaste.jsonfiles import read_json_file
+
+#: What each kind of output is, in words.
+KINDS = {
+    "dataset": "a LesionPaste dataset directory",
+    "run": "an lp-train run directory",
+    "evaluation": "an lp-eval / lp-knn evaluation folder",
+    "bank": "a lesion bank file",
+    "picture": "a PNG picture written by LesionPaste",
+}
+
+_DATASET_TOP = {"dataset.json", "manifest.csv", "pastes.jsonl", "README.md", "images", "masks"}
+_EVALUATION_FILES = {"scores.csv", "metrics.json", "roc.png", "cam.png"}
+_RUN_FILES = {
+    "config.json",
+    "checkpoint.pt",
+    "log.jsonl",
+    "weights_source.txt",
+    "fold.json",
+    "scores.csv",
+    "cv.json",
+}
+_FOLD = re.compile(r"fold_[0-9]+")
+
+
+def real(path: Path) -> Path:
+    """The path with every link, ``.`` and ``..`` resolved (it need not exist)."""
+    return Path(os.path.realpath(path))
+
+
+def relation(out: Path, other: Path) -> str | None:
+    """How ``out`` overlaps ``other`` ("is", "lies inside", "contains"), or None."""
+    a, b = real(out), real(other)
+    if a == b:
+        return "is"
+    if b in a.parents:
+        return "lies inside"
+    if a in b.parents:
+        return "contains"
+    return None
+
+
+def check_output(
+    out: Path,
+    kind: str,
+    inputs: Iterable[tuple[str, Path | None]],
+    overwrite: bool,
+) -> None:
+    """Refuse, before any work, an output that would put a user's files at risk.
+
+    Args:
+        out: the output path the user gave (a file or a directory, by ``kind``).
+        kind: one of ``KINDS``: what the tool writes there.
+        inputs: ``(what, path)`` for every file or folder the tool reads; None entries are
+            skipped.
+        overwrite: whether ``--overwrite`` was given. With it, an existing output is
+            accepted only when it is recognisably an earlier output of the same kind (or
+            an empty directory); without it nothing existing is ever replaced (the tool
+            itself refuses or resumes).
+
+    Raises:
+        LesionPasteError: the output is a symbolic link, is / lies inside / contains an
+            input, or holds something else than an earlier output of this kind. The message
+            says that nothing was touched.
+    """
+    out = Path(out)
+    if out.is_symlink():
+        raise LesionPasteError(
+            f"{out} is a symbolic link (to {os.readlink(out)}); outputs are never written "
+            "through a link, so nothing was touched: give the real path or a new name"
+        )
+    for what, path in inputs:
+        if path is None:
+            continue
+        how = relation(out, Path(path))
+        if how is not None:
+            raise LesionPasteError(
+                f"the output {out} {how} the {what} ({path}); inputs are never written to, "
+                "so nothing was touched: choose an output outside every input"
+            )
+    if overwrite and os.path.lexists(out):
+        found = foreign(out, kind)
+        if found is not None:
+            raise LesionPasteError(
+                f"{out}: {found}; --overwrite replaces only an earlier output of the same tool "
+                f"({KINDS[kind]}), so nothing was touched: choose another output"
+            )
+
+
+def foreign(path: Path, kind: str) -> str | None:
+    """What at ``path`` keeps it from being an earlier output of ``kind`` (None when it is one,
+    or when it is an empty directory of a directory kind)."""
+    path = Path(path)
+    if kind == "bank":
+        return None if path.is_file() and _is_bank(path) else _what(path, "a lesion bank")
+    if kind == "picture":
+        if path.is_file() and is_marked_png(path):
+            return None
+        return _what(path, "a PNG written by LesionPaste")
+    if not path.is_dir():
+        return _what(path, "a directory")
+    entries = _entries(path)
+    if not entries:
+        return None
+    return {"dataset": _foreign_dataset, "run": _foreign_run, "evaluation": _foreign_evaluation}[
+        kind
+    ](path, entries)
+
+
+def _entries(folder: Path) -> list[Path]:
+    """The folder's entries, less the hidden temporary files that killed runs leave."""
+    return sorted(p for p in folder.iterdir() if not _is_temp(p))
+
+
+def _is_temp(path: Path) -> bool:
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def _what(path: Path, wanted: str) -> str:
+    if path.is_symlink():
+        return f"it is a symbolic link, not {wanted}"
+    if path.is_dir():
+        return f"it is a directory, not {wanted}"
+    return f"it is a file that is not {wanted}"
+
+
+def _is_bank(path: Path) -> bool:
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            value = f.attrs.get("format")
+    except (OSError, ValueError):
+        return False
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    return value == BANK_FORMAT
+
+
+def _unexpected(entry: Path, kind: str) -> str:
+    return f"it holds {entry.name!r}, which {_WRITER[kind]} does not write"
+
+
+_WRITER = {"dataset": "lp-synth", "run": "lp-train", "evaluation": "lp-eval"}
+
+
+def _foreign_dataset(root: Path, entries: list[Path]) -> str | None:
+    try:
+        meta = read_json_file(root / "dataset.json")
+    except LesionPasteError:
+        return "it has no readable dataset.json"
+    if not isinstance(meta, dict) or meta.get("format") != DATASET_FORMAT:
+        return "its dataset.json is not a LesionPaste dataset's"
+    for entry in entries:
+        if entry.name not in _DATASET_TOP or entry.is_symlink():
+            return _unexpected(entry, "dataset")
+        if entry.name in ("images", "masks"):
+            if not entry.is_dir():
+                return _unexpected(entry, "dataset")
+            for inner in entry.rglob("*"):
+                ours = inner.is_dir() or inner.suffix == ".png" or _is_temp(inner)
+                if inner.is_symlink() or not ours:
+                    where = str(inner.relative_to(root))
+                    return f"it holds {where!r}, which lp-synth does not write"
+    return None
+
+
+def _foreign_evaluation(root: Path, entries: list[Path]) -> str | None:
+    if not (root / "metrics.json").is_file():
+        return "it has no metrics.json"
+    for entry in entries:
+        if entry.name not in _EVALUATION_FILES or not entry.is_file() or entry.is_symlink():
+            return _unexpected(entry, "evaluation")
+    return None
+
+
+def _foreign_run(root: Path, entries: list[Path]) -> str | None:
+    names = {e.name for e in entries}
+    folds = [e for e in entries if _FOLD.fullmatch(e.name)]
+    if "config.json" not in names and not folds:
+        return "it has no config.json"
+    for entry in entries:
+        if entry.is_symlink():
+            return _unexpected(entry, "run")
+        if entry.is_file() and entry.name in _RUN_FILES:
+            continue
+        if entry.is_dir():
+            inner = _entries(entry)
+            if _FOLD.fullmatch(entry.name) and (not inner or _foreign_run(entry, inner) is None):
+                continue
+            if inner and _foreign_evaluation(entry, inner) is None:
+                continue
+            if not inner:
+                continue
+        return _unexpected(entry, "run")
+    return None

@@ -1,0 +1,250 @@
+"""No tool ever writes over, into or around its inputs, through a link, or over a user's files.
+
+One workspace holds every kind of input (an IDRiD tree, normals, a label file, a bank, a
+dataset, an evaluation set, a run) and a folder of the user's own files with a link to it.
+Every tool is pointed at each of its inputs, at a parent of one, at the link and at the user's
+folder, with and without --overwrite: each must refuse with one line, and afterwards every
+file of the workspace must be byte-identical and nothing added.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import make_tiny_idrid, synthetic_fundus, write_rgb
+from tests.synth_fixtures import make_normals
+
+
+def invoke(tool: str, *args) -> tuple[int, str]:
+    """Run one of the five console tools in-process; returns (exit code, stderr)."""
+    from bank_builder.cli import cli as bank_cli
+    from synth.cli import cli as synth_cli
+    from train.cli import eval_command, knn_command, train_command
+
+    command = {
+        "lp-bank": bank_cli,
+        "lp-synth": synth_cli,
+        "lp-train": train_command,
+        "lp-eval": eval_command,
+        "lp-knn": knn_command,
+    }[tool]
+    result = CliRunner().invoke(command, [str(a) for a in args], prog_name=tool)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stderr
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every entry under ``root``: files by sha256, links by target, folders by name."""
+    state = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            if path.is_symlink():
+                state[rel] = "-> " + os.readlink(path)
+            elif path.is_dir():
+                state[rel] = "dir"
+            else:
+                state[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return state
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Path:
+    """The workspace, made once with the real tools."""
+    root = tmp_path_factory.mktemp("ws")
+    make_tiny_idrid(root / "idrid")
+    make_normals(root / "normals", 6)
+    images = root / "graded" / "images"
+    rows = [("image", "level")]
+    for i in range(6):
+        write_rgb(images / f"g{i}.png", synthetic_fundus(200, 260, 95, seed=300 + i))
+        rows.append((f"g{i}", str(i % 2)))
+    with open(root / "graded" / "labels.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        code, err = invoke("lp-bank", "build", "idrid_07", "--root", "idrid", "--out", "bank.h5")
+        assert code == 0, err
+        code, err = invoke(*("lp-synth", "--bank", "bank.h5", "--normals", "normals", "--size"),
+                           *("64", "--ratios", "0.8,0.2,0,0", "--out", "twins", "-q"))  # fmt: skip
+        assert code == 0, err
+        code, err = invoke(
+            "lp-synth", "prep", "--images", "graded/images", "--labels", "graded/labels.csv",
+            "--bank", "bank.h5", "--like", "twins", "--out", "eval", "-q",
+        )  # fmt: skip
+        assert code == 0, err
+        code, err = invoke(
+            "lp-train", "twins", "--out", "run", "--arch", "smallcnn", "--weights", "none",
+            "--epochs", "1", "--batch-size", "4", "--size", "32", "--device", "cpu", "-q",
+        )  # fmt: skip
+        assert code == 0, err
+        code, err = invoke("lp-eval", "run", "eval", "--out", "evaluation", "--device", "cpu", "-q")
+        assert code == 0, err
+        code, err = invoke("lp-synth", "preview", "twins", "-o", "preview.png")
+        assert code == 0, err
+    finally:
+        os.chdir(cwd)
+    user = root / "user"
+    (user / "sub").mkdir(parents=True)
+    (user / "notes.txt").write_text("the user's own notes\n")
+    write_rgb(user / "photo.png", synthetic_fundus(40, 40, 15, seed=9))
+    (user / "sub" / "keep.csv").write_text("a,b\n1,2\n")
+    (root / "link").symlink_to(user, target_is_directory=True)
+    (root / "photo_link.png").symlink_to(user / "photo.png")
+    return root
+
+
+BANK = ["--root", "{ws}/idrid"]
+SYNTH = ["--bank", "{ws}/bank.h5", "--normals", "{ws}/normals", "--size", "64", "-q"]
+SYNTH += ["--ratios", "0.8,0.2,0,0"]
+PREP = ["prep", "--images", "{ws}/graded/images", "--labels", "{ws}/graded/labels.csv"]
+PREP += ["--bank", "{ws}/bank.h5", "--like", "{ws}/twins", "-q"]
+TRAIN = ["{ws}/twins", "--arch", "smallcnn", "--weights", "none", "--epochs", "1"]
+TRAIN += ["--device", "cpu", "--eval", "{ws}/eval", "-q"]
+
+#: (tool, arguments before the output, the output option, the outputs to try)
+CASES = [
+    ("lp-bank", ["build", "idrid_07", *BANK], "--out",
+     ["idrid", "idrid/x.h5", ".", "link", "user/notes.txt", "photo_link.png", "twins"]),
+    ("lp-bank", ["preview", "{ws}/bank.h5"], "-o", ["user/photo.png", "photo_link.png"]),
+    ("lp-synth", SYNTH, "--out",
+     ["normals", "normals/sub", ".", "link", "user", "bank.h5", "run"]),
+    ("lp-synth", PREP, "--out",
+     ["graded/images", "graded", "graded/labels.csv", "twins", "twins/images", ".", "link",
+      "user", "bank.h5", "run"]),
+    ("lp-synth", ["preview", "{ws}/twins"], "-o",
+     ["user/photo.png", "photo_link.png", "twins/images/x.png"]),
+    ("lp-train", TRAIN, "--out",
+     ["twins", "twins/images", ".", "eval", "link", "user", "evaluation"]),
+    ("lp-eval", ["{ws}/run", "{ws}/eval", "--device", "cpu", "-q"], "--out",
+     ["run", ".", "eval", "eval/images", "twins", "link", "user", "run/checkpoint.pt"]),
+    ("lp-knn", ["{ws}/twins", "{ws}/eval", "--arch", "resnet18", "--device", "cpu"], "--out",
+     ["twins", "eval", ".", "link", "user", "run"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("overwrite", [False, True], ids=["plain", "overwrite"])
+@pytest.mark.parametrize(
+    "tool,args,option,outputs", CASES, ids=[f"{c[0]} {c[1][0]}".split("{")[0] for c in CASES]
+)
+def test_an_output_over_an_input_a_link_or_user_files_is_refused(
+    ws, tool, args, option, outputs, overwrite
+):
+    before = snapshot(ws)
+    for target in outputs:
+        argv = [a.format(ws=ws) for a in args] + [option, ws / target]
+        code, err = invoke(tool, *argv, *(["--overwrite"] if overwrite else []))
+        lines = [line for line in err.strip().splitlines() if ": warning: " not in line]
+        assert code != 0, f"{tool} accepted --out {target}"
+        assert len(lines) == 1 and lines[0].startswith(f"{tool}: error: "), (target, err)
+        assert "Traceback" not in err
+        said = ("nothing was touched", "already exists", "is a directory", "not a run directory")
+        assert any(words in lines[0] for words in said), (target, err)
+        assert snapshot(ws) == before, f"{tool} --out {target} changed the workspace"
+
+
+def test_the_messages_say_what_the_output_would_hit(ws):
+    code, err = invoke("lp-synth", *[a.format(ws=ws) for a in SYNTH], "--out", ws / "normals")
+    assert code == 1 and "is the folder of normal images" in err
+    code, err = invoke("lp-synth", *[a.format(ws=ws) for a in SYNTH], "--out", ws, "--overwrite")
+    assert "contains the bank" in err
+    code, err = invoke("lp-train", *[a.format(ws=ws) for a in TRAIN], "--out", ws / "twins")
+    assert "is the dataset" in err
+    code, err = invoke("lp-synth", *[a.format(ws=ws) for a in SYNTH], "--out", ws / "link")
+    assert "is a symbolic link" in err
+    code, err = invoke(
+        "lp-synth", *[a.format(ws=ws) for a in SYNTH], "--out", ws / "user", "--overwrite"
+    )
+    assert "it has no readable dataset.json; --overwrite replaces only an earlier output" in err
+
+
+def test_overwrite_replaces_an_earlier_output_of_each_kind(ws, tmp_path):
+    """The recognised outputs are replaced (copies, so the shared workspace stays as it is)."""
+    import shutil
+
+    for name in ("twins", "run", "evaluation"):
+        shutil.copytree(ws / name, tmp_path / name, symlinks=True)
+    shutil.copy(ws / "preview.png", tmp_path / "preview.png")
+    synth = [a.format(ws=ws) for a in SYNTH]
+    assert (
+        invoke("lp-synth", *synth, "--seed", "1", "--out", tmp_path / "twins", "--overwrite")[0]
+        == 0
+    )
+    assert (tmp_path / "twins" / "dataset.json").read_bytes() != (
+        ws / "twins" / "dataset.json"
+    ).read_bytes()
+    train = [a.format(ws=ws) for a in TRAIN if a != "--eval" and "eval" not in a]
+    code, err = invoke("lp-train", *train, "--seed", "3", "--out", tmp_path / "run", "--overwrite")
+    assert code == 0, err
+    assert '"seed": 3' in (tmp_path / "run" / "config.json").read_text()
+    code, err = invoke(
+        "lp-eval", tmp_path / "run", ws / "eval", "--out", tmp_path / "evaluation",
+        "--device", "cpu", "--overwrite", "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    code, err = invoke("lp-synth", "preview", ws / "twins", "-o", tmp_path / "preview.png",
+                       "--overwrite")  # fmt: skip
+    assert code == 0, err
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("kind", ["twins", "run", "evaluation"])
+def test_overwrite_refuses_an_earlier_output_holding_a_users_file(ws, tmp_path, kind):
+    import shutil
+
+    out = tmp_path / kind
+    shutil.copytree(ws / kind, out, symlinks=True)
+    (out / "my notes.txt").write_text("mine\n")
+    before = snapshot(tmp_path)
+    argv = {
+        "twins": ("lp-synth", *[a.format(ws=ws) for a in SYNTH]),
+        "run": ("lp-train", *[a.format(ws=ws) for a in TRAIN]),
+        "evaluation": ("lp-eval", ws / "run", ws / "eval", "--device", "cpu"),
+    }[kind]
+    code, err = invoke(*argv, "--out", out, "--overwrite")
+    assert code == 1 and "it holds 'my notes.txt', which lp-" in err, err
+    assert snapshot(tmp_path) == before
+
+
+def test_a_failed_replacement_of_a_run_keeps_the_earlier_run(ws, tmp_path, monkeypatch):
+    import shutil
+
+    import train.cli
+
+    shutil.copytree(ws / "run", tmp_path / "run")
+    before = snapshot(tmp_path)
+
+    def fails(data, run, config, quiet=False):
+        (run / "checkpoint.pt").write_bytes(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(train.cli, "train", fails)
+    train_args = [a.format(ws=ws) for a in TRAIN if "eval" not in a]
+    code, err = invoke("lp-train", *train_args, "--seed", "5", "--out", tmp_path / "run",
+                       "--overwrite")  # fmt: skip
+    assert code == 1 and "No space left on device" in err
+    assert snapshot(tmp_path) == before  # the earlier run whole, and no partial run left
+
+
+def test_a_failed_replacement_of_a_dataset_keeps_the_earlier_dataset(ws, tmp_path):
+    import shutil
+
+    shutil.copytree(ws / "twins", tmp_path / "twins")
+    empty = tmp_path / "no normals"
+    empty.mkdir()
+    (empty / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    code, err = invoke(
+        "lp-synth", "--bank", ws / "bank.h5", "--normals", empty, "--out", tmp_path / "twins",
+        "--ratios", "0.8,0.2,0,0", "--overwrite", "-q",
+    )  # fmt: skip
+    assert code == 1 and "nothing was written" in err
+    assert snapshot(tmp_path / "twins") == snapshot(ws / "twins")  # the earlier one, whole
