@@ -30,8 +30,9 @@ import numpy as np
 
 from bank_builder.errors import LesionPasteError
 from bank_builder.extract import Lesion
+from lesionpaste.formats import BANK_FORMAT
 
-FORMAT = "lesionpaste-bank"
+FORMAT = BANK_FORMAT
 SCHEMA_VERSION = 1
 
 
@@ -166,6 +167,13 @@ def _dataset(f: h5py.File, name: str, path: Path, ndim: int) -> np.ndarray:
     obj = f.get(name)
     if not isinstance(obj, h5py.Dataset) or obj.ndim != ndim:
         raise LesionPasteError(f"{path}: damaged bank, dataset {name!r} is missing or malformed")
+    declared = obj.size * obj.dtype.itemsize
+    if declared > max(256 << 20, 64 * Path(path).stat().st_size):
+        # banks are written uncompressed: a small file declaring gigabytes is hostile
+        raise LesionPasteError(
+            f"{path}: dataset {name!r} would take {declared / 2**30:.1f} GiB in memory from a "
+            f"{Path(path).stat().st_size:,}-byte file; refused unread (damaged or hostile bank)"
+        )
     return obj[()]
 
 

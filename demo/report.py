@@ -16,7 +16,7 @@ def main(out_dir: str = "demo/out", report: str = "demo/report.html") -> None:
     twins = json.loads((out / "twins/dataset.json").read_text())
     evaluation = json.loads((out / "eval/dataset.json").read_text())
     bank = json.loads((out / "bank.json").read_text())
-    rel = lambda p: html.escape(str(Path(p).relative_to(page.parent)))  # noqa: E731
+    rel = lambda p: html.escape(str(Path(p).relative_to(page.parent)))
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{e['auc']:.3f}</td>"
         f"<td>[{e['ci_low']:.3f}, {e['ci_high']:.3f}]</td><td>{e['n_pos']}</td>"

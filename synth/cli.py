@@ -18,12 +18,12 @@ from bank_builder.cli_common import Group, warn_to_stderr
 from bank_builder.config import config_value
 from bank_builder.errors import LesionPasteError
 from bank_builder.preprocess import parse_window
+from lesionpaste.dataset_format import read_dataset_json, verify
 from lesionpaste.outputs import check_output
 from synth.augment import AugmentConfig
 from synth.card import dataset_card
 from synth.colour import colour_luts, histogram
 from synth.ct_volumes import evaluation_slices, is_mosmed_root, normal_slices
-from synth.dataset_format import read_dataset_json, verify
 from synth.normals import NormalImage, is_eyeq, list_folder, read_label_file, split
 from synth.preview import twin_grid
 from synth.run import Job, normals_recipe, prepare_normal, run_synthesis

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +12,8 @@ from bank_builder.errors import LesionPasteError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".tif", ".tiff", ".dcm")
 QUALITY = {"good": 0, "usable": 1, "reject": 2}
-SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+#: The longest id (UTF-8 bytes): with ``.png`` and a temporary prefix it stays one file name.
+MAX_ID_BYTES = 200
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,35 @@ class NormalImage:
     slice: int | None = None
 
 
-def _checked_id(stem: str, where: str) -> str:
-    if not SAFE_ID.fullmatch(stem) or ".." in stem:
-        raise LesionPasteError(f"{where}: image name {stem!r} is not a plain file name")
-    return stem
+def name_problem(name: str) -> str | None:
+    """Why ``name`` (an image file's name, its stem, or a label file's entry) cannot give one
+    plain file name that every file system and reader takes; None when it can."""
+    if not name.strip():
+        return "is empty"
+    if "/" in name or "\\" in name:
+        return "holds a path separator (images are named, not located, here)"
+    if any(unicodedata.category(c) == "Cs" for c in name):
+        return "is not valid UTF-8"
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        return "holds a control character (a line break, tab, NUL, ...)"
+    if name.startswith("."):
+        return "starts with '.' (a hidden or relative name)"
+    if len(unicodedata.normalize("NFC", name).encode()) > MAX_ID_BYTES:
+        return f"is too long for an output file name (over {MAX_ID_BYTES} bytes)"
+    return None
+
+
+def checked_id(stem: str, where: str) -> str:
+    """The id of an image whose file is called ``stem`` (+ extension): the name in Unicode NFC
+    form, which names its output files.
+
+    Raises:
+        LesionPasteError: when ``name_problem`` finds one, naming the image and the reason.
+    """
+    problem = name_problem(stem)
+    if problem:
+        raise LesionPasteError(f"{where}: image name {stem!r} {problem}")
+    return unicodedata.normalize("NFC", stem)
 
 
 def list_folder(folder: Path) -> list[NormalImage]:
@@ -37,23 +63,28 @@ def list_folder(folder: Path) -> list[NormalImage]:
     folder = Path(folder)
     if not folder.is_dir():
         raise LesionPasteError(f"{folder}: no such folder of images")
-    files = sorted(
-        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    files = sorted(  # hidden files (such as macOS's ._NAME companions) are not images
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
     )
     if not files:
         raise LesionPasteError(f"{folder}: no images in it ({', '.join(IMAGE_SUFFIXES)})")
-    return _unique([NormalImage(_checked_id(p.stem, str(folder)), p) for p in files], folder)
+    return _unique([NormalImage(checked_id(p.stem, str(folder)), p) for p in files], folder)
 
 
 def _unique(images: list[NormalImage], where) -> list[NormalImage]:
+    """Refuse two images whose outputs would share a name, here or on a file system that
+    ignores case or Unicode form (macOS, Windows): a dataset is shared."""
     seen: dict[str, Path] = {}
     for image in images:
-        if image.image_id in seen:
+        key = unicodedata.normalize("NFC", image.image_id).casefold()
+        if key in seen:
             raise LesionPasteError(
-                f"{where}: two images share the name {image.image_id!r} "
-                f"({seen[image.image_id].name}, {image.path.name})"
+                f"{where}: two images map to one output name {image.image_id!r} "
+                f"({seen[key].name}, {image.path.name}); rename one of them"
             )
-        seen[image.image_id] = image.path
+        seen[key] = image.path
     return images
 
 
@@ -149,7 +180,10 @@ def read_label_file(
         if wanted_quality is not None and q != wanted_quality:
             continue
         name = (row["image"] or "").strip()
-        image_id = _checked_id(
+        problem = name_problem(name)
+        if problem:
+            raise LesionPasteError(f"{labels}, line {line}: image name {name!r} {problem}")
+        image_id = checked_id(
             Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES else name,
             f"{labels}, line {line}",
         )

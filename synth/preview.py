@@ -8,16 +8,13 @@ import cv2
 import numpy as np
 
 from bank_builder.errors import LesionPasteError
-from synth.dataset_format import read_dataset_json, read_manifest, safe_path
+from lesionpaste.dataset_format import read_dataset_json, read_image, read_manifest
 
 OUTLINE = (0, 255, 0)
 
 
 def _load(root: Path, relative: str) -> np.ndarray:
-    image = cv2.imread(str(safe_path(root, relative)), cv2.IMREAD_COLOR)
-    if image is None:
-        raise LesionPasteError(f"{root / relative}: missing or unreadable")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(read_image(root, relative, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def outlined(image: np.ndarray, mask: np.ndarray, scale: int) -> np.ndarray:
@@ -51,7 +48,7 @@ def twin_grid(root: Path, count: int = 8, columns: int = 2) -> np.ndarray:
     for row in chosen:
         normal = _load(root, normal_path[row["twin_id"]])
         twin = _load(root, row["path"])
-        mask = cv2.imread(str(safe_path(root, row["mask_path"])), cv2.IMREAD_GRAYSCALE)
+        mask = read_image(root, row["mask_path"], cv2.IMREAD_GRAYSCALE)
         scale = max(1, 512 // max(normal.shape[:2]))
         pair = np.concatenate(
             [

@@ -9,7 +9,9 @@ last inside it.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import shutil
 import time
@@ -25,10 +27,10 @@ from bank_builder.bank_file import Bank, read_bank
 from bank_builder.errors import LesionPasteError
 from bank_builder.image_files import is_dicom, read_dicom_hu, read_gray, read_rgb_at_least
 from bank_builder.preprocess import NoRecipe, Recipe, WindowRecipe, recipe_from_dict
+from lesionpaste.dataset_format import FORMAT, MANIFEST_COLUMNS, SCHEMA_VERSION, sha256_file
 from lesionpaste.files import output_lock, remove_temp_files, swap_in, write_atomic
 from synth.ct_volumes import is_nifti, read_axial_hu
 from synth.cutpaste import cutpaste_twin
-from synth.dataset_format import FORMAT, MANIFEST_COLUMNS, SCHEMA_VERSION, sha256_file
 from synth.files import encode_png
 from synth.normals import NormalImage
 from synth.prepare import Prepared, prepare_ct, prepare_fundus
@@ -358,19 +360,23 @@ def run_synthesis(
 
 
 def _manifest(records: list[dict], kind: str) -> str:
-    lines = [",".join(MANIFEST_COLUMNS)]
+    """``manifest.csv``: quoted as CSV requires, so any image name round-trips."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(MANIFEST_COLUMNS)
     for r in records:
-        if kind == "evaluation":
-            image = r["files"]["image"]
-            lines.append(f"{image['path']},{r['label']},{r['id']},,,,{image['sha256']}")
-            continue
         f = r["files"]
-        lines.append(f"{f['normal']['path']},0,{r['id']},,0,,{f['normal']['sha256']}")
-        lines.append(
-            f"{f['anomalous']['path']},1,{r['id']},{r['tier'] + 1},{len(r['pastes'])},"
-            f"{f['mask']['path']},{f['anomalous']['sha256']}"
-        )
-    return "\n".join(lines) + "\n"
+        if kind == "evaluation":
+            writer.writerow(
+                [f["image"]["path"], r["label"], r["id"], "", "", "", f["image"]["sha256"]]
+            )
+            continue
+        writer.writerow([f["normal"]["path"], 0, r["id"], "", 0, "", f["normal"]["sha256"]])
+        writer.writerow(
+            [f["anomalous"]["path"], 1, r["id"], r["tier"] + 1, len(r["pastes"]),
+             f["mask"]["path"], f["anomalous"]["sha256"]]
+        )  # fmt: skip
+    return text.getvalue()
 
 
 def _publish(out, work, ordered, skipped, job, command, overwrite, write_card) -> None:

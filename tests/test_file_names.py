@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_tiny_idrid, synthetic_fundus, write_rgb
+from tests.conftest import make_tiny_idrid, synthetic_fundus
 from tests.test_output_safety import invoke
 
 NAMES = [
@@ -105,7 +105,7 @@ def test_real_file_names_round_trip_through_every_tool(bank, tmp_path):
         scored = [r["path"] for r in csv.DictReader(fh)]
     assert scored == [r["path"] for r in graded]
     code, err = invoke("lp-knn", tmp_path / "twins", tmp_path / "eval", "--out",
-                       tmp_path / "knn", "--arch", "resnet18", "--device", "cpu", "-q")  # fmt: skip
+                       tmp_path / "knn", "--device", "cpu", "-q")  # fmt: skip
     assert code == 0, err
     code, err = invoke("lp-eval", tmp_path / "run", tmp_path / "eval", "--out",
                        tmp_path / "compared", "--compare", tmp_path / "knn", "--device", "cpu",

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from bank_builder.bank_file import read_bank
 from bank_builder.errors import LesionPasteError
-from synth.dataset_format import read_dataset_json, verify
+from lesionpaste.dataset_format import read_dataset_json, verify
 from synth.normals import read_label_file
 from tests.conftest import SHARED_DATA
 from tests.synth_fixtures import make_fundus_bank

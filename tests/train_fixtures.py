@@ -9,7 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-COLUMNS = "path,label,twin_id,tier,n_lesions,mask_path,sha256"
+from lesionpaste.dataset_format import FORMAT, MANIFEST_COLUMNS, SCHEMA_VERSION
+
+COLUMNS = ",".join(MANIFEST_COLUMNS)
 
 
 def write_dataset(
@@ -39,8 +41,8 @@ def write_dataset(
     (root / "dataset.json").write_text(
         json.dumps(
             {
-                "format": "lesionpaste-dataset",
-                "schema_version": 1,
+                "format": FORMAT,
+                "schema_version": SCHEMA_VERSION,
                 "kind": kind,
                 "counts": counts,
                 "config": {"size": size},

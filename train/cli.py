@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import torch
 
+from lesionpaste.dataset_format import read_dataset_json
 from lesionpaste.files import (
     describe_os_error,
     output_lock,
@@ -24,7 +25,7 @@ from lesionpaste.files import (
     write_text_atomic,
 )
 from lesionpaste.outputs import check_output, real
-from train.data import load_dataset, read_meta
+from train.data import load_dataset
 from train.engine import (
     Normalizer,
     TrainConfig,
@@ -229,7 +230,7 @@ def train_command(
 ) -> None:
     """Train the normal (0) vs synthetic anomaly (1) classifier on DATASET."""
     check_output(run, "run", _train_inputs(dataset, eval_set, weights), overwrite)
-    meta = read_meta(dataset)
+    meta = read_dataset_json(dataset)
     if meta["kind"] != "synthetic" and not supervised:
         raise TrainError(
             f"{dataset} is an evaluation set; train on a synthetic dataset, or pass "
@@ -435,13 +436,11 @@ def _other_scores(other: Path, data, device: str) -> np.ndarray:
     else its ``scores.csv`` (a cross-validated run, ``lp-knn``, an earlier ``lp-eval``)."""
     if (other / "checkpoint.pt").exists():
         return _score(other, data, device)
+    if not os.path.lexists(other / "scores.csv"):
+        raise TrainError(f"--compare {other}: neither a run (checkpoint.pt) nor scores.csv")
     try:
         paths, labels, scores = read_scores(other / "scores.csv")
-    except FileNotFoundError:
-        raise TrainError(
-            f"--compare {other}: neither a run (checkpoint.pt) nor scores.csv"
-        ) from None
-    except (KeyError, ValueError, TypeError, csv.Error):
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError, csv.Error):
         raise TrainError(f"--compare {other}/scores.csv: not a path,label,score file") from None
     by_path = {p: (label, score) for p, label, score in zip(paths, labels, scores)}
     missing = [p for p in data.paths if p not in by_path]

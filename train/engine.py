@@ -20,7 +20,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from tqdm import tqdm
 
-from lesionpaste.files import write_text_atomic
+from lesionpaste.files import open_regular, write_text_atomic
 from train.data import LoadedDataset
 from train.errors import TrainError
 from train.models import build_model, input_normalization
@@ -179,10 +179,13 @@ class _RecordingWriter:
 
 def load_checkpoint(path: Path) -> dict:
     """A checkpoint, refusing pickled objects (``weights_only=True``)."""
+    if not os.path.lexists(path):
+        raise TrainError(f"{path}: no checkpoint")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise TrainError(f"{path}: no checkpoint") from None
+        with open_regular(path, "checkpoint") as fh:  # never a FIFO: it would block for ever
+            return torch.load(fh, map_location="cpu", weights_only=True)
+    except TrainError:
+        raise
     except Exception as exc:  # noqa: BLE001 - torch raises many types for refused/corrupt files
         raise TrainError(
             f"{path}: not a loadable checkpoint ({type(exc).__name__}; pickled objects are refused)"

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from lesionpaste.files import write_text_atomic
+from lesionpaste.files import open_regular, write_text_atomic
 from train.delong import auc_ci, paired_test
 
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (0, 0, 0)]
@@ -63,8 +63,8 @@ def write_scores(path: Path, paths: list[str], labels: np.ndarray, scores: np.nd
 
 def read_scores(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``scores.csv`` back as paths, labels and scores (ValueError when not of that form)."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
+    with open_regular(path, "scores file") as raw:
+        reader = csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
         if reader.fieldnames != ["path", "label", "score"]:
             raise ValueError(f"{path}: columns {reader.fieldnames} are not path,label,score")
         rows = list(reader)

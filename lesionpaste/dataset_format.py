@@ -1,4 +1,4 @@
-"""The shareable dataset format (schema version 1): names, safe paths, and verification.
+"""The shareable dataset format (schema version 1): its one reader and verifier.
 
 A dataset is a directory::
 
@@ -9,30 +9,37 @@ A dataset is a directory::
     images/normal/ID.png, images/anomalous/ID.png, masks/ID.png     (synthetic)
     images/ID.png                                                   (evaluation)
 
-Paths in it are relative; readers reject absolute paths, ``..`` and links leaving it.
+Datasets come from other people, so every reader here refuses with one line: absolute paths,
+``..`` and links leaving the directory, files that are not regular files (a FIFO would block
+a reader for ever), JSON nested absurdly deep or too long, and images whose header claims more
+than the pixel limit (``lesionpaste.images``).
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import json
+import io
 import os
 from pathlib import Path, PurePosixPath
 
-from bank_builder.errors import LesionPasteError
-from train.data import repeated_id
+import numpy as np
 
-FORMAT = "lesionpaste-dataset"
+from lesionpaste.errors import LesionPasteError
+from lesionpaste.files import open_regular
+from lesionpaste.formats import DATASET_FORMAT as FORMAT
+from lesionpaste.images import decode
+from lesionpaste.jsonfiles import json_lines, read_json_file
+
 SCHEMA_VERSION = 1
 MANIFEST_COLUMNS = ["path", "label", "twin_id", "tier", "n_lesions", "mask_path", "sha256"]
 KINDS = ("synthetic", "evaluation")
 
 
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
+    """Hex sha256 of a regular file's bytes (anything else is refused, not read)."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -43,26 +50,26 @@ def safe_path(root: Path, relative: str) -> Path:
     text = str(relative)
     pure = PurePosixPath(text)
     if not text or pure.is_absolute() or "\\" in text or ".." in pure.parts or text.startswith("~"):
-        raise LesionPasteError(f"unsafe path {text!r} in the dataset (must be relative, no '..')")
+        raise LesionPasteError(
+            f"unsafe path {text!r} in the dataset {root} (must be relative, no '..')"
+        )
     path = Path(root) / pure
     real_root = Path(os.path.realpath(root))
     real = Path(os.path.realpath(path))
     if real != real_root and real_root not in real.parents:
-        raise LesionPasteError(f"path {text!r} in the dataset leads outside it (a link?)")
+        raise LesionPasteError(f"path {text!r} in the dataset {root} leads outside it (a link?)")
     return path
 
 
 def read_dataset_json(root: Path) -> dict:
-    """``dataset.json`` of a dataset directory, checked for format and schema version."""
-    path = Path(root) / "dataset.json"
-    if not Path(root).is_dir():
+    """``dataset.json`` of a dataset directory, checked for format, schema version and kind."""
+    root = Path(root)
+    path = root / "dataset.json"
+    if not root.is_dir():
         raise LesionPasteError(f"{root}: no such dataset directory")
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise LesionPasteError(f"{root}: no dataset.json (not a dataset, or an unfinished run)")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LesionPasteError(f"{path}: not valid JSON ({exc})") from None
+    meta = read_json_file(path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise LesionPasteError(f"{path}: not a LesionPaste dataset description")
     if meta.get("schema_version") != SCHEMA_VERSION:
@@ -72,20 +79,24 @@ def read_dataset_json(root: Path) -> dict:
         )
     if meta.get("kind") not in KINDS:
         raise LesionPasteError(f"{path}: unknown dataset kind {meta.get('kind')!r}")
+    for key in ("counts", "config", "files"):
+        if not isinstance(meta.get(key, {}), dict):
+            raise LesionPasteError(f"{path}: {key!r} is not a JSON object")
     return meta
 
 
 def read_manifest(root: Path) -> list[dict]:
-    """The manifest rows, with their paths checked for safety and duplicates refused."""
+    """The manifest rows: safe paths, integer labels, no path twice, at least one row."""
     path = Path(root) / "manifest.csv"
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise LesionPasteError(f"{root}: no manifest.csv")
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
+        with open_regular(path, "CSV file") as raw:
+            reader = csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
             if reader.fieldnames != MANIFEST_COLUMNS:
                 raise LesionPasteError(
-                    f"{path}: columns {reader.fieldnames} are not {','.join(MANIFEST_COLUMNS)}"
+                    f"{path}: unexpected columns {reader.fieldnames}; expected "
+                    + ",".join(MANIFEST_COLUMNS)
                 )
             rows = list(reader)
     except (UnicodeDecodeError, csv.Error) as exc:
@@ -104,9 +115,44 @@ def read_manifest(root: Path) -> list[dict]:
             int(row["label"])
         except ValueError:
             raise LesionPasteError(
-                f"{path}, line {line}: label {row['label']!r} is not a number"
+                f"{path}, line {line}: label {row['label']!r} is not an integer"
             ) from None
+    if not rows:
+        raise LesionPasteError(f"{path}: the manifest lists no image")
     return rows
+
+
+def repeated_id(rows: list[dict], kind: str | None) -> str | None:
+    """A twin id listed too often: twice with one label (a synthetic set pairs one normal
+    with one anomalous image per id), or twice at all in an evaluation set; else None."""
+    seen: set = set()
+    for row in rows:
+        key = row["twin_id"] if kind == "evaluation" else (row["twin_id"], row["label"])
+        if key in seen:
+            return row["twin_id"]
+        seen.add(key)
+    return None
+
+
+def read_image(root: Path, relative: str, flags: int, sha256: str | None = None) -> np.ndarray:
+    """One image of a dataset, decoded with OpenCV ``flags`` (BGR order, as OpenCV gives it).
+
+    Args:
+        root: the dataset directory.
+        relative: the image's path in it (checked by ``safe_path``).
+        flags: ``cv2.IMREAD_*``.
+        sha256: when given, the bytes must have this digest.
+
+    Raises:
+        LesionPasteError: unsafe path, missing or non-regular file, digest mismatch, a header
+            over the pixel limit, a truncated or unreadable image.
+    """
+    path = safe_path(root, relative)
+    with open_regular(path, "PNG image") as fh:
+        data = fh.read()
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise LesionPasteError(f"{root}: {relative} does not match its sha256 (damaged or altered)")
+    return decode(data, f"{root}: {relative}", flags)
 
 
 def verify(root: Path) -> list[str]:
@@ -125,16 +171,7 @@ def verify(root: Path) -> list[str]:
         except (OSError, LesionPasteError) as exc:
             problems.append(f"{name}: {exc}")
     for row in rows:
-        try:
-            file = safe_path(root, row["path"])
-            if not file.is_file():
-                problems.append(f"{row['path']}: missing")
-            elif sha256_file(file) != row["sha256"]:
-                problems.append(f"{row['path']}: sha256 differs from the manifest")
-            if row["mask_path"] and not safe_path(root, row["mask_path"]).is_file():
-                problems.append(f"{row['mask_path']}: missing")
-        except LesionPasteError as exc:
-            problems.append(str(exc))
+        problems.extend(_file_problems(root, row["path"], row["sha256"], "the manifest"))
     twin = repeated_id(rows, meta.get("kind"))
     if twin is not None:
         problems.append(f"manifest.csv: twin id {twin!r} is listed more than once")
@@ -153,24 +190,37 @@ def verify(root: Path) -> list[str]:
     return problems
 
 
+def _file_problems(root: Path, relative: str, digest: str | None, listed_in: str) -> list[str]:
+    """What is wrong with one listed file: missing, not a regular file, another sha256."""
+    if not os.path.lexists(safe_path(root, relative)):
+        return [f"{relative}: missing"]
+    try:
+        if digest is not None and sha256_file(safe_path(root, relative)) != digest:
+            return [f"{relative}: sha256 differs from {listed_in}"]
+    except LesionPasteError as exc:
+        return [str(exc)]
+    return []
+
+
 def _verify_masks(root: Path, rows: list[dict]) -> list[str]:
     path = Path(root) / "pastes.jsonl"
-    if not path.is_file():
+    if not os.path.lexists(path):
         return ["pastes.jsonl: missing"]
     problems = []
     recorded = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-            recorded[record["mask_path"]] = record["mask_sha256"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            problems.append("pastes.jsonl: a malformed line")
+    try:
+        for number, record in json_lines(path):
+            try:
+                recorded[record["mask_path"]] = record["mask_sha256"]
+            except (KeyError, TypeError):
+                problems.append(f"pastes.jsonl, line {number}: a malformed line")
+    except LesionPasteError as exc:
+        return [str(exc)]
     for row in rows:
         if row["mask_path"]:
             digest = recorded.get(row["mask_path"])
-            file = safe_path(root, row["mask_path"])
             if digest is None:
                 problems.append(f"{row['mask_path']}: no paste record")
-            elif file.is_file() and sha256_file(file) != digest:
-                problems.append(f"{row['mask_path']}: sha256 differs from pastes.jsonl")
+            else:
+                problems.extend(_file_problems(root, row["mask_path"], digest, "pastes.jsonl"))
     return problems
