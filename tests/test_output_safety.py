@@ -248,3 +248,25 @@ def test_a_failed_replacement_of_a_dataset_keeps_the_earlier_dataset(ws, tmp_pat
     )  # fmt: skip
     assert code == 1 and "nothing was written" in err
     assert snapshot(tmp_path / "twins") == snapshot(ws / "twins")  # the earlier one, whole
+
+
+def test_cross_validation_and_the_evaluation_after_training_never_land_in_a_users_folder(
+    ws, tmp_path
+):
+    import shutil
+
+    mine = tmp_path / "documents"
+    mine.mkdir()
+    (mine / "scores.csv").write_text("my own scores\n")
+    before = snapshot(tmp_path)
+    train = [a.format(ws=ws) for a in TRAIN if "eval" not in a]
+    code, err = invoke("lp-train", *train, "--eval", ws / "eval", "--folds", "2", "--out", mine)
+    assert code == 1 and "is not a run directory" in err
+    assert snapshot(tmp_path) == before
+    shutil.copytree(ws / "run", tmp_path / "run")
+    (tmp_path / "run" / "eval").mkdir()
+    (tmp_path / "run" / "eval" / "thesis.tex").write_text("mine\n")
+    before = snapshot(tmp_path)
+    code, err = invoke("lp-train", *train, "--eval", ws / "eval", "--out", tmp_path / "run")
+    assert code == 1 and "run/eval: it has no metrics.json" in err, err
+    assert snapshot(tmp_path) == before

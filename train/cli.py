@@ -130,6 +130,15 @@ def _train_inputs(dataset: Path, eval_set: Path | None, weights: str) -> list:
     return [("dataset", dataset), ("evaluation set", eval_set), ("weights file", weights_file)]
 
 
+def _refuse_a_folder_that_is_not_a_run(run: Path) -> None:
+    """A run (or cross-validation) goes into a new or empty folder, or resumes a run: never
+    into another folder, where its files could replace ones of the same name."""
+    entries = [p for p in run.iterdir() if not _is_temp(p)] if run.is_dir() else []
+    is_run = (run / "config.json").exists() or any(p.name.startswith("fold_") for p in entries)
+    if entries and not is_run:
+        raise TrainError(f"{run} exists and is not a run directory; use another --out")
+
+
 def _is_temp(path: Path) -> bool:
     return path.name.startswith(".") and path.name.endswith(".tmp")
 
@@ -230,6 +239,9 @@ def train_command(
 ) -> None:
     """Train the normal (0) vs synthetic anomaly (1) classifier on DATASET."""
     check_output(run, "run", _train_inputs(dataset, eval_set, weights), overwrite)
+    _refuse_a_folder_that_is_not_a_run(run)
+    if eval_set is not None and not folds:  # RUN/eval is written after training: check it now
+        check_output(run / "eval", "evaluation", _eval_inputs(run, eval_set, None), True)
     meta = read_dataset_json(dataset)
     if meta["kind"] != "synthetic" and not supervised:
         raise TrainError(
