@@ -118,7 +118,9 @@ def _rotate_stack(stack: np.ndarray, angle: float) -> np.ndarray:
     h, w = stack.shape[:2]
     rad = math.radians(angle)
     cos, sin = abs(math.cos(rad)), abs(math.sin(rad))
-    new_w, new_h = math.ceil(w * cos + h * sin), math.ceil(w * sin + h * cos)
+    # rounded first: cos(90°) is 6e-17, not 0, and would grow the canvas by a whole pixel
+    new_w = math.ceil(round(w * cos + h * sin, 9))
+    new_h = math.ceil(round(w * sin + h * cos, 9))
     matrix = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), angle, 1.0)
     matrix[0, 2] += (new_w - w) / 2.0
     matrix[1, 2] += (new_h - h) / 2.0

@@ -1,0 +1,193 @@
+"""Directed tests for the image maths that decides what a twin looks like: both branches of
+MixUp, every augmentation through ``augment_lesion`` with the others off, overlapping pastes,
+and per-source colour tables in a multi-source bank."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bank_builder.annotated import FUNDUS_TYPES, AnnotatedImage
+from bank_builder.bank_file import read_bank
+from bank_builder.build import build_bank
+from bank_builder.preprocess import NoRecipe
+from synth.augment import AugmentConfig, AugmentDraw, augment_lesion
+from synth.paste import mixup_paste
+from synth.prepare import Prepared
+from synth.tiers import Tier
+from synth.twin import PasteConfig, image_generators, synthesize_twin
+
+
+@pytest.mark.parametrize("lam", [0.5, 0.6, 0.8, 1.0])
+def test_mixup_on_a_one_pixel_lesion_follows_eq_1(lam):
+    image = np.full((5, 5, 3), 100, np.uint8)
+    before = image.copy()
+    patch = np.array([[[200.0, 10.0, 160.0]]], np.float32)
+    mixup_paste(image, patch, np.ones((1, 1), bool), 2, 3, lam)
+    expected = np.rint((1 - lam) * np.array([100.0, 100.0, 100.0]) + lam * patch[0, 0])
+    np.testing.assert_array_equal(image[2, 3], expected.astype(np.uint8))
+    image[2, 3] = before[2, 3]
+    np.testing.assert_array_equal(image, before)  # nothing else touched
+
+
+def test_mixup_on_a_larger_lesion_weights_the_lesion_by_lambda():
+    image = np.full((6, 6, 1), 40, np.uint8)
+    patch = np.full((2, 3, 1), 240.0, np.float32)
+    mask = np.array([[True, False, True], [True, True, False]])
+    mixup_paste(image, patch, mask, 1, 2, 0.75)
+    inside = image[1:3, 2:5, 0][mask]
+    assert (inside == 190).all()  # 0.25 * 40 + 0.75 * 240
+    outside = image[1:3, 2:5, 0][~mask]
+    assert (outside == 40).all() and image[0].max() == 40
+
+
+ASYMMETRIC = np.arange(4 * 6 * 3, dtype=np.float32).reshape(4, 6, 3) * 2.0
+FULL = np.ones((4, 6), bool)
+
+
+def _only(**kw) -> AugmentDraw:
+    return AugmentDraw(**kw)
+
+
+def test_horizontal_and_vertical_flips_mirror_patch_and_mask():
+    mask = FULL.copy()
+    mask[0, 0] = False
+    patch, out = augment_lesion(ASYMMETRIC, mask, _only(flip_h=True))
+    np.testing.assert_array_equal(patch, ASYMMETRIC[:, ::-1])
+    np.testing.assert_array_equal(out, mask[:, ::-1])
+    patch, out = augment_lesion(ASYMMETRIC, mask, _only(flip_v=True))
+    np.testing.assert_array_equal(patch, ASYMMETRIC[::-1])
+    np.testing.assert_array_equal(out, mask[::-1])
+
+
+def test_rotation_by_90_degrees_turns_the_lesion_on_a_grown_canvas():
+    patch, mask = augment_lesion(ASYMMETRIC, FULL, _only(angle=90.0))
+    assert mask.shape == (8, 6)  # 6 wide, 4 high, turned, plus a one-pixel margin each side
+    rows, cols = np.nonzero(mask)
+    assert (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1) == (6, 4)
+    inner = patch[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    np.testing.assert_allclose(inner, np.rot90(ASYMMETRIC), atol=1e-3)  # counter-clockwise
+
+
+def test_resize_scales_the_lesion_and_keeps_its_mean():
+    patch, mask = augment_lesion(ASYMMETRIC, FULL, _only(scale=2.0))
+    assert mask.shape == (8, 12) and mask.all()
+    assert patch.mean() == pytest.approx(ASYMMETRIC.mean(), rel=0.02)
+    patch, mask = augment_lesion(ASYMMETRIC, FULL, _only(), base_scale=0.5)
+    assert mask.shape == (2, 3)
+
+
+def test_contrast_scales_deviations_about_the_lesion_mean():
+    patch, _ = augment_lesion(ASYMMETRIC + 40, FULL, _only(contrast=0.5))
+    source = ASYMMETRIC + 40
+    mean = source.reshape(-1, 3).mean(axis=0)
+    np.testing.assert_allclose(patch, (source - mean) * 0.5 + mean, atol=1e-3)
+
+
+def test_brightness_is_a_gain_on_the_lesion_pixels():
+    patch, _ = augment_lesion(ASYMMETRIC, FULL, _only(brightness=1.2))
+    np.testing.assert_allclose(patch, np.clip(ASYMMETRIC * 1.2, 0, 255), atol=1e-3)
+    one, _ = augment_lesion(ASYMMETRIC, FULL, _only(brightness=0.8), base_scale=0.1)
+    np.testing.assert_allclose(one[0, 0], ASYMMETRIC.reshape(-1, 3).mean(axis=0) * 0.8, rtol=1e-5)
+
+
+def test_colour_distortion_shifts_hue_and_scales_saturation_only():
+    red = np.zeros((4, 6, 3), np.float32)
+    red[..., 0] = 200.0
+    red[..., 1] = 100.0
+    shifted, _ = augment_lesion(red, FULL, _only(hue=1 / 3))  # a third of a turn: red -> green
+    assert shifted[..., 1].mean() > shifted[..., 0].mean()
+    np.testing.assert_allclose(shifted.max(axis=2), red.max(axis=2), atol=0.05)  # value kept
+    grey, _ = augment_lesion(red, FULL, _only(saturation=0.0))
+    np.testing.assert_allclose(grey[..., 0], grey[..., 1], atol=0.05)
+
+
+def test_an_identity_draw_changes_nothing():
+    patch, mask = augment_lesion(ASYMMETRIC, FULL, _only())
+    np.testing.assert_array_equal(patch, ASYMMETRIC)
+    np.testing.assert_array_equal(mask, FULL)
+
+
+_yy, _xx = np.mgrid[:9, :9]
+DISC = (_yy - 4) ** 2 + (_xx - 4) ** 2 <= 16  # a round lesion: its box's corners are not lesion
+
+
+def _two_source_bank(path) -> object:
+    """Two sources, each with one round lesion (9x9 box) of every type, on flat grey images."""
+    sources = []
+    for k in range(2):
+        image = np.full((60, 60, 3), 120, np.uint8)
+        masks = {}
+        for j, lesion_type in enumerate(FUNDUS_TYPES):
+            mask = np.zeros((60, 60), bool)
+            mask[5 + 12 * j : 14 + 12 * j, 20:29] = DISC
+            masks[lesion_type] = mask
+        sources.append(
+            AnnotatedImage(
+                source_id=f"src_{k}",
+                image=image,
+                masks=masks,
+                files=[{"role": "image", "path": f"src_{k}.png", "sha256": "0" * 64}],
+                fov={"cx": 30.0, "cy": 30.0, "radius": 30.0},
+                region=np.ones((60, 60), bool),
+                licence="CC0",
+                attribution="tests",
+            )
+        )
+    build_bank(sources, path, modality="fundus", lesion_types=FUNDUS_TYPES, recipe=NoRecipe(),
+               command="test")  # fmt: skip
+    return read_bank(path)
+
+
+def _flat(size: int, region: np.ndarray | None = None) -> Prepared:
+    image = np.full((size, size, 3), 60, np.uint8)
+    return Prepared(
+        image=image, region=np.ones((size, size), bool) if region is None else region,
+        fov_radius=30.0,
+    )  # fmt: skip
+
+
+OFF = PasteConfig(lam=None, augment=AugmentConfig(False, False, False, False, False, False))
+
+
+def test_each_source_gets_its_own_colour_table(tmp_path):
+    bank = _two_source_bank(tmp_path / "b.h5")
+    luts = np.zeros((2, 3, 256), np.uint8)
+    luts[0] += 10  # source 0: every value to 10
+    luts[1] += 250  # source 1: every value to 250
+    tiers = [Tier(("MA",), 1.0)]
+    pools = [bank.indices_of(["MA"])]
+    seen = set()
+    for seed in range(6):
+        twin = synthesize_twin(_flat(200), bank, tiers, pools, OFF, image_generators(seed, "a"),
+                               luts)  # fmt: skip
+        for paste in twin.pastes:
+            box = twin.image[paste["y"] : paste["y"] + 9, paste["x"] : paste["x"] + 9]
+            values = set(np.unique(box).tolist())
+            assert values <= {10, 250, 60}
+            # the last paste on top is whole: its own source's table, never the other's
+        last = twin.pastes[-1]
+        box = twin.image[last["y"] : last["y"] + 9, last["x"] : last["x"] + 9]
+        expected = 10 if last["source"] == "src_0" else 250
+        assert (box[DISC] == expected).all(), (last["source"], np.unique(box[DISC]))
+        seen.add(last["source"])
+    assert seen == {"src_0", "src_1"}
+
+
+def test_overlapping_pastes_keep_every_pasted_pixel_in_the_union_mask(tmp_path):
+    bank = _two_source_bank(tmp_path / "b.h5")
+    region = np.zeros((40, 40), bool)
+    region[10:24, 10:24] = True  # room for 9x9 lesions only where they overlap each other
+    tiers = [Tier(tuple(FUNDUS_TYPES), 1.0)]
+    pools = [bank.indices_of(list(FUNDUS_TYPES))]
+    overlapped = 0
+    for seed in range(5):
+        twin = synthesize_twin(_flat(40, region), bank, tiers, pools, OFF,
+                               image_generators(seed, "b"))  # fmt: skip
+        changed = (twin.image != 60).any(axis=2)
+        np.testing.assert_array_equal(twin.mask, changed)  # hard pastes: changed = pasted
+        boxes = np.zeros((40, 40), int)
+        for p in twin.pastes:
+            boxes[p["y"] : p["y"] + p["h"], p["x"] : p["x"] + p["w"]] += 1
+        overlapped += int((boxes > 1).any())
+    assert overlapped >= 3  # the fixture does make pastes overlap
