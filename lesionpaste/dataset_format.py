@@ -49,9 +49,18 @@ def safe_path(root: Path, relative: str) -> Path:
     """``root / relative``, refusing absolute paths, ``..``, and links that leave ``root``."""
     text = str(relative)
     pure = PurePosixPath(text)
-    if not text or pure.is_absolute() or "\\" in text or ".." in pure.parts or text.startswith("~"):
+    control = any(ord(c) < 32 or ord(c) == 127 for c in text)
+    if (
+        not text
+        or control
+        or pure.is_absolute()
+        or "\\" in text
+        or ".." in pure.parts
+        or text.startswith("~")
+    ):
         raise LesionPasteError(
-            f"unsafe path {text!r} in the dataset {root} (must be relative, no '..')"
+            f"unsafe path {text!r} in the dataset {root} (must be relative, no '..', no control "
+            "characters)"
         )
     path = Path(root) / pure
     real_root = Path(os.path.realpath(root))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -15,13 +16,11 @@ from hypothesis import strategies as st
 
 from bank_builder.bank_file import read_bank
 from bank_builder.errors import LesionPasteError
-from lesionpaste.dataset_format import read_dataset_json, verify
+from lesionpaste.dataset_format import MANIFEST_COLUMNS, read_dataset_json, verify
 from synth.normals import read_label_file
 from tests.conftest import SHARED_DATA
 from tests.synth_fixtures import make_fundus_bank
-from tests.train_fixtures import synthetic
 from train.data import load_dataset
-from train.errors import TrainError
 
 # LP_FUZZ_EXAMPLES raises the count for a longer run (make fuzz); CI keeps it short
 FUZZ = settings(
@@ -29,12 +28,29 @@ FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-csv_text = st.text(alphabet=st.sampled_from(list("ab,0123\n\r\"'./\\-_ é\x00")), max_size=300)
+HOSTILE_TEXT = st.text(alphabet=st.sampled_from(list("ab,0123\n\r\"'./\\-_ é~\x00")), max_size=20)
+FIELD_VALUES = st.one_of(
+    st.sampled_from(
+        ["", "0", "1", "2", "-1", "1.5", "x", "images/0000.png", "images/0001.png", "../x.png",
+         "/etc/passwd", "images", "~/x.png", "images\\0000.png", "0" * 64, "t0000"]
+    ),
+    HOSTILE_TEXT,
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    return synthetic(tmp_path_factory.mktemp("fuzz") / "d", pairs=3)
+    """A real dataset made by lp-synth (3 twin pairs, masks and paste records)."""
+    from tests.synth_fixtures import make_normals
+    from tests.test_output_safety import invoke
+
+    root = tmp_path_factory.mktemp("fuzz")
+    bank = make_fundus_bank(root / "b.h5")
+    normals = make_normals(root / "normals", 3)
+    code, err = invoke("lp-synth", "--bank", bank, "--normals", normals, "--size", "48",
+                       "--out", root / "d", "-q")  # fmt: skip
+    assert code == 0 and verify(root / "d") == [], err
+    return root / "d"
 
 
 def _copy(dataset: Path, tmp: Path) -> Path:
@@ -44,49 +60,154 @@ def _copy(dataset: Path, tmp: Path) -> Path:
     return target
 
 
-@FUZZ
-@given(manifest=csv_text)
-def test_any_manifest_is_verified_or_refused_cleanly(dataset, tmp_path, manifest):
-    root = _copy(dataset, tmp_path)
-    (root / "manifest.csv").write_text(manifest, encoding="utf-8")
-    problems = verify(root)  # reports problems as lines; must not raise
-    assert isinstance(problems, list) and problems
-    with pytest.raises(TrainError):
-        load_dataset(root)
-    assert not (tmp_path / "etc").exists()
+def _rows(root: Path) -> list[dict]:
+    with open(root / "manifest.csv", newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
 
 
 @FUZZ
 @given(
-    meta=st.recursive(
-        st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-        lambda inner: (
-            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-        ),
-        max_leaves=10,
-    )
+    edits=st.lists(
+        st.tuples(st.integers(0, 99), st.sampled_from(MANIFEST_COLUMNS), FIELD_VALUES),
+        min_size=1,
+        max_size=3,
+    ),
+    extra=st.sampled_from(["none", "duplicate", "drop", "short"]),
 )
-def test_any_dataset_json_is_read_or_refused_cleanly(dataset, tmp_path, meta):
+def test_any_damaged_manifest_row_is_verified_or_refused_cleanly(dataset, tmp_path, edits, extra):
+    """A structurally valid manifest (the right header) with damaged rows and values."""
     root = _copy(dataset, tmp_path)
-    (root / "dataset.json").write_text(json.dumps(meta), encoding="utf-8")
+    original = _rows(root)
+    rows = [dict(r) for r in original]
+    for index, column, value in edits:
+        rows[index % len(rows)][column] = value
+    if extra == "duplicate":
+        rows.append(dict(rows[0]))
+    elif extra == "drop":
+        rows.pop()
+    with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        if extra == "short":
+            fh.write("images/0000.png,0\n")
+    problems = verify(root)  # the problems as lines: it never raises
+    changed = [(o, r) for o, r in zip(original, rows) if o != r]
     try:
-        read_dataset_json(root)
-    except LesionPasteError:
-        pass
-    with pytest.raises(TrainError):
-        load_dataset(root)
+        data = load_dataset(root)
+    except LesionPasteError as exc:
+        assert str(exc) and "\n" not in str(exc) and problems
+        return
+    # accepted: exactly the rows written, nothing that a reader must refuse
+    assert extra in ("none", "drop") and data.paths == [r["path"] for r in rows]
+    assert data.labels.tolist() == [int(r["label"]) for r in rows]
+    for before, after in changed:
+        assert (before["path"], before["sha256"]) == (after["path"], after["sha256"])
+    if not changed and extra == "none":
+        assert problems == []
+    elif extra == "drop" or any(o["label"] != r["label"] for o, r in changed):
+        assert problems  # counts or pairs no longer agree with dataset.json
+
+
+def _damage(meta, path: tuple, value):
+    """``meta`` with the value at ``path`` (keys or indices) replaced, or deleted (None)."""
+    meta = json.loads(json.dumps(meta))
+    node = meta
+    for key in path[:-1]:
+        node = node[key]
+    if value is _DELETE:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return meta
+
+
+_DELETE = object()
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                               max_size=4),
+    max_leaves=8,
+) | st.just(_DELETE)  # fmt: skip
 
 
 @FUZZ
-@given(labels=csv_text)
-def test_any_label_file_is_read_or_refused_cleanly(tmp_path, labels):
-    (tmp_path / "images").mkdir(exist_ok=True)
-    (tmp_path / "labels.csv").write_text(labels, encoding="utf-8")
+@given(
+    where=st.sampled_from(
+        [("format",), ("schema_version",), ("kind",), ("counts",), ("counts", "images"),
+         ("config",), ("config", "size"), ("files",)]
+    ),
+    value=JSON_VALUES,
+)  # fmt: skip
+def test_any_damaged_dataset_json_is_read_or_refused_cleanly(dataset, tmp_path, where, value):
+    """A valid ``dataset.json`` (right format and schema) with one key damaged or deleted."""
+    root = _copy(dataset, tmp_path)
+    original = json.loads((root / "dataset.json").read_text())
+    meta = _damage(original, where, value)
+    (root / "dataset.json").write_text(json.dumps(meta), encoding="utf-8")
     try:
-        found, _ = read_label_file(tmp_path / "labels.csv", tmp_path / "images", {0})
-    except LesionPasteError:
+        read = read_dataset_json(root)
+    except LesionPasteError as exc:
+        assert "\n" not in str(exc)
+        assert meta.get("format") != original["format"] or where != ("format",)
+        refused = True
+    else:
+        refused = False
+        assert read == meta
+        assert read["format"] == "lesionpaste-dataset" and read["schema_version"] == 1
+        assert read["kind"] in ("synthetic", "evaluation")
+    if where[0] in ("format", "schema_version", "kind") and meta.get(where[0]) != original.get(
+        where[0]
+    ):
+        assert refused or (where == ("kind",) and meta["kind"] == "evaluation")
+    problems = verify(root)
+    if refused:
+        assert len(problems) == 1
+        with pytest.raises(LesionPasteError):
+            load_dataset(root)
+    elif meta.get("counts") != original.get("counts"):
+        assert problems  # the counts no longer agree with the manifest
+    elif meta == original:
+        assert problems == []
+
+
+@FUZZ
+@given(
+    eyeq=st.booleans(),
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c (1)", "d é", "missing", "../x", "sub/a", "", "a"])
+            | HOSTILE_TEXT,
+            st.sampled_from(["0", "1", "2", "4", "x", "", "-1"]),
+            st.sampled_from(["0", "1", "2", "q"]),
+            st.sampled_from([".jpeg", ".png", ""]),
+        ),
+        max_size=8,
+    ),
+)
+def test_any_label_file_is_read_or_refused_cleanly(tmp_path, eyeq, rows):
+    """EyePACS (``image,level``) and EyeQ (a leading index column, ``image,quality,DR_grade``)
+    label files with hostile names and values; images a, b, 'c (1)' and 'd é' exist."""
+    images = tmp_path / "images"
+    images.mkdir(exist_ok=True)
+    for name in ("a", "b", "c (1)", "d é"):
+        (images / f"{name}.png").write_bytes(b"")
+    path = tmp_path / "labels.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["", "image", "quality", "DR_grade"] if eyeq else ["image", "level"])
+        for i, (name, grade, quality, suffix) in enumerate(rows):
+            cells = [name + suffix, grade] if not eyeq else [i, name + suffix, quality, grade]
+            writer.writerow(cells)
+    try:
+        found, missing = read_label_file(path, images, {0, 1})
+    except LesionPasteError as exc:
+        assert "\n" not in str(exc)
         return
-    assert not found  # no image exists, so nothing can be found
+    for image in found:  # accepted: existing files, with a grade the filter kept
+        assert image.path.is_file() and image.path.parent == images
+        assert image.label in (0, 1) and image.image_id in ("a", "b", "c (1)", "d é")
+    assert all(m["id"] not in {i.image_id for i in found} for m in missing)
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +240,22 @@ def test_any_bank_attribute_damage_is_refused_cleanly(bank_file, tmp_path, name,
     path = tmp_path / "b.h5"
     shutil.copy(bank_file, path)
     with h5py.File(path, "a") as f:
+        original = f.attrs[name]
         f.attrs[name] = value
+    original = original.decode() if isinstance(original, bytes) else original
     try:
-        read_bank(path)
-    except LesionPasteError:
-        pass
+        bank = read_bank(path)
+    except LesionPasteError as exc:
+        assert "\n" not in str(exc) and str(path) in str(exc)
+        return
+    # accepted: a value the reader takes for what it stands for, never a damaged one
+    meta = bank.meta
+    assert meta.schema_version == 1 and meta.modality in ("fundus", "ct")
+    assert meta.channels in (1, 3) and isinstance(meta.lesion_types, list)
+    assert isinstance(meta.preprocess, dict) and isinstance(meta.sources, list)
+    if name in ("format", "schema_version", "modality"):
+        assert str(value) == str(original)  # any other value is refused
+    assert len(bank) > 0 and bank.lesion(0).patch.shape[:2] == bank.lesion(0).mask.shape
 
 
 @FUZZ

@@ -526,7 +526,12 @@ def test_train_and_rest_splits_partition_a_label_file(lp_synth, bank, tmp_path):
     assert not train_ids & set(rest) and len(train_ids) + len(rest) == 20
     assert all(int(i[1:]) < 14 for i in train_ids)  # only normals are trained on
     assert sum(1 for label in rest.values() if label == 2) == 6  # every abnormal is held out
-    assert 4 <= len(train_ids) <= 13
+    from synth.normals import in_training_split
+
+    normals = {row["twin_id"] for row in rows(tmp_path / "train")} | {
+        i for i, label in rest.items() if label == 0
+    }
+    assert train_ids == {i for i in normals if in_training_split(i, 0.6, 0)}  # the hash rule
 
 
 def test_cutpaste_baseline_pastes_a_rectangle_of_the_image_itself(

@@ -122,7 +122,17 @@ def test_compare_adds_paired_delong_tests(trained, data, lp_eval, lp_train, tmp_
     assert r.code == 0, r.stderr
     tests = json.loads((tmp_path / "ev/metrics.json").read_text())["compare"]["delong"]
     assert set(tests) == {"0v1", "0v2", "0v3", "0v4", "0vall"}
-    assert 0 <= tests["0vall"]["p"] <= 1
+    # the same test, recomputed from the two runs' own scores of these images
+    assert lp_eval(weak, data[1], "--out", tmp_path / "ev_weak", "--device", "cpu").code == 0
+    from train.evaluate import compare, read_scores
+
+    _, labels, mine = read_scores(tmp_path / "ev/scores.csv")
+    _, _, theirs = read_scores(tmp_path / "ev_weak/scores.csv")
+    expected = compare(mine, theirs, labels)
+    for name, entry in tests.items():
+        assert entry["p"] == pytest.approx(expected[name]["p"], rel=1e-6)
+        assert entry["z"] == pytest.approx(expected[name]["z"], rel=1e-6)
+        assert entry["auc_a"] == pytest.approx(expected[name]["auc_a"], rel=1e-6)
 
 
 def test_an_interrupted_run_resumes_to_the_uninterrupted_result(
