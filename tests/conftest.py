@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: ../shared/data beside the checkout; $LP_SHARED_DATA names it for runs from a copy of the
+#: tree elsewhere (make mutate runs the tests inside mutants/).
+SHARED_DATA = Path(
+    os.environ.get("LP_SHARED_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+)
 IDRID_ROOT = SHARED_DATA / "idrid"
 SEG = IDRID_ROOT / "A. Segmentation"
 GT = SEG / "2. All Segmentation Groundtruths" / "a. Training Set"
