@@ -92,7 +92,8 @@ def _find_image(folder: Path, name: str, by_stem: dict[str, Path]) -> Path | Non
     direct = folder / name
     if Path(name).suffix.lower() in IMAGE_SUFFIXES and direct.is_file():
         return direct
-    return by_stem.get(Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES else name)
+    stem = Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES else name
+    return by_stem.get(unicodedata.normalize("NFC", stem))  # whichever form each side uses
 
 
 def in_training_split(image_id: str, fraction: float, seed: int) -> bool:
@@ -165,7 +166,11 @@ def read_label_file(
             f"--quality needs an EyeQ label file; {labels.name} has no quality column"
         )
     wanted_quality = QUALITY[quality] if quality else None
-    by_stem = {p.stem: p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    by_stem = {
+        unicodedata.normalize("NFC", p.stem): p
+        for p in images.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES
+    }
     found, missing = [], []
     for line, row in enumerate(rows, start=2):
         try:

@@ -85,9 +85,11 @@ def test_real_file_names_round_trip_through_every_tool(bank, tmp_path):
     assert code == 0, err
 
     labels = tmp_path / "labels.csv"
-    with open(labels, "w", newline="", encoding="utf-8") as fh:
-        csv.writer(fh).writerows([("image", "level")] + [(f"{n}.png", i % 2) for i, n in
-                                                          enumerate(NAMES)])  # fmt: skip
+    with open(labels, "w", newline="", encoding="utf-8") as fh:  # NFC names, even for NFD files
+        csv.writer(fh).writerows(
+            [("image", "level")]
+            + [(unicodedata.normalize("NFC", n), i % 2) for i, n in enumerate(NAMES)]
+        )
     code, err = invoke("lp-synth", "prep", "--images", folder, "--labels", labels, "--bank", bank,
                        "--like", tmp_path / "twins", "--out", tmp_path / "eval", "-q")  # fmt: skip
     assert code == 0, err
