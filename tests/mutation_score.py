@@ -1,7 +1,8 @@
 """The mutation score per module, from mutmut's results (run by ``make mutate``).
 
 A mutant is *killed* when a test fails on it (a timeout counts: the tests noticed), *survived*
-when every test passed. Mutants listed in ``tests/mutation_equivalent.txt`` (name, a tab, the
+when every test passed, *untested* when no selected test runs its function: untested mutants count
+against the score like survivors. Mutants listed in ``tests/mutation_equivalent.txt`` (name, a tab, the
 reason) behave exactly like the original code, so no test could kill them: they are left out of
 the score. Prints a table, then every surviving mutant, and exits 1 when a module is below the
 target.
@@ -71,17 +72,21 @@ def main() -> int:
         elif state == "survived":
             row["survived"] += 1
             survivors.append(name)
+        elif state == "no tests":
+            row["untested"] += 1
+            survivors.append(name + "  (no test runs it)")
         else:
-            row["other"] += 1  # not checked, no tests, skipped, suspicious
+            row["other"] += 1  # not checked (an interrupted run), skipped, suspicious
     print(f"{'module':<32} {'mutants':>7} {'equiv.':>6} {'killed':>6} {'survived':>8} "
-          f"{'other':>5} {'score':>6}")  # fmt: skip
+          f"{'untested':>8} {'other':>5} {'score':>6}")  # fmt: skip
     below = []
     for module, row in sorted(table.items()):
-        counted = row["killed"] + row["survived"]
+        counted = row["killed"] + row["survived"] + row["untested"]
         score = row["killed"] / counted if counted else float("nan")
         total = sum(row.values())
         print(f"{module:<32} {total:>7} {row['equivalent']:>6} {row['killed']:>6} "
-              f"{row['survived']:>8} {row['other']:>5} {score:>6.1%}")  # fmt: skip
+              f"{row['survived']:>8} {row['untested']:>8} {row['other']:>5} "
+              f"{score:>6.1%}")  # fmt: skip
         if not score >= args.target:
             below.append(module)
     if survivors:

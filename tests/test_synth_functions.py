@@ -179,3 +179,14 @@ def test_scale_matching_gives_the_expected_area(small_bank):
     for paste in twin.pastes:
         assert paste["scale"] == pytest.approx(220.0 / source_radius)
         assert abs(paste["area"] - expected) <= 0.15 * expected
+
+
+def test_one_draw_is_the_first_of_a_batch_of_one():
+    from synth.augment import draw_augmentations
+
+    for seed in range(3):
+        one = draw_augmentation(np.random.default_rng(seed), AugmentConfig(colour=True))
+        batch = draw_augmentations(np.random.default_rng(seed), AugmentConfig(colour=True), 1)
+        assert one == batch[0]
+        assert one != draw_augmentations(np.random.default_rng(seed), AugmentConfig(colour=True),
+                                         2)[1]  # fmt: skip

@@ -1,0 +1,70 @@
+"""Colour matching (``--match-colour``) on histograms whose answer can be counted by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from synth.colour import colour_luts, histogram, matching_lut
+
+
+def _hist(levels: dict[int, int]) -> np.ndarray:
+    h = np.zeros(256, np.int64)
+    for level, count in levels.items():
+        h[level] = count
+    return h
+
+
+def test_histogram_counts_each_channel_inside_the_region_only():
+    image = np.zeros((2, 3, 2), np.uint8)
+    image[0, :, 0] = [5, 5, 7]
+    image[1, :, 0] = [9, 9, 9]  # outside the region
+    image[:, :, 1] = 200
+    region = np.array([[True, True, True], [False, False, False]])
+    h = histogram(image, region)
+    assert h.shape == (2, 256)
+    assert h[0, 5] == 2 and h[0, 7] == 1 and h[0, 9] == 0 and h[0].sum() == 3
+    assert h[1, 200] == 3 and h[1].sum() == 3
+
+
+def test_matching_maps_each_level_to_the_target_level_of_equal_quantile():
+    source = _hist({k: 1 for k in range(100)})  # uniform over 0..99
+    target = _hist({k: 1 for k in range(100, 200)})  # uniform over 100..199
+    lut = matching_lut(source, target)
+    np.testing.assert_array_equal(lut[:100], np.arange(100, 200))
+    assert lut.dtype == np.uint8 and (np.diff(lut.astype(int)) >= 0).all()  # monotone
+
+
+def test_matching_a_histogram_onto_itself_is_the_identity_and_a_point_moves_to_the_point():
+    full = _hist({k: 3 for k in range(256)})
+    np.testing.assert_array_equal(matching_lut(full, full), np.arange(256))
+    lut = matching_lut(_hist({50: 10}), _hist({200: 4}))
+    assert lut[50] == 200 and lut[255] == 200
+
+
+def test_matching_splits_mass_by_quantile():
+    # half the source at 10 and half at 20; the target a quarter at 30 and three quarters at 90
+    lut = matching_lut(_hist({10: 5, 20: 5}), _hist({30: 1, 90: 3}))
+    assert lut[10] == 90 and lut[20] == 90  # the source's 50% quantile lies in the target's 90s
+    lut = matching_lut(_hist({10: 1, 20: 3}), _hist({30: 1, 90: 3}))
+    assert lut[10] == 30 and lut[20] == 90
+
+
+def test_an_empty_histogram_gives_the_identity():
+    empty, some = np.zeros(256, np.int64), _hist({3: 1})
+    np.testing.assert_array_equal(matching_lut(empty, some), np.arange(256))
+    np.testing.assert_array_equal(matching_lut(some, empty), np.arange(256))
+
+
+def test_colour_luts_are_per_source_and_per_channel():
+    sources = np.zeros((2, 3, 256), np.int64)
+    target = np.zeros((3, 256), np.int64)
+    for c in range(3):
+        target[c, 100 + 50 * c] = 1  # channel c of the normals sits at 100 + 50c
+    sources[0, :, 10] = 1
+    sources[1, :, 40] = 1
+    luts = colour_luts(sources, target)
+    assert luts.shape == (2, 3, 256)
+    for i, level in ((0, 10), (1, 40)):
+        for c in range(3):
+            assert luts[i, c, level] == 100 + 50 * c
+            np.testing.assert_array_equal(luts[i, c], matching_lut(sources[i, c], target[c]))

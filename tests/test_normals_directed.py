@@ -1,0 +1,157 @@
+"""Which normal images a run uses: names, folders and label files, checked function by function
+(the CLI tests go through them end to end)."""
+
+from __future__ import annotations
+
+import csv
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from lesionpaste.errors import LesionPasteError
+from synth.normals import (
+    MAX_ID_BYTES,
+    checked_id,
+    is_eyeq,
+    list_folder,
+    name_problem,
+    read_label_file,
+)
+
+
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("", "is empty"),
+        ("   ", "is empty"),
+        ("a/b", "path separator"),
+        ("a\\b", "path separator"),
+        ("bad\udcff", "not valid UTF-8"),
+        ("tab\there", "control character"),
+        ("nul\x00", "control character"),
+        ("del\x7f", "control character"),
+        (".hidden", "starts with '.'"),
+        ("..", "starts with '.'"),
+        ("é" * (MAX_ID_BYTES // 2 + 1), "too long"),
+    ],
+)
+def test_each_unportable_name_is_named_with_its_reason(name, problem):
+    assert problem in name_problem(name)
+    with pytest.raises(LesionPasteError, match="image name"):
+        checked_id(name, "here")
+
+
+@pytest.mark.parametrize(
+    "name", ["patient 1", "scan (1)", "a#b", "x,y", "眼底", "a..b", "é" * (MAX_ID_BYTES // 2)]
+)
+def test_ordinary_names_pass_and_come_back_in_nfc(name):
+    assert name_problem(name) is None
+    nfd = unicodedata.normalize("NFD", name)
+    assert checked_id(nfd, "here") == unicodedata.normalize("NFC", name)
+
+
+def _touch(folder: Path, *names: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_bytes(b"x")
+    return folder
+
+
+def test_a_folder_lists_its_images_sorted_skipping_hidden_and_other_files(tmp_path):
+    folder = _touch(tmp_path / "f", "b.png", "a.JPG", "c.jpeg", "._a.png", "notes.txt", "d.tif")
+    (folder / "sub.png").mkdir()  # a folder named like an image is not one
+    images = list_folder(folder)
+    assert [i.image_id for i in images] == ["a", "b", "c", "d"]
+    assert [i.path.name for i in images] == ["a.JPG", "b.png", "c.jpeg", "d.tif"]
+    assert all(i.label is None and i.slice is None for i in images)
+
+
+@pytest.mark.parametrize(
+    "names, message",
+    [
+        ((), "no images in it"),
+        (("x.png", "x.jpg"), "map to one output name"),
+        (("Ab.png", "ab.png"), "map to one output name"),
+    ],
+)
+def test_a_folder_without_usable_images_is_refused(tmp_path, names, message):
+    folder = _touch(tmp_path / "f", *names, "readme.md")
+    with pytest.raises(LesionPasteError, match=message):
+        list_folder(folder)
+    with pytest.raises(LesionPasteError, match="no such folder"):
+        list_folder(tmp_path / "nowhere")
+
+
+def _labels(path: Path, rows: list[list]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(rows)
+    return path
+
+
+def test_an_eyeq_file_in_its_published_form_is_read_with_its_filters(tmp_path):
+    images = _touch(tmp_path / "images", "1_left.jpeg", "1_right.jpeg", "2_left.jpeg", "3.jpeg")
+    labels = _labels(
+        tmp_path / "Label_EyeQ_train.csv",
+        [["", "image", "quality", "DR_grade"], [0, "1_left.jpeg", 0, 0], [1, "1_right.jpeg", 1, 0],
+         [2, "2_left.jpeg", 0, 2], [3, "9_gone.jpeg", 0, 0], [4, "3.jpeg", 2, 0]],
+    )  # fmt: skip
+    assert is_eyeq(labels)
+    found, missing = read_label_file(labels, images, {0}, "good")
+    assert [(i.image_id, i.label) for i in found] == [("1_left", 0)]
+    assert [m["id"] for m in missing] == ["9_gone"] and "not in" in missing[0]["reason"]
+    found, _ = read_label_file(labels, images, {0}, "usable")
+    assert [i.image_id for i in found] == ["1_right"]
+    found, _ = read_label_file(labels, images, {0}, "reject")
+    assert [i.image_id for i in found] == ["3"]
+    found, missing = read_label_file(labels, images, None, None)
+    assert [(i.image_id, i.label) for i in found] == [
+        ("1_left", 0), ("1_right", 0), ("2_left", 2), ("3", 0)
+    ]  # fmt: skip
+    assert found[0].path == images / "1_left.jpeg"
+
+
+def test_an_eyepacs_file_finds_images_with_or_without_their_extension(tmp_path):
+    images = _touch(tmp_path / "images", "10_left.jpeg", "10_right.png")
+    labels = _labels(tmp_path / "labels.csv", [["image", "level"], ["10_left", 0],
+                                               ["10_right.png", 1], ["11_left", 0]])  # fmt: skip
+    assert not is_eyeq(labels)
+    found, missing = read_label_file(labels, images, {0, 1})
+    assert [(i.image_id, i.path.name, i.label) for i in found] == [
+        ("10_left", "10_left.jpeg", 0), ("10_right", "10_right.png", 1)
+    ]  # fmt: skip
+    assert [m["id"] for m in missing] == ["11_left"]
+    found, _ = read_label_file(labels, images, {1})
+    assert [i.image_id for i in found] == ["10_right"]
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([["file", "grade"], ["a", 0]], "unknown label file"),
+        ([["image", "level"], ["a", "x"]], "is not a number"),
+        ([["image", "level"], ["zzz", 0]], "no image matches"),
+        ([["image", "level"], ["a", 3]], "no image matches"),
+        ([["image", "level"], ["a", 0], ["a.png", 0]], "map to one output name"),
+    ],
+)
+def test_bad_label_files_are_refused_with_the_reason(tmp_path, rows, message):
+    images = _touch(tmp_path / "images", "a.png")
+    labels = _labels(tmp_path / "labels.csv", rows)
+    with pytest.raises(LesionPasteError, match=message):
+        read_label_file(labels, images, {0})
+
+
+def test_quality_needs_an_eyeq_file_and_missing_paths_are_named(tmp_path):
+    images = _touch(tmp_path / "images", "a.png")
+    labels = _labels(tmp_path / "labels.csv", [["image", "level"], ["a", 0]])
+    with pytest.raises(LesionPasteError, match="--quality needs an EyeQ label file"):
+        read_label_file(labels, images, {0}, "good")
+    with pytest.raises(LesionPasteError, match="no such label file"):
+        read_label_file(tmp_path / "none.csv", images, {0})
+    with pytest.raises(LesionPasteError, match="no such folder of images"):
+        read_label_file(labels, tmp_path / "none", {0})
+    (tmp_path / "bad.csv").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(LesionPasteError):
+        read_label_file(tmp_path / "bad.csv", images, {0})
+    assert not is_eyeq(tmp_path / "bad.csv") and not is_eyeq(tmp_path / "none.csv")
