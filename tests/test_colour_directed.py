@@ -68,3 +68,9 @@ def test_colour_luts_are_per_source_and_per_channel():
         for c in range(3):
             assert luts[i, c, level] == 100 + 50 * c
             np.testing.assert_array_equal(luts[i, c], matching_lut(sources[i, c], target[c]))
+
+
+def test_mass_at_the_last_level_is_matched_too():
+    assert matching_lut(_hist({255: 4}), _hist({10: 1}))[255] == 10
+    assert matching_lut(_hist({10: 4}), _hist({255: 1}))[10] == 255
+    assert matching_lut(np.zeros(256, np.int64), _hist({3: 1})).dtype == np.uint8

@@ -191,3 +191,41 @@ def test_overlapping_pastes_keep_every_pasted_pixel_in_the_union_mask(tmp_path):
             boxes[p["y"] : p["y"] + p["h"], p["x"] : p["x"] + p["w"]] += 1
         overlapped += int((boxes > 1).any())
     assert overlapped >= 3  # the fixture does make pastes overlap
+
+
+def test_a_column_lesion_is_pasted_whole_not_as_one_pixel():
+    image = np.full((6, 6, 1), 40, np.uint8)
+    mixup_paste(image, np.full((3, 1, 1), 240.0, np.float32), np.ones((3, 1), bool), 1, 2, 1.0)
+    assert (image[1:4, 2, 0] == 240).all() and image.sum() == 40 * 33 + 240 * 3
+
+
+def test_one_pixel_positions_are_one_draw_among_the_region_pixels():
+    from synth.paste import find_position
+
+    region = np.zeros((9, 9), bool)
+    region[2:5, 3:7] = True
+    pixels = np.argwhere(region)
+    for seed in range(5):
+        got = find_position(np.random.default_rng(seed), np.ones((1, 1), bool), region, 100, pixels)
+        expected = pixels[int(np.random.default_rng(seed).integers(len(pixels)))]
+        assert got == (int(expected[0]), int(expected[1]))
+
+
+def test_a_larger_mask_never_takes_the_one_pixel_shortcut():
+    from synth.paste import find_position
+
+    region = np.zeros((6, 6), bool)
+    region[2, 2] = True  # one pixel: a 2x2 lesion can never fit
+    rng = np.random.default_rng(0)
+    assert find_position(rng, np.ones((2, 2), bool), region, 50, np.argwhere(region)) is None
+    after = np.random.default_rng(0)
+    after.integers(0, 5, 100)  # exactly the tries' draws (y and x each time)
+    assert rng.integers(1 << 30) == after.integers(1 << 30)
+
+
+def test_positions_reach_the_first_column_and_row():
+    from synth.paste import find_position
+
+    region = np.zeros((5, 5), bool)
+    region[0:2, 0] = True  # only the top-left 2x1 spot fits a 2x1 lesion
+    assert find_position(np.random.default_rng(1), np.ones((2, 1), bool), region, 500) == (0, 0)
