@@ -1,6 +1,7 @@
 """The fast DeLong algorithm against an independent slow implementation and scikit-learn."""
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -92,3 +93,49 @@ def test_published_example_hanley_mcneil_1982():
     result = auc_ci(scores, labels)
     assert round(result["auc"], 3) == 0.893
     assert result["se"] == pytest.approx(0.032, abs=0.002)
+
+
+@pytest.mark.parametrize("m, n", [(2, 2), (2, 7), (7, 2), (3, 3)])
+def test_fast_delong_equals_the_definition_with_two_or_three_cases_of_a_class(m, n):
+    rng = np.random.default_rng(m * 10 + n)
+    labels = np.array([True] * m + [False] * n)
+    scores = np.stack([rng.normal(size=m + n) + labels, rng.normal(size=m + n)])
+    fast_aucs, fast_cov = delong_covariance(scores, labels)
+    slow_aucs, slow_cov = slow_delong(scores, labels)
+    np.testing.assert_allclose(fast_aucs, slow_aucs, atol=1e-12)
+    np.testing.assert_allclose(fast_cov, slow_cov, atol=1e-12)
+
+
+def test_one_case_of_a_class_has_no_spread_from_that_class():
+    scores = np.array([[0.9, 0.1, 0.5, 0.3, 0.95]])
+    labels = np.array([True, False, False, False, False])  # m = 1
+    aucs, cov = delong_covariance(scores, labels)
+    neg = scores[0, 1:]
+    v01 = (scores[0, 0] > neg).astype(float)  # per negative: is the one positive above it
+    assert aucs[0] == pytest.approx(0.75)
+    assert cov[0, 0] == pytest.approx(np.var(v01, ddof=1) / 4)  # only the negatives' term
+    aucs, cov = delong_covariance(scores, ~labels)  # n = 1
+    assert np.isfinite(cov).all() and cov.shape == (1, 1)
+
+
+def test_a_class_without_cases_is_refused_by_name():
+    with pytest.raises(ValueError, match="at least one positive and one negative case"):
+        delong_covariance(np.array([0.1, 0.2]), np.array([0, 0]))
+    with pytest.raises(ValueError, match="at least one positive and one negative case"):
+        delong_covariance(np.array([0.1, 0.2]), np.array([1, 1]))
+
+
+def test_intervals_are_clipped_to_zero_and_one():
+    labels = np.array([1] * 6 + [0] * 6)
+    nearly = np.array([0.9, 0.8, 0.85, 0.95, 0.7, 0.3, 0.1, 0.2, 0.4, 0.35, 0.15, 0.05])
+    high = auc_ci(nearly, labels)
+    assert high["auc"] > 0.9 and high["auc"] + 1.96 * high["se"] > 1 and high["ci_high"] == 1.0
+    low = auc_ci(-nearly, labels)
+    assert low["auc"] - 1.96 * low["se"] < 0 and low["ci_low"] == 0.0
+
+
+def test_two_scorers_without_variance_but_with_a_difference_are_certainly_different():
+    labels = np.array([1, 1, 0, 0])
+    perfect = np.array([0.9, 0.8, 0.2, 0.1])
+    result = paired_test(perfect, -perfect, labels)
+    assert result["difference"] == 1.0 and result["z"] == math.inf and result["p"] == 0.0
