@@ -88,6 +88,8 @@ def test_per_grade_aucs_see_which_grade_is_detected():
     assert auc["0v2"]["auc"] == pytest.approx(roc_auc_score(labels[labels != 1] == 2,
                                                             scores[labels != 1]))  # fmt: skip
     pairs = compare(scores, -scores, labels)
+    assert set(pairs) == set(auc) == {"0v1", "0v2", "0vall"}
+    assert pairs["0v1"]["auc_a"] == pytest.approx(auc["0v1"]["auc"])
     assert pairs["0v2"]["z"] > 0 and pairs["0v2"]["auc_a"] == pytest.approx(auc["0v2"]["auc"])
 
 
