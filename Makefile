@@ -142,7 +142,7 @@ mutate: $(STAMP)
 	$(BIN)/python tests/mutation_score.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check bank_builder synth train tests bench
+	$(BIN)/ruff check lesionpaste bank_builder synth train tests bench
 
 clean:
 	rm -rf $(DEMO_OUT) demo/report.html .pytest_cache build *.egg-info mutants mutants.log
