@@ -167,12 +167,12 @@ def _dataset(f: h5py.File, name: str, path: Path, ndim: int) -> np.ndarray:
     obj = f.get(name)
     if not isinstance(obj, h5py.Dataset) or obj.ndim != ndim:
         raise LesionPasteError(f"{path}: damaged bank, dataset {name!r} is missing or malformed")
-    declared = obj.size * obj.dtype.itemsize
-    if declared > max(256 << 20, 64 * Path(path).stat().st_size):
+    declared, size = obj.size * obj.dtype.itemsize, f.id.get_filesize()
+    if declared > max(256 << 20, 64 * size):
         # banks are written uncompressed: a small file declaring gigabytes is hostile
         raise LesionPasteError(
             f"{path}: dataset {name!r} would take {declared / 2**30:.1f} GiB in memory from a "
-            f"{Path(path).stat().st_size:,}-byte file; refused unread (damaged or hostile bank)"
+            f"{size:,}-byte file; refused unread (damaged or hostile bank)"
         )
     return obj[()]
 

@@ -182,27 +182,17 @@ def build(
         names = [image.stem.lower()]
         if modality_name == "fundus":
             recipe = _recipe(preprocess, "graham", window_spec)
-            sources = (  # read lazily, once the output has been checked
-                load_fundus(
-                    image.stem, image, masks, recipe, licence=licence, attribution=attribution
-                )
-                for _ in range(1)
-            )
+            sources = _loaded_later(
+                load_fundus, image.stem, image, masks, recipe, licence=licence,
+                attribution=attribution,
+            )  # fmt: skip
         else:
             recipe = _recipe(preprocess, "window" if is_dicom(image) else "none", window_spec)
             spacing = [pixel_spacing, pixel_spacing] if pixel_spacing else None
-            sources = (
-                load_ct_slice(
-                    image.stem,
-                    image,
-                    masks,
-                    recipe,
-                    spacing,
-                    licence=licence,
-                    attribution=attribution,
-                )
-                for _ in range(1)
-            )
+            sources = _loaded_later(
+                load_ct_slice, image.stem, image, masks, recipe, spacing, licence=licence,
+                attribution=attribution,
+            )  # fmt: skip
         types = list(masks)
     out = _default_out(out, names)
     check_output(out, "bank", inputs, overwrite)
@@ -231,6 +221,12 @@ def build(
             f"wrote {result.path}: {sum(result.counts.values())} lesions ({counts}) from "
             f"{', '.join(result.sources)} in {time.perf_counter() - started:.1f} s"
         )
+
+
+def _loaded_later(load, *args, **kwargs):
+    """The one source of a folder build, read when the build asks for it: after the output
+    has been checked, as the IDRiD and MosMed sources are."""
+    yield load(*args, **kwargs)
 
 
 def _default_out(out: Path | None, names: list[str]) -> Path:

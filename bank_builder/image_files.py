@@ -13,9 +13,7 @@ import cv2
 import numpy as np
 
 from bank_builder.errors import LesionPasteError
-from lesionpaste.images import check_complete, decode, jpeg_size, read_bytes
-
-__all__ = ["check_complete", "decode", "read_bytes"]  # readers the other modules share
+from lesionpaste.images import decode, jpeg_size, read_bytes
 
 
 def sha256_hex(data: bytes) -> str:

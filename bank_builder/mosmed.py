@@ -11,8 +11,9 @@ import numpy as np
 
 from bank_builder.annotated import AnnotatedImage
 from bank_builder.errors import LesionPasteError
-from bank_builder.image_files import read_bytes, sha256_hex
+from bank_builder.image_files import sha256_hex
 from bank_builder.preprocess import WindowRecipe, window_hu
+from lesionpaste.images import read_bytes
 
 LESION_TYPE = "COVID"
 LICENCE = "CC BY-NC-ND 3.0"

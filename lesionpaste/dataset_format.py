@@ -21,6 +21,7 @@ import csv
 import hashlib
 import io
 import os
+import unicodedata
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -36,6 +37,11 @@ MANIFEST_COLUMNS = ["path", "label", "twin_id", "tier", "n_lesions", "mask_path"
 KINDS = ("synthetic", "evaluation")
 
 
+def has_control_character(text: str) -> bool:
+    """Whether ``text`` holds a control character (Unicode category Cc: C0, DEL and C1)."""
+    return any(unicodedata.category(c) == "Cc" for c in text)
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a regular file's bytes (anything else is refused, not read)."""
     h = hashlib.sha256()
@@ -49,10 +55,9 @@ def safe_path(root: Path, relative: str) -> Path:
     """``root / relative``, refusing absolute paths, ``..``, and links that leave ``root``."""
     text = str(relative)
     pure = PurePosixPath(text)
-    control = any(ord(c) < 32 or ord(c) == 127 for c in text)
     if (
         not text
-        or control
+        or has_control_character(text)
         or pure.is_absolute()
         or "\\" in text
         or ".." in pure.parts
@@ -201,10 +206,11 @@ def verify(root: Path) -> list[str]:
 
 def _file_problems(root: Path, relative: str, digest: str | None, listed_in: str) -> list[str]:
     """What is wrong with one listed file: missing, not a regular file, another sha256."""
-    if not os.path.lexists(safe_path(root, relative)):
+    path = safe_path(root, relative)
+    if not os.path.lexists(path):
         return [f"{relative}: missing"]
     try:
-        if digest is not None and sha256_file(safe_path(root, relative)) != digest:
+        if digest is not None and sha256_file(path) != digest:
             return [f"{relative}: sha256 differs from {listed_in}"]
     except LesionPasteError as exc:
         return [str(exc)]

@@ -101,6 +101,19 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, text.encode("utf-8"))
 
 
+def is_temp_file(path: Path) -> bool:
+    """A ``.NAME.PID.tmp`` file: what ``write_atomic`` writes before renaming (a killed run's
+    leftover when it is still there)."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def entries(folder: Path) -> list[Path]:
+    """A folder's entries, sorted, less killed runs' temporary files (empty if no folder)."""
+    if not Path(folder).is_dir():
+        return []
+    return sorted(p for p in Path(folder).iterdir() if not is_temp_file(p))
+
+
 def remove_temp_files(folder: Path, recursive: bool = False) -> int:
     """Delete the ``.NAME.PID.tmp`` files that killed runs left half-written in ``folder``.
 

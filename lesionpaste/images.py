@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.files import open_regular
+from lesionpaste.files import open_regular, read_regular_file
 from lesionpaste.formats import PNG_SOFTWARE
 
 #: Images whose header claims more pixels than this are refused before decoding (a
@@ -77,8 +77,7 @@ def refuse_oversized(data: bytes, where: object) -> None:
 def read_bytes(path: Path) -> bytes:
     """Read a whole image file, turning a missing, unreadable, empty or non-regular file
     (a directory, a FIFO, a device) into a clear error."""
-    with open_regular(path, "image file") as fh:
-        data = fh.read()
+    data = read_regular_file(path, what="image file")
     if not data:
         raise LesionPasteError(f"{path}: the file is empty (0 bytes)")
     return data

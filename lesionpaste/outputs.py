@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.files import entries, is_temp_file
 from lesionpaste.formats import BANK_FORMAT, DATASET_FORMAT
 from lesionpaste.images import is_marked_png
 from lesionpaste.jsonfiles import read_json_file
@@ -116,21 +117,20 @@ def foreign(path: Path, kind: str) -> str | None:
         return _what(path, "a PNG written by LesionPaste")
     if not path.is_dir():
         return _what(path, "a directory")
-    entries = _entries(path)
-    if not entries:
+    found = entries(path)
+    if not found:
         return None
     return {"dataset": _foreign_dataset, "run": _foreign_run, "evaluation": _foreign_evaluation}[
         kind
-    ](path, entries)
+    ](path, found)
 
 
-def _entries(folder: Path) -> list[Path]:
-    """The folder's entries, less the hidden temporary files that killed runs leave."""
-    return sorted(p for p in folder.iterdir() if not _is_temp(p))
-
-
-def _is_temp(path: Path) -> bool:
-    return path.name.startswith(".") and path.name.endswith(".tmp")
+def is_run(folder: Path, found: list[Path] | None = None) -> bool:
+    """Whether ``folder`` is marked as an lp-train run: its ``config.json``, or ``fold_K`` runs
+    of a cross-validation (``found``: its entries, when already listed)."""
+    found = entries(folder) if found is None else found
+    names = {e.name for e in found}
+    return "config.json" in names or any(_FOLD.fullmatch(n) for n in names)
 
 
 def _what(path: Path, wanted: str) -> str:
@@ -161,48 +161,46 @@ def _unexpected(entry: Path, kind: str) -> str:
 _WRITER = {"dataset": "lp-synth", "run": "lp-train", "evaluation": "lp-eval"}
 
 
-def _foreign_dataset(root: Path, entries: list[Path]) -> str | None:
+def _foreign_dataset(root: Path, found: list[Path]) -> str | None:
     try:
         meta = read_json_file(root / "dataset.json")
     except LesionPasteError:
         return "it has no readable dataset.json"
     if not isinstance(meta, dict) or meta.get("format") != DATASET_FORMAT:
         return "its dataset.json is not a LesionPaste dataset's"
-    for entry in entries:
+    for entry in found:
         if entry.name not in _DATASET_TOP or entry.is_symlink():
             return _unexpected(entry, "dataset")
         if entry.name in ("images", "masks"):
             if not entry.is_dir():
                 return _unexpected(entry, "dataset")
             for inner in entry.rglob("*"):
-                ours = inner.is_dir() or inner.suffix == ".png" or _is_temp(inner)
+                ours = inner.is_dir() or inner.suffix == ".png" or is_temp_file(inner)
                 if inner.is_symlink() or not ours:
                     where = str(inner.relative_to(root))
                     return f"it holds {where!r}, which lp-synth does not write"
     return None
 
 
-def _foreign_evaluation(root: Path, entries: list[Path]) -> str | None:
+def _foreign_evaluation(root: Path, found: list[Path]) -> str | None:
     if not (root / "metrics.json").is_file():
         return "it has no metrics.json"
-    for entry in entries:
+    for entry in found:
         if entry.name not in _EVALUATION_FILES or not entry.is_file() or entry.is_symlink():
             return _unexpected(entry, "evaluation")
     return None
 
 
-def _foreign_run(root: Path, entries: list[Path]) -> str | None:
-    names = {e.name for e in entries}
-    folds = [e for e in entries if _FOLD.fullmatch(e.name)]
-    if "config.json" not in names and not folds:
+def _foreign_run(root: Path, found: list[Path]) -> str | None:
+    if not is_run(root, found):
         return "it has no config.json"
-    for entry in entries:
+    for entry in found:
         if entry.is_symlink():
             return _unexpected(entry, "run")
         if entry.is_file() and entry.name in _RUN_FILES:
             continue
         if entry.is_dir():
-            inner = _entries(entry)
+            inner = entries(entry)
             if _FOLD.fullmatch(entry.name) and (not inner or _foreign_run(entry, inner) is None):
                 continue
             if inner and _foreign_evaluation(entry, inner) is None:

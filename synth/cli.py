@@ -127,9 +127,9 @@ def _images_beside(labels: Path, images: str | None) -> Path:
     return labels.parent / "images" if (labels.parent / "images").is_dir() else labels.parent
 
 
-def normals_inputs(option: str | None, images: str | None) -> list[tuple[str, Path]]:
-    """The files and folders the normal images are read from (never to be written to)."""
-    value = _setting(option, "LP_NORMALS", "normals")
+def normals_inputs(value: str | None, images: str | None) -> list[tuple[str, Path]]:
+    """The files and folders the normal images are read from (never to be written to):
+    ``value`` is the resolved --normals (option, $LP_NORMALS or lesionpaste.toml)."""
     if not value:
         return []
     path = Path(value)
@@ -393,6 +393,7 @@ def cli(
     )
     suffix = "cutpaste" if method == "cutpaste" else "synth"
     out_dir = Path(out or config_value("synth", "out") or f"datasets/{bank_path.stem}-{suffix}")
+    normals = _setting(normals, "LP_NORMALS", "normals")  # resolved once, for both uses
     items, missing = resolve_normals(
         normals, images, grade, quality, run["per_study"], bank_studies(lesion_bank)
     )

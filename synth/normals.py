@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bank_builder.errors import LesionPasteError
+from lesionpaste.dataset_format import has_control_character
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".tif", ".tiff", ".dcm")
 QUALITY = {"good": 0, "usable": 1, "reject": 2}
@@ -36,7 +37,7 @@ def name_problem(name: str) -> str | None:
         return "holds a path separator (images are named, not located, here)"
     if any(unicodedata.category(c) == "Cs" for c in name):
         return "is not valid UTF-8"
-    if any(unicodedata.category(c) == "Cc" for c in name):
+    if has_control_character(name):
         return "holds a control character (a line break, tab, NUL, ...)"
     if name.startswith("."):
         return "starts with '.' (a hidden or relative name)"
@@ -88,12 +89,16 @@ def _unique(images: list[NormalImage], where) -> list[NormalImage]:
     return images
 
 
+def _stem(name: str) -> str:
+    """A label file's image name without its extension (names may be given without one)."""
+    return Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES else name
+
+
 def _find_image(folder: Path, name: str, by_stem: dict[str, Path]) -> Path | None:
     direct = folder / name
     if Path(name).suffix.lower() in IMAGE_SUFFIXES and direct.is_file():
         return direct
-    stem = Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES else name
-    return by_stem.get(unicodedata.normalize("NFC", stem))  # whichever form each side uses
+    return by_stem.get(unicodedata.normalize("NFC", _stem(name)))  # whichever form each uses
 
 
 def in_training_split(image_id: str, fraction: float, seed: int) -> bool:
@@ -185,13 +190,8 @@ def read_label_file(
         if wanted_quality is not None and q != wanted_quality:
             continue
         name = (row["image"] or "").strip()
-        problem = name_problem(name)
-        if problem:
-            raise LesionPasteError(f"{labels}, line {line}: image name {name!r} {problem}")
-        image_id = checked_id(
-            Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES else name,
-            f"{labels}, line {line}",
-        )
+        # the whole entry is checked: a path separator would vanish from its stem
+        image_id = _stem(checked_id(name, f"{labels}, line {line}"))
         path = _find_image(images, name, by_stem)
         if path is None:
             missing.append(

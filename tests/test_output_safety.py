@@ -191,9 +191,15 @@ def test_overwrite_replaces_an_earlier_output_of_each_kind(ws, tmp_path):
         "--device", "cpu", "--overwrite", "-q",
     )  # fmt: skip
     assert code == 0, err
+    import json
+
+    replaced = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
+    assert replaced["run"] == str(tmp_path / "run")  # the new evaluation, of the new run
+    earlier = os.stat(tmp_path / "preview.png").st_ino
     code, err = invoke("lp-synth", "preview", ws / "twins", "-o", tmp_path / "preview.png",
                        "--overwrite")  # fmt: skip
     assert code == 0, err
+    assert os.stat(tmp_path / "preview.png").st_ino != earlier  # written anew
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 

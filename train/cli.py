@@ -19,12 +19,13 @@ import torch
 from lesionpaste.dataset_format import read_dataset_json
 from lesionpaste.files import (
     describe_os_error,
+    entries,
     output_lock,
     remove_temp_files,
     swap_in,
     write_text_atomic,
 )
-from lesionpaste.outputs import check_output, real
+from lesionpaste.outputs import check_output, is_run, real
 from train.data import load_dataset
 from train.engine import (
     Normalizer,
@@ -91,7 +92,7 @@ def _prepare_run(run: Path, config: TrainConfig) -> None:
                 f"{run} holds a run with another configuration; rerun it with the "
                 "same options to resume, use another --out, or pass --overwrite"
             )
-    elif run.exists() and any(p for p in run.iterdir() if not _is_temp(p)):
+    elif entries(run):
         raise TrainError(f"{run} exists and is not a run directory; use another --out")
     run.mkdir(parents=True, exist_ok=True)
     remove_temp_files(run)
@@ -102,7 +103,7 @@ def _work_dir(run: Path, overwrite: bool) -> Path:
     """Where this run trains: ``run`` itself, or, when ``--overwrite`` replaces an earlier
     run there, the hidden sibling ``.NAME.partial``, swapped in only once training is done
     (so a failed or killed replacement leaves the earlier run whole)."""
-    if overwrite and run.is_dir() and any(p for p in run.iterdir() if not _is_temp(p)):
+    if overwrite and entries(run):
         resolved = real(run)
         return resolved.with_name(f".{resolved.name}.partial")
     return run
@@ -133,14 +134,9 @@ def _train_inputs(dataset: Path, eval_set: Path | None, weights: str) -> list:
 def _refuse_a_folder_that_is_not_a_run(run: Path) -> None:
     """A run (or cross-validation) goes into a new or empty folder, or resumes a run: never
     into another folder, where its files could replace ones of the same name."""
-    entries = [p for p in run.iterdir() if not _is_temp(p)] if run.is_dir() else []
-    is_run = (run / "config.json").exists() or any(p.name.startswith("fold_") for p in entries)
-    if entries and not is_run:
+    found = entries(run)
+    if found and not is_run(run, found):
         raise TrainError(f"{run} exists and is not a run directory; use another --out")
-
-
-def _is_temp(path: Path) -> bool:
-    return path.name.startswith(".") and path.name.endswith(".tmp")
 
 
 def _rank() -> int:
