@@ -6,6 +6,8 @@ from bank_builder.bank_file import BankMeta, read_bank, read_meta, write_bank
 from bank_builder.errors import LesionPasteError
 from bank_builder.extract import extract_lesions
 
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
+
 
 def _meta(**kw):
     base = {

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from synth.colour import colour_luts, histogram, matching_lut
+
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 
 
 def _hist(levels: dict[int, int]) -> np.ndarray:

@@ -9,6 +9,8 @@ from sklearn.metrics import roc_auc_score
 
 from train.delong import auc_ci, delong_covariance, paired_test
 
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
+
 
 def slow_delong(scores: np.ndarray, labels: np.ndarray):
     """DeLong et al. (1988) from the definitions: structural components over all pairs."""

@@ -1,7 +1,10 @@
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from bank_builder.extract import extract_lesions
+
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 
 
 def _mask_and_image(seed=0, shape=(60, 80)):

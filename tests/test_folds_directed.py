@@ -12,6 +12,8 @@ from train.data import LoadedDataset
 from train.evaluate import read_scores, write_scores
 from train.folds import DEFAULT_GROUP, fold_plan, groups_of, subset, summarise
 
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
+
 
 def _dataset(ids: list[str], labels: list[int]) -> LoadedDataset:
     n = len(ids)

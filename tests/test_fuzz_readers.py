@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from bank_builder.bank_file import read_bank
@@ -22,11 +22,21 @@ from tests.conftest import SHARED_DATA
 from tests.synth_fixtures import make_fundus_bank
 from train.data import load_dataset
 
-# LP_FUZZ_EXAMPLES raises the count for a longer run (make fuzz); CI keeps it short
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
+
+# LP_FUZZ_EXAMPLES raises the count for a longer run (make fuzz); CI keeps it short. Under make
+# mutate (mutmut sets MUTANT_UNDER_TEST) the examples are the same for every mutant and a failure
+# is not shrunk: the mutant is caught at its first failing example instead of many seconds later
+UNDER_MUTATION = (
+    {"phases": [Phase.explicit, Phase.generate], "database": None, "derandomize": True}
+    if "MUTANT_UNDER_TEST" in os.environ
+    else {}
+)
 FUZZ = settings(
     max_examples=int(os.environ.get("LP_FUZZ_EXAMPLES", "40")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
+    **UNDER_MUTATION,
 )
 HOSTILE_TEXT = st.text(alphabet=st.sampled_from(list("ab,0123\n\r\"'./\\-_ é~\x00")), max_size=20)
 FIELD_VALUES = st.one_of(

@@ -17,6 +17,8 @@ from click.testing import CliRunner
 
 from tests.train_fixtures import graded, synthetic
 
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
+
 FAST = ["--arch", "smallcnn", "--weights", "none", "--device", "cpu", "--epochs", "1", "-q"]
 
 

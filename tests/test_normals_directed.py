@@ -19,6 +19,8 @@ from synth.normals import (
     read_label_file,
 )
 
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
+
 
 @pytest.mark.parametrize(
     "name, problem",

@@ -17,6 +17,8 @@ from synth.prepare import Prepared
 from synth.tiers import Tier
 from synth.twin import PasteConfig, image_generators, synthesize_twin
 
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
+
 
 @pytest.mark.parametrize("lam", [0.5, 0.6, 0.8, 1.0])
 def test_mixup_on_a_one_pixel_lesion_follows_eq_1(lam):

@@ -17,6 +17,8 @@ from bank_builder.preprocess import (
 )
 from tests.conftest import synthetic_fundus
 
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
+
 
 @pytest.mark.parametrize("h, w, radius", [(240, 320, 110), (200, 400, 130), (256, 256, 128)])
 def test_disc_estimate_finds_centre_and_radius(h, w, radius):

@@ -1,10 +1,9 @@
 """Directed tests for the statistics that decide reported results: the direction of every
 statistic (a better scorer must come out better), the per-grade comparisons, the splits and
-folds (membership pinned, groups and twin pairs never split) and the learning-rate schedule."""
+folds (membership pinned, groups and twin pairs never split); the schedule is in test_schedule.py."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -16,6 +15,8 @@ from synth.normals import NormalImage, in_training_split, split
 from train.delong import auc_ci, delong_covariance, paired_test
 from train.evaluate import compare, comparisons, metrics
 from train.folds import groups_of
+
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 
 LABELS = np.array([0] * 30 + [1] * 20)
 
@@ -114,7 +115,7 @@ def test_the_training_split_is_the_documented_hash_rule_and_keeps_its_members():
 
 
 def test_the_validation_split_keeps_twin_pairs_together_and_is_pinned():
-    from train.engine import split_by_twin
+    from train.schedule import split_by_twin
 
     twin_ids = [f"t{i:02d}" for i in range(20) for _ in range(2)]
     val = split_by_twin(twin_ids, 0.25, seed=0)
@@ -138,23 +139,3 @@ def test_groups_come_from_eyepacs_and_mosmed_ids():
         "study_0255",
         "study_0255",
     ]
-
-
-def test_the_learning_rate_follows_the_cosine_schedule_as_logged(tmp_path):
-    from click.testing import CliRunner
-
-    from tests.train_fixtures import synthetic
-    from train.cli import train_command
-
-    data = synthetic(tmp_path / "d", pairs=8)
-    r = CliRunner().invoke(
-        train_command,
-        [str(data), "--out", str(tmp_path / "run"), "--arch", "smallcnn", "--weights", "none",
-         "--epochs", "4", "--batch-size", "4", "--lr", "0.01", "--device", "cpu", "-q"],
-    )  # fmt: skip
-    assert r.exit_code == 0, r.output
-    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert [e["epoch"] for e in log] == [1, 2, 3, 4]
-    for entry in log:  # the rate after each epoch's step: lr * (1 + cos(pi * epoch / E)) / 2
-        expected = 0.01 * (1 + math.cos(math.pi * entry["epoch"] / 4)) / 2
-        assert entry["lr"] == pytest.approx(expected, abs=1e-12)

@@ -20,6 +20,8 @@ from synth.tiers import make_tiers, parse_ratios
 from synth.twin import PasteConfig, count_range, image_generators, synthesize_twin
 from tests.synth_fixtures import make_fundus_bank
 
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
+
 
 def test_mixup_follows_eq_1_inside_the_mask_and_touches_nothing_outside():
     rng = np.random.default_rng(0)
@@ -136,7 +138,7 @@ def test_tier_frequencies_and_lesion_counts_follow_the_configuration(small_bank)
     tiers = make_tiers("fundus", small_bank.counts())
     pools = [small_bank.indices_of(list(t.types)) for t in tiers]
     prepared = _prepared(48, 20.0)
-    n = 1500
+    n = 800
     seen = np.zeros(len(tiers), int)
     for i in range(n):
         twin = synthesize_twin(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -497,3 +498,23 @@ def test_knn_baseline_scores_by_distance_to_normal_features(data, tmp_path):
     result = json.loads((tmp_path / "knn/metrics.json").read_text())
     assert set(result["auc"]) == {"0v1", "0v2", "0v3", "0v4", "0vall"}
     assert "NN distance" in result["method"]
+
+
+def test_the_learning_rate_follows_the_cosine_schedule_as_logged(tmp_path):
+    from click.testing import CliRunner
+
+    from tests.train_fixtures import synthetic
+    from train.cli import train_command
+
+    data = synthetic(tmp_path / "d", pairs=8)
+    r = CliRunner().invoke(
+        train_command,
+        [str(data), "--out", str(tmp_path / "run"), "--arch", "smallcnn", "--weights", "none",
+         "--epochs", "4", "--batch-size", "4", "--lr", "0.01", "--device", "cpu", "-q"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [1, 2, 3, 4]
+    for entry in log:  # the rate after each epoch's step: lr * (1 + cos(pi * epoch / E)) / 2
+        expected = 0.01 * (1 + math.cos(math.pi * entry["epoch"] / 4)) / 2
+        assert entry["lr"] == pytest.approx(expected, abs=1e-12)

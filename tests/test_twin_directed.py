@@ -6,10 +6,13 @@ import hashlib
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from synth.augment import AugmentConfig, AugmentDraw
 from synth.prepare import Prepared
 from synth.twin import STREAMS, PasteConfig, base_scales, image_generators, paste_record
+
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 
 
 def _bank(*sources: dict):

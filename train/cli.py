@@ -41,12 +41,12 @@ from train.evaluate import (
     compare,
     metrics,
     read_scores,
-    roc_picture,
     write_metrics,
     write_scores,
 )
 from train.folds import DEFAULT_GROUP, fold_plan, subset, summarise
 from train.models import ARCHS, build_model
+from train.roc_plot import roc_picture
 
 
 class _Command(click.Command):

@@ -7,7 +7,6 @@ of every global batch, so the result matches one process on the same global batc
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -24,6 +23,14 @@ from lesionpaste.files import open_regular, write_text_atomic
 from train.data import LoadedDataset
 from train.errors import TrainError
 from train.models import build_model, input_normalization
+from train.schedule import (
+    batches,
+    epoch_order,
+    optimizer_and_schedule,
+    rank_share,
+    split_by_twin,
+    steps_per_epoch,
+)
 
 
 @dataclass
@@ -55,14 +62,6 @@ def pick_device(name: str) -> torch.device:
     if name not in ("cuda", "cpu"):
         raise TrainError(f"--device {name!r}: expected auto, cuda or cpu")
     return torch.device(name)
-
-
-def split_by_twin(twin_ids: list[str], fraction: float, seed: int) -> np.ndarray:
-    """Boolean validation mask: whole twin pairs, about ``fraction`` of them, chosen by seed."""
-    unique = sorted(set(twin_ids))
-    rng = np.random.default_rng(seed)
-    chosen = set(rng.permutation(unique)[: round(fraction * len(unique))].tolist())
-    return np.array([t in chosen for t in twin_ids])
 
 
 class Normalizer(nn.Module):
@@ -236,10 +235,9 @@ def train(data: LoadedDataset, run: Path, config: TrainConfig, quiet: bool = Fal
     model, source = build_model(config.arch, config.weights)
     model = model.to(device, memory_format=torch.channels_last)
     normalizer = Normalizer(config.size, channels_last=True, arch=config.arch).to(device)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    optimizer, scheduler = optimizer_and_schedule(
+        model.parameters(), config.lr, config.momentum, config.weight_decay, config.epochs
     )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     start_epoch = 0
     checkpoint_path = run / "checkpoint.pt"
     if checkpoint_path.exists():
@@ -266,26 +264,21 @@ def train(data: LoadedDataset, run: Path, config: TrainConfig, quiet: bool = Fal
         )
     if config.compile:
         trained = torch.compile(trained)
-    steps = math.ceil(len(train_idx) / config.batch_size)
+    steps = steps_per_epoch(len(train_idx), config.batch_size)
     entry = {}
     for epoch in range(start_epoch, config.epochs):
         trained.train()
-        order = train_idx[
-            torch.randperm(
-                len(train_idx),
-                generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch),
-            )
-        ]
+        order = epoch_order(train_idx, config.seed, epoch)
         started, total_loss, seen = time.perf_counter(), 0.0, 0
         bar = tqdm(
-            range(steps),
+            batches(order, config.batch_size),
+            total=steps,
             desc=f"epoch {epoch + 1}/{config.epochs}",
             leave=False,
             disable=True if quiet or rank != 0 else None,  # None: only on a terminal
         )
-        for step in bar:
-            batch = order[step * config.batch_size : (step + 1) * config.batch_size]
-            mine = batch[rank::world]  # every rank runs every step, even with no image
+        for batch in bar:
+            mine = rank_share(batch, rank, world)  # every rank runs every step, even with no image
             x = images[mine.to(images.device)].to(device, non_blocking=True)
             y = targets[mine.to(targets.device)].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):

@@ -7,14 +7,11 @@ import io
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import roc_auc_score
 
 from lesionpaste.files import open_regular, write_text_atomic
 from train.delong import auc_ci, paired_test
-
-COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (0, 0, 0)]
 
 
 def comparisons(labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -73,81 +70,6 @@ def read_scores(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
         np.array([int(r["label"]) for r in rows]),
         np.array([float(r["score"]) for r in rows]),
     )
-
-
-def roc_picture(
-    scores: np.ndarray, labels: np.ndarray, result: dict, size: int = 520
-) -> np.ndarray:
-    """An RGB plot of the ROC curves, one per comparison, with AUC and 95% interval."""
-    margin = 50
-    image = np.full((size + 2 * margin, size + 2 * margin + 230, 3), 255, np.uint8)
-    x0, y0 = margin, margin + size
-
-    def point(fpr: float, tpr: float) -> tuple[int, int]:
-        return int(x0 + fpr * size), int(y0 - tpr * size)
-
-    cv2.rectangle(image, point(0, 1), point(1, 0), (0, 0, 0), 1)
-    cv2.line(image, point(0, 0), point(1, 1), (180, 180, 180), 1, cv2.LINE_AA)
-    for t in np.linspace(0, 1, 6):
-        cv2.putText(
-            image,
-            f"{t:.1f}",
-            (int(x0 + t * size) - 10, y0 + 18),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.4,
-            (0, 0, 0),
-            1,
-            cv2.LINE_AA,
-        )
-        cv2.putText(
-            image,
-            f"{t:.1f}",
-            (x0 - 32, int(y0 - t * size) + 4),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.4,
-            (0, 0, 0),
-            1,
-            cv2.LINE_AA,
-        )
-    cv2.putText(
-        image,
-        "false positive rate",
-        (x0 + size // 2 - 70, y0 + 40),
-        cv2.FONT_HERSHEY_SIMPLEX,
-        0.5,
-        (0, 0, 0),
-        1,
-        cv2.LINE_AA,
-    )
-    cv2.putText(
-        image,
-        "true positive rate",
-        (4, margin - 14),
-        cv2.FONT_HERSHEY_SIMPLEX,
-        0.5,
-        (0, 0, 0),
-        1,
-        cv2.LINE_AA,
-    )
-    for i, (name, chosen) in enumerate(comparisons(labels).items()):
-        if name not in result["auc"]:
-            continue
-        colour = COLOURS[i % len(COLOURS)]
-        fpr, tpr, _ = roc_curve((labels[chosen] > 0).astype(int), scores[chosen])
-        pts = np.array([point(f, t) for f, t in zip(fpr, tpr)], np.int32)
-        cv2.polylines(image, [pts], False, colour, 2, cv2.LINE_AA)
-        e = result["auc"][name]
-        cv2.putText(
-            image,
-            f"{name}: {e['auc']:.3f} [{e['ci_low']:.3f}, {e['ci_high']:.3f}]",
-            (x0 + size + 15, margin + 20 + 22 * i),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.45,
-            colour,
-            1,
-            cv2.LINE_AA,
-        )
-    return image
 
 
 def write_metrics(path: Path, result: dict) -> None:
