@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bank_builder.errors import LesionPasteError
+from lesionpaste.errors import LesionPasteError
 
 FUNDUS_TYPES = ["MA", "HE", "EX", "SE"]
 FUNDUS_TYPE_NAMES = {

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from bank_builder.errors import LesionPasteError
+from lesionpaste.errors import LesionPasteError
 from lesionpaste.images import mark_png
 
 

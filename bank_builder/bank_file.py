@@ -28,8 +28,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from bank_builder.errors import LesionPasteError
 from bank_builder.extract import Lesion
+from lesionpaste.errors import LesionPasteError
 from lesionpaste.formats import BANK_FORMAT
 
 FORMAT = BANK_FORMAT

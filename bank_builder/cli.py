@@ -10,18 +10,19 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from bank_builder import __version__, idrid, mosmed
+from bank_builder import idrid, mosmed
 from bank_builder.annotated import FUNDUS_TYPES
 from bank_builder.atomic import refuse_existing, write_png
 from bank_builder.bank_file import read_bank
 from bank_builder.build import build_bank
-from bank_builder.cli_common import Group, command_line, warn_to_stderr
-from bank_builder.config import resolve_root
-from bank_builder.errors import LesionPasteError
 from bank_builder.image_files import is_dicom
 from bank_builder.loaders import load_ct_slice, load_fundus
 from bank_builder.preprocess import GrahamRecipe, NoRecipe, Recipe, WindowRecipe, parse_window
 from bank_builder.sheet import contact_sheet
+from lesionpaste import __version__
+from lesionpaste.cli import Group, command_line, warn_to_stderr
+from lesionpaste.config import resolve_root
+from lesionpaste.errors import LesionPasteError
 from lesionpaste.outputs import check_output
 
 PROG = "lp-bank"

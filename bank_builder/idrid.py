@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bank_builder.annotated import FUNDUS_TYPE_NAMES, FUNDUS_TYPES
-from bank_builder.errors import LesionPasteError
+from lesionpaste.errors import LesionPasteError
 
 LICENCE = "CC BY 4.0"
 ATTRIBUTION = (

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bank_builder.errors import LesionPasteError
+from lesionpaste.errors import LesionPasteError
 from lesionpaste.images import decode, jpeg_size, read_bytes
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from bank_builder.annotated import AnnotatedImage, check_mask_shape
-from bank_builder.errors import LesionPasteError
 from bank_builder.image_files import is_dicom, read_dicom_hu, read_gray, read_mask, read_rgb
 from bank_builder.preprocess import (
     GrahamRecipe,
@@ -20,6 +19,7 @@ from bank_builder.preprocess import (
     graham,
     window_hu,
 )
+from lesionpaste.errors import LesionPasteError
 
 
 def _record(role: str, path: Path, sha: str, base: Path | None) -> dict:

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from bank_builder.annotated import AnnotatedImage
-from bank_builder.errors import LesionPasteError
 from bank_builder.image_files import sha256_hex
 from bank_builder.preprocess import WindowRecipe, window_hu
+from lesionpaste.errors import LesionPasteError
 from lesionpaste.images import read_bytes
 
 LESION_TYPE = "COVID"

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
-from bank_builder.errors import LesionPasteError
+from lesionpaste.errors import LesionPasteError
 
 
 @dataclass(frozen=True)

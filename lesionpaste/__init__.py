@@ -3,3 +3,10 @@ stand on (the one user-facing error, file safety, the output guard, readers of r
 
 It imports none of the three parts and no torch.
 """
+
+from importlib import metadata as _metadata
+
+try:
+    __version__ = _metadata.version("lesionpaste")
+except _metadata.PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0+unknown"

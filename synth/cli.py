@@ -12,13 +12,13 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from bank_builder import __version__
 from bank_builder.bank_file import read_bank
-from bank_builder.cli_common import Group, warn_to_stderr
-from bank_builder.config import config_value
-from bank_builder.errors import LesionPasteError
 from bank_builder.preprocess import parse_window
+from lesionpaste import __version__
+from lesionpaste.cli import Group, warn_to_stderr
+from lesionpaste.config import config_value
 from lesionpaste.dataset_format import read_dataset_json, verify
+from lesionpaste.errors import LesionPasteError
 from lesionpaste.outputs import check_output
 from synth.augment import AugmentConfig
 from synth.card import dataset_card

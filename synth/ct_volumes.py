@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bank_builder.errors import LesionPasteError
 from bank_builder.mosmed import axial, load_nifti, locate
+from lesionpaste.errors import LesionPasteError
 from synth.normals import NormalImage
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")

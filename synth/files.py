@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from bank_builder.errors import LesionPasteError
+from lesionpaste.errors import LesionPasteError
 
 
 def encode_png(image: np.ndarray) -> bytes:

@@ -8,8 +8,8 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from bank_builder.errors import LesionPasteError
 from lesionpaste.dataset_format import has_control_character
+from lesionpaste.errors import LesionPasteError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".tif", ".tiff", ".dcm")
 QUALITY = {"good": 0, "usable": 1, "reject": 2}

@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bank_builder.errors import LesionPasteError
 from lesionpaste.dataset_format import read_dataset_json, read_image, read_manifest
+from lesionpaste.errors import LesionPasteError
 
 OUTLINE = (0, 255, 0)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from bank_builder.errors import LesionPasteError
+from lesionpaste.errors import LesionPasteError
 
 FUNDUS_TIERS = (("MA",), ("MA", "HE"), ("MA", "HE", "SE"), ("MA", "HE", "SE", "EX"))
 FUNDUS_RATIOS = (0.8, 0.1, 0.05, 0.05)

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from bank_builder.atomic import atomic_output
-from bank_builder.errors import LesionPasteError
+from lesionpaste.errors import LesionPasteError
 
 
 def test_output_appears_only_on_success(tmp_path):

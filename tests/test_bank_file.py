@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from bank_builder.bank_file import BankMeta, read_bank, read_meta, write_bank
-from bank_builder.errors import LesionPasteError
 from bank_builder.extract import extract_lesions
+from lesionpaste.errors import LesionPasteError
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from bank_builder.bank_file import read_bank
-from bank_builder.errors import LesionPasteError
 from lesionpaste.dataset_format import MANIFEST_COLUMNS, read_dataset_json, verify
+from lesionpaste.errors import LesionPasteError
 from synth.normals import read_label_file
 from tests.conftest import SHARED_DATA
 from tests.synth_fixtures import make_fundus_bank

@@ -2,7 +2,6 @@ import cv2
 import numpy as np
 import pytest
 
-from bank_builder.errors import LesionPasteError
 from bank_builder.preprocess import (
     Disc,
     GrahamRecipe,
@@ -15,6 +14,7 @@ from bank_builder.preprocess import (
     recipe_to_dict,
     window_hu,
 )
+from lesionpaste.errors import LesionPasteError
 from tests.conftest import synthetic_fundus
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bank_builder.bank_file import read_bank
-from bank_builder.errors import LesionPasteError
+from lesionpaste.errors import LesionPasteError
 from synth.augment import (
     AugmentConfig,
     augment_lesion,

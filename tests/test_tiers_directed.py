@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bank_builder.errors import LesionPasteError
+from lesionpaste.errors import LesionPasteError
 from synth.tiers import FUNDUS_RATIOS, Tier, default_tiers, make_tiers, parse_ratios
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate

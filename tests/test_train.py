@@ -273,14 +273,14 @@ def test_pickled_checkpoints_and_weights_are_refused(data, lp_eval, lp_train, tm
 def test_missing_imagenet_weights_offline_say_how_to_provide_them(monkeypatch):
     import torchvision.models as tvm
 
-    from train.errors import TrainError
+    from lesionpaste.errors import LesionPasteError
     from train.models import build_model
 
     def offline(*args, **kwargs):
         raise OSError("network unreachable")
 
     monkeypatch.setattr(tvm.WeightsEnum, "get_state_dict", offline)
-    with pytest.raises(TrainError, match="--weights PATH.*--weights none"):
+    with pytest.raises(LesionPasteError, match="--weights PATH.*--weights none"):
         build_model("resnet18", "imagenet")
 
 

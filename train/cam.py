@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from train.errors import TrainError
+from lesionpaste.errors import LesionPasteError
 
 
 def target_layer(model: nn.Module, arch: str) -> nn.Module:
@@ -36,7 +36,7 @@ def cam_panels(
         from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     except ImportError:
-        raise TrainError(
+        raise LesionPasteError(
             "--cam needs the grad-cam package: pip install 'lesionpaste[cam]'"
         ) from None
     model.eval()

@@ -16,9 +16,10 @@ import cv2
 import numpy as np
 import torch
 
+from lesionpaste.cli import Command
 from lesionpaste.dataset_format import read_dataset_json
+from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import (
-    describe_os_error,
     entries,
     output_lock,
     remove_temp_files,
@@ -36,7 +37,6 @@ from train.engine import (
     scores_of,
     train,
 )
-from train.errors import TrainError
 from train.evaluate import (
     compare,
     metrics,
@@ -47,20 +47,6 @@ from train.evaluate import (
 from train.folds import DEFAULT_GROUP, fold_plan, subset, summarise
 from train.models import ARCHS, build_model
 from train.roc_plot import roc_picture
-
-
-class _Command(click.Command):
-    """Shows a ``TrainError`` or an ``OSError`` as one line on stderr and exits 1."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except TrainError as exc:
-            click.echo(f"{ctx.info_name}: error: {exc}", err=True)
-            ctx.exit(1)
-        except OSError as exc:  # e.g. a full disk while writing: one line, not a traceback
-            click.echo(f"{ctx.info_name}: error: {describe_os_error(exc)}", err=True)
-            ctx.exit(1)
 
 
 def _dataset_sha(root: Path) -> str:
@@ -88,12 +74,12 @@ def _prepare_run(run: Path, config: TrainConfig) -> None:
         elif previous is None:
             previous = asdict(config)  # nothing trained yet: nothing to lose
         if previous != asdict(config):
-            raise TrainError(
+            raise LesionPasteError(
                 f"{run} holds a run with another configuration; rerun it with the "
                 "same options to resume, use another --out, or pass --overwrite"
             )
     elif entries(run):
-        raise TrainError(f"{run} exists and is not a run directory; use another --out")
+        raise LesionPasteError(f"{run} exists and is not a run directory; use another --out")
     run.mkdir(parents=True, exist_ok=True)
     remove_temp_files(run)
     write_text_atomic(saved, json.dumps(asdict(config), indent=2) + "\n")
@@ -136,7 +122,7 @@ def _refuse_a_folder_that_is_not_a_run(run: Path) -> None:
     into another folder, where its files could replace ones of the same name."""
     found = entries(run)
     if found and not is_run(run, found):
-        raise TrainError(f"{run} exists and is not a run directory; use another --out")
+        raise LesionPasteError(f"{run} exists and is not a run directory; use another --out")
 
 
 def _rank() -> int:
@@ -146,10 +132,12 @@ def _rank() -> int:
 
 def _locked(run: Path):
     """The run's lock (rank 0 only: the other ranks of a torchrun job share it)."""
-    return output_lock(run, "lp-train", TrainError) if _rank() == 0 else contextlib.nullcontext()
+    return (
+        output_lock(run, "lp-train", LesionPasteError) if _rank() == 0 else contextlib.nullcontext()
+    )
 
 
-@click.command(cls=_Command)
+@click.command(cls=Command)
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option(
     "-o",
@@ -240,12 +228,12 @@ def train_command(
         check_output(run / "eval", "evaluation", _eval_inputs(run, eval_set, None), True)
     meta = read_dataset_json(dataset)
     if meta["kind"] != "synthetic" and not supervised:
-        raise TrainError(
+        raise LesionPasteError(
             f"{dataset} is an evaluation set; train on a synthetic dataset, or pass "
             "--supervised to train on its real labels (the supervised baseline)"
         )
     if epochs < 1 or batch_size < 1 or lr <= 0:
-        raise TrainError("--epochs, --batch-size and --lr must be positive")
+        raise LesionPasteError("--epochs, --batch-size and --lr must be positive")
     data = load_dataset(dataset, verify=not no_verify)
     if supervised:  # normal (grade 0) against every abnormal grade
         data.labels = (data.labels > 0).astype(np.int64)
@@ -268,7 +256,7 @@ def train_command(
     )
     if folds:
         if eval_set is None:
-            raise TrainError("--folds needs --eval EVALSET (the images to split into folds)")
+            raise LesionPasteError("--folds needs --eval EVALSET (the images to split into folds)")
         evaluation = load_dataset(eval_set, verify=not no_verify)
         work = _work_dir(run, overwrite)
         with _locked(run), _replacing(work, run):
@@ -356,7 +344,7 @@ def _check_fold(fold_run: Path, test_ids: list[str]) -> None:
         except (OSError, ValueError, AttributeError):
             saved = None
         if saved != digest and (fold_run / "checkpoint.pt").exists():
-            raise TrainError(
+            raise LesionPasteError(
                 f"{fold_run} holds a fold of another split (other folds, group pattern or "
                 "evaluation set); use another --out, or pass --overwrite"
             )
@@ -371,7 +359,7 @@ def _restore(run: Path, device_name: str):
         model, _ = build_model(config.arch, "none")
         model.load_state_dict(state["model"])
     except (TypeError, KeyError, RuntimeError) as exc:
-        raise TrainError(
+        raise LesionPasteError(
             f"{run}/checkpoint.pt does not hold a model of this version ({exc})"
         ) from None
     device = pick_device(device_name)
@@ -392,7 +380,7 @@ def _cam_picture(run: Path, data, scores: np.ndarray, count: int, device: str) -
     model, normalizer, config, _ = _restore(run, device)
     anomalous = np.flatnonzero(data.labels > 0)
     if len(anomalous) == 0:
-        raise TrainError("--cam: the evaluation set has no anomalous image")
+        raise LesionPasteError("--cam: the evaluation set has no anomalous image")
     chosen = anomalous[np.argsort(-scores[anomalous], kind="stable")[:count]]
     captions = [f"{data.paths[i]}  label {data.labels[i]}  score {scores[i]:.3f}" for i in chosen]
     return cam_panels(model, config.arch, normalizer, data.images[chosen], captions)
@@ -411,7 +399,7 @@ def evaluate_run(
     """Score EVALSET with RUN's checkpoint; write scores.csv, metrics.json and roc.png."""
     check_output(out, "evaluation", _eval_inputs(run, eval_set, other), overwrite)
     if out.exists() and not overwrite:
-        raise TrainError(f"{out} already exists; pass --overwrite to replace it")
+        raise LesionPasteError(f"{out} already exists; pass --overwrite to replace it")
     data = load_dataset(eval_set)
     scores = _score(run, data, device)
     result = metrics(scores, data.labels)
@@ -445,15 +433,17 @@ def _other_scores(other: Path, data, device: str) -> np.ndarray:
     if (other / "checkpoint.pt").exists():
         return _score(other, data, device)
     if not os.path.lexists(other / "scores.csv"):
-        raise TrainError(f"--compare {other}: neither a run (checkpoint.pt) nor scores.csv")
+        raise LesionPasteError(f"--compare {other}: neither a run (checkpoint.pt) nor scores.csv")
     try:
         paths, labels, scores = read_scores(other / "scores.csv")
     except (KeyError, ValueError, TypeError, UnicodeDecodeError, csv.Error):
-        raise TrainError(f"--compare {other}/scores.csv: not a path,label,score file") from None
+        raise LesionPasteError(
+            f"--compare {other}/scores.csv: not a path,label,score file"
+        ) from None
     by_path = {p: (label, score) for p, label, score in zip(paths, labels, scores)}
     missing = [p for p in data.paths if p not in by_path]
     if missing or any(by_path[p][0] != label for p, label in zip(data.paths, data.labels)):
-        raise TrainError(
+        raise LesionPasteError(
             f"--compare {other}/scores.csv does not score the same labelled images "
             f"({len(missing)} of {len(data.paths)} missing)"
         )
@@ -472,7 +462,7 @@ def _write_evaluation(out: Path, data, scores: np.ndarray, result: dict, panels)
         if picture is not None:
             ok, png = cv2.imencode(".png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
             if not ok:
-                raise TrainError(f"could not encode {name}")
+                raise LesionPasteError(f"could not encode {name}")
             (tmp / name).write_bytes(png.tobytes())
     swap_in(tmp, out)  # the earlier evaluation stays whole until the new one is in place
 
@@ -486,7 +476,7 @@ def _print_metrics(result: dict, out: Path) -> None:
     click.echo(f"wrote {out}")
 
 
-@click.command(cls=_Command)
+@click.command(cls=Command)
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("eval_set", type=click.Path(path_type=Path))
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
@@ -511,7 +501,7 @@ def eval_command(run, eval_set, out, other, cam, device, overwrite, quiet) -> No
     evaluate_run(run, eval_set, out, other, device, overwrite, quiet, cam)
 
 
-@click.command(cls=_Command)
+@click.command(cls=Command)
 @click.argument("train_set", type=click.Path(path_type=Path))
 @click.argument("eval_set", type=click.Path(path_type=Path))
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
@@ -535,11 +525,11 @@ def knn_command(train_set, eval_set, out, arch, k, size, device, overwrite, quie
     inputs = [("reference dataset", train_set), ("evaluation set", eval_set)]
     check_output(out, "evaluation", inputs, overwrite)
     if out.exists() and not overwrite:
-        raise TrainError(f"{out} already exists; pass --overwrite to replace it")
+        raise LesionPasteError(f"{out} already exists; pass --overwrite to replace it")
     reference, evaluation = load_dataset(train_set), load_dataset(eval_set)
     normals = reference.images[reference.labels == 0]
     if len(normals) == 0:
-        raise TrainError(f"{train_set} has no normal (label 0) image")
+        raise LesionPasteError(f"{train_set} has no normal (label 0) image")
     torch_device = pick_device(device)
     model = feature_extractor(arch).to(torch_device)
     normalizer = Normalizer(size or int(evaluation.images.shape[1]), False, arch).to(torch_device)

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from lesionpaste.dataset_format import read_dataset_json, read_image, read_manifest, repeated_id
-from train.errors import TrainError
+from lesionpaste.errors import LesionPasteError
 
 
 @dataclass
@@ -31,7 +31,7 @@ class LoadedDataset:
 def _refuse_repeated_ids(root: Path, rows: list[dict], kind: str | None) -> None:
     twin = repeated_id(rows, kind)
     if twin is not None:
-        raise TrainError(f"{root}/manifest.csv: twin id {twin!r} is listed more than once")
+        raise LesionPasteError(f"{root}/manifest.csv: twin id {twin!r} is listed more than once")
 
 
 def load_dataset(root: Path, verify: bool = True) -> LoadedDataset:
@@ -52,7 +52,7 @@ def load_dataset(root: Path, verify: bool = True) -> LoadedDataset:
         images.append(image)
     shapes = {im.shape for im in images}
     if len(shapes) != 1:
-        raise TrainError(
+        raise LesionPasteError(
             f"{root}: images of several sizes or channel counts {sorted(shapes)[:3]} "
             "(height, width, channels); a dataset is made with one --size and one modality"
         )

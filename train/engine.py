@@ -19,9 +19,9 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from tqdm import tqdm
 
+from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import open_regular, write_text_atomic
 from train.data import LoadedDataset
-from train.errors import TrainError
 from train.models import build_model, input_normalization
 from train.schedule import (
     batches,
@@ -58,9 +58,9 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise TrainError("--device cuda: no CUDA device is available (use --device cpu)")
+        raise LesionPasteError("--device cuda: no CUDA device is available (use --device cpu)")
     if name not in ("cuda", "cpu"):
-        raise TrainError(f"--device {name!r}: expected auto, cuda or cpu")
+        raise LesionPasteError(f"--device {name!r}: expected auto, cuda or cpu")
     return torch.device(name)
 
 
@@ -179,14 +179,14 @@ class _RecordingWriter:
 def load_checkpoint(path: Path) -> dict:
     """A checkpoint, refusing pickled objects (``weights_only=True``)."""
     if not os.path.lexists(path):
-        raise TrainError(f"{path}: no checkpoint")
+        raise LesionPasteError(f"{path}: no checkpoint")
     try:
         with open_regular(path, "checkpoint") as fh:  # never a FIFO: it would block for ever
             return torch.load(fh, map_location="cpu", weights_only=True)
-    except TrainError:
+    except LesionPasteError:
         raise
     except Exception as exc:  # noqa: BLE001 - torch raises many types for refused/corrupt files
-        raise TrainError(
+        raise LesionPasteError(
             f"{path}: not a loadable checkpoint ({type(exc).__name__}; pickled objects are refused)"
         ) from None
 
@@ -226,7 +226,7 @@ def train(data: LoadedDataset, run: Path, config: TrainConfig, quiet: bool = Fal
         torch.backends.cudnn.benchmark = True
     labels = data.labels
     if set(np.unique(labels)) - {0, 1}:
-        raise TrainError(f"{data.root}: training needs labels 0/1 (a synthetic dataset)")
+        raise LesionPasteError(f"{data.root}: training needs labels 0/1 (a synthetic dataset)")
     val = split_by_twin(data.twin_ids, config.val_fraction, config.seed)
     train_idx = torch.from_numpy(np.flatnonzero(~val))
     val_idx = np.flatnonzero(val)
@@ -243,7 +243,7 @@ def train(data: LoadedDataset, run: Path, config: TrainConfig, quiet: bool = Fal
     if checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
         if state["config"] != asdict(config):
-            raise TrainError(
+            raise LesionPasteError(
                 f"{run} holds a run with another configuration; use another --out or --overwrite"
             )
         model.load_state_dict(state["model"])

