@@ -12,7 +12,6 @@ from tqdm import tqdm
 
 from bank_builder import idrid, mosmed
 from bank_builder.annotated import FUNDUS_TYPES
-from bank_builder.atomic import refuse_existing, write_png
 from bank_builder.bank_file import read_bank
 from bank_builder.build import build_bank
 from bank_builder.image_files import is_dicom
@@ -23,6 +22,8 @@ from lesionpaste import __version__
 from lesionpaste.cli import Group, command_line, warn_to_stderr
 from lesionpaste.config import resolve_root
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.files import refuse_existing
+from lesionpaste.images import write_png
 from lesionpaste.outputs import check_output
 
 PROG = "lp-bank"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob
 import os
 import shutil
 import stat
@@ -58,25 +59,68 @@ def read_regular_file(path: Path, max_bytes: int | None = None, what: str = "fil
     return data
 
 
-class RunLocked(Exception):
-    """Another live process holds the lock (its message names the pid)."""
-
-
-def write_atomic(path: Path, data: bytes, fsync: bool = False) -> None:
-    """Write ``data`` to ``path`` through a temporary name, so ``path`` is whole or absent."""
+def temp_name(path: Path) -> Path:
+    """The temporary name a write to ``path`` uses before it is renamed: ``.NAME.PID.tmp``
+    beside it (hidden, and named by the writing process so a killed run's leftover is known)."""
     path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def refuse_existing(path: Path, overwrite: bool) -> None:
+    """Fail early, before any work, when ``path`` exists and ``overwrite`` was not asked.
+
+    Raises:
+        LesionPasteError: ``path`` is a directory, or exists and ``overwrite`` is false.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise LesionPasteError(f"{path} is a directory; give a file name for the output")
+    if path.exists() and not overwrite:
+        raise LesionPasteError(f"{path} already exists; pass --overwrite to replace it")
+
+
+@contextlib.contextmanager
+def atomic_output(
+    path: Path, overwrite: bool = False, fsync: bool = False, clean: bool = True
+) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block ends without error, rename it
+    over ``path``, so that ``path`` is only ever absent, the old file, or the whole new one.
+
+    Args:
+        path: the final file.
+        overwrite: when false (the default), refuse if ``path`` exists, before the block and
+            again just before the rename.
+        fsync: flush the written file to the disk before the rename.
+        clean: first remove the temporary files that killed runs left for this output.
+
+    Raises:
+        LesionPasteError: ``path`` exists (without ``overwrite``) or is a directory.
+
+    On any exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    refuse_existing(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if clean:
+        remove_temp_files(path.parent, name=glob.escape(path.name))
+    tmp = temp_name(path)
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            if fsync:
-                fh.flush()
+        yield tmp
+        if fsync:
+            with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
+        refuse_existing(path, overwrite)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def write_atomic(path: Path, data: bytes, fsync: bool = False) -> None:
+    """Write ``data`` to ``path`` through ``atomic_output``, replacing what is there: for the
+    files of a tool's own output, written while it holds the output's lock."""
+    with atomic_output(path, overwrite=True, fsync=fsync, clean=False) as tmp:
+        tmp.write_bytes(data)
 
 
 def swap_in(new: Path, out: Path) -> None:
@@ -102,9 +146,23 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def is_temp_file(path: Path) -> bool:
-    """A ``.NAME.PID.tmp`` file: what ``write_atomic`` writes before renaming (a killed run's
+    """A ``.NAME.PID.tmp`` file: what ``atomic_path`` writes before renaming (a killed run's
     leftover when it is still there)."""
     return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def _writer_alive(temp: Path) -> bool:
+    """Whether the process named in a ``.NAME.PID.tmp`` file still runs (it may be writing)."""
+    pid = temp.name[: -len(".tmp")].rpartition(".")[2]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
 
 
 def entries(folder: Path) -> list[Path]:
@@ -114,15 +172,21 @@ def entries(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if not is_temp_file(p))
 
 
-def remove_temp_files(folder: Path, recursive: bool = False) -> int:
+def remove_temp_files(folder: Path, recursive: bool = False, name: str = "*") -> int:
     """Delete the ``.NAME.PID.tmp`` files that killed runs left half-written in ``folder``.
 
-    Call it only while holding the folder's run lock: then no live writer owns them.
+    Args:
+        folder: where to look.
+        recursive: look in its sub-folders too.
+        name: only the temporary files of outputs matching this pattern (e.g. a bank's name).
+
+    A file whose writing process still runs is kept. Returns how many files were removed.
     """
     folder = Path(folder)
     if not folder.is_dir():
         return 0
-    stale = [p for p in (folder.rglob if recursive else folder.glob)(".*.tmp") if p.is_file()]
+    found = (folder.rglob if recursive else folder.glob)(f".{name}.*.tmp")
+    stale = [p for p in found if p.is_file() and not _writer_alive(p)]
     for path in stale:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
@@ -130,18 +194,18 @@ def remove_temp_files(folder: Path, recursive: bool = False) -> int:
 
 
 @contextlib.contextmanager
-def output_lock(out: Path, tool: str, error: type[Exception] = RunLocked) -> Iterator[None]:
+def output_lock(out: Path, tool: str) -> Iterator[None]:
     """The run lock of an output (file or folder): ``.NAME.lock`` beside it, named from the
     resolved path so that any spelling of the output (``.``, ``..``, links) shares one lock."""
     out = Path(out).resolve()
-    with run_lock(out.with_name(f".{out.name}.lock"), tool, error):
+    with run_lock(out.with_name(f".{out.name}.lock"), tool):
         yield
 
 
 @contextlib.contextmanager
-def run_lock(path: Path, tool: str, error: type[Exception] = RunLocked) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` while a run writes; raise ``error`` (the calling
-    tool's one-line error) if another live run holds it.
+def run_lock(path: Path, tool: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` while a run writes; raise ``LesionPasteError`` if
+    another live run holds it.
 
     The kernel releases the lock when its process dies (even by SIGKILL), so a stale lock
     file never blocks a later run. The file is removed at the end; a run that locked a file
@@ -156,7 +220,7 @@ def run_lock(path: Path, tool: str, error: type[Exception] = RunLocked) -> Itera
         except BlockingIOError:
             other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise error(
+            raise LesionPasteError(
                 f"another {tool} run (pid {other}) is writing this output; wait for it to end"
             ) from None
         try:

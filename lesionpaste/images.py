@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.files import open_regular, read_regular_file
+from lesionpaste.files import atomic_output, open_regular, read_regular_file, refuse_existing
 from lesionpaste.formats import PNG_SOFTWARE
 
 #: Images whose header claims more pixels than this are refused before decoding (a
@@ -150,3 +150,35 @@ def is_marked_png(path: Path) -> bool:
     if head[:8] != PNG_SIGNATURE:
         return False
     return _MARK in head[: head.find(b"IDAT") if b"IDAT" in head else len(head)]
+
+
+def encode_png(image: np.ndarray, mark: bool = False, what: str = "an image") -> bytes:
+    """Lossless PNG bytes of an RGB ``(H, W, 3)``, grey ``(H, W)`` / ``(H, W, 1)`` or boolean
+    mask image (a mask as 0/255). ``mark``: tag it as LesionPaste's own (``mark_png``).
+
+    Raises:
+        LesionPasteError: OpenCV could not encode it.
+    """
+    if image.dtype == bool:
+        image = image.astype(np.uint8) * 255
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise LesionPasteError(f"could not encode {what} as PNG")
+    return mark_png(buf.tobytes()) if mark else buf.tobytes()
+
+
+def write_png(path: Path, rgb: np.ndarray, overwrite: bool = False, what: str = "the picture"):
+    """Write an RGB ``uint8`` picture as a PNG file marked as LesionPaste's, atomically,
+    refusing to replace an existing file unless ``overwrite``."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise LesionPasteError(f"{path}: {what} is written as PNG; name it *.png")
+    refuse_existing(path, overwrite)
+    try:
+        data = encode_png(rgb, mark=True, what=what)
+    except LesionPasteError as exc:
+        raise LesionPasteError(f"{path}: {exc}") from None
+    with atomic_output(path, overwrite) as tmp:
+        tmp.write_bytes(data)

@@ -614,7 +614,8 @@ def verify_command(dataset: Path) -> None:
 @click.option("--overwrite", is_flag=True)
 def preview(dataset: Path, out: Path, count: int, overwrite: bool) -> None:
     """Normal / anomalous twins side by side, pasted masks outlined."""
-    from bank_builder.atomic import refuse_existing, write_png
+    from lesionpaste.files import refuse_existing
+    from lesionpaste.images import write_png
 
     if out.suffix.lower() != ".png":
         raise LesionPasteError(f"{out}: the preview is written as PNG; name it *.png")

@@ -29,9 +29,9 @@ from lesionpaste import __version__
 from lesionpaste.dataset_format import FORMAT, MANIFEST_COLUMNS, SCHEMA_VERSION, sha256_file
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import output_lock, remove_temp_files, swap_in, write_atomic
+from lesionpaste.images import encode_png
 from synth.ct_volumes import is_nifti, read_axial_hu
 from synth.cutpaste import cutpaste_twin
-from synth.files import encode_png
 from synth.normals import NormalImage
 from synth.prepare import Prepared, prepare_ct, prepare_fundus
 from synth.tiers import Tier
@@ -296,7 +296,7 @@ def run_synthesis(
     started = time.perf_counter()
     out = Path(out).resolve()  # one work folder whatever the spelling (., links)
     work = out.with_name(f".{out.name}.partial")
-    with output_lock(out, "lp-synth", LesionPasteError):
+    with output_lock(out, "lp-synth"):
         if out.exists() and not overwrite:
             raise LesionPasteError(f"{out} already exists; pass --overwrite to replace it")
         config = {

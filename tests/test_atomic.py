@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from bank_builder.atomic import atomic_output
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.files import atomic_output
 
 
 def test_output_appears_only_on_success(tmp_path):

@@ -363,7 +363,7 @@ def test_the_run_lock_admits_one_holder_at_a_time(tmp_path, processes):
     others arrive: never two inside at once."""
     script = (
         "import os, sys, time\n"
-        "from lesionpaste.files import RunLocked, run_lock\n"
+        "from lesionpaste.errors import LesionPasteError\nfrom lesionpaste.files import run_lock\n"
         "inside = 0\n"
         "for _ in range(200):\n"
         "    try:\n"
@@ -371,7 +371,7 @@ def test_the_run_lock_admits_one_holder_at_a_time(tmp_path, processes):
         "            fd = os.open(sys.argv[2], os.O_CREAT | os.O_EXCL | os.O_WRONLY)\n"
         "            time.sleep(0.001)\n"
         "            os.close(fd); os.unlink(sys.argv[2]); inside += 1\n"
-        "    except RunLocked:\n"
+        "    except LesionPasteError:\n"
         "        pass\n"
         "print(inside)\n"
     )

@@ -132,9 +132,7 @@ def _rank() -> int:
 
 def _locked(run: Path):
     """The run's lock (rank 0 only: the other ranks of a torchrun job share it)."""
-    return (
-        output_lock(run, "lp-train", LesionPasteError) if _rank() == 0 else contextlib.nullcontext()
-    )
+    return output_lock(run, "lp-train") if _rank() == 0 else contextlib.nullcontext()
 
 
 @click.command(cls=Command)

@@ -20,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.files import open_regular, write_text_atomic
+from lesionpaste.files import atomic_output, open_regular, write_text_atomic
 from train.data import LoadedDataset
 from train.models import build_model, input_normalization
 from train.schedule import (
@@ -143,19 +143,14 @@ def save_checkpoint(
         "epoch": epoch,
         "config": asdict(config),
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            writer = _RecordingWriter(fh)
-            try:
-                torch.save(state, writer)
-            except RuntimeError:
-                if writer.error is not None:  # e.g. a full disk: say so, not torch's wording
-                    raise writer.error from None
-                raise
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(path, overwrite=True, clean=False) as tmp, open(tmp, "wb") as fh:
+        writer = _RecordingWriter(fh)
+        try:
+            torch.save(state, writer)
+        except RuntimeError:
+            if writer.error is not None:  # e.g. a full disk: say so, not torch's wording
+                raise writer.error from None
+            raise
 
 
 class _RecordingWriter:
