@@ -10,12 +10,12 @@ import cv2
 import numpy as np
 
 from bank_builder.annotated import AnnotatedImage
-from bank_builder.bank_file import BankMeta, write_bank
-from bank_builder.extract import Lesion, extract_lesions
-from bank_builder.preprocess import Recipe, recipe_to_dict
+from bank_builder.extract import extract_lesions
 from lesionpaste import __version__
+from lesionpaste.bank_format import BankMeta, Lesion, write_bank
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import atomic_output, refuse_existing
+from lesionpaste.recipes import Recipe, recipe_to_dict
 
 
 @dataclass(frozen=True)

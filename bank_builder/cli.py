@@ -12,19 +12,19 @@ from tqdm import tqdm
 
 from bank_builder import idrid, mosmed
 from bank_builder.annotated import FUNDUS_TYPES
-from bank_builder.bank_file import read_bank
 from bank_builder.build import build_bank
-from bank_builder.image_files import is_dicom
 from bank_builder.loaders import load_ct_slice, load_fundus
-from bank_builder.preprocess import GrahamRecipe, NoRecipe, Recipe, WindowRecipe, parse_window
 from bank_builder.sheet import contact_sheet
-from lesionpaste import __version__
+from lesionpaste import __version__, mosmed_files
+from lesionpaste.bank_format import read_bank
 from lesionpaste.cli import Group, command_line, warn_to_stderr
 from lesionpaste.config import resolve_root
+from lesionpaste.ct_files import is_dicom
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import refuse_existing
 from lesionpaste.images import write_png
 from lesionpaste.outputs import check_output
+from lesionpaste.recipes import GrahamRecipe, NoRecipe, Recipe, WindowRecipe, parse_window
 
 PROG = "lp-bank"
 
@@ -163,13 +163,13 @@ def build(
     elif source == "mosmed":
         if not ids:
             raise LesionPasteError("give at least one MosMed study, e.g. lp-bank build study_0255")
-        names = list(dict.fromkeys(mosmed.normalise_id(i) for i in ids))
+        names = list(dict.fromkeys(mosmed_files.normalise_id(i) for i in ids))
         data_root = resolve_root(root, "LP_MOSMED_ROOT", "mosmed_root", "MosMed")
         recipe = _recipe(preprocess, "window", window_spec)
         if not isinstance(recipe, WindowRecipe):
             raise LesionPasteError("MosMed volumes are in HU and need --preprocess window")
         for n in names:
-            mosmed.locate(data_root, n)
+            mosmed_files.locate(data_root, n)
         sources = (s for n in names for s in mosmed.load_study(data_root, n, recipe, slices))
         modality_name, types = "ct", [mosmed.LESION_TYPE]
         inputs = [("MosMed root", data_root)]

@@ -2,31 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Lesion:
-    """One isolated lesion region.
-
-    Attributes:
-        patch: ``(h, w, C)`` ``uint8`` pixels of the (preprocessed) source inside the bounding box.
-        mask: ``(h, w)`` boolean mask of exactly this connected component (not of the box).
-        lesion_type: type name, e.g. ``"MA"`` or ``"COVID"``.
-        source: index of the source image in the bank.
-        bbox: ``(y, x, h, w)`` of the box in the source image.
-        area: number of pixels in the component.
-    """
-
-    patch: np.ndarray
-    mask: np.ndarray
-    lesion_type: str
-    source: int
-    bbox: tuple[int, int, int, int]
-    area: int
+from lesionpaste.bank_format import Lesion
 
 
 def component_boxes(

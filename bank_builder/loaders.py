@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from bank_builder.annotated import AnnotatedImage, check_mask_shape
-from bank_builder.image_files import is_dicom, read_dicom_hu, read_gray, read_mask, read_rgb
-from bank_builder.preprocess import (
+from lesionpaste.ct_files import is_dicom, read_dicom_hu
+from lesionpaste.errors import LesionPasteError
+from lesionpaste.images import read_gray, read_mask, read_rgb
+from lesionpaste.recipes import (
     GrahamRecipe,
     NoRecipe,
     Recipe,
@@ -19,7 +21,6 @@ from bank_builder.preprocess import (
     graham,
     window_hu,
 )
-from lesionpaste.errors import LesionPasteError
 
 
 def _record(role: str, path: Path, sha: str, base: Path | None) -> dict:

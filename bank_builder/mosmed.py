@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from bank_builder.annotated import AnnotatedImage
-from bank_builder.image_files import sha256_hex
-from bank_builder.preprocess import WindowRecipe, window_hu
+from lesionpaste.ct_files import axial, load_nifti
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.images import read_bytes
+from lesionpaste.mosmed_files import locate
+from lesionpaste.recipes import WindowRecipe, window_hu
 
 LESION_TYPE = "COVID"
 LICENCE = "CC BY-NC-ND 3.0"
@@ -21,56 +20,6 @@ ATTRIBUTION = (
     "MosMedData: Morozov et al., Chest CT scans with COVID-19 related findings, "
     "arXiv:2005.06465, 2020"
 )
-
-
-def normalise_id(text: str) -> str:
-    """``study_0255``, ``STUDY_255`` or ``255`` -> ``study_0255``."""
-    m = re.fullmatch(r"(?:study[_-]?)?0*(\d{1,4})", text.strip(), flags=re.IGNORECASE)
-    if not m:
-        raise LesionPasteError(f"{text!r} is not a MosMed study id (expected e.g. study_0255)")
-    return f"study_{int(m.group(1)):04d}"
-
-
-def locate(root: Path, study_id: str) -> tuple[Path, Path]:
-    """Paths of ``studies/CT-*/study_NNNN.nii.gz`` and ``masks/study_NNNN_mask.nii.gz``."""
-    volumes = sorted((root / "studies").glob(f"CT-*/{study_id}.nii.gz"))
-    if not volumes:
-        raise LesionPasteError(
-            f"unknown MosMed study {study_id}: no studies/CT-*/{study_id}.nii.gz under {root}"
-        )
-    mask = root / "masks" / f"{study_id}_mask.nii.gz"
-    if not mask.is_file():
-        raise LesionPasteError(
-            f"MosMed study {study_id} has no lesion mask (masks/{study_id}_mask.nii.gz under "
-            f"{root}); only part of CT-1 is annotated"
-        )
-    return volumes[0], mask
-
-
-def load_nifti(path: Path):
-    """Read a (gzipped) NIfTI file into a canonical (RAS) image, with the file's sha256."""
-    try:
-        import nibabel as nib
-    except ImportError:
-        raise LesionPasteError(
-            "reading NIfTI needs nibabel: pip install 'lesionpaste[ct]'"
-        ) from None
-    data = read_bytes(path)
-    try:
-        raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-        image = nib.as_closest_canonical(nib.Nifti1Image.from_bytes(raw))
-    except Exception as exc:  # noqa: BLE001 - gzip/nibabel raise many types for damaged files
-        raise LesionPasteError(
-            f"{path}: not a readable NIfTI file ({type(exc).__name__})"
-        ) from None
-    if len(image.shape) != 3:
-        raise LesionPasteError(f"{path}: expected a 3-D volume, found shape {image.shape}")
-    return image, sha256_hex(data)
-
-
-def axial(volume: np.ndarray, z: int) -> np.ndarray:
-    """Axial slice ``z`` of a RAS volume as displayed: anterior up, patient's right on the left."""
-    return np.ascontiguousarray(np.flipud(volume[:, :, z].T))
 
 
 def parse_slices(spec: str | None, available: list[int], study_id: str) -> list[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from bank_builder.bank_file import Bank
+from lesionpaste.bank_format import Bank
 
 BACKGROUND = (32, 32, 32)
 TEXT = (235, 235, 235)

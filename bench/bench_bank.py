@@ -21,7 +21,7 @@ from bank_builder import idrid
 from bank_builder.annotated import FUNDUS_TYPES
 from bank_builder.build import build_bank
 from bank_builder.loaders import load_fundus
-from bank_builder.preprocess import GrahamRecipe
+from lesionpaste.recipes import GrahamRecipe
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "idrid"
 

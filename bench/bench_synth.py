@@ -33,8 +33,8 @@ import numpy as np
 from bench_bank import full_build  # bench/ is the script's folder: first on sys.path
 
 from bank_builder import idrid
-from bank_builder.bank_file import read_bank
-from bank_builder.preprocess import GrahamRecipe
+from lesionpaste.bank_format import read_bank
+from lesionpaste.recipes import GrahamRecipe
 from synth.normals import list_folder, read_label_file
 from synth.run import Job, run_synthesis
 from synth.tiers import make_tiers
@@ -84,7 +84,7 @@ def floor(items, out: Path) -> float:
 def preparation_only(items, out: Path) -> float:
     """The floor plus the preparation every twin needs before any lesion is pasted (disc
     estimate, crop, resize, Graham's recipe): what lp-synth would reach with free pasting."""
-    from bank_builder.image_files import read_rgb_at_least
+    from lesionpaste.images import read_rgb_at_least
     from synth.prepare import prepare_fundus
 
     outputs = {}
@@ -146,7 +146,7 @@ def naive(items, bank_path, out: Path, tmp: Path) -> float:
 PEAK = """
 import resource, sys, tempfile
 from pathlib import Path
-from bank_builder.bank_file import read_bank
+from lesionpaste.bank_format import read_bank
 from synth.normals import NormalImage
 from synth.run import Job, make_one
 from synth.tiers import make_tiers

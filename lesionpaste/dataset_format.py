@@ -18,7 +18,6 @@ than the pixel limit (``lesionpaste.images``).
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import os
 import unicodedata
@@ -26,6 +25,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from lesionpaste.digests import sha256_bytes, sha256_file
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import open_regular
 from lesionpaste.formats import DATASET_FORMAT as FORMAT
@@ -40,15 +40,6 @@ KINDS = ("synthetic", "evaluation")
 def has_control_character(text: str) -> bool:
     """Whether ``text`` holds a control character (Unicode category Cc: C0, DEL and C1)."""
     return any(unicodedata.category(c) == "Cc" for c in text)
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a regular file's bytes (anything else is refused, not read)."""
-    h = hashlib.sha256()
-    with open_regular(path) as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def safe_path(root: Path, relative: str) -> Path:
@@ -164,7 +155,7 @@ def read_image(root: Path, relative: str, flags: int, sha256: str | None = None)
     path = safe_path(root, relative)
     with open_regular(path, "PNG image") as fh:
         data = fh.read()
-    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+    if sha256 is not None and sha256_bytes(data) != sha256:
         raise LesionPasteError(f"{root}: {relative} does not match its sha256 (damaged or altered)")
     return decode(data, f"{root}: {relative}", flags)
 

@@ -12,14 +12,14 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from bank_builder.bank_file import read_bank
-from bank_builder.preprocess import parse_window
 from lesionpaste import __version__
+from lesionpaste.bank_format import read_bank
 from lesionpaste.cli import Group, warn_to_stderr
 from lesionpaste.config import config_value
 from lesionpaste.dataset_format import read_dataset_json, verify
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.outputs import check_output
+from lesionpaste.recipes import parse_window
 from synth.augment import AugmentConfig
 from synth.card import dataset_card
 from synth.colour import colour_luts, histogram

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bank_builder.mosmed import axial, load_nifti, locate
+from lesionpaste.ct_files import axial, load_nifti
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.mosmed_files import locate
 from synth.normals import NormalImage
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")

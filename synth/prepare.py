@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from bank_builder.preprocess import (
+from lesionpaste.recipes import (
     Disc,
     GrahamRecipe,
     Recipe,

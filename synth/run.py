@@ -22,14 +22,14 @@ from pathlib import Path
 import numpy as np
 from joblib import Parallel, delayed, parallel_config
 
-from bank_builder.bank_file import Bank, read_bank
-from bank_builder.image_files import is_dicom, read_dicom_hu, read_gray, read_rgb_at_least
-from bank_builder.preprocess import NoRecipe, Recipe, WindowRecipe, recipe_from_dict
 from lesionpaste import __version__
+from lesionpaste.bank_format import Bank, read_bank
+from lesionpaste.ct_files import is_dicom, read_dicom_hu
 from lesionpaste.dataset_format import FORMAT, MANIFEST_COLUMNS, SCHEMA_VERSION, sha256_file
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import output_lock, remove_temp_files, swap_in, write_atomic
-from lesionpaste.images import encode_png
+from lesionpaste.images import encode_png, read_gray, read_rgb_at_least
+from lesionpaste.recipes import NoRecipe, Recipe, WindowRecipe, recipe_from_dict
 from synth.ct_volumes import is_nifti, read_axial_hu
 from synth.cutpaste import cutpaste_twin
 from synth.normals import NormalImage

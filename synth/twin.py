@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from bank_builder.bank_file import Bank
+from lesionpaste.bank_format import Bank
 from synth.augment import AugmentConfig, augment_lesion, draw_augmentations
 from synth.paste import find_position, mixup_paste
 from synth.prepare import Prepared

@@ -9,7 +9,7 @@ import numpy as np
 
 from bank_builder.annotated import FUNDUS_TYPES, AnnotatedImage
 from bank_builder.build import build_bank
-from bank_builder.preprocess import GrahamRecipe, disc_mask, estimate_fundus_disc, graham
+from lesionpaste.recipes import GrahamRecipe, disc_mask, estimate_fundus_disc, graham
 from tests.conftest import synthetic_fundus, write_rgb
 
 

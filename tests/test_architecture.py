@@ -1,16 +1,86 @@
-"""The project's layering, checked: the bank builder and the synthesizer never load torch, and
-plain ``pytest`` runs from the repository root."""
+"""The project's layering, checked: which part may import which (read from every module's
+imports), the bank builder and the synthesizer never loading torch, and plain ``pytest``
+running from the repository root."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import make_tiny_idrid
 from tests.synth_fixtures import make_normals
 
 ROOT = Path(__file__).resolve().parent.parent
+PARTS = ("lesionpaste", "bank_builder", "synth", "train")
+#: what each part may import of the project: the core, and itself
+ALLOWED = {
+    "lesionpaste": {"lesionpaste"},
+    "bank_builder": {"lesionpaste", "bank_builder"},
+    "synth": {"lesionpaste", "synth"},
+    "train": {"lesionpaste", "train"},
+}
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module a file imports, at its top or inside a function (absolute names)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            found.add(path.parent.name + "." + (node.module or ""))  # relative: within its part
+    return found
+
+
+def _modules(part: str) -> list[Path]:
+    return sorted((ROOT / part).rglob("*.py"))
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_each_part_imports_only_the_core_and_itself(part):
+    wrong = {
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in _modules(part)
+        for name in imports_of(path)
+        if name.split(".")[0] in PARTS and name.split(".")[0] not in ALLOWED[part]
+    }
+    assert not wrong, sorted(wrong)
+
+
+@pytest.mark.parametrize("part", ["lesionpaste", "bank_builder", "synth"])
+def test_nothing_outside_the_trainer_imports_torch(part):
+    wrong = {
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in _modules(part)
+        for name in imports_of(path)
+        if name.split(".")[0] in ("torch", "torchvision")
+    }
+    assert not wrong, sorted(wrong)
+
+
+def test_the_core_uses_click_only_in_its_command_line_wrapper():
+    users = {
+        p.name
+        for p in _modules("lesionpaste")
+        if "click" in {n.split(".")[0] for n in imports_of(p)}
+    }
+    assert users == {"cli.py"}
+
+
+def test_the_rules_see_a_forbidden_import(tmp_path):
+    module = tmp_path / "synth" / "x.py"
+    module.parent.mkdir()
+    module.write_text(
+        "import os\nfrom bank_builder.build import build_bank\ndef f():\n    import torch\n"
+    )
+    assert imports_of(module) == {"os", "bank_builder.build", "torch"}
+
 
 #: runs a console script in this process, then says whether torch was ever imported
 RUN_SCRIPT = """

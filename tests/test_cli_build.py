@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from bank_builder.bank_file import read_bank
-from bank_builder.image_files import read_mask, read_rgb
-from bank_builder.preprocess import disc_mask, estimate_fundus_disc, graham
+from lesionpaste.bank_format import read_bank
+from lesionpaste.images import read_mask, read_rgb
+from lesionpaste.recipes import disc_mask, estimate_fundus_disc, graham
 from tests.conftest import IDRID_ROOT, idrid_image, idrid_mask, no_temp_files
 
 EIGHT = np.ones((3, 3))

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from bank_builder.bank_file import read_bank
-from bank_builder.image_files import read_gray
-from bank_builder.preprocess import WindowRecipe, window_hu
+from lesionpaste.bank_format import read_bank
+from lesionpaste.images import read_gray
+from lesionpaste.recipes import WindowRecipe, window_hu
 from tests.conftest import shared, write_mask
 
 nib = pytest.importorskip("nibabel")

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from bank_builder.bank_file import read_bank
+from lesionpaste.bank_format import read_bank
 from lesionpaste.dataset_format import MANIFEST_COLUMNS, read_dataset_json, verify
 from lesionpaste.errors import LesionPasteError
 from synth.normals import read_label_file
@@ -329,7 +329,7 @@ MASKS = _mask_files()
     cut=st.integers(0, 10_000),
 )
 def test_any_damaged_mask_is_read_or_refused_cleanly(tmp_path, form, edits, cut):
-    from bank_builder.image_files import read_mask
+    from lesionpaste.images import read_mask
 
     data = bytearray(MASKS[form])
     for offset, value in edits:

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bank_builder.bank_file import read_bank
-from bank_builder.mosmed import axial
-from bank_builder.preprocess import WindowRecipe, window_hu
+from lesionpaste.bank_format import read_bank
+from lesionpaste.ct_files import axial
+from lesionpaste.recipes import WindowRecipe, window_hu
 
 nib = pytest.importorskip("nibabel")
 

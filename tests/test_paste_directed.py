@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from bank_builder.annotated import FUNDUS_TYPES, AnnotatedImage
-from bank_builder.bank_file import read_bank
 from bank_builder.build import build_bank
-from bank_builder.preprocess import NoRecipe
+from lesionpaste.bank_format import read_bank
+from lesionpaste.recipes import NoRecipe
 from synth.augment import AugmentConfig, AugmentDraw, augment_lesion
 from synth.paste import mixup_paste
 from synth.prepare import Prepared

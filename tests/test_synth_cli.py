@@ -396,7 +396,7 @@ def test_real_full_resolution_and_chase_normals(lp_synth, bank, tmp_path):
 
 def test_ct_twins_land_in_the_lungs(lp_synth, tmp_path):
     from bank_builder.cli import cli as bank_cli
-    from bank_builder.preprocess import WindowRecipe
+    from lesionpaste.recipes import WindowRecipe
     from synth.prepare import ct_region
 
     dicoms = sorted(shared("ct", "tcia_dicom").glob("*.dcm"))
@@ -561,8 +561,8 @@ def test_hu_normals_with_a_bank_cut_from_8_bit_slices_need_a_window(lp_synth, tm
     """The COVID slices (8-bit, already windowed) as lesion source, DICOM slices in HU as
     normals: the normals' window is asked for, recorded, and reused by prep --like."""
     from bank_builder.cli import cli as bank_cli
-    from bank_builder.image_files import read_dicom_hu
-    from bank_builder.preprocess import WindowRecipe, window_hu
+    from lesionpaste.ct_files import read_dicom_hu
+    from lesionpaste.recipes import WindowRecipe, window_hu
     from synth.prepare import ct_region
 
     r = CliRunner().invoke(

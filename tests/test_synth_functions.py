@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from bank_builder.bank_file import read_bank
+from lesionpaste.bank_format import read_bank
 from lesionpaste.errors import LesionPasteError
 from synth.augment import (
     AugmentConfig,

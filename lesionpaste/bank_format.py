@@ -19,7 +19,6 @@ JSON-valued attributes (``lesion_types``, ``preprocess``, ``sources``) are UTF-8
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,12 +27,33 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from bank_builder.extract import Lesion
+from lesionpaste.digests import sha256_file
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.formats import BANK_FORMAT
 
 FORMAT = BANK_FORMAT
 SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """One isolated lesion region.
+
+    Attributes:
+        patch: ``(h, w, C)`` ``uint8`` pixels of the (preprocessed) source inside the bounding box.
+        mask: ``(h, w)`` boolean mask of exactly this connected component (not of the box).
+        lesion_type: type name, e.g. ``"MA"`` or ``"COVID"``.
+        source: index of the source image in the bank.
+        bbox: ``(y, x, h, w)`` of the box in the source image.
+        area: number of pixels in the component.
+    """
+
+    patch: np.ndarray
+    mask: np.ndarray
+    lesion_type: str
+    source: int
+    bbox: tuple[int, int, int, int]
+    area: int
 
 
 @dataclass
@@ -234,7 +254,7 @@ def _open(path: Path, with_arrays: bool):
     sizes = arrays["bbox"][:, 2].astype(np.int64) * arrays["bbox"][:, 3]
     arrays["_mask_offsets"] = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     arrays["_pixel_offsets"] = arrays["_mask_offsets"] * meta.channels
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_file(path)
     return meta, arrays, digest
 
 

@@ -2,8 +2,8 @@ import h5py
 import numpy as np
 import pytest
 
-from bank_builder.bank_file import BankMeta, read_bank, read_meta, write_bank
 from bank_builder.extract import extract_lesions
+from lesionpaste.bank_format import BankMeta, read_bank, read_meta, write_bank
 from lesionpaste.errors import LesionPasteError
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate

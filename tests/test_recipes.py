@@ -2,7 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from bank_builder.preprocess import (
+from lesionpaste.errors import LesionPasteError
+from lesionpaste.recipes import (
     Disc,
     GrahamRecipe,
     WindowRecipe,
@@ -14,7 +15,6 @@ from bank_builder.preprocess import (
     recipe_to_dict,
     window_hu,
 )
-from lesionpaste.errors import LesionPasteError
 from tests.conftest import synthetic_fundus
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bank_builder.image_files import read_mask, read_rgb
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.images import read_mask, read_rgb
 from tests.conftest import idrid_image, idrid_mask, shared, synthetic_fundus, write_rgb
 
 

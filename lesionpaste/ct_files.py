@@ -1,0 +1,83 @@
+"""CT files: single DICOM slices and NIfTI volumes, read in Hounsfield units with the file's
+sha256 (both need the ``ct`` extra: pydicom, nibabel)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+
+import numpy as np
+
+from lesionpaste.digests import sha256_bytes
+from lesionpaste.errors import LesionPasteError
+from lesionpaste.images import read_bytes
+
+
+def is_dicom(path: Path) -> bool:
+    """True when the file carries the DICOM preamble magic (or a .dcm suffix)."""
+    path = Path(path)
+    if path.suffix.lower() == ".dcm":
+        return True
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return head[128:132] == b"DICM"
+
+
+def read_dicom_hu(path: Path) -> tuple[np.ndarray, str, tuple[float, float] | None]:
+    """Read a single-frame CT DICOM slice in Hounsfield units (float32).
+
+    Returns the HU array, the file's sha256 and the pixel spacing ``(row_mm, col_mm)``
+    when the file gives one. Needs the ``ct`` extra (pydicom).
+    """
+    try:
+        import pydicom
+    except ImportError:
+        raise LesionPasteError(
+            "reading DICOM needs pydicom: pip install 'lesionpaste[ct]'"
+        ) from None
+    data = read_bytes(path)
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        pixels = ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for corrupt files
+        raise LesionPasteError(
+            f"{path}: not a readable DICOM image ({type(exc).__name__})"
+        ) from None
+    if pixels.ndim != 2:
+        raise LesionPasteError(f"{path}: expected one 2-D slice, found shape {pixels.shape}")
+    slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
+    intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
+    hu = pixels.astype(np.float32) * slope + intercept
+    spacing = getattr(ds, "PixelSpacing", None)
+    spacing_mm = (float(spacing[0]), float(spacing[1])) if spacing is not None else None
+    return hu, sha256_bytes(data), spacing_mm
+
+
+def load_nifti(path: Path):
+    """Read a (gzipped) NIfTI file into a canonical (RAS) image, with the file's sha256."""
+    try:
+        import nibabel as nib
+    except ImportError:
+        raise LesionPasteError(
+            "reading NIfTI needs nibabel: pip install 'lesionpaste[ct]'"
+        ) from None
+    data = read_bytes(path)
+    try:
+        raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+        image = nib.as_closest_canonical(nib.Nifti1Image.from_bytes(raw))
+    except Exception as exc:  # noqa: BLE001 - gzip/nibabel raise many types for damaged files
+        raise LesionPasteError(
+            f"{path}: not a readable NIfTI file ({type(exc).__name__})"
+        ) from None
+    if len(image.shape) != 3:
+        raise LesionPasteError(f"{path}: expected a 3-D volume, found shape {image.shape}")
+    return image, sha256_bytes(data)
+
+
+def axial(volume: np.ndarray, z: int) -> np.ndarray:
+    """Axial slice ``z`` of a RAS volume as displayed: anterior up, patient's right on the left."""
+    return np.ascontiguousarray(np.flipud(volume[:, :, z].T))

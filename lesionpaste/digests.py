@@ -1,0 +1,26 @@
+"""The sha256 digests that a bank, a dataset and a run record of their files."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from lesionpaste.files import open_regular
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of a byte string."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a regular file's bytes, read in blocks (any size in constant memory).
+
+    Raises:
+        LesionPasteError: not a regular file (a FIFO, a directory): refused, not read.
+    """
+    h = hashlib.sha256()
+    with open_regular(path) as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
