@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from bank_builder.annotated import AnnotatedImage
@@ -15,6 +14,7 @@ from lesionpaste import __version__
 from lesionpaste.bank_format import BankMeta, Lesion, write_bank
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import atomic_output, refuse_existing
+from lesionpaste.histograms import channel_histograms
 from lesionpaste.recipes import Recipe, recipe_to_dict
 
 
@@ -25,17 +25,6 @@ class BuildResult:
     path: Path
     counts: dict[str, int]
     sources: list[str]
-
-
-def channel_histograms(image: np.ndarray, region: np.ndarray | None) -> np.ndarray:
-    """``(C, 256)`` per-channel histogram of ``image`` inside ``region`` (all pixels if None)."""
-    mask = None if region is None else region.view(np.uint8)
-    return np.stack(
-        [
-            cv2.calcHist([image], [c], mask, [256], [0, 256]).reshape(256)
-            for c in range(image.shape[2])
-        ]
-    ).astype(np.uint64)
 
 
 def build_bank(

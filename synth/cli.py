@@ -18,11 +18,12 @@ from lesionpaste.cli import Group, warn_to_stderr
 from lesionpaste.config import config_value
 from lesionpaste.dataset_format import read_dataset_json, verify
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.histograms import channel_histograms
 from lesionpaste.outputs import check_output
 from lesionpaste.recipes import parse_window
 from synth.augment import AugmentConfig
 from synth.card import dataset_card
-from synth.colour import colour_luts, histogram
+from synth.colour import colour_luts
 from synth.ct_volumes import evaluation_slices, is_mosmed_root, normal_slices
 from synth.normals import NormalImage, is_eyeq, list_folder, read_label_file, split
 from synth.preview import twin_grid
@@ -160,13 +161,13 @@ def _pooled_normals_histogram(
     rng = np.random.default_rng(seed)
     picked = rng.permutation(len(normals))[:sample]
     recipe = normals_recipe(bank, preprocess, window)
-    total = np.zeros((bank.meta.channels, 256), np.int64)
+    total = np.zeros((bank.meta.channels, 256), np.uint64)
     for i in sorted(picked):
         try:
             prepared = prepare_normal(normals[i].path, bank, recipe, size, normals[i].slice)
         except LesionPasteError:
             continue
-        total += histogram(prepared.image, prepared.region)
+        total += channel_histograms(prepared.image, prepared.region)
     return total
 
 

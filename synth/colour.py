@@ -1,14 +1,9 @@
-"""Colour-domain matching: map lesion colours onto the normals' colour distribution."""
+"""Colour-domain matching: map lesion colours onto the normals' colour distribution (the
+histograms compared are ``lesionpaste.histograms.channel_histograms``)."""
 
 from __future__ import annotations
 
 import numpy as np
-
-
-def histogram(image: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """``(C, 256)`` per-channel histogram of ``image`` inside ``region``."""
-    pixels = image[region]
-    return np.stack([np.bincount(pixels[:, c], minlength=256) for c in range(image.shape[2])])
 
 
 def matching_lut(source: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synth.colour import colour_luts, histogram, matching_lut
+from lesionpaste.histograms import channel_histograms
+from synth.colour import colour_luts, matching_lut
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 
@@ -23,10 +24,13 @@ def test_histogram_counts_each_channel_inside_the_region_only():
     image[1, :, 0] = [9, 9, 9]  # outside the region
     image[:, :, 1] = 200
     region = np.array([[True, True, True], [False, False, False]])
-    h = histogram(image, region)
+    h = channel_histograms(image, region)
     assert h.shape == (2, 256)
     assert h[0, 5] == 2 and h[0, 7] == 1 and h[0, 9] == 0 and h[0].sum() == 3
     assert h[1, 200] == 3 and h[1].sum() == 3
+    assert h.dtype == np.uint64  # exact counts, whatever the image size
+    everything = channel_histograms(image)  # no region: every pixel
+    assert everything[0, 9] == 3 and everything[0].sum() == 6 and everything[1, 200] == 6
 
 
 def test_matching_maps_each_level_to_the_target_level_of_equal_quantile():
