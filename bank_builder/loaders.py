@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,12 +30,18 @@ def _record(role: str, path: Path, sha: str, base: Path | None) -> dict:
     return {"role": role, "path": shown.as_posix(), "sha256": sha}
 
 
-#: Masks are decoded on a second thread while the image decodes (OpenCV releases the GIL).
-_MASK_READER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lp-mask-reader")
-
-
-def _read_masks_async(mask_paths: dict[str, Path]) -> list[Future]:
-    return [_MASK_READER.submit(read_mask, path) for path in mask_paths.values()]
+@contextlib.contextmanager
+def _masks_reading(mask_paths: dict[str, Path]) -> Iterator[list[Future]]:
+    """Decode the masks on a second thread while the caller decodes the image (OpenCV
+    releases the GIL); the thread ends with the block, and an error cancels what is left."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lp-mask-reader") as pool:
+        pending = [pool.submit(read_mask, path) for path in mask_paths.values()]
+        try:
+            yield pending
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
 
 
 def _collect_masks(
@@ -74,16 +82,11 @@ def load_fundus(
     """
     if isinstance(recipe, WindowRecipe):
         raise LesionPasteError("CT windowing does not apply to fundus photographs")
-    pending = _read_masks_async(mask_paths)
-    try:
+    with _masks_reading(mask_paths) as pending:
         raw, sha = read_rgb(image_path)
         disc = _fundus_disc(raw, image_path)
-    except LesionPasteError:
-        for future in pending:
-            future.cancel()
-        raise
-    image = graham(raw, disc, recipe) if isinstance(recipe, GrahamRecipe) else raw
-    masks, files = _collect_masks(pending, mask_paths, raw.shape, image_path, base)
+        image = graham(raw, disc, recipe) if isinstance(recipe, GrahamRecipe) else raw
+        masks, files = _collect_masks(pending, mask_paths, raw.shape, image_path, base)
     kept = recipe.disc_fraction if isinstance(recipe, GrahamRecipe) else 1.0
     return AnnotatedImage(
         source_id=source_id,
@@ -125,9 +128,8 @@ def load_ct_slice(
                 "used as it is (--preprocess none)"
             )
         pixels, sha = read_gray(image_path)
-    masks, files = _collect_masks(
-        _read_masks_async(mask_paths), mask_paths, pixels.shape, image_path, base
-    )
+    with _masks_reading(mask_paths) as pending:
+        masks, files = _collect_masks(pending, mask_paths, pixels.shape, image_path, base)
     return AnnotatedImage(
         source_id=source_id,
         image=pixels[:, :, None],

@@ -160,6 +160,12 @@ def read_image(root: Path, relative: str, flags: int, sha256: str | None = None)
     return decode(data, f"{root}: {relative}", flags)
 
 
+def _inside(root: Path, message: str) -> str:
+    """A problem's message without the dataset's own path in front: the caller names it."""
+    prefix = f"{root}: "
+    return message.removeprefix(prefix)
+
+
 def verify(root: Path) -> list[str]:
     """Every problem found in a dataset (empty when it is whole): schema, counts, paths, and
     the sha256 of every image, mask and metadata file."""
@@ -168,13 +174,13 @@ def verify(root: Path) -> list[str]:
         meta = read_dataset_json(root)
         rows = read_manifest(root)
     except LesionPasteError as exc:
-        return [str(exc)]
+        return [_inside(root, str(exc))]
     for name, digest in meta.get("files", {}).items():
         try:
             if sha256_file(safe_path(root, name)) != digest:
                 problems.append(f"{name}: sha256 differs from dataset.json")
         except (OSError, LesionPasteError) as exc:
-            problems.append(f"{name}: {exc}")
+            problems.append(f"{name}: {_inside(root, str(exc))}")
     for row in rows:
         problems.extend(_file_problems(root, row["path"], row["sha256"], "the manifest"))
     twin = repeated_id(rows, meta.get("kind"))

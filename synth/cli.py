@@ -155,6 +155,22 @@ def _lambda(text: str) -> tuple[float, float] | None:
     return values[0], values[1]
 
 
+def _refuse_options_before(ctx: click.Context) -> None:
+    """The dataset options given before a subcommand would be ignored by it: refuse them."""
+    given = [
+        "/".join([param.opts[-1], *param.secondary_opts])
+        for param in ctx.command.params
+        if ctx.get_parameter_source(param.name) is click.core.ParameterSource.COMMANDLINE
+    ]
+    if given:
+        sub = ctx.invoked_subcommand
+        raise LesionPasteError(
+            f"{', '.join(given)} {'is an option' if len(given) == 1 else 'are options'} for "
+            f"making a dataset, not for {sub}; give {sub}'s own options after it "
+            f"(see {PROG} {sub} --help)"
+        )
+
+
 def _pooled_normals_histogram(
     normals, bank, preprocess, size, sample, seed, window=None
 ) -> np.ndarray:
@@ -368,6 +384,7 @@ def cli(
     Subcommands prepare an evaluation set, verify a dataset, or preview one.
     """
     if ctx.invoked_subcommand is not None:
+        _refuse_options_before(ctx)
         return
     if size < 0:
         raise LesionPasteError("--size must be 0 (keep) or a positive number of pixels")

@@ -280,6 +280,33 @@ def test_verify_refuses_what_is_not_a_dataset(lp_synth, tmp_path):
     assert "schema version 9" in lp_synth("verify", tmp_path / "d").stderr
 
 
+def test_verify_names_the_dataset_once(lp_synth, bank, normals, tmp_path):
+    out = tmp_path / "ds"
+    assert lp_synth(*synth_args(bank, normals, out)).code == 0
+    (out / "manifest.csv").unlink()
+    r = lp_synth("verify", out)
+    assert r.code == 1 and r.stderr.strip() == f"lp-synth: {out}: no manifest.csv"
+
+
+@pytest.mark.parametrize(
+    "before, sub, named",
+    [
+        (["--ratios", "garbage"], ["verify", "D"], "--ratios is an option"),
+        (["--seed", "2", "--size", "64"], ["verify", "D"], "--size, --seed are options"),
+        (["-o", "x"], ["prep", "--images", "D", "-o", "y"], "--out is an option"),
+        (["--no-flip"], ["preview", "D", "-o", "p.png"], "--flip/--no-flip is an option"),
+    ],
+)
+def test_dataset_options_before_a_subcommand_are_refused_not_ignored(
+    lp_synth, tmp_path, before, sub, named
+):
+    sub = [str(tmp_path) if a == "D" else a for a in sub]
+    r = lp_synth(*before, *sub)
+    assert r.code == 1 and r.stderr.count("\n") == 1
+    assert named in r.stderr and f"not for {sub[0]}" in r.stderr
+    assert list((tmp_path / "cwd").iterdir()) == []  # nothing was written
+
+
 def test_prep_makes_an_evaluation_set_preprocessed_like_the_twins(lp_synth, bank, tmp_path):
     images = shared("eyepacs256", "images")
     labels = shared("eyepacs256", "labels.csv")
