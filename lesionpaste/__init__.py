@@ -1,7 +1,12 @@
 """LesionPaste's shared core: what the lesion bank builder, the synthesizer and the trainer all
-stand on (the one user-facing error, file safety, the output guard, readers of received files).
+stand on (the one user-facing error, file safety, the output guard, the bank and dataset
+formats, image readers, preprocessing recipes).
 
-It imports none of the three parts and no torch.
+It imports none of the three parts and no torch. For someone who received a dataset::
+
+    import lesionpaste
+    data = lesionpaste.open_dataset("eyeq-synth")   # checked now, images read when asked
+    sample = data[0]                                # .image (H, W, C) uint8, .label, .mask
 """
 
 from importlib import metadata as _metadata
@@ -10,3 +15,12 @@ try:
     __version__ = _metadata.version("lesionpaste")
 except _metadata.PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0+unknown"
+
+
+def __getattr__(name: str):
+    """``lesionpaste.open_dataset``, imported when first used (the core's modules stay cheap)."""
+    if name == "open_dataset":
+        from lesionpaste.dataset import open_dataset
+
+        return open_dataset
+    raise AttributeError(f"module 'lesionpaste' has no attribute {name!r}")

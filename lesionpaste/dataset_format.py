@@ -214,20 +214,30 @@ def _file_problems(root: Path, relative: str, digest: str | None, listed_in: str
     return []
 
 
-def _verify_masks(root: Path, rows: list[dict]) -> list[str]:
+def read_mask_digests(root: Path) -> tuple[dict[str, str], list[str]]:
+    """``pastes.jsonl``'s sha256 of every mask (``mask_path -> digest``), and a problem line
+    for each malformed record.
+
+    Raises:
+        LesionPasteError: no ``pastes.jsonl``, or one that cannot be read as JSON lines.
+    """
     path = Path(root) / "pastes.jsonl"
     if not os.path.lexists(path):
-        return ["pastes.jsonl: missing"]
-    problems = []
-    recorded = {}
+        raise LesionPasteError(f"{root}: pastes.jsonl: missing")
+    recorded, problems = {}, []
+    for number, record in json_lines(path):
+        try:
+            recorded[record["mask_path"]] = record["mask_sha256"]
+        except (KeyError, TypeError):
+            problems.append(f"pastes.jsonl, line {number}: a malformed line")
+    return recorded, problems
+
+
+def _verify_masks(root: Path, rows: list[dict]) -> list[str]:
     try:
-        for number, record in json_lines(path):
-            try:
-                recorded[record["mask_path"]] = record["mask_sha256"]
-            except (KeyError, TypeError):
-                problems.append(f"pastes.jsonl, line {number}: a malformed line")
+        recorded, problems = read_mask_digests(root)
     except LesionPasteError as exc:
-        return [str(exc)]
+        return [_inside(root, str(exc))]
     for row in rows:
         if row["mask_path"]:
             digest = recorded.get(row["mask_path"])

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
+import torch
 
-from lesionpaste.dataset_format import read_dataset_json, read_image, read_manifest, repeated_id
+from lesionpaste.dataset import OpenedDataset, open_dataset
 from lesionpaste.errors import LesionPasteError
 
 
@@ -28,39 +28,46 @@ class LoadedDataset:
     paths: list[str]
 
 
-def _refuse_repeated_ids(root: Path, rows: list[dict], kind: str | None) -> None:
-    twin = repeated_id(rows, kind)
-    if twin is not None:
-        raise LesionPasteError(f"{root}/manifest.csv: twin id {twin!r} is listed more than once")
-
-
 def load_dataset(root: Path, verify: bool = True) -> LoadedDataset:
-    """Every image of a dataset in memory, after checking each file's sha256 (``verify``)."""
-    root = Path(root)
-    meta = read_dataset_json(root)
-    rows = read_manifest(root)
-    _refuse_repeated_ids(root, rows, meta.get("kind"))
-    images = []
-    for row in rows:
-        image = read_image(
-            root, row["path"], cv2.IMREAD_UNCHANGED, row["sha256"] if verify else None
-        )
-        if image.ndim == 2:
-            image = image[:, :, None]
-        elif image.shape[2] == 3:
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        images.append(image)
+    """Every image of a dataset in memory, after checking each file's sha256 (``verify``).
+
+    Raises:
+        LesionPasteError: not a dataset, a hostile or damaged manifest or image, or images of
+            several sizes.
+    """
+    opened = open_dataset(root)
+    images = [opened.image(i, check=verify) for i in range(len(opened))]
     shapes = {im.shape for im in images}
     if len(shapes) != 1:
         raise LesionPasteError(
-            f"{root}: images of several sizes or channel counts {sorted(shapes)[:3]} "
+            f"{opened.root}: images of several sizes or channel counts {sorted(shapes)[:3]} "
             "(height, width, channels); a dataset is made with one --size and one modality"
         )
     return LoadedDataset(
-        root=root,
-        meta=meta,
+        root=opened.root,
+        meta=opened.meta,
         images=np.stack(images),
-        labels=np.array([int(r["label"]) for r in rows], dtype=np.int64),
-        twin_ids=[r["twin_id"] for r in rows],
-        paths=[r["path"] for r in rows],
+        labels=opened.labels,
+        twin_ids=[r["twin_id"] for r in opened.rows],
+        paths=[r["path"] for r in opened.rows],
     )
+
+
+class TorchDataset(torch.utils.data.Dataset):
+    """A received dataset for a ``torch.utils.data.DataLoader``: item ``i`` is image ``i`` as a
+    ``(C, H, W)`` ``uint8`` tensor (through ``transform`` when given) and its label.
+
+    Images are read, and checked against their sha256, when the loader asks for them.
+    """
+
+    def __init__(self, dataset: OpenedDataset | str | Path, transform=None):
+        self.dataset = dataset if isinstance(dataset, OpenedDataset) else open_dataset(dataset)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image = torch.from_numpy(np.ascontiguousarray(self.dataset.image(i).transpose(2, 0, 1)))
+        label = int(self.dataset.rows[i]["label"])
+        return (self.transform(image) if self.transform else image), label

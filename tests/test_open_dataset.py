@@ -1,0 +1,95 @@
+"""The Python API for a received dataset: ``lesionpaste.open_dataset`` and the trainer's
+``TorchDataset`` over it."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import lesionpaste
+from lesionpaste.errors import LesionPasteError
+from tests.synth_fixtures import make_fundus_bank, make_normals
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    from synth.cli import cli
+
+    root = tmp_path_factory.mktemp("received")
+    bank = make_fundus_bank(root / "bank.h5")
+    normals = make_normals(root / "normals", 3)
+    out = root / "ds"
+    r = CliRunner().invoke(
+        cli, ["--bank", str(bank), "--normals", str(normals), "-o", str(out), "--size", "48", "-q"]
+    )
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def _manifest(root: Path) -> list[dict]:
+    with open(root / "manifest.csv", newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_a_dataset_opens_with_its_metadata_labels_images_and_masks(dataset):
+    data = lesionpaste.open_dataset(dataset)
+    rows = _manifest(dataset)
+    assert len(data) == len(rows) == 6 and data.meta["kind"] == "synthetic"
+    assert data.labels.tolist() == [int(r["label"]) for r in rows]
+    for i, sample in enumerate(data):
+        on_disk = cv2.cvtColor(cv2.imread(str(dataset / rows[i]["path"])), cv2.COLOR_BGR2RGB)
+        assert sample.image.dtype == np.uint8 and sample.image.shape == (48, 48, 3)
+        np.testing.assert_array_equal(sample.image, on_disk)
+        assert (sample.label, sample.path, sample.twin_id) == (
+            int(rows[i]["label"]), rows[i]["path"], rows[i]["twin_id"])  # fmt: skip
+        if rows[i]["mask_path"]:
+            expected = cv2.imread(str(dataset / rows[i]["mask_path"]), cv2.IMREAD_GRAYSCALE) > 0
+            np.testing.assert_array_equal(sample.mask, expected)
+            assert sample.mask.any()
+        else:
+            assert sample.mask is None and sample.label == 0
+
+
+def test_images_are_read_when_asked_and_a_changed_one_is_refused(dataset, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(dataset, copy)
+    path = copy / _manifest(copy)[1]["path"]
+    image = cv2.imread(str(path))
+    image[0, 0] = 255 - image[0, 0]
+    cv2.imwrite(str(path), image)
+    data = lesionpaste.open_dataset(copy)  # opening reads no image
+    data[0]
+    with pytest.raises(LesionPasteError, match="does not match its sha256"):
+        data[1]
+    assert data.image(1, check=False).shape == (48, 48, 3)
+
+
+def test_what_is_not_a_dataset_is_refused_when_opened(tmp_path):
+    with pytest.raises(LesionPasteError, match="no dataset.json"):
+        lesionpaste.open_dataset(tmp_path)
+    with pytest.raises(AttributeError):
+        lesionpaste.no_such_thing  # noqa: B018
+
+
+def test_the_torch_dataset_gives_channel_first_uint8_tensors_and_labels(dataset):
+    import torch
+
+    from train.data import TorchDataset
+
+    torch_data = TorchDataset(dataset)
+    batches = list(torch.utils.data.DataLoader(torch_data, batch_size=4))
+    images = torch.cat([b[0] for b in batches])
+    labels = torch.cat([b[1] for b in batches])
+    assert images.shape == (6, 3, 48, 48) and images.dtype == torch.uint8
+    opened = lesionpaste.open_dataset(dataset)
+    assert labels.tolist() == opened.labels.tolist()
+    np.testing.assert_array_equal(images[2].permute(1, 2, 0).numpy(), opened[2].image)
+    halved = TorchDataset(opened, transform=lambda x: x.float() / 2)
+    assert torch.equal(halved[2][0], images[2].float() / 2) and halved[2][1] == labels[2]
