@@ -209,31 +209,70 @@ def _bare(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
-def train(data: LoadedDataset, run: Path, config: TrainConfig, quiet: bool = False) -> dict:
-    """Train (or resume) a run in ``run``; returns the last epoch's log entry."""
-    rank, world = _distributed()
+@dataclass
+class _Session:
+    """What one training process holds: where it runs, the data placed, the model and its
+    optimizer, and the epoch it starts from."""
+
+    rank: int
+    world: int
+    device: torch.device
+    images: torch.Tensor
+    targets: torch.Tensor
+    train_idx: torch.Tensor
+    val_idx: np.ndarray
+    model: nn.Module
+    trained: nn.Module  # the model as stepped: wrapped for DDP or compiled
+    normalizer: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    source: str
+    start_epoch: int = 0
+
+
+def _device_of(config: TrainConfig, world: int) -> torch.device:
     device = pick_device(config.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
-    torch.manual_seed(config.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    labels = data.labels
-    if set(np.unique(labels)) - {0, 1}:
+    return device
+
+
+def _set_up(data: LoadedDataset, config: TrainConfig) -> _Session:
+    """Place the data, build the model, its optimizer and schedule (nothing read from a run)."""
+    rank, world = _distributed()
+    device = _device_of(config, world)
+    torch.manual_seed(config.seed)
+    if set(np.unique(data.labels)) - {0, 1}:
         raise LesionPasteError(f"{data.root}: training needs labels 0/1 (a synthetic dataset)")
     val = split_by_twin(data.twin_ids, config.val_fraction, config.seed)
-    train_idx = torch.from_numpy(np.flatnonzero(~val))
-    val_idx = np.flatnonzero(val)
     images, on_device = place_images(data.images, device)
-    targets = torch.from_numpy(labels).to(device if on_device else "cpu")
     model, source = build_model(config.arch, config.weights)
     model = model.to(device, memory_format=torch.channels_last)
-    normalizer = Normalizer(config.size, channels_last=True, arch=config.arch).to(device)
     optimizer, scheduler = optimizer_and_schedule(
         model.parameters(), config.lr, config.momentum, config.weight_decay, config.epochs
     )
-    start_epoch = 0
+    return _Session(
+        rank=rank,
+        world=world,
+        device=device,
+        images=images,
+        targets=torch.from_numpy(data.labels).to(device if on_device else "cpu"),
+        train_idx=torch.from_numpy(np.flatnonzero(~val)),
+        val_idx=np.flatnonzero(val),
+        model=model,
+        trained=model,
+        normalizer=Normalizer(config.size, channels_last=True, arch=config.arch).to(device),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        source=source,
+    )
+
+
+def _resume(s: _Session, run: Path, config: TrainConfig, quiet: bool) -> None:
+    """Continue from the run's checkpoint when it has one (of this configuration)."""
     checkpoint_path = run / "checkpoint.pt"
     if checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
@@ -241,83 +280,119 @@ def train(data: LoadedDataset, run: Path, config: TrainConfig, quiet: bool = Fal
             raise LesionPasteError(
                 f"{run} holds a run with another configuration; use another --out or --overwrite"
             )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch = state["epoch"] + 1
-        if rank == 0 and start_epoch >= config.epochs and not quiet:
+        s.model.load_state_dict(state["model"])
+        s.optimizer.load_state_dict(state["optimizer"])
+        s.scheduler.load_state_dict(state["scheduler"])
+        s.start_epoch = state["epoch"] + 1
+        if s.rank == 0 and s.start_epoch >= config.epochs and not quiet:
             tqdm.write(
                 f"{run} is already trained ({config.epochs} epochs); "
                 "pass --overwrite to train it again"
             )
-    if rank == 0:  # lines past the checkpoint (or any, without one) belong to lost epochs
-        _truncate_log(run / "log.jsonl", start_epoch)
-    trained = model
-    if world > 1:
-        trained = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+    if s.rank == 0:  # lines past the checkpoint (or any, without one) belong to lost epochs
+        _truncate_log(run / "log.jsonl", s.start_epoch)
+
+
+def _wrap(s: _Session, config: TrainConfig) -> None:
+    if s.world > 1:
+        s.trained = nn.parallel.DistributedDataParallel(
+            s.model, device_ids=[s.device.index] if s.device.type == "cuda" else None
         )
     if config.compile:
-        trained = torch.compile(trained)
-    steps = steps_per_epoch(len(train_idx), config.batch_size)
-    entry = {}
-    for epoch in range(start_epoch, config.epochs):
-        trained.train()
-        order = epoch_order(train_idx, config.seed, epoch)
-        started, total_loss, seen = time.perf_counter(), 0.0, 0
-        bar = tqdm(
-            batches(order, config.batch_size),
-            total=steps,
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            leave=False,
-            disable=True if quiet or rank != 0 else None,  # None: only on a terminal
+        s.trained = torch.compile(s.trained)
+
+
+def _one_epoch(s: _Session, config: TrainConfig, epoch: int, quiet: bool) -> dict:
+    """Train one epoch; its log entry (loss, learning rate after the step, speed)."""
+    s.trained.train()
+    order = epoch_order(s.train_idx, config.seed, epoch)
+    started, total_loss, seen = time.perf_counter(), 0.0, 0
+    bar = tqdm(
+        batches(order, config.batch_size),
+        total=steps_per_epoch(len(s.train_idx), config.batch_size),
+        desc=f"epoch {epoch + 1}/{config.epochs}",
+        leave=False,
+        disable=True if quiet or s.rank != 0 else None,  # None: only on a terminal
+    )
+    for batch in bar:
+        mine = rank_share(batch, s.rank, s.world)  # every rank runs every step, even with no image
+        x = s.images[mine.to(s.images.device)].to(s.device, non_blocking=True)
+        y = s.targets[mine.to(s.targets.device)].to(s.device, non_blocking=True)
+        with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.device.type == "cuda"):
+            logits = s.trained(s.normalizer(x))
+        # the mean over the global batch: each rank's sum over the global batch size,
+        # summed by DDP's gradient averaging times world
+        loss = F.cross_entropy(logits.float(), y, reduction="sum") * s.world / len(batch)
+        s.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        s.optimizer.step()
+        total_loss += float(loss.detach()) * len(batch) / s.world
+        seen += len(batch)
+        if not quiet and s.rank == 0:
+            bar.set_postfix(
+                loss=f"{total_loss / max(seen, 1):.4f}",
+                img_s=f"{seen / (time.perf_counter() - started):.0f}",
+            )
+    s.scheduler.step()
+    seconds = time.perf_counter() - started
+    return {
+        "epoch": epoch + 1,
+        "loss": total_loss / max(seen, 1),
+        "lr": s.scheduler.get_last_lr()[0],
+        "images_per_s": seen / seconds if seconds > 0 else 0.0,
+        "seconds": seconds,
+    }
+
+
+def _validate(s: _Session, labels: np.ndarray) -> dict:
+    """``{"val_auc": ...}`` on the validation pairs, or nothing when they hold one class."""
+    if not len(s.val_idx) or len(set(labels[s.val_idx])) != 2:
+        return {}
+    scores = scores_of(
+        _bare(s.trained),
+        s.normalizer,
+        s.images[torch.from_numpy(s.val_idx).to(s.images.device)],
+        s.device,
+    )
+    return {"val_auc": float(roc_auc_score(labels[s.val_idx], scores))}
+
+
+def _record(s: _Session, run: Path, config: TrainConfig, entry: dict, quiet: bool) -> None:
+    """Print and log an epoch, then checkpoint it (rank 0 only)."""
+    if s.rank != 0:
+        return
+    if not quiet:
+        val = f", validation AUC {entry['val_auc']:.4f}" if "val_auc" in entry else ""
+        tqdm.write(
+            f"epoch {entry['epoch']}/{config.epochs}: loss {entry['loss']:.4f}{val}, "
+            f"{entry['images_per_s']:.1f} images/s, {entry['seconds']:.0f} s"
         )
-        for batch in bar:
-            mine = rank_share(batch, rank, world)  # every rank runs every step, even with no image
-            x = images[mine.to(images.device)].to(device, non_blocking=True)
-            y = targets[mine.to(targets.device)].to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = trained(normalizer(x))
-            # the mean over the global batch: each rank's sum over the global batch size,
-            # summed by DDP's gradient averaging times world
-            loss = F.cross_entropy(logits.float(), y, reduction="sum") * world / len(batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total_loss += float(loss.detach()) * len(batch) / world
-            seen += len(batch)
-            if not quiet and rank == 0:
-                bar.set_postfix(
-                    loss=f"{total_loss / max(seen, 1):.4f}",
-                    img_s=f"{seen / (time.perf_counter() - started):.0f}",
-                )
-        scheduler.step()
-        seconds = time.perf_counter() - started
-        entry = {
-            "epoch": epoch + 1,
-            "loss": total_loss / max(seen, 1),
-            "lr": scheduler.get_last_lr()[0],
-            "images_per_s": seen / seconds if seconds > 0 else 0.0,
-            "seconds": seconds,
-        }
-        if len(val_idx) and len(set(labels[val_idx])) == 2:
-            val_scores = scores_of(
-                _bare(trained),
-                normalizer,
-                images[torch.from_numpy(val_idx).to(images.device)],
-                device,
-            )
-            entry["val_auc"] = float(roc_auc_score(labels[val_idx], val_scores))
-        if rank == 0 and not quiet:
-            val = f", validation AUC {entry['val_auc']:.4f}" if "val_auc" in entry else ""
-            tqdm.write(
-                f"epoch {epoch + 1}/{config.epochs}: loss {entry['loss']:.4f}{val}, "
-                f"{entry['images_per_s']:.1f} images/s, {seconds:.0f} s"
-            )
-        if rank == 0:  # the log line first: a resume drops lines past the checkpoint
-            with open(run / "log.jsonl", "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(entry) + "\n")
-            save_checkpoint(checkpoint_path, model, optimizer, scheduler, epoch, config)
-    if rank == 0:
-        write_text_atomic(run / "weights_source.txt", source + "\n")
+    with open(run / "log.jsonl", "a", encoding="utf-8") as fh:  # the log line first: a resume
+        fh.write(json.dumps(entry) + "\n")  # drops lines past the checkpoint
+    epoch = entry["epoch"] - 1
+    save_checkpoint(run / "checkpoint.pt", s.model, s.optimizer, s.scheduler, epoch, config)
+
+
+def train(data: LoadedDataset, run: Path, config: TrainConfig, quiet: bool = False) -> dict:
+    """Train (or resume) a run in ``run``.
+
+    Args:
+        data: the synthetic dataset in memory (labels 0/1).
+        run: the run directory (prepared, and locked, by the caller).
+        config: the run's configuration; a checkpoint of another one is refused.
+        quiet: no progress bar or per-epoch lines.
+
+    Returns:
+        The last epoch's log entry (empty when the run was already trained).
+    """
+    s = _set_up(data, config)
+    _resume(s, run, config, quiet)
+    _wrap(s, config)
+    entry = {}
+    for epoch in range(s.start_epoch, config.epochs):
+        entry = _one_epoch(s, config, epoch, quiet)
+        entry.update(_validate(s, data.labels))
+        _record(s, run, config, entry, quiet)
+    if s.rank == 0:
+        write_text_atomic(run / "weights_source.txt", s.source + "\n")
     return entry
