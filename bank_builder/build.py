@@ -27,6 +27,37 @@ class BuildResult:
     sources: list[str]
 
 
+def _lesions_of(
+    source: AnnotatedImage, lesion_types: list[str], index: int, warn: Callable[[str], None]
+) -> tuple[list[Lesion], dict[str, int]] | None:
+    """The lesions of one source (bank source number ``index``), and how many of each type
+    were left out for leaving the field of view; None when its masks hold no lesion."""
+    for lesion_type in source.masks:
+        if lesion_type not in lesion_types:
+            raise LesionPasteError(f"{source.source_id}: unexpected lesion type {lesion_type}")
+    found: list[Lesion] = []
+    left_out: dict[str, int] = {}
+    for lesion_type in (t for t in lesion_types if t in source.masks):
+        cut, outside = extract_lesions(
+            source.image, source.masks[lesion_type], lesion_type, index, source.region
+        )
+        found.extend(cut)
+        if outside:
+            left_out[lesion_type] = outside
+    if left_out:
+        warn(
+            f"{source.source_id}: left out {sum(left_out.values())} lesion(s) "
+            f"({', '.join(f'{t} {n}' for t, n in left_out.items())}) lying partly or wholly "
+            "outside the field of view kept by preprocessing"
+        )
+    if not found:
+        return None
+    for lesion_type, mask in source.masks.items():
+        if not mask.any():
+            warn(f"{source.source_id}: the {lesion_type} mask is empty")
+    return found, left_out
+
+
 def build_bank(
     sources: Iterable[AnnotatedImage],
     out: Path,
@@ -51,32 +82,13 @@ def build_bank(
     empty_sources: list[str] = []
     channels = 3 if modality == "fundus" else 1
     for source in sources:
-        for lesion_type in source.masks:
-            if lesion_type not in lesion_types:
-                raise LesionPasteError(f"{source.source_id}: unexpected lesion type {lesion_type}")
-        found: list[Lesion] = []
-        left_out: dict[str, int] = {}
-        for lesion_type in (t for t in lesion_types if t in source.masks):
-            cut, outside = extract_lesions(
-                source.image, source.masks[lesion_type], lesion_type, len(described), source.region
-            )
-            found.extend(cut)
-            if outside:
-                left_out[lesion_type] = outside
-        if left_out:
-            warn(
-                f"{source.source_id}: left out {sum(left_out.values())} lesion(s) "
-                f"({', '.join(f'{t} {n}' for t, n in left_out.items())}) lying partly or wholly "
-                "outside the field of view kept by preprocessing"
-            )
-        if not found:
+        found = _lesions_of(source, lesion_types, len(described), warn)
+        if found is None:
             mask_files = [f["path"] for f in source.files if f["role"].startswith("mask:")]
             empty_sources.append(f"{source.source_id} ({', '.join(mask_files) or 'no mask'})")
             continue
-        for lesion_type, mask in source.masks.items():
-            if not mask.any():
-                warn(f"{source.source_id}: the {lesion_type} mask is empty")
-        lesions.extend(found)
+        cut, left_out = found
+        lesions.extend(cut)
         described.append({**source.describe(), "left_out_outside_fov": left_out})
         histograms.append(channel_histograms(source.image, source.region))
     if not lesions:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -140,64 +142,17 @@ def build(
     warn = warn_to_stderr(PROG)
     source = _infer_source(source, ids, image)
     if source == "idrid":
-        if not ids:
-            raise LesionPasteError("give at least one IDRiD id, e.g. lp-bank build idrid_48")
-        names = list(dict.fromkeys(idrid.normalise_id(i) for i in ids))
-        data_root = resolve_root(root, "LP_IDRID_ROOT", "idrid_root", "IDRiD")
-        recipe = _recipe(preprocess, "graham", window_spec)
-        located = [(n, *idrid.locate(data_root, n, warn)) for n in names]
-        sources = (
-            load_fundus(
-                n,
-                img,
-                masks,
-                recipe,
-                base=data_root,
-                licence=idrid.LICENCE,
-                attribution=idrid.ATTRIBUTION,
-            )
-            for n, img, masks in located
-        )
-        modality_name, types = "fundus", FUNDUS_TYPES
-        inputs = [("IDRiD root", data_root)]
+        plan = _idrid_plan(ids, root, preprocess, window_spec, warn)
     elif source == "mosmed":
-        if not ids:
-            raise LesionPasteError("give at least one MosMed study, e.g. lp-bank build study_0255")
-        names = list(dict.fromkeys(mosmed_files.normalise_id(i) for i in ids))
-        data_root = resolve_root(root, "LP_MOSMED_ROOT", "mosmed_root", "MosMed")
-        recipe = _recipe(preprocess, "window", window_spec)
-        if not isinstance(recipe, WindowRecipe):
-            raise LesionPasteError("MosMed volumes are in HU and need --preprocess window")
-        for n in names:
-            mosmed_files.locate(data_root, n)
-        sources = (s for n in names for s in mosmed.load_study(data_root, n, recipe, slices))
-        modality_name, types = "ct", [mosmed.LESION_TYPE]
-        inputs = [("MosMed root", data_root)]
+        plan = _mosmed_plan(ids, root, preprocess, window_spec, slices)
     else:
-        if image is None:
-            raise LesionPasteError("--source folder needs --image PATH and --mask TYPE=PATH")
-        if ids:
-            raise LesionPasteError("--source folder takes no ids; use --image and --mask")
-        masks = _mask_specs(mask_specs)
-        inputs = [("annotated image", image)] + [(f"{t} mask", m) for t, m in masks.items()]
-        modality_name = modality or ("ct" if is_dicom(image) else "fundus")
-        names = [image.stem.lower()]
-        if modality_name == "fundus":
-            recipe = _recipe(preprocess, "graham", window_spec)
-            sources = _loaded_later(
-                load_fundus, image.stem, image, masks, recipe, licence=licence,
-                attribution=attribution,
-            )  # fmt: skip
-        else:
-            recipe = _recipe(preprocess, "window" if is_dicom(image) else "none", window_spec)
-            spacing = [pixel_spacing, pixel_spacing] if pixel_spacing else None
-            sources = _loaded_later(
-                load_ct_slice, image.stem, image, masks, recipe, spacing, licence=licence,
-                attribution=attribution,
-            )  # fmt: skip
-        types = list(masks)
+        plan = _folder_plan(
+            ids, image, mask_specs, modality, preprocess, window_spec, pixel_spacing, licence,
+            attribution,
+        )  # fmt: skip
+    names, sources, recipe = plan.names, plan.sources, plan.recipe
     out = _default_out(out, names)
-    check_output(out, "bank", inputs, overwrite)
+    check_output(out, "bank", plan.inputs, overwrite)
     refuse_existing(out, overwrite)
     several = source == "mosmed" or len(names) > 1
     progress = tqdm(
@@ -210,8 +165,8 @@ def build(
     result = build_bank(
         progress,
         out,
-        modality=modality_name,
-        lesion_types=types,
+        modality=plan.modality,
+        lesion_types=plan.lesion_types,
         recipe=recipe,
         command=command_line(),
         overwrite=overwrite,
@@ -223,6 +178,71 @@ def build(
             f"wrote {result.path}: {sum(result.counts.values())} lesions ({counts}) from "
             f"{', '.join(result.sources)} in {time.perf_counter() - started:.1f} s"
         )
+
+
+@dataclass
+class _Plan:
+    """What a build reads: the sources' names, the sources (read lazily), the recipe, the
+    bank's modality and lesion types, and the inputs an output must not overlap."""
+
+    names: list[str]
+    sources: Iterable
+    recipe: Recipe
+    modality: str
+    lesion_types: list[str]
+    inputs: list[tuple[str, Path]]
+
+
+def _ids(ids: tuple[str, ...], normalise, example: str) -> list[str]:
+    if not ids:
+        raise LesionPasteError(f"give at least one {example}")
+    return list(dict.fromkeys(normalise(i) for i in ids))
+
+
+def _idrid_plan(ids, root, preprocess, window_spec, warn) -> _Plan:
+    names = _ids(ids, idrid.normalise_id, "IDRiD id, e.g. lp-bank build idrid_48")
+    data_root = resolve_root(root, "LP_IDRID_ROOT", "idrid_root", "IDRiD")
+    recipe = _recipe(preprocess, "graham", window_spec)
+    located = [(n, *idrid.locate(data_root, n, warn)) for n in names]
+    sources = (
+        load_fundus(n, img, masks, recipe, base=data_root, licence=idrid.LICENCE,
+                    attribution=idrid.ATTRIBUTION)
+        for n, img, masks in located
+    )  # fmt: skip
+    return _Plan(names, sources, recipe, "fundus", FUNDUS_TYPES, [("IDRiD root", data_root)])
+
+
+def _mosmed_plan(ids, root, preprocess, window_spec, slices) -> _Plan:
+    names = _ids(ids, mosmed_files.normalise_id, "MosMed study, e.g. lp-bank build study_0255")
+    data_root = resolve_root(root, "LP_MOSMED_ROOT", "mosmed_root", "MosMed")
+    recipe = _recipe(preprocess, "window", window_spec)
+    if not isinstance(recipe, WindowRecipe):
+        raise LesionPasteError("MosMed volumes are in HU and need --preprocess window")
+    for n in names:
+        mosmed_files.locate(data_root, n)
+    sources = (s for n in names for s in mosmed.load_study(data_root, n, recipe, slices))
+    return _Plan(names, sources, recipe, "ct", [mosmed.LESION_TYPE], [("MosMed root", data_root)])
+
+
+def _folder_plan(
+    ids, image, mask_specs, modality, preprocess, window_spec, pixel_spacing, licence, attribution
+) -> _Plan:
+    if image is None:
+        raise LesionPasteError("--source folder needs --image PATH and --mask TYPE=PATH")
+    if ids:
+        raise LesionPasteError("--source folder takes no ids; use --image and --mask")
+    masks = _mask_specs(mask_specs)
+    inputs = [("annotated image", image)] + [(f"{t} mask", m) for t, m in masks.items()]
+    modality = modality or ("ct" if is_dicom(image) else "fundus")
+    credit = {"licence": licence, "attribution": attribution}
+    if modality == "fundus":
+        recipe = _recipe(preprocess, "graham", window_spec)
+        sources = _loaded_later(load_fundus, image.stem, image, masks, recipe, **credit)
+    else:
+        recipe = _recipe(preprocess, "window" if is_dicom(image) else "none", window_spec)
+        spacing = [pixel_spacing, pixel_spacing] if pixel_spacing else None
+        sources = _loaded_later(load_ct_slice, image.stem, image, masks, recipe, spacing, **credit)
+    return _Plan([image.stem.lower()], sources, recipe, modality, list(masks), inputs)
 
 
 def _loaded_later(load, *args, **kwargs):
