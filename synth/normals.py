@@ -129,6 +129,33 @@ def is_eyeq(labels: Path) -> bool:
     return "quality" in header and "DR_grade" in header
 
 
+def _label_rows(labels: Path) -> tuple[list[dict], str, str | None]:
+    """A label file's rows, and its grade and quality columns (EyePACS has no quality)."""
+    try:
+        with labels.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise LesionPasteError(f"{labels}: not a readable CSV file ({exc})") from None
+    columns = set(rows[0]) if rows else set()
+    if {"image", "level"} <= columns:
+        return rows, "level", None
+    if {"image", "quality", "DR_grade"} <= columns:
+        return rows, "DR_grade", "quality"
+    raise LesionPasteError(
+        f"{labels}: unknown label file; expected columns image,level (EyePACS) or "
+        "image,quality,DR_grade (EyeQ)"
+    )
+
+
+def _grade_and_quality(
+    row: dict, grade_col: str, quality_col: str | None, where: str
+) -> tuple[int, int | None]:
+    try:
+        return int(row[grade_col]), (int(row[quality_col]) if quality_col else None)
+    except (TypeError, ValueError):
+        raise LesionPasteError(f"{where}: grade or quality is not a number") from None
+
+
 def read_label_file(
     labels: Path,
     images: Path,
@@ -151,21 +178,7 @@ def read_label_file(
         raise LesionPasteError(f"{labels}: no such label file")
     if not images.is_dir():
         raise LesionPasteError(f"{images}: no such folder of images")
-    try:
-        with labels.open(newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise LesionPasteError(f"{labels}: not a readable CSV file ({exc})") from None
-    columns = set(rows[0]) if rows else set()
-    if {"image", "level"} <= columns:
-        grade_col, quality_col = "level", None
-    elif {"image", "quality", "DR_grade"} <= columns:
-        grade_col, quality_col = "DR_grade", "quality"
-    else:
-        raise LesionPasteError(
-            f"{labels}: unknown label file; expected columns image,level (EyePACS) or "
-            "image,quality,DR_grade (EyeQ)"
-        )
+    rows, grade_col, quality_col = _label_rows(labels)
     if quality is not None and quality_col is None:
         raise LesionPasteError(
             f"--quality needs an EyeQ label file; {labels.name} has no quality column"
@@ -178,13 +191,7 @@ def read_label_file(
     }
     found, missing = [], []
     for line, row in enumerate(rows, start=2):
-        try:
-            grade = int(row[grade_col])
-            q = int(row[quality_col]) if quality_col else None
-        except (TypeError, ValueError):
-            raise LesionPasteError(
-                f"{labels}, line {line}: grade or quality is not a number"
-            ) from None
+        grade, q = _grade_and_quality(row, grade_col, quality_col, f"{labels}, line {line}")
         if grades is not None and grade not in grades:
             continue
         if wanted_quality is not None and q != wanted_quality:
