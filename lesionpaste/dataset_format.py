@@ -1,4 +1,4 @@
-"""The shareable dataset format (schema version 1): its one reader and verifier.
+"""The shareable dataset format (schema version 1): its one writer, reader and verifier.
 
 A dataset is a directory::
 
@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import unicodedata
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -35,6 +37,29 @@ from lesionpaste.jsonfiles import json_lines, read_json_file
 SCHEMA_VERSION = 1
 MANIFEST_COLUMNS = ["path", "label", "twin_id", "tier", "n_lesions", "mask_path", "sha256"]
 KINDS = ("synthetic", "evaluation")
+
+
+def manifest_text(rows: Iterable[dict]) -> str:
+    """``manifest.csv``: the header, then one line per row (its values in ``MANIFEST_COLUMNS``
+    order, a missing one empty), quoted as CSV requires so that any image name round-trips."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(MANIFEST_COLUMNS)
+    for row in rows:
+        writer.writerow([row.get(column, "") for column in MANIFEST_COLUMNS])
+    return text.getvalue()
+
+
+def pastes_text(records: Iterable[dict]) -> str:
+    """``pastes.jsonl``: one JSON object per anomalous twin, keys sorted."""
+    return "".join(json.dumps(record, sort_keys=True) + "\n" for record in records)
+
+
+def dataset_json_text(meta: dict) -> str:
+    """``dataset.json`` for ``meta`` (its ``format`` and ``schema_version`` set here), keys
+    sorted and indented so that two datasets compare line by line."""
+    meta = {**meta, "format": FORMAT, "schema_version": SCHEMA_VERSION}
+    return json.dumps(meta, indent=2, sort_keys=True) + "\n"
 
 
 def has_control_character(text: str) -> bool:

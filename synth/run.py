@@ -9,9 +9,7 @@ last inside it.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import shutil
 import time
@@ -25,7 +23,14 @@ from joblib import Parallel, delayed, parallel_config
 from lesionpaste import __version__
 from lesionpaste.bank_format import Bank, read_bank
 from lesionpaste.ct_files import is_dicom, read_dicom_hu
-from lesionpaste.dataset_format import FORMAT, MANIFEST_COLUMNS, SCHEMA_VERSION, sha256_file
+from lesionpaste.dataset_format import (
+    FORMAT,
+    SCHEMA_VERSION,
+    dataset_json_text,
+    manifest_text,
+    pastes_text,
+)
+from lesionpaste.digests import sha256_file
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import output_lock, remove_temp_files, swap_in, write_atomic
 from lesionpaste.images import encode_png, read_gray, read_rgb_at_least
@@ -81,11 +86,18 @@ class Job:
 
 # ---------------------------------------------------------------- in the workers
 
+#: a worker's banks and tier pools, read once per worker process (not per image), keyed by the
+#: bank file's path and digest: never by id(), which a collected object's successor may reuse
 _BANKS: dict[tuple[str, str], Bank] = {}
+_POOLS: dict[tuple[str, str, tuple[Tier, ...]], list[np.ndarray]] = {}
+
+
+def _bank_key(job: Job) -> tuple[str, str]:
+    return str(job.bank_path), job.bank_sha256
 
 
 def _bank(job: Job) -> Bank:
-    key = (str(job.bank_path), job.bank_sha256)
+    key = _bank_key(job)
     if key not in _BANKS:
         bank = read_bank(job.bank_path)
         if bank.sha256 != job.bank_sha256:
@@ -94,14 +106,11 @@ def _bank(job: Job) -> Bank:
     return _BANKS[key]
 
 
-_POOLS: dict[tuple[int, tuple[Tier, ...]], list[np.ndarray]] = {}
-
-
-def _tier_pools(bank: Bank, tiers: tuple[Tier, ...]) -> list[np.ndarray]:
+def _tier_pools(job: Job) -> list[np.ndarray]:
     """Per tier, the bank indices of its lesions: computed once per worker, not per image."""
-    key = (id(bank), tiers)
+    key = (*_bank_key(job), job.tiers)
     if key not in _POOLS:
-        _POOLS[key] = [bank.indices_of(list(t.types)) for t in tiers]
+        _POOLS[key] = [_bank(job).indices_of(list(t.types)) for t in job.tiers]
     return _POOLS[key]
 
 
@@ -186,7 +195,7 @@ def make_one(item: NormalImage, job: Job, work: Path) -> dict:
         files = _save(work, [("image", prepared.image)], item.image_id)
         record = {"id": item.image_id, "status": "ok", "files": files, "label": item.label}
     else:
-        pools = _tier_pools(bank, job.tiers)
+        pools = _tier_pools(job)
         rngs = image_generators(job.seed, item.image_id)
         twin = (
             cutpaste_twin(prepared, rngs, job.paste.lam)
@@ -277,6 +286,59 @@ class Summary:
     seconds: float
 
 
+def _prepare_work(work: Path, job: Job, normals: list[NormalImage], overwrite: bool) -> None:
+    """Make (or keep, to resume) the hidden work folder of this job; called holding the lock.
+
+    A work folder of another job is refused, or removed with ``overwrite``."""
+    config = {
+        "job": job.describe(),
+        "bank_sha256": job.bank_sha256,
+        "normals": [[n.image_id, str(n.path)] for n in normals],
+    }
+    config = json.loads(json.dumps(config, sort_keys=True))  # as it reads back from disk
+    config_path = work / "config.json"
+    if work.exists():
+        try:
+            previous = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            previous = None
+        if previous != config:
+            if not overwrite:
+                raise LesionPasteError(
+                    f"{work} holds an interrupted run with other settings or images; rerun "
+                    "it with the same ones to resume, or pass --overwrite to start afresh"
+                )
+            shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    remove_temp_files(work, recursive=True)  # left by a killed run; we hold the lock
+    write_atomic(config_path, json.dumps(config, sort_keys=True).encode(), fsync=True)
+
+
+def _finished_records(work: Path, normals: list[NormalImage]) -> tuple[dict[str, dict], int]:
+    """The records an interrupted run finished (by image id), and how many."""
+    records = {}
+    for item in normals:
+        done = finished_record(work, item.image_id)
+        if done is not None:
+            records[item.image_id] = done
+    return records, len(records)
+
+
+def _make(todo, job, work, jobs, backend, scheduler, chunk_size, progress, total):
+    """Make the images of ``todo`` in parallel chunks; yields each record as it comes."""
+    client, config_ctx = _parallel(jobs, backend, scheduler)
+    try:
+        with config_ctx:
+            tasks = (delayed(make_chunk)(c, job, work) for c in chunks(todo, chunk_size))
+            for batch in Parallel(return_as="generator_unordered")(tasks):
+                yield from batch
+                if progress:
+                    progress(len(batch), total)
+    finally:
+        if client is not None:
+            client.close()
+
+
 def run_synthesis(
     normals: list[NormalImage],
     job: Job,
@@ -299,55 +361,15 @@ def run_synthesis(
     with output_lock(out, "lp-synth"):
         if out.exists() and not overwrite:
             raise LesionPasteError(f"{out} already exists; pass --overwrite to replace it")
-        config = {
-            "job": job.describe(),
-            "bank_sha256": job.bank_sha256,
-            "normals": [[n.image_id, str(n.path)] for n in normals],
-        }
-        config = json.loads(json.dumps(config, sort_keys=True))  # as it reads back from disk
-        config_path = work / "config.json"
-        if work.exists():
-            try:
-                previous = json.loads(config_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                previous = None
-            if previous != config:
-                if not overwrite:
-                    raise LesionPasteError(
-                        f"{work} holds an interrupted run with other settings or images; rerun "
-                        "it with the same ones to resume, or pass --overwrite to start afresh"
-                    )
-                shutil.rmtree(work)
-        work.mkdir(parents=True, exist_ok=True)
-        remove_temp_files(
-            work, recursive=True
-        )  # left by a killed run; we hold the lock, nobody else writes
-        write_atomic(config_path, json.dumps(config, sort_keys=True).encode(), fsync=True)
-
-        records: dict[str, dict] = {}
-        todo = []
-        for item in normals:
-            done = finished_record(work, item.image_id)
-            if done is None:
-                todo.append(item)
-            else:
-                records[item.image_id] = done
-        resumed = len(records)
+        _prepare_work(work, job, normals, overwrite)
+        records, resumed = _finished_records(work, normals)
         if progress:
             progress(resumed, len(normals))
+        todo = [item for item in normals if item.image_id not in records]
         if todo:
-            client, config_ctx = _parallel(jobs, backend, scheduler)
-            try:
-                with config_ctx:
-                    tasks = (delayed(make_chunk)(c, job, work) for c in chunks(todo, chunk_size))
-                    for batch in Parallel(return_as="generator_unordered")(tasks):
-                        for record in batch:
-                            records[record["id"]] = record
-                        if progress:
-                            progress(len(batch), len(normals))
-            finally:
-                if client is not None:
-                    client.close()
+            for record in _make(todo, job, work, jobs, backend, scheduler, chunk_size, progress,
+                                len(normals)):  # fmt: skip
+                records[record["id"]] = record
         ordered = [records[n.image_id] for n in normals]
         skipped = [r for r in ordered if r["status"] != "ok"] + list(listed_missing or [])
         _publish(out, work, ordered, skipped, job, command, overwrite, write_card)
@@ -359,106 +381,96 @@ def run_synthesis(
     )
 
 
-def _manifest(records: list[dict], kind: str) -> str:
-    """``manifest.csv``: quoted as CSV requires, so any image name round-trips."""
-    text = io.StringIO(newline="")
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(MANIFEST_COLUMNS)
+def _manifest_rows(records: list[dict], kind: str) -> list[dict]:
+    """The manifest's rows: an evaluation image each, or a synthetic pair's two twins."""
+    rows = []
     for r in records:
         f = r["files"]
         if kind == "evaluation":
-            writer.writerow(
-                [f["image"]["path"], r["label"], r["id"], "", "", "", f["image"]["sha256"]]
-            )
+            rows.append({"path": f["image"]["path"], "label": r["label"], "twin_id": r["id"],
+                         "sha256": f["image"]["sha256"]})  # fmt: skip
             continue
-        writer.writerow([f["normal"]["path"], 0, r["id"], "", 0, "", f["normal"]["sha256"]])
-        writer.writerow(
-            [f["anomalous"]["path"], 1, r["id"], r["tier"] + 1, len(r["pastes"]),
-             f["mask"]["path"], f["anomalous"]["sha256"]]
-        )  # fmt: skip
-    return text.getvalue()
+        rows.append({"path": f["normal"]["path"], "label": 0, "twin_id": r["id"],
+                     "n_lesions": 0, "sha256": f["normal"]["sha256"]})  # fmt: skip
+        rows.append({"path": f["anomalous"]["path"], "label": 1, "twin_id": r["id"],
+                     "tier": r["tier"] + 1, "n_lesions": len(r["pastes"]),
+                     "mask_path": f["mask"]["path"], "sha256": f["anomalous"]["sha256"]})  # fmt: skip
+    return rows
+
+
+def _paste_records(records: list[dict]) -> list[dict]:
+    """``pastes.jsonl``'s records: every anomalous twin's mask and pastes."""
+    return [
+        {
+            "twin_id": r["id"],
+            "path": r["files"]["anomalous"]["path"],
+            "mask_path": r["files"]["mask"]["path"],
+            "mask_sha256": r["files"]["mask"]["sha256"],
+            "tier": r["tier"] + 1,
+            "tier_types": r["tier_types"],
+            "n_drawn": r["n_drawn"],
+            "pastes": r["pastes"],
+        }
+        for r in records
+    ]
+
+
+def _counts(ok: list[dict], skipped: list[dict], job: Job) -> dict:
+    if job.kind == "evaluation":
+        labels = [r["label"] for r in ok]
+        by_label = {str(v): labels.count(v) for v in sorted(set(labels))}
+        return {"images": len(ok), "skipped": len(skipped), "by_label": by_label}
+    by_tier = {
+        "+".join(t.types): sum(1 for r in ok if r["tier"] == i) for i, t in enumerate(job.tiers)
+    }
+    return {"images": 2 * len(ok), "normal": len(ok), "anomalous": len(ok),
+            "skipped": len(skipped), "by_tier": by_tier}  # fmt: skip
+
+
+def _bank_summary(job: Job) -> dict:
+    """What ``dataset.json`` records of the bank the twins came from."""
+    bank = _bank(job)
+    return {
+        "file": Path(job.bank_path).name,
+        "sha256": job.bank_sha256,
+        "schema_version": bank.meta.schema_version,
+        "modality": bank.meta.modality,
+        "lesion_types": bank.meta.lesion_types,
+        "counts": bank.counts(),
+        "preprocess": bank.meta.preprocess,
+        "sources": bank.meta.sources,
+        "tool_version": bank.meta.tool_version,
+        "command": bank.meta.command,
+    }
 
 
 def _publish(out, work, ordered, skipped, job, command, overwrite, write_card) -> None:
+    """Write the metadata files into ``work`` (``dataset.json`` last) and swap it in at ``out``."""
     ok = [r for r in ordered if r["status"] == "ok"]
     if not ok:
         raise LesionPasteError("no normal image could be used; nothing was written")
-    manifest = _manifest(ok, job.kind).encode()
-    pastes = (
-        ""
-        if job.kind == "evaluation"
-        else "".join(
-            json.dumps(
-                {
-                    "twin_id": r["id"],
-                    "path": r["files"]["anomalous"]["path"],
-                    "mask_path": r["files"]["mask"]["path"],
-                    "mask_sha256": r["files"]["mask"]["sha256"],
-                    "tier": r["tier"] + 1,
-                    "tier_types": r["tier_types"],
-                    "n_drawn": r["n_drawn"],
-                    "pastes": r["pastes"],
-                },
-                sort_keys=True,
-            )
-            + "\n"
-            for r in ok
-        ).encode()
-    )
-    bank = _bank(job)
-    if job.kind == "evaluation":
-        labels = [r["label"] for r in ok]
-        counts = {
-            "images": len(ok),
-            "skipped": len(skipped),
-            "by_label": {str(v): labels.count(v) for v in sorted(set(labels))},
-        }
-    else:
-        counts = {
-            "images": 2 * len(ok),
-            "normal": len(ok),
-            "anomalous": len(ok),
-            "skipped": len(skipped),
-            "by_tier": {
-                "+".join(t.types): sum(1 for r in ok if r["tier"] == i)
-                for i, t in enumerate(job.tiers)
-            },
-        }
     meta = {
-        "format": FORMAT,
-        "schema_version": SCHEMA_VERSION,
         "kind": job.kind,
-        "counts": counts,
+        "counts": _counts(ok, skipped, job),
         "config": job.describe(),
-        "bank": {
-            "file": Path(job.bank_path).name,
-            "sha256": job.bank_sha256,
-            "schema_version": bank.meta.schema_version,
-            "modality": bank.meta.modality,
-            "lesion_types": bank.meta.lesion_types,
-            "counts": bank.counts(),
-            "preprocess": bank.meta.preprocess,
-            "sources": bank.meta.sources,
-            "tool_version": bank.meta.tool_version,
-            "command": bank.meta.command,
-        },
+        "bank": _bank_summary(job),
         "skipped": [{"id": s["id"], "reason": s["reason"]} for s in skipped],
         "tool_version": __version__,
         "command": command,
     }
     names = ["manifest.csv", "README.md"]
-    write_atomic(work / "manifest.csv", manifest)
+    write_atomic(work / "manifest.csv", manifest_text(_manifest_rows(ok, job.kind)).encode())
     if job.kind == "synthetic":
-        write_atomic(work / "pastes.jsonl", pastes)
+        write_atomic(work / "pastes.jsonl", pastes_text(_paste_records(ok)).encode())
         names.append("pastes.jsonl")
-    card = write_card(meta) if write_card else ""
+    card = (
+        write_card({**meta, "format": FORMAT, "schema_version": SCHEMA_VERSION})
+        if write_card
+        else ""
+    )
     write_atomic(work / "README.md", card.encode())
     meta["files"] = {name: sha256_file(work / name) for name in sorted(names)}
     shutil.rmtree(work / "records")
     (work / "config.json").unlink()
-    write_atomic(
-        work / "dataset.json",
-        (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode(),
-        fsync=True,
-    )
+    write_atomic(work / "dataset.json", dataset_json_text(meta).encode(), fsync=True)
     swap_in(work, out)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from lesionpaste.dataset_format import FORMAT, MANIFEST_COLUMNS, SCHEMA_VERSION
-
-COLUMNS = ",".join(MANIFEST_COLUMNS)
+from lesionpaste.dataset_format import dataset_json_text, manifest_text
+from lesionpaste.digests import sha256_bytes
 
 
 def write_dataset(
@@ -21,7 +18,7 @@ def write_dataset(
     model can learn them; label 0 is plain noise."""
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
-    lines = [COLUMNS]
+    rows = []
     for i, label in enumerate(labels):
         image = rng.integers(60, 120, (size, size, 3), dtype=np.uint8)
         if label:
@@ -33,22 +30,13 @@ def write_dataset(
         rel = f"images/{i:04d}.png"
         (root / rel).write_bytes(data.tobytes())
         twin = f"t{i // 2:04d}" if kind == "synthetic" else f"e{i:04d}"
-        lines.append(f"{rel},{label},{twin},,,,{hashlib.sha256(data.tobytes()).hexdigest()}")
-    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+        rows.append({"path": rel, "label": label, "twin_id": twin, "sha256": sha256_bytes(data)})
+    (root / "manifest.csv").write_text(manifest_text(rows), encoding="utf-8")
     counts = {"images": len(labels)}
     if kind == "synthetic":
         counts.update(normal=labels.count(0), anomalous=labels.count(1))
-    (root / "dataset.json").write_text(
-        json.dumps(
-            {
-                "format": FORMAT,
-                "schema_version": SCHEMA_VERSION,
-                "kind": kind,
-                "counts": counts,
-                "config": {"size": size},
-            }
-        )
-    )
+    meta = {"kind": kind, "counts": counts, "config": {"size": size}}
+    (root / "dataset.json").write_text(dataset_json_text(meta), encoding="utf-8")
     return root
 
 
