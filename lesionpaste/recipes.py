@@ -48,7 +48,7 @@ def estimate_fundus_disc(image: np.ndarray) -> Disc:
     rows = pixels[max(0, h // 2 - band) : h // 2 + band + 1]
     x_profile = rows.sum(axis=(0, 2), dtype=np.float64)
     x_ext = _extent(x_profile)
-    if x_ext is None or x_profile.max() <= 0:
+    if x_ext is None:  # nothing above a tenth of the mean: a blank (all-zero) band
         raise LesionPasteError("no fundus found: the image is blank")
     x0, x1 = x_ext
     cx = (x0 + x1) / 2.0
@@ -73,6 +73,13 @@ def disc_mask(shape: tuple[int, int], disc: Disc, fraction: float = 1.0) -> np.n
     return mask.astype(bool)
 
 
+def low_pass_factor(sigma: float, h: int, w: int) -> int:
+    """How much ``gaussian_low_pass`` downscales an ``h`` x ``w`` image for ``sigma``: as much
+    as keeps the reduced sigma at 4 px or more and the reduced image 16 px a side or more, and
+    at most 16; 1 (an exact blur) for small sigmas and small images."""
+    return int(max(1, min(16, sigma // 4, min(h, w) // 16)))
+
+
 def gaussian_low_pass(image: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur with a large sigma, computed at reduced scale and upsampled.
 
@@ -82,7 +89,7 @@ def gaussian_low_pass(image: np.ndarray, sigma: float) -> np.ndarray:
     reduced sigma at 4 px or more, so small images are blurred exactly.
     """
     h, w = image.shape[:2]
-    factor = int(max(1, min(16, sigma // 4, min(h, w) // 16)))
+    factor = low_pass_factor(sigma, h, w)
     if factor == 1:
         return cv2.GaussianBlur(image, (0, 0), sigma)
     small = cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
