@@ -202,9 +202,8 @@ def verify(root: Path) -> list[str]:
         return [_inside(root, str(exc))]
     for name, digest in meta.get("files", {}).items():
         try:
-            if sha256_file(safe_path(root, name)) != digest:
-                problems.append(f"{name}: sha256 differs from dataset.json")
-        except (OSError, LesionPasteError) as exc:
+            problems.extend(_file_problems(root, name, digest, "dataset.json"))
+        except (OSError, LesionPasteError) as exc:  # an unsafe name, an unreadable file
             problems.append(f"{name}: {_inside(root, str(exc))}")
     for row in rows:
         problems.extend(_file_problems(root, row["path"], row["sha256"], "the manifest"))

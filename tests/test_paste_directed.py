@@ -231,3 +231,42 @@ def test_positions_reach_the_first_column_and_row():
     region = np.zeros((5, 5), bool)
     region[0:2, 0] = True  # only the top-left 2x1 spot fits a 2x1 lesion
     assert find_position(np.random.default_rng(1), np.ones((2, 1), bool), region, 500) == (0, 0)
+
+
+def test_a_black_lesion_on_black_stays_black_and_white_on_white_stays_white():
+    for value in (0, 255):
+        image = np.full((4, 4, 3), value, np.uint8)
+        mixup_paste(image, np.full((1, 1, 3), value, np.float32), np.ones((1, 1), bool), 1, 1, 0.6)
+        mask = np.array([[True, False], [True, True]])
+        mixup_paste(image, np.full((2, 2, 3), value, np.float32), mask, 2, 2, 0.6)
+        assert (image == value).all()
+
+
+def test_a_lesion_the_size_of_the_field_fits_only_at_the_origin():
+    from synth.paste import find_position
+
+    region = np.ones((6, 8), bool)
+    rng = np.random.default_rng(0)
+    assert find_position(rng, np.ones((6, 8), bool), region) == (0, 0)
+    assert find_position(rng, np.ones((7, 2), bool), region) is None  # taller than the image
+    assert find_position(rng, np.ones((2, 9), bool), region) is None  # wider than the image
+
+
+def test_the_last_position_of_each_axis_can_be_drawn():
+    from synth.paste import find_position
+
+    region = np.zeros((5, 5), bool)
+    region[3:, 3:] = True  # only the bottom-right 2x2 corner is free
+    rng = np.random.default_rng(1)
+    assert find_position(rng, np.ones((2, 2), bool), region, tries=1000) == (3, 3)
+
+
+def test_placement_gives_up_after_exactly_its_tries():
+    from synth.paste import find_position
+
+    region = np.zeros((10, 10), bool)  # nothing fits
+    rng = np.random.default_rng(2)
+    assert find_position(rng, np.ones((2, 2), bool), region) is None
+    again = np.random.default_rng(2)
+    again.integers(0, 9, 2 * 100)  # the default: 100 tries of two draws each
+    assert rng.integers(0, 2**31) == again.integers(0, 2**31)

@@ -1,0 +1,239 @@
+"""Directed tests of the dataset format's reader and verifier (lesionpaste/dataset_format.py):
+each refusal alone, with its exact one line, and each problem ``verify`` lists."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from lesionpaste.dataset_format import (
+    dataset_json_text,
+    manifest_text,
+    pastes_text,
+    read_dataset_json,
+    read_image,
+    read_manifest,
+    repeated_id,
+    safe_path,
+    verify,
+)
+from lesionpaste.digests import sha256_bytes
+from lesionpaste.errors import LesionPasteError
+
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
+
+
+def _png(value: int) -> bytes:
+    return cv2.imencode(".png", np.full((4, 4), value, np.uint8))[1].tobytes()
+
+
+def _dataset(root: Path) -> Path:
+    """A whole synthetic dataset of one pair: normal, anomalous twin and its mask."""
+    files = {"images/normal/a.png": _png(10), "images/anomalous/a.png": _png(20),
+             "masks/a.png": _png(255)}  # fmt: skip
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    digest = {name: sha256_bytes(data) for name, data in files.items()}
+    rows = [
+        {"path": "images/normal/a.png", "label": 0, "twin_id": "a", "n_lesions": 0,
+         "sha256": digest["images/normal/a.png"]},
+        {"path": "images/anomalous/a.png", "label": 1, "twin_id": "a", "tier": 1, "n_lesions": 1,
+         "mask_path": "masks/a.png", "sha256": digest["images/anomalous/a.png"]},
+    ]  # fmt: skip
+    (root / "manifest.csv").write_text(manifest_text(rows), encoding="utf-8")
+    record = {"twin_id": "a", "mask_path": "masks/a.png", "mask_sha256": digest["masks/a.png"]}
+    (root / "pastes.jsonl").write_text(pastes_text([record]), encoding="utf-8")
+    meta = {"kind": "synthetic", "counts": {"images": 2, "normal": 1, "anomalous": 1},
+            "config": {}, "files": {"pastes.jsonl": sha256_bytes((root / "pastes.jsonl").read_bytes())}}  # fmt: skip
+    (root / "dataset.json").write_text(dataset_json_text(meta), encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    return _dataset(tmp_path / "ds")
+
+
+def _meta(root: Path) -> dict:
+    return json.loads((root / "dataset.json").read_text(encoding="utf-8"))
+
+
+def _set_meta(root: Path, **changes) -> None:
+    meta = {**_meta(root), **changes}
+    (root / "dataset.json").write_text(json.dumps(meta), encoding="utf-8")
+
+
+def _refusal(call, *args) -> str:
+    with pytest.raises(LesionPasteError) as err:
+        call(*args)
+    return str(err.value)
+
+
+def test_a_whole_dataset_reads_and_verifies(dataset):
+    assert read_dataset_json(dataset)["kind"] == "synthetic"
+    assert [r["path"] for r in read_manifest(dataset)] == ["images/normal/a.png",
+                                                         "images/anomalous/a.png"]  # fmt: skip
+    assert verify(dataset) == []
+
+
+def test_each_dataset_json_refusal_names_its_problem(dataset, tmp_path):
+    path = dataset / "dataset.json"
+    assert (
+        _refusal(read_dataset_json, tmp_path / "none")
+        == f"{tmp_path / 'none'}: no such dataset directory"
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _refusal(read_dataset_json, empty) == (
+        f"{empty}: no dataset.json (not a dataset, or an unfinished run)")  # fmt: skip
+    _set_meta(dataset, format="other")
+    assert _refusal(read_dataset_json, dataset) == f"{path}: not a LesionPaste dataset description"
+    _set_meta(dataset, format="lesionpaste-dataset", schema_version=2)
+    assert _refusal(read_dataset_json, dataset) == (
+        f"{path}: dataset schema version 2 is not supported; this lesionpaste reads version 1"
+    )
+    _set_meta(dataset, schema_version=1, kind="real")
+    assert _refusal(read_dataset_json, dataset) == f"{path}: unknown dataset kind 'real'"
+    for key in ("counts", "config", "files"):
+        _set_meta(_dataset(tmp_path / key), **{key: [1]})
+        assert _refusal(read_dataset_json, tmp_path / key) == (
+            f"{tmp_path / key / 'dataset.json'}: {key!r} is not a JSON object")  # fmt: skip
+    path.write_text("[1, 2]", encoding="utf-8")
+    assert _refusal(read_dataset_json, dataset) == f"{path}: not a LesionPaste dataset description"
+
+
+def _write_manifest(root: Path, text: str) -> Path:
+    (root / "manifest.csv").write_text(text, encoding="utf-8", newline="")
+    return root / "manifest.csv"
+
+
+HEADER = "path,label,twin_id,tier,n_lesions,mask_path,sha256\n"
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("path,label\n", ("unexpected columns ['path', 'label']; expected "
+                          "path,label,twin_id,tier,n_lesions,mask_path,sha256")),
+        (HEADER + "a.png,0,a,,,,x\nb.png,0,b,,,\n", "line 3: wrong number of fields"),
+        (HEADER + "a.png,0,a,,,,x,extra\n", "line 2: wrong number of fields"),
+        (HEADER + "a.png,0,a,,,,x\na.png,1,a,,,,y\n", "line 3: a.png is listed twice"),
+        (HEADER + "a.png,zero,a,,,,x\n", "line 2: label 'zero' is not an integer"),
+        (HEADER, "the manifest lists no image"),
+    ],
+)  # fmt: skip
+def test_each_manifest_refusal_names_its_line_and_problem(dataset, text, problem):
+    path = _write_manifest(dataset, text)
+    separator = ", " if problem.startswith("line") else ": "
+    assert _refusal(read_manifest, dataset) == f"{path}{separator}{problem}"
+
+
+def test_a_manifest_is_read_as_utf8_with_quoted_fields(dataset):
+    name = 'images/é, "b".png'
+    path = _write_manifest(dataset, HEADER + '"images/é, ""b"".png",0,"é\nz",,,,x\r\n')
+    assert read_manifest(dataset)[0]["path"] == name
+    assert read_manifest(dataset)[0]["twin_id"] == "é\nz"  # a quoted line break kept as it is
+    path.write_bytes(HEADER.encode() + b"\xff.png,0,a,,,,x\n")
+    assert _refusal(read_manifest, dataset).startswith(f"{path}: not a readable CSV file (")
+    path.unlink()
+    assert _refusal(read_manifest, dataset) == f"{dataset}: no manifest.csv"
+    path.mkdir()
+    assert _refusal(read_manifest, dataset) == f"{path}: a directory, where a CSV file was expected"
+
+
+@pytest.mark.parametrize("column", ["path", "mask_path"])
+def test_an_unsafe_path_in_either_path_column_is_refused(dataset, column):
+    row = {"path": "a.png", "mask_path": "m.png"}
+    row[column] = "../escape.png"
+    _write_manifest(dataset, HEADER + f"{row['path']},1,a,1,1,{row['mask_path']},x\n")
+    assert _refusal(read_manifest, dataset) == (
+        f"unsafe path '../escape.png' in the dataset {dataset} (must be relative, no '..', no "
+        "control characters)")  # fmt: skip
+
+
+@pytest.mark.parametrize("text", ["a\\b.png", "~/x.png", "/etc/passwd", "", "a\x07.png", "x/../y"])
+def test_unsafe_paths_are_refused(tmp_path, text):
+    assert _refusal(safe_path, tmp_path, text).startswith(f"unsafe path {text!r} in the dataset ")
+    assert safe_path(tmp_path, "images/a~b.png") == tmp_path / "images/a~b.png"
+
+
+def test_a_link_leading_out_of_the_dataset_is_refused(tmp_path):
+    (tmp_path / "ds").mkdir()
+    os.symlink(tmp_path, tmp_path / "ds" / "out")
+    assert _refusal(safe_path, tmp_path / "ds", "out/x.png") == (
+        f"path 'out/x.png' in the dataset {tmp_path / 'ds'} leads outside it (a link?)")  # fmt: skip
+
+
+def test_repeated_ids_depend_on_the_kind():
+    pair = [{"twin_id": "a", "label": "0"}, {"twin_id": "a", "label": "1"}]
+    assert repeated_id(pair, "synthetic") is None
+    assert repeated_id(pair, "evaluation") == "a"
+    assert repeated_id(pair + [{"twin_id": "a", "label": "1"}], "synthetic") == "a"
+
+
+def test_an_image_is_read_checked_and_named_in_its_refusals(dataset):
+    name = "images/normal/a.png"
+    good = sha256_bytes((dataset / name).read_bytes())
+    image = read_image(dataset, name, cv2.IMREAD_UNCHANGED, good)
+    assert image.shape == (4, 4) and (image == 10).all()
+    assert _refusal(read_image, dataset, name, cv2.IMREAD_UNCHANGED, "0" * 64) == (
+        f"{dataset}: {name} does not match its sha256 (damaged or altered)")  # fmt: skip
+    (dataset / "images" / "dir.png").mkdir()
+    assert _refusal(read_image, dataset, "images/dir.png", 0) == (
+        f"{dataset / 'images/dir.png'}: a directory, where a PNG image was expected")  # fmt: skip
+    (dataset / "images" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nxxxxIEND\xaeB`\x82")
+    assert _refusal(read_image, dataset, "images/bad.png", 0).startswith(
+        f"{dataset}: images/bad.png: "
+    )
+    colour = read_image(dataset, name, cv2.IMREAD_COLOR)
+    assert colour.shape == (4, 4, 3)  # the flags reach the decoder
+
+
+def test_verify_lists_each_problem_in_its_own_words(dataset):
+    shutil.copyfile(dataset / "masks/a.png", dataset / "images/normal/a.png")  # another image
+    (dataset / "masks/a.png").write_bytes(_png(254))  # another mask
+    meta = _meta(dataset)
+    meta["counts"] = {"images": 3, "normal": 2, "anomalous": 1}
+    meta["files"]["README.md"] = "0" * 64
+    (dataset / "dataset.json").write_text(json.dumps(meta), encoding="utf-8")
+    assert verify(dataset) == [
+        "README.md: missing",
+        "images/normal/a.png: sha256 differs from the manifest",
+        "dataset.json counts 3 images, manifest has 2",
+        "dataset.json normal/anomalous counts differ from the manifest",
+        "masks/a.png: sha256 differs from pastes.jsonl",
+    ]
+    (dataset / "README.md").write_text("a card", encoding="utf-8")
+    assert verify(dataset)[0] == "README.md: sha256 differs from dataset.json"
+
+
+def test_verify_names_what_is_missing(dataset):
+    (dataset / "pastes.jsonl").unlink()
+    (dataset / "images/anomalous/a.png").unlink()
+    meta = _meta(dataset)
+    meta["files"] = {}
+    (dataset / "dataset.json").write_text(json.dumps(meta), encoding="utf-8")
+    assert verify(dataset) == ["images/anomalous/a.png: missing", "pastes.jsonl: missing"]
+    (dataset / "manifest.csv").unlink()
+    assert verify(dataset) == ["no manifest.csv"]
+
+
+def test_verify_names_a_malformed_or_missing_paste_record(dataset):
+    (dataset / "pastes.jsonl").write_text('{"twin_id": "a"}\n', encoding="utf-8")
+    meta = _meta(dataset)
+    meta["files"] = {}
+    (dataset / "dataset.json").write_text(json.dumps(meta), encoding="utf-8")
+    assert verify(dataset) == ["pastes.jsonl, line 1: a malformed line",
+                               "masks/a.png: no paste record"]  # fmt: skip
+    _set_meta(dataset, kind="synthetic")
+    rows = read_manifest(dataset)
+    rows[0]["label"] = "2"
+    (dataset / "manifest.csv").write_text(manifest_text(rows), encoding="utf-8")
+    assert "a synthetic dataset has labels other than 0 and 1" in verify(dataset)
