@@ -36,7 +36,7 @@ def timed(fn, steps: int, device: torch.device) -> float:
     return (time.perf_counter() - t0) / steps
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--size", type=int, default=64)
@@ -45,7 +45,31 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def _print_table(args, device, amp: bool, flops: float, t_pipe: float, t_step: float) -> None:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    threads = torch.get_num_threads()
+    print(
+        f"training benchmark: {args.arch} at {args.size}x{args.size}, batch {args.batch_size}, "
+        f"{'bf16 autocast' if amp else 'fp32'}, {name} ({threads} threads)"
+    )
+    print(f"| {'what':<28} | {'images/s':>10} | {'TFLOP/s':>8} |")
+    print(f"|{'-' * 30}|{'-' * 12}|{'-' * 10}|")
+    print(f"| {'input pipeline alone':<28} | {args.batch_size / t_pipe:>10.1f} | {'':>8} |")
+    print(
+        f"| {'training step (all)':<28} | {args.batch_size / t_step:>10.1f} | "
+        f"{flops / t_step / 1e12:>8.3f} |"
+    )
+    print(
+        f"pipeline / training speed: {t_step / t_pipe:.1f}x (target >= 5x); "
+        f"{flops / args.batch_size / 1e9:.2f} GFLOP per image per step"
+    )
+
+
+def main() -> None:
+    args = _arguments()
     device = pick_device(args.device)
     torch.backends.cudnn.benchmark = True
     rng = np.random.default_rng(0)
@@ -86,23 +110,7 @@ def main() -> None:
     flops = 3 * counter.get_total_flops()
     t_pipe = timed(pipeline, args.steps, device)
     t_step = timed(step, args.steps, device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    threads = torch.get_num_threads()
-    print(
-        f"training benchmark: {args.arch} at {args.size}x{args.size}, batch {args.batch_size}, "
-        f"{'bf16 autocast' if amp else 'fp32'}, {name} ({threads} threads)"
-    )
-    print(f"| {'what':<28} | {'images/s':>10} | {'TFLOP/s':>8} |")
-    print(f"|{'-' * 30}|{'-' * 12}|{'-' * 10}|")
-    print(f"| {'input pipeline alone':<28} | {args.batch_size / t_pipe:>10.1f} | {'':>8} |")
-    print(
-        f"| {'training step (all)':<28} | {args.batch_size / t_step:>10.1f} | "
-        f"{flops / t_step / 1e12:>8.3f} |"
-    )
-    print(
-        f"pipeline / training speed: {t_step / t_pipe:.1f}x (target >= 5x); "
-        f"{flops / args.batch_size / 1e9:.2f} GFLOP per image per step"
-    )
+    _print_table(args, device, amp, flops, t_pipe, t_step)
 
 
 if __name__ == "__main__":

@@ -390,25 +390,12 @@ def cli(
         raise LesionPasteError("--size must be 0 (keep) or a positive number of pixels")
     bank_path = resolve_bank(bank)
     lesion_bank = read_bank(bank_path)
-    if method == "cutpaste":
-        if ratios or match_colour:
-            raise LesionPasteError("--ratios and --match-colour apply to lesions, not to cutpaste")
-        tiers = [Tier(("CUTPASTE",), 1.0)]
-    else:
-        tiers = make_tiers(lesion_bank.meta.modality, lesion_bank.counts(), ratios)
+    tiers = _tiers(method, lesion_bank, ratios, match_colour)
     if lam is None:
         lam = "none" if method == "cutpaste" else "0.5,0.8"
-    paste = PasteConfig(
-        lam=_lambda(lam),
-        augment=AugmentConfig(
-            flip=flip,
-            rotation=rotation,
-            resize=resize,
-            contrast=contrast,
-            brightness=brightness,
-            colour=colour,
-        ),
-    )
+    augment = AugmentConfig(flip=flip, rotation=rotation, resize=resize, contrast=contrast,
+                            brightness=brightness, colour=colour)  # fmt: skip
+    paste = PasteConfig(lam=_lambda(lam), augment=augment)
     suffix = "cutpaste" if method == "cutpaste" else "synth"
     out_dir = Path(out or config_value("synth", "out") or f"datasets/{bank_path.stem}-{suffix}")
     normals = _setting(normals, "LP_NORMALS", "normals")  # resolved once, for both uses
@@ -441,6 +428,15 @@ def cli(
         window=window,
     )
     _run(items, missing, job, out_dir, run, "normal/anomalous pairs")
+
+
+def _tiers(method: str, bank, ratios: str | None, match_colour: bool) -> list[Tier]:
+    """The grade-mix tiers: the bank's (with ``--ratios``), or cutpaste's single one."""
+    if method != "cutpaste":
+        return make_tiers(bank.meta.modality, bank.counts(), ratios)
+    if ratios or match_colour:
+        raise LesionPasteError("--ratios and --match-colour apply to lesions, not to cutpaste")
+    return [Tier(("CUTPASTE",), 1.0)]
 
 
 def _refuse_volumes_for_fundus(items: list[NormalImage], bank) -> None:

@@ -224,12 +224,7 @@ def train_command(
     _refuse_a_folder_that_is_not_a_run(run)
     if eval_set is not None and not folds:  # RUN/eval is written after training: check it now
         check_output(run / "eval", "evaluation", _eval_inputs(run, eval_set, None), True)
-    meta = read_dataset_json(dataset)
-    if meta["kind"] != "synthetic" and not supervised:
-        raise LesionPasteError(
-            f"{dataset} is an evaluation set; train on a synthetic dataset, or pass "
-            "--supervised to train on its real labels (the supervised baseline)"
-        )
+    _refuse_an_evaluation_set(dataset, supervised)
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise LesionPasteError("--epochs, --batch-size and --lr must be positive")
     data = load_dataset(dataset, verify=not no_verify)
@@ -269,12 +264,19 @@ def train_command(
     if _rank() != 0:
         return
     if not quiet and entry:
-        click.echo(
-            f"trained {run}: epoch {entry['epoch']}, loss {entry['loss']:.4f}"
-            + (f", validation AUC {entry['val_auc']:.4f}" if "val_auc" in entry else "")
-        )
+        val = f", validation AUC {entry['val_auc']:.4f}" if "val_auc" in entry else ""
+        click.echo(f"trained {run}: epoch {entry['epoch']}, loss {entry['loss']:.4f}{val}")
     if eval_set is not None:
         evaluate_run(run, eval_set, run / "eval", None, device, overwrite=True, quiet=quiet)
+
+
+def _refuse_an_evaluation_set(dataset: Path, supervised: bool) -> None:
+    """Training takes a synthetic dataset, or an evaluation set with ``--supervised``."""
+    if read_dataset_json(dataset)["kind"] != "synthetic" and not supervised:
+        raise LesionPasteError(
+            f"{dataset} is an evaluation set; train on a synthetic dataset, or pass "
+            "--supervised to train on its real labels (the supervised baseline)"
+        )
 
 
 def cross_validate(
