@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import functools
-import glob
-import os
 import shlex
 from pathlib import Path
 
 import click
-import numpy as np
 from tqdm import tqdm
 
 from lesionpaste import __version__
@@ -18,16 +15,24 @@ from lesionpaste.cli import Group, warn_to_stderr
 from lesionpaste.config import config_value
 from lesionpaste.dataset_format import read_dataset_json, verify
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.histograms import channel_histograms
 from lesionpaste.outputs import check_output
 from lesionpaste.recipes import parse_window
 from synth.augment import AugmentConfig
 from synth.card import dataset_card
-from synth.colour import colour_luts
-from synth.ct_volumes import evaluation_slices, is_mosmed_root, normal_slices
-from synth.normals import NormalImage, is_eyeq, list_folder, read_label_file, split
+from synth.colour import colour_luts, pooled_normals_histogram
+from synth.ct_volumes import evaluation_slices, is_mosmed_root
+from synth.inputs import (
+    bank_studies,
+    normals_inputs,
+    refuse_volumes_for_fundus,
+    resolve_bank,
+    resolve_normals,
+    select,
+    setting,
+)
+from synth.normals import NormalImage, list_folder, read_label_file
 from synth.preview import twin_grid
-from synth.run import Job, normals_recipe, prepare_normal, run_synthesis
+from synth.run import Job, chunk_size_for, run_synthesis
 from synth.tiers import Tier, make_tiers
 from synth.twin import PasteConfig
 
@@ -63,82 +68,6 @@ def provenance_command() -> str:
     return shlex.join(kept)
 
 
-def _setting(option, env: str, key: str) -> str | None:
-    return option or os.environ.get(env) or config_value("synth", key)
-
-
-def resolve_bank(option: str | None) -> Path:
-    """--bank, else $LP_BANK, else [synth] bank in lesionpaste.toml, else the one bank in banks/."""
-    value = _setting(option, "LP_BANK", "bank")
-    if value:
-        return Path(value)
-    found = sorted(glob.glob("banks/*.h5"))
-    if len(found) == 1:
-        return Path(found[0])
-    if not found:
-        raise LesionPasteError(
-            "no bank given: pass --bank, set LP_BANK, or build one first (lp-bank build idrid_48)"
-        )
-    raise LesionPasteError(f"banks/ holds several banks ({', '.join(found)}); choose with --bank")
-
-
-def bank_studies(bank) -> set[str]:
-    """The MosMed studies a bank was cut from (``study_0255:z012`` -> ``study_0255``): kept
-    out of the normals and of the evaluation set, which must not contain the bank's source."""
-    return {str(source["id"]).split(":")[0] for source in bank.meta.sources}
-
-
-def resolve_normals(
-    option: str | None,
-    images: str | None,
-    grades: tuple[int, ...],
-    quality: str | None,
-    per_study: int = 8,
-    exclude: set[str] = frozenset(),
-) -> tuple[list[NormalImage], list[dict]]:
-    """Normal images from a folder, or from a label file (EyeQ / EyePACS) with filters.
-
-    From a label file the default is what "normal" means in the paper: grade 0, and for EyeQ
-    good quality only.
-    """
-    value = _setting(option, "LP_NORMALS", "normals")
-    if not value:
-        raise LesionPasteError(
-            "no normal images given: pass --normals DIR or a label CSV, or set LP_NORMALS"
-        )
-    path = Path(value)
-    if path.is_file():
-        return read_label_file(
-            path,
-            _images_beside(path, images),
-            set(grades) if grades else {0},
-            quality or ("good" if is_eyeq(path) else None),
-        )
-    if grades or quality:
-        raise LesionPasteError("--grade and --quality filter a label file; give --normals FILE.csv")
-    if is_mosmed_root(path):
-        return normal_slices(path, per_study, exclude)
-    return list_folder(path), []
-
-
-def _images_beside(labels: Path, images: str | None) -> Path:
-    """The image folder of a label file: --images, else images/ beside it, else its folder."""
-    if images:
-        return Path(images)
-    return labels.parent / "images" if (labels.parent / "images").is_dir() else labels.parent
-
-
-def normals_inputs(value: str | None, images: str | None) -> list[tuple[str, Path]]:
-    """The files and folders the normal images are read from (never to be written to):
-    ``value`` is the resolved --normals (option, $LP_NORMALS or lesionpaste.toml)."""
-    if not value:
-        return []
-    path = Path(value)
-    if path.is_file():
-        return [("label file", path), ("image folder", _images_beside(path, images))]
-    return [("folder of normal images", path)]
-
-
 def _lambda(text: str) -> tuple[float, float] | None:
     if text.lower() == "none":
         return None
@@ -169,22 +98,6 @@ def _refuse_options_before(ctx: click.Context) -> None:
             f"making a dataset, not for {sub}; give {sub}'s own options after it "
             f"(see {PROG} {sub} --help)"
         )
-
-
-def _pooled_normals_histogram(
-    normals, bank, preprocess, size, sample, seed, window=None
-) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    picked = rng.permutation(len(normals))[:sample]
-    recipe = normals_recipe(bank, preprocess, window)
-    total = np.zeros((bank.meta.channels, 256), np.uint64)
-    for i in sorted(picked):
-        try:
-            prepared = prepare_normal(normals[i].path, bank, recipe, size, normals[i].slice)
-        except LesionPasteError:
-            continue
-        total += channel_histograms(prepared.image, prepared.region)
-    return total
 
 
 class _Progress:
@@ -398,18 +311,18 @@ def cli(
     paste = PasteConfig(lam=_lambda(lam), augment=augment)
     suffix = "cutpaste" if method == "cutpaste" else "synth"
     out_dir = Path(out or config_value("synth", "out") or f"datasets/{bank_path.stem}-{suffix}")
-    normals = _setting(normals, "LP_NORMALS", "normals")  # resolved once, for both uses
+    normals = setting(normals, "LP_NORMALS", "normals")  # resolved once, for both uses
     items, missing = resolve_normals(
         normals, images, grade, quality, run["per_study"], bank_studies(lesion_bank)
     )
     inputs = [("bank", bank_path), *normals_inputs(normals, images)]
     check_output(out_dir, "dataset", inputs, run["overwrite"])
-    _refuse_volumes_for_fundus(items, lesion_bank)
-    items = _select(items, missing, run)
+    refuse_volumes_for_fundus(items, lesion_bank)
+    items = select(items, missing, run)
     window = _ct_window(window_spec, lesion_bank)
     luts = None
     if match_colour:
-        target = _pooled_normals_histogram(
+        target = pooled_normals_histogram(
             items, lesion_bank, preprocess, size, colour_sample, seed, window
         )
         luts = colour_luts(lesion_bank.histograms, target)
@@ -439,13 +352,6 @@ def _tiers(method: str, bank, ratios: str | None, match_colour: bool) -> list[Ti
     return [Tier(("CUTPASTE",), 1.0)]
 
 
-def _refuse_volumes_for_fundus(items: list[NormalImage], bank) -> None:
-    if bank.meta.modality == "fundus" and any(item.slice is not None for item in items):
-        raise LesionPasteError(
-            "these normals are CT slices (a MosMed folder); this is a fundus bank"
-        )
-
-
 def _ct_window(spec: str | None, bank) -> tuple[float, float] | None:
     """``--window LEVEL,WIDTH`` as (level, width); only for CT banks."""
     if spec is None:
@@ -454,37 +360,6 @@ def _ct_window(spec: str | None, bank) -> tuple[float, float] | None:
         raise LesionPasteError("--window applies to CT (HU) normals; this bank is a fundus bank")
     recipe = parse_window(spec)
     return recipe.level, recipe.width
-
-
-def _select(items: list[NormalImage], missing: list[dict], run: dict) -> list[NormalImage]:
-    """The images a run uses: --strict on listed-but-missing ones, --split, then --limit."""
-    _refuse_missing_if_strict(missing, run["strict"])
-    part = _split(items, run["split_part"], run["split_fraction"], run["split_seed"])
-    return _limited(part, run["limit"])
-
-
-def _refuse_missing_if_strict(missing: list[dict], strict: bool) -> None:
-    if strict and missing:
-        raise LesionPasteError(
-            f"{missing[0]['id']}: {missing[0]['reason']} ({len(missing)} such image(s); --strict)"
-        )
-
-
-def _split(items, part, fraction, seed):
-    if part is None:
-        return items
-    if not 0 < fraction < 1:
-        raise LesionPasteError("--split-fraction must lie between 0 and 1")
-    chosen = split(items, part, fraction, seed)
-    if not chosen:
-        raise LesionPasteError(f"--split {part}: no image falls in this part")
-    return chosen
-
-
-def _limited(items: list[NormalImage], limit: int | None) -> list[NormalImage]:
-    if limit is not None and limit < 1:
-        raise LesionPasteError("--limit must be a positive number of images")
-    return items[:limit] if limit else items
 
 
 def _run(items, missing, job: Job, out: Path, options: dict, what: str) -> None:
@@ -501,27 +376,13 @@ def _run(items, missing, job: Job, out: Path, options: dict, what: str) -> None:
             backend=options["backend"],
             scheduler=options["scheduler"],
             overwrite=options["overwrite"],
-            chunk_size=_chunk_size(items),
+            chunk_size=chunk_size_for(items),
             progress=progress,
             write_card=dataset_card,
         )
     finally:
         progress.close()
     _report(summary, out, options["quiet"], what)
-
-
-def _chunk_size(items: list[NormalImage]) -> int:
-    """Images per joblib task: about a tenth of a second of work each."""
-    from lesionpaste.images import jpeg_size
-
-    try:
-        with open(items[0].path, "rb") as fh:
-            size = jpeg_size(fh.read(1 << 16))
-    except OSError:
-        size = None
-    if size is None or size[0] * size[1] <= 1_000_000:
-        return 16
-    return 2
 
 
 @cli.command()
@@ -579,7 +440,7 @@ def prep(
         items, missing = evaluation_slices(
             Path(images), run["per_study"], bank_studies(lesion_bank)
         )
-        _refuse_volumes_for_fundus(items, lesion_bank)
+        refuse_volumes_for_fundus(items, lesion_bank)
     elif labels:
         items, missing = read_label_file(
             Path(labels), Path(images), set(grade) if grade else None, quality
@@ -589,7 +450,7 @@ def prep(
         missing = []
     else:
         raise LesionPasteError("give --labels CSV (grades per image) or --label N for all images")
-    items = _select(items, missing, run)
+    items = select(items, missing, run)
     like_window = settings.get("normals_window")
     window = _ct_window(window_spec, lesion_bank) or (tuple(like_window) if like_window else None)
     job = Job(

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from lesionpaste.errors import LesionPasteError
+from lesionpaste.histograms import channel_histograms
+from synth.load_normal import normals_recipe, prepare_normal
+
 
 def matching_lut(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """A 256-entry lookup table mapping a histogram ``source`` onto ``target``
@@ -28,3 +32,21 @@ def colour_luts(source_histograms: np.ndarray, target: np.ndarray) -> np.ndarray
             for i in range(s)
         ]
     )
+
+
+def pooled_normals_histogram(
+    normals, bank, preprocess, size, sample, seed, window=None
+) -> np.ndarray:
+    """The pooled field-of-view histogram of ``sample`` normals drawn by ``seed``, prepared as
+    the twins are: the target that ``--match-colour`` maps the bank's sources onto."""
+    rng = np.random.default_rng(seed)
+    picked = rng.permutation(len(normals))[:sample]
+    recipe = normals_recipe(bank, preprocess, window)
+    total = np.zeros((bank.meta.channels, 256), np.uint64)
+    for i in sorted(picked):
+        try:
+            prepared = prepare_normal(normals[i].path, bank, recipe, size, normals[i].slice)
+        except LesionPasteError:
+            continue
+        total += channel_histograms(prepared.image, prepared.region)
+    return total

@@ -22,7 +22,6 @@ from joblib import Parallel, delayed, parallel_config
 
 from lesionpaste import __version__
 from lesionpaste.bank_format import Bank, read_bank
-from lesionpaste.ct_files import is_dicom, read_dicom_hu
 from lesionpaste.dataset_format import (
     FORMAT,
     SCHEMA_VERSION,
@@ -33,12 +32,10 @@ from lesionpaste.dataset_format import (
 from lesionpaste.digests import sha256_file
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import output_lock, remove_temp_files, swap_in, write_atomic
-from lesionpaste.images import encode_png, read_gray, read_rgb_at_least
-from lesionpaste.recipes import NoRecipe, Recipe, WindowRecipe, recipe_from_dict
-from synth.ct_volumes import is_nifti, read_axial_hu
+from lesionpaste.images import encode_png, jpeg_size
 from synth.cutpaste import cutpaste_twin
+from synth.load_normal import normals_recipe, prepare_normal
 from synth.normals import NormalImage
-from synth.prepare import Prepared, prepare_ct, prepare_fundus
 from synth.tiers import Tier
 from synth.twin import PasteConfig, image_generators, synthesize_twin
 
@@ -112,46 +109,6 @@ def _tier_pools(job: Job) -> list[np.ndarray]:
     if key not in _POOLS:
         _POOLS[key] = [_bank(job).indices_of(list(t.types)) for t in job.tiers]
     return _POOLS[key]
-
-
-def normals_recipe(
-    bank: Bank, preprocess: str, window: tuple[float, float] | None = None
-) -> Recipe:
-    """The recipe applied to normal images: the bank's, none when asked, or a CT window for
-    HU normals (``window``: level, width) when the bank was cut from 8-bit slices."""
-    if window is not None:
-        return WindowRecipe(level=window[0], width=window[1])
-    recipe = recipe_from_dict(bank.meta.preprocess)
-    return NoRecipe() if preprocess == "none" and not isinstance(recipe, WindowRecipe) else recipe
-
-
-def prepare_normal(
-    path: Path, bank: Bank, recipe: Recipe, size: int, slice_index: int | None = None
-) -> Prepared:
-    """Read one normal image (or one axial slice of a CT volume) and prepare it like the
-    bank's source (fundus or CT)."""
-    if bank.meta.modality == "fundus":
-        raw, _ = read_rgb_at_least(path, size)
-        return prepare_fundus(raw, recipe, size)
-    if is_nifti(path):
-        if not isinstance(recipe, WindowRecipe) or slice_index is None:
-            raise LesionPasteError(
-                f"{path}: a CT volume is in HU; it needs a bank built with CT windowing, or "
-                "--window LEVEL,WIDTH"
-            )
-        hu, spacing = read_axial_hu(path, slice_index)
-        return prepare_ct(hu, recipe, size, spacing)
-    if is_dicom(path):
-        if not isinstance(recipe, WindowRecipe):
-            raise LesionPasteError(
-                f"{path}: a DICOM slice is in HU; it needs a bank built with CT windowing, or "
-                "--window LEVEL,WIDTH"
-            )
-        hu, _, spacing = read_dicom_hu(path)
-        return prepare_ct(hu, recipe, size, list(spacing) if spacing else None)
-    # an 8-bit slice: exported with a CT window already, used as is (never a 16-bit one)
-    grey, _ = read_gray(path, eight_bit_only=isinstance(recipe, WindowRecipe))
-    return prepare_ct(grey, recipe, size, None)
 
 
 def _relative(kind: str, image_id: str) -> str:
@@ -474,3 +431,15 @@ def _publish(out, work, ordered, skipped, job, command, overwrite, write_card) -
     (work / "config.json").unlink()
     write_atomic(work / "dataset.json", dataset_json_text(meta).encode(), fsync=True)
     swap_in(work, out)
+
+
+def chunk_size_for(items: list[NormalImage]) -> int:
+    """Images per joblib task: about a tenth of a second of work each."""
+    try:
+        with open(items[0].path, "rb") as fh:
+            size = jpeg_size(fh.read(1 << 16))
+    except OSError:
+        size = None
+    if size is None or size[0] * size[1] <= 1_000_000:
+        return 16
+    return 2

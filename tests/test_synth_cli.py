@@ -479,7 +479,7 @@ def test_the_design_card_command_with_data_from_the_environment(lp_synth, bank, 
 
 
 def test_eyeq_label_files_default_to_good_quality_grade_0(tmp_path):
-    from synth.cli import resolve_normals
+    from synth.inputs import resolve_normals
 
     make_normals(tmp_path / "images", 4)
     labels = tmp_path / "Label_EyeQ_train.csv"
