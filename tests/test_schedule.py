@@ -47,6 +47,10 @@ def test_each_epoch_order_is_a_permutation_drawn_from_seed_and_epoch():
     # the documented rule: torch.randperm seeded with seed * 100003 + epoch
     g = torch.Generator().manual_seed(2 * 100_003 + 0)
     assert first.tolist() == train_idx[torch.randperm(20, generator=g)].tolist()
+    g = torch.Generator().manual_seed(2 * 100_003 + 3)
+    assert (
+        epoch_order(train_idx, 2, 3).tolist() == train_idx[torch.randperm(20, generator=g)].tolist()
+    )
     assert epoch_order(train_idx, seed=2, epoch=0).tolist() == first.tolist()
     assert epoch_order(train_idx, seed=2, epoch=1).tolist() != first.tolist()
     assert epoch_order(train_idx, seed=3, epoch=0).tolist() != first.tolist()

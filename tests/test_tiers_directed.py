@@ -23,6 +23,7 @@ def test_the_fundus_tiers_are_the_papers_with_80_10_5_5():
 def test_a_ct_bank_has_one_tier_of_the_types_it_holds():
     assert make_tiers("ct", {"GGO": 5, "CON": 0}) == [Tier(("GGO",), 1.0)]
     assert make_tiers("ct", {"GGO": 5, "CON": 2}) == [Tier(("GGO", "CON"), 1.0)]
+    assert make_tiers("ct", {"COVID": 1}) == [Tier(("COVID",), 1.0)]  # one lesion is enough
     assert default_tiers("ct", ["GGO"]) == ((("GGO",),), (1.0,))
     assert default_tiers("fundus", ["MA"])[1] == FUNDUS_RATIOS
 
