@@ -81,3 +81,34 @@ def test_mass_at_the_last_level_is_matched_too():
     assert matching_lut(_hist({255: 4}), _hist({10: 1}))[255] == 10
     assert matching_lut(_hist({10: 4}), _hist({255: 1}))[10] == 255
     assert matching_lut(np.zeros(256, np.int64), _hist({3: 1})).dtype == np.uint8
+
+
+def test_the_pooled_normals_histogram_sums_the_prepared_sample(tmp_path):
+    from lesionpaste.bank_format import read_bank
+    from synth.colour import pooled_normals_histogram
+    from synth.load_normal import normals_recipe, prepare_normal
+    from synth.normals import list_folder
+    from tests.synth_fixtures import make_fundus_bank, make_normals
+
+    bank = read_bank(make_fundus_bank(tmp_path / "b.h5"))
+    normals = list_folder(make_normals(tmp_path / "n", 4))
+    recipe = normals_recipe(bank, "bank")
+
+    def histogram_of(i: int) -> np.ndarray:
+        prepared = prepare_normal(normals[i].path, bank, recipe, 48)
+        return channel_histograms(prepared.image, prepared.region)
+
+    every = pooled_normals_histogram(normals, bank, "bank", 48, 10, seed=0)
+    assert every.dtype == np.uint64 and every.shape == (3, 256)
+    np.testing.assert_array_equal(every, sum(histogram_of(i) for i in range(4)))
+    first = int(np.random.default_rng(5).permutation(4)[0])  # the sample drawn by the seed
+    np.testing.assert_array_equal(
+        pooled_normals_histogram(normals, bank, "bank", 48, 1, seed=5), histogram_of(first)
+    )
+    plain = pooled_normals_histogram(normals, bank, "none", 48, 10, seed=0)
+    assert not np.array_equal(plain, every)  # the normals' recipe is the one asked for
+    normals[1].path.write_bytes(b"not an image")  # an unreadable normal is left out
+    np.testing.assert_array_equal(
+        pooled_normals_histogram(normals, bank, "bank", 48, 10, seed=0),
+        sum(histogram_of(i) for i in (0, 2, 3)),
+    )
