@@ -22,11 +22,13 @@ class OneLineErrors:
     command line as typed is kept for provenance (``command_line``)."""
 
     def make_context(self, info_name, args, parent=None, **extra):
+        """Click's context, with the command line as typed kept in ``ctx.meta``."""
         ctx = super().make_context(info_name, list(args), parent=parent, **extra)
         ctx.meta.setdefault("lesionpaste.argv", [info_name, *args])
         return ctx
 
     def invoke(self, ctx: click.Context):
+        """Run the command; a ``LesionPasteError`` or ``OSError`` becomes one line and exit 1."""
         try:
             return super().invoke(ctx)
         except LesionPasteError as exc:

@@ -31,6 +31,7 @@ class AugmentConfig:
     saturation_range: tuple[float, float] = (0.75, 1.25)
 
     def to_dict(self) -> dict:
+        """The configuration as a JSON-ready dict (recorded in ``dataset.json``)."""
         return asdict(self)
 
 

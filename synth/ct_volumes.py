@@ -25,6 +25,7 @@ NORMAL_CATEGORY = "CT-0"
 
 
 def is_nifti(path: Path) -> bool:
+    """Whether ``path`` names a NIfTI volume (``.nii`` or ``.nii.gz``)."""
     return Path(path).name.lower().endswith(NIFTI_SUFFIXES)
 
 

@@ -14,6 +14,8 @@ from synth.normals import NormalImage, is_eyeq, list_folder, read_label_file, sp
 
 
 def setting(option, env: str, key: str) -> str | None:
+    """An input's value: the option, else the environment variable ``env``, else ``key``
+    under ``[synth]`` in ``lesionpaste.toml``; None when none gives one."""
     return option or os.environ.get(env) or config_value("synth", key)
 
 
@@ -90,6 +92,7 @@ def normals_inputs(value: str | None, images: str | None) -> list[tuple[str, Pat
 
 
 def refuse_volumes_for_fundus(items: list[NormalImage], bank) -> None:
+    """Refuse CT slices (from a MosMed folder) as normals for a fundus bank."""
     if bank.meta.modality == "fundus" and any(item.slice is not None for item in items):
         raise LesionPasteError(
             "these normals are CT slices (a MosMed folder); this is a fundus bank"

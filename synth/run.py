@@ -210,6 +210,7 @@ def finished_record(work: Path, image_id: str) -> dict | None:
 
 
 def chunks(items: list, size: int) -> list[list]:
+    """``items`` in consecutive lists of ``size`` (the last shorter): one joblib task each."""
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
@@ -237,6 +238,8 @@ def _parallel(jobs: int, backend: str, scheduler: str | None):
 
 @dataclass
 class Summary:
+    """What a run did: images written, skipped (with reasons), resumed, and its seconds."""
+
     written: int
     skipped: list[dict]
     resumed: int

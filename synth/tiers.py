@@ -24,6 +24,7 @@ class Tier:
 
     @property
     def name(self) -> str:
+        """The tier's types joined by ``+``, e.g. ``MA+HE``."""
         return "+".join(self.types)
 
 

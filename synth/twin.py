@@ -39,6 +39,7 @@ class PasteConfig:
     tries: int = 100
 
     def to_dict(self) -> dict:
+        """The configuration as a JSON-ready dict (recorded in ``dataset.json``)."""
         return {
             "lambda": list(self.lam) if self.lam else None,
             "augment": self.augment.to_dict(),

@@ -256,12 +256,15 @@ def knn_command(train_set, eval_set, out, arch, k, size, device, overwrite, quie
 
 
 def main_train() -> None:
+    """Console entry point of ``lp-train``."""
     train_command(prog_name="lp-train")
 
 
 def main_eval() -> None:
+    """Console entry point of ``lp-eval``."""
     eval_command(prog_name="lp-eval")
 
 
 def main_knn() -> None:
+    """Console entry point of ``lp-knn``."""
     knn_command(prog_name="lp-knn")

@@ -33,6 +33,7 @@ class SameConv2d(nn.Conv2d):
     """A convolution padded like TensorFlow's ``SAME`` (asymmetric when needed)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolve with TensorFlow's 'same' padding."""
         pads = []
         for size, k, s in zip(x.shape[-1:-3:-1], self.kernel_size[::-1], self.stride[::-1]):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
@@ -63,6 +64,7 @@ class MBConv(nn.Module):
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The inverted residual block (with its skip when the shapes allow)."""
         out = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
         out = F.relu6(self._bn1(self._depthwise_conv(out)))
         out = self._bn2(self._project_conv(out))
@@ -88,6 +90,7 @@ class EfficientNetLite0(nn.Module):
         self._fc = nn.Linear(1280, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, H, W)`` float -> ``(N, classes)`` logits."""
         x = F.relu6(self._bn0(self._conv_stem(x)))
         for block in self._blocks:
             x = block(x)

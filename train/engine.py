@@ -55,6 +55,12 @@ class TrainConfig:
 
 
 def pick_device(name: str) -> torch.device:
+    """The torch device for ``--device``: ``auto`` (CUDA when there is one), ``cuda`` or
+    ``cpu``.
+
+    Raises:
+        LesionPasteError: ``cuda`` without a CUDA device, or another name.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -76,6 +82,7 @@ class Normalizer(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """``(N, H, W, C)`` uint8 -> ``(N, 3, size, size)`` float, normalised for the network."""
         x = batch.permute(0, 3, 1, 2).float()
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)

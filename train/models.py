@@ -37,6 +37,7 @@ class SmallCNN(nn.Module):
         self.fc = nn.Linear(channels, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, H, W)`` float -> ``(N, 2)`` logits."""
         return self.fc(self.features(x).mean(dim=(2, 3)))
 
 

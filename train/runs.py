@@ -84,6 +84,8 @@ def replacing(work: Path, run: Path):
 
 
 def train_inputs(dataset: Path, eval_set: Path | None, weights: str) -> list:
+    """What ``lp-train`` reads (an output must not overlap them): the dataset, the
+    evaluation set and a weights file."""
     weights_file = Path(weights) if weights not in ("imagenet", "none") else None
     return [("dataset", dataset), ("evaluation set", eval_set), ("weights file", weights_file)]
 

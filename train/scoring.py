@@ -46,6 +46,7 @@ def restore(run: Path, device_name: str):
 
 
 def score(run: Path, dataset, device_name: str) -> np.ndarray:
+    """Every image's probability of being anomalous under the run's trained model."""
     model, normalizer, _, device = restore(run, device_name)
     images, _ = place_images(dataset.images, device)
     return scores_of(model, normalizer, images, device)
@@ -143,6 +144,7 @@ def write_evaluation(out: Path, data, scores: np.ndarray, result: dict, panels) 
 
 
 def print_metrics(result: dict, out: Path) -> None:
+    """One line per comparison: AUC, its 95% DeLong interval, positives vs negatives."""
     for name, e in result["auc"].items():
         click.echo(
             f"{name:>6}: AUC {e['auc']:.4f} [{e['ci_low']:.4f}, {e['ci_high']:.4f}] "
