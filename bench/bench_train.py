@@ -22,6 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from train.engine import Normalizer, pick_device, place_images
 from train.models import build_model
+from train.schedule import optimizer_and_schedule
 
 
 def timed(fn, steps: int, device: torch.device) -> float:
@@ -82,7 +83,7 @@ def main() -> None:
     if args.compile:
         model = torch.compile(model)
     normalizer = Normalizer(args.size, True, args.arch).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    optimizer, _ = optimizer_and_schedule(model.parameters(), 1e-3, 0.9, 0.0, epochs=1)
     gen = torch.Generator().manual_seed(0)
     amp = device.type == "cuda"
 

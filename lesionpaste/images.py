@@ -17,7 +17,7 @@ import numpy as np
 
 from lesionpaste.digests import sha256_bytes
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.files import atomic_output, open_regular, read_regular_file, refuse_existing
+from lesionpaste.files import atomic_output, open_regular, read_regular_file
 from lesionpaste.formats import PNG_SOFTWARE
 
 #: Images whose header claims more pixels than this are refused before decoding (a
@@ -177,7 +177,6 @@ def write_png(path: Path, rgb: np.ndarray, overwrite: bool = False, what: str = 
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise LesionPasteError(f"{path}: {what} is written as PNG; name it *.png")
-    refuse_existing(path, overwrite)
     try:
         data = encode_png(rgb, mark=True, what=what)
     except LesionPasteError as exc:

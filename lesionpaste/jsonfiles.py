@@ -57,3 +57,12 @@ def json_lines(
                 yield number, json.loads(line)
             except (RecursionError, UnicodeDecodeError, ValueError):
                 yield number, None
+
+
+def saved_json(path: Path) -> object | None:
+    """JSON that a tool saved for itself (a run's configuration, a resumable record), or None
+    when it is missing, unreadable or damaged: the caller then starts that part afresh."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

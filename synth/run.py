@@ -33,6 +33,7 @@ from lesionpaste.digests import sha256_file
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import output_lock, remove_temp_files, swap_in, write_atomic
 from lesionpaste.images import encode_png, jpeg_size
+from lesionpaste.jsonfiles import saved_json
 from synth.cutpaste import cutpaste_twin
 from synth.load_normal import normals_recipe, prepare_normal
 from synth.normals import NormalImage
@@ -199,13 +200,13 @@ def make_chunk(items: list[NormalImage], job: Job, work: Path) -> list[dict]:
 def finished_record(work: Path, image_id: str) -> dict | None:
     """The record of an image an earlier run finished, if its files are all intact."""
     path = work / "records" / f"{image_id}.json"
+    record = saved_json(path)
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
         for entry in record["files"].values():
             if sha256_file(work / entry["path"]) != entry["sha256"]:
                 return None
         return record
-    except (OSError, ValueError, KeyError, TypeError):
+    except (LesionPasteError, KeyError, TypeError):  # a file gone or replaced: make it again
         return None
 
 
@@ -258,10 +259,7 @@ def _prepare_work(work: Path, job: Job, normals: list[NormalImage], overwrite: b
     config = json.loads(json.dumps(config, sort_keys=True))  # as it reads back from disk
     config_path = work / "config.json"
     if work.exists():
-        try:
-            previous = json.loads(config_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            previous = None
+        previous = saved_json(config_path)
         if previous != config:
             if not overwrite:
                 raise LesionPasteError(

@@ -128,9 +128,12 @@ def test_each_malformed_attribute_is_named(tmp_path, name, value, problem):
 def test_text_attributes_are_read_as_text_whether_stored_as_bytes_or_str(tmp_path):
     path = _bank(tmp_path)
     with h5py.File(path, "a") as f:
-        f.attrs["command"] = np.bytes_(b"lp-bank build x")
-        f.attrs["tool_version"] = "9.9"
-    assert read_meta(path).command == "lp-bank build x"
+        f.attrs["command"] = np.bytes_(b"lp-bank build \xc3\xa9")  # UTF-8 bytes
+        f.attrs["modality"] = np.bytes_(b"ct")
+        f.attrs["channels"] = np.int64(1)
+    meta = read_meta(path)
+    assert meta.command == "lp-bank build é" and meta.modality == "ct"
+    assert isinstance(meta.command, str) and meta.tool_version == "9.9"
 
 
 @pytest.mark.parametrize("channels, modality", [(2, "fundus"), (1, "mri"), (4, "ct")])

@@ -13,6 +13,7 @@ from pathlib import Path
 from lesionpaste.digests import sha256_file
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import entries, output_lock, remove_temp_files, swap_in, write_text_atomic
+from lesionpaste.jsonfiles import saved_json
 from lesionpaste.outputs import is_run, real
 from train.engine import (
     TrainConfig,
@@ -35,10 +36,7 @@ def prepare_run(run: Path, config: TrainConfig) -> None:
         return  # rank 0 prepares; the others wait for it (a barrier) before reading the run
     saved = run / "config.json"
     if saved.exists():
-        try:
-            previous = json.loads(saved.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            previous = None
+        previous = saved_json(saved)
         if previous is None and (run / "checkpoint.pt").exists():
             # the checkpoint records its configuration too: judge by it, keep the training
             previous = load_checkpoint(run / "checkpoint.pt").get("config")
