@@ -35,8 +35,9 @@ from bench_bank import full_build  # bench/ is the script's folder: first on sys
 from bank_builder import idrid
 from lesionpaste.bank_format import read_bank
 from lesionpaste.recipes import GrahamRecipe
+from synth.job import Job
 from synth.normals import list_folder, read_label_file
-from synth.run import Job, run_synthesis
+from synth.runner import run_synthesis
 from synth.tiers import make_tiers
 from synth.twin import PasteConfig
 
@@ -148,7 +149,8 @@ import resource, sys, tempfile
 from pathlib import Path
 from lesionpaste.bank_format import read_bank
 from synth.normals import NormalImage
-from synth.run import Job, make_one
+from synth.job import Job
+from synth.worker import make_one
 from synth.tiers import make_tiers
 from synth.twin import PasteConfig
 bank = read_bank(sys.argv[1])

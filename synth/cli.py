@@ -30,9 +30,10 @@ from synth.inputs import (
     select,
     setting,
 )
+from synth.job import Job
 from synth.normals import NormalImage, list_folder, read_label_file
 from synth.preview import twin_grid
-from synth.run import Job, chunk_size_for, run_synthesis
+from synth.runner import chunk_size_for, run_synthesis
 from synth.tiers import Tier, make_tiers
 from synth.twin import PasteConfig
 

@@ -1,0 +1,172 @@
+"""What a worker process does: make one image's pair (or evaluation image) and its record.
+
+A worker reads the bank and its tier pools once, not per image: both are cached per process,
+keyed by the bank file's path and digest (never by ``id()``, which a collected object's successor
+may reuse), in bounded caches that are empty until the first image asks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from lesionpaste.bank_format import Bank, read_bank
+from lesionpaste.errors import LesionPasteError
+from lesionpaste.files import write_atomic
+from lesionpaste.images import encode_png
+from synth.cutpaste import cutpaste_twin
+from synth.job import Job
+from synth.load_normal import normals_recipe, prepare_normal
+from synth.normals import NormalImage
+from synth.tiers import Tier
+from synth.twin import image_generators, synthesize_twin
+
+
+@lru_cache(maxsize=4)
+def _read_bank_once(path: Path, sha256: str) -> Bank:
+    bank = read_bank(path)
+    if bank.sha256 != sha256:
+        raise LesionPasteError(f"{path} changed while the run was going on")
+    return bank
+
+
+@lru_cache(maxsize=16)
+def _pools_once(path: Path, sha256: str, tiers: tuple[Tier, ...]) -> tuple[np.ndarray, ...]:
+    bank = _read_bank_once(path, sha256)
+    return tuple(bank.indices_of(list(t.types)) for t in tiers)
+
+
+def job_bank(job: Job) -> Bank:
+    """The job's lesion bank, read once per process and checked against the job's digest.
+
+    Args:
+        job: the run's configuration (bank path and the digest it was started with).
+
+    Returns:
+        The bank.
+
+    Raises:
+        LesionPasteError: the bank file no longer has the digest the run started with.
+    """
+    return _read_bank_once(Path(job.bank_path), job.bank_sha256)
+
+
+def tier_pools(job: Job) -> list[np.ndarray]:
+    """Per tier, the bank indices of its lesions: computed once per process, not per image.
+
+    Args:
+        job: the run's configuration (bank and tiers).
+
+    Returns:
+        One int array of bank indices per tier of ``job.tiers``, in order.
+    """
+    return list(_pools_once(Path(job.bank_path), job.bank_sha256, job.tiers))
+
+
+def _relative(kind: str, image_id: str) -> str:
+    return {
+        "image": f"images/{image_id}.png",
+        "normal": f"images/normal/{image_id}.png",
+        "anomalous": f"images/anomalous/{image_id}.png",
+        "mask": f"masks/{image_id}.png",
+    }[kind]
+
+
+def _save(work: Path, outputs: list[tuple[str, np.ndarray]], image_id: str) -> dict:
+    files = {}
+    for kind, array in outputs:
+        data = encode_png(array)
+        write_atomic(work / _relative(kind, image_id), data)
+        files[kind] = {
+            "path": _relative(kind, image_id),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+    return files
+
+
+def make_one(item: NormalImage, job: Job, work: Path) -> dict:
+    """Make one normal/anomalous pair (or one evaluation image) in ``work``.
+
+    Args:
+        item: the normal image (path, id, label, slice).
+        job: the run's configuration.
+        work: the run's work folder; the image's files and its record are written there.
+
+    Returns:
+        The image's record (also saved as ``records/<id>.json``): ``status`` ``ok`` with its
+        files' paths and digests (and, for a twin, its tier and pastes), or ``skipped`` with the
+        reason.
+
+    Raises:
+        LesionPasteError: the image cannot be read or prepared and ``job.strict`` is set.
+    """
+    bank = job_bank(job)
+    try:
+        prepared = prepare_normal(
+            item.path, bank, normals_recipe(bank, job.preprocess, job.window), job.size, item.slice
+        )
+    except LesionPasteError as exc:
+        if job.strict:
+            raise
+        return {
+            "id": item.image_id,
+            "status": "skipped",
+            "path": str(item.path),
+            "reason": str(exc),
+        }
+    if job.kind == "evaluation":
+        files = _save(work, [("image", prepared.image)], item.image_id)
+        record = {"id": item.image_id, "status": "ok", "files": files, "label": item.label}
+    else:
+        pools = tier_pools(job)
+        rngs = image_generators(job.seed, item.image_id)
+        twin = (
+            cutpaste_twin(prepared, rngs, job.paste.lam)
+            if job.method == "cutpaste"
+            else synthesize_twin(
+                prepared,
+                bank,
+                list(job.tiers),
+                pools,
+                job.paste,
+                rngs,
+                job.colour_luts,
+            )
+        )
+        if not twin.pastes:
+            return {
+                "id": item.image_id,
+                "status": "skipped",
+                "path": str(item.path),
+                "reason": "no drawn lesion fits inside the field of view",
+            }
+        outputs = [("normal", prepared.image), ("anomalous", twin.image), ("mask", twin.mask)]
+        record = {
+            "id": item.image_id,
+            "status": "ok",
+            "files": _save(work, outputs, item.image_id),
+            "tier": twin.tier,
+            "tier_types": list(job.tiers[twin.tier].types),
+            "n_drawn": twin.n_drawn,
+            "pastes": twin.pastes,
+        }
+    write_atomic(work / "records" / f"{item.image_id}.json", json.dumps(record).encode())
+    return record
+
+
+def make_chunk(items: list[NormalImage], job: Job, work: Path) -> list[dict]:
+    """A joblib task: several images, so each task is long enough to be worth sending.
+
+    Args:
+        items: the images of this task.
+        job: the run's configuration.
+        work: the run's work folder.
+
+    Returns:
+        Each image's record, in the order of ``items``.
+    """
+    return [make_one(item, job, work) for item in items]
