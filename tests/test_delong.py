@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
 from train.delong import auc_ci, delong_covariance, paired_test
@@ -141,3 +142,54 @@ def test_two_scorers_without_variance_but_with_a_difference_are_certainly_differ
     perfect = np.array([0.9, 0.8, 0.2, 0.1])
     result = paired_test(perfect, -perfect, labels)
     assert result["difference"] == 1.0 and result["z"] == math.inf and result["p"] == 0.0
+
+
+LABELS = np.array([0] * 30 + [1] * 20)
+
+
+def _scores(separation: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.normal(0, 1, len(LABELS)) + separation * LABELS
+
+
+def test_a_better_scorer_comes_out_better_in_the_paired_test():
+    good, poor = _scores(2.0, 1), _scores(0.3, 2)
+    forward = paired_test(good, poor, LABELS)
+    assert forward["auc_a"] == pytest.approx(roc_auc_score(LABELS, good))
+    assert forward["auc_b"] == pytest.approx(roc_auc_score(LABELS, poor))
+    assert forward["auc_a"] > forward["auc_b"]
+    assert forward["difference"] == pytest.approx(forward["auc_a"] - forward["auc_b"])
+    assert forward["z"] > 2 and forward["p"] < 0.05
+    backward = paired_test(poor, good, LABELS)
+    assert backward["z"] == pytest.approx(-forward["z"]) and backward["difference"] < 0
+    # the z is the difference over the DeLong standard error of the difference
+    aucs, cov = delong_covariance(np.stack([good, poor]), LABELS)
+    se = math.sqrt(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    assert forward["z"] == pytest.approx((aucs[0] - aucs[1]) / se)
+    assert forward["p"] == pytest.approx(2 * norm.sf(forward["z"]))
+
+
+def test_identical_scorers_are_not_different():
+    s = _scores(1.0, 3)
+    result = paired_test(s, s, LABELS)
+    assert result["difference"] == 0 and result["z"] == 0 and result["p"] == 1.0
+
+
+def test_the_interval_is_centred_on_the_auc_and_narrows_with_separation_and_n():
+    weak = auc_ci(_scores(0.5, 4), LABELS)
+    assert weak["ci_low"] < weak["auc"] < weak["ci_high"]
+    assert weak["auc"] == pytest.approx(roc_auc_score(LABELS, _scores(0.5, 4)))
+    z = norm.ppf(0.975)
+    assert weak["ci_high"] - weak["auc"] == pytest.approx(z * weak["se"])
+    big = np.tile(LABELS, 4)
+    rng = np.random.default_rng(4)
+    wide = auc_ci(rng.normal(0, 1, len(big)) + 0.5 * big, big)
+    assert wide["se"] < weak["se"]
+    assert (weak["n_pos"], weak["n_neg"]) == (20, 30)
+
+
+def test_an_inverted_scorer_has_the_mirrored_auc():
+    s = _scores(1.5, 5)
+    up, down = auc_ci(s, LABELS), auc_ci(-s, LABELS)
+    assert up["auc"] == pytest.approx(1 - down["auc"]) and up["auc"] > 0.8
+    assert up["se"] == pytest.approx(down["se"])

@@ -103,3 +103,19 @@ def test_momentum_and_weight_decay_reach_the_update():
     assert one_step(0.5, 0.0) == pytest.approx([1 - 1.0 - 1.5])
     # weight decay 0.1 adds 0.1 * w to the gradient: one step 1 - 0.5 * (2 + 0.1)
     assert one_step(0.0, 0.1, steps=1) == pytest.approx([1 - 0.5 * 2.1])
+
+
+def test_the_validation_split_keeps_twin_pairs_together_and_is_pinned():
+    from train.schedule import split_by_twin
+
+    twin_ids = [f"t{i:02d}" for i in range(20) for _ in range(2)]
+    val = split_by_twin(twin_ids, 0.25, seed=0)
+    for a, b in zip(val[::2], val[1::2]):
+        assert a == b  # the normal and its anomalous twin on the same side
+    assert val.sum() == 10  # 5 of 20 pairs
+    chosen = sorted({t for t, v in zip(twin_ids, val) if v})
+    rng = np.random.default_rng(0)
+    assert chosen == sorted(rng.permutation(sorted(set(twin_ids)))[:5].tolist())
+    assert chosen != sorted(
+        {t for t, v in zip(twin_ids, split_by_twin(twin_ids, 0.25, seed=1)) if v}
+    )

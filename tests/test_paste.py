@@ -11,8 +11,12 @@ from bank_builder.annotated import FUNDUS_TYPES, AnnotatedImage
 from bank_builder.build import build_bank
 from lesionpaste.bank_format import read_bank
 from lesionpaste.recipes import NoRecipe
-from synth.augment import AugmentConfig, AugmentDraw, augment_lesion
-from synth.paste import mixup_paste
+from synth.augment import (
+    AugmentConfig,
+    AugmentDraw,
+    augment_lesion,
+)
+from synth.paste import find_position, mixup_paste
 from synth.prepare import Prepared
 from synth.tiers import Tier
 from synth.twin import PasteConfig, image_generators, synthesize_twin
@@ -270,3 +274,35 @@ def test_placement_gives_up_after_exactly_its_tries():
     again = np.random.default_rng(2)
     again.integers(0, 9, 2 * 100)  # the default: 100 tries of two draws each
     assert rng.integers(0, 2**31) == again.integers(0, 2**31)
+
+
+def test_mixup_follows_eq_1_inside_the_mask_and_touches_nothing_outside():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    before = image.copy()
+    patch = rng.uniform(0, 255, (10, 12, 3)).astype(np.float32)
+    mask = rng.random((10, 12)) > 0.4
+    lam = 0.63
+    mixup_paste(image, patch, mask, 7, 9, lam)
+    region = np.zeros((40, 50), bool)
+    region[7:17, 9:21] = mask
+    np.testing.assert_array_equal(image[~region], before[~region])
+    expected = np.rint((1 - lam) * before[7:17, 9:21][mask].astype(np.float64) + lam * patch[mask])
+    np.testing.assert_array_equal(image[7:17, 9:21][mask], expected.astype(np.uint8))
+
+
+def test_hard_paste_copies_the_lesion():
+    image = np.zeros((10, 10, 1), np.uint8)
+    mixup_paste(image, np.full((2, 2, 1), 200.0, np.float32), np.ones((2, 2), bool), 1, 1, 1.0)
+    assert (image[1:3, 1:3] == 200).all() and image.sum() == 800
+
+
+def test_positions_keep_the_whole_mask_inside_the_region():
+    region = np.zeros((64, 64), bool)
+    region[10:40, 20:50] = True
+    mask = np.ones((5, 7), bool)
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        y, x = find_position(rng, mask, region)
+        assert region[y : y + 5, x : x + 7].all()
+    assert find_position(rng, np.ones((31, 5), bool), region) is None

@@ -74,3 +74,26 @@ def test_a_tier_needing_types_the_bank_lacks_is_refused_unless_its_ratio_is_zero
         make_tiers("fundus", {**counts, "SE": 1}, "0.8,0.1,0,0.1")
     with pytest.raises(LesionPasteError, match="needs lesion type\\(s\\) SE, EX,"):
         make_tiers("fundus", {**counts, "SE": 0, "EX": 0}, "0.8,0.1,0,0.1")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("0.8,0.2", "2 value.s. given"),
+        ("0.8,0.1,0.2,-0.1", "non-negative"),
+        ("0.5,0.1,0.1,0.1", "sum to 1"),
+        ("a,b,c,d", "comma-separated"),
+        ("nan,0,0,1", "finite"),
+    ],
+)
+def test_bad_ratios_are_refused(text, message):
+    with pytest.raises(LesionPasteError, match=message):
+        parse_ratios(text, 4, (0.8, 0.1, 0.05, 0.05))
+
+
+def test_a_tier_needing_a_missing_type_is_an_error_naming_it():
+    counts = {"MA": 5, "HE": 3, "EX": 4, "SE": 0}
+    with pytest.raises(LesionPasteError, match="MA\\+HE\\+SE.*SE"):
+        make_tiers("fundus", counts)
+    tiers = make_tiers("fundus", counts, "0.9,0.1,0,0")  # a zero ratio is fine
+    assert [t.ratio for t in tiers] == [0.9, 0.1, 0.0, 0.0]

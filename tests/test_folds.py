@@ -112,3 +112,14 @@ def test_scores_round_trip_with_any_path(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError):
         read_scores(tmp_path / "bad.csv")
+
+
+def test_groups_come_from_eyepacs_and_mosmed_ids():
+    ids = ["10007_left", "10007_right", "study_0255_z012", "IDRiD_03", "patient 1 (1)"]
+    assert groups_of(ids, r"^(.*?)(?:_(?:left|right))?$").tolist()[:2] == ["10007", "10007"]
+    from train.folds import DEFAULT_GROUP
+
+    assert groups_of(["study_0255_z012", "study_0255_z013"], DEFAULT_GROUP).tolist() == [
+        "study_0255",
+        "study_0255",
+    ]

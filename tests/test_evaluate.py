@@ -7,9 +7,10 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from lesionpaste.errors import LesionPasteError
-from train.evaluate import read_scores, write_metrics, write_scores
+from train.evaluate import compare, comparisons, metrics, read_scores, write_metrics, write_scores
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 
@@ -54,3 +55,28 @@ def test_metrics_are_written_sorted_indented_and_newline_terminated(tmp_path):
     assert text.endswith("}\n") and text.index('"a"') < text.index('"b"')
     assert '\n  "a": [\n    1,' in text  # two-space indent
     assert [p.name for p in out.iterdir()] == ["m.json"]  # no temporary file left
+
+
+def test_per_grade_comparisons_take_grade_zero_against_each_grade():
+    labels = np.array([0, 0, 0, 1, 1, 2, 4])
+    chosen = comparisons(labels)
+    assert sorted(chosen) == ["0v1", "0v2", "0v4", "0vall"]
+    np.testing.assert_array_equal(chosen["0v2"], [1, 1, 1, 0, 0, 1, 0])
+    assert chosen["0vall"].all()
+    assert sorted(comparisons(np.array([0, 1, 0, 1]))) == ["0v1"]
+
+
+def test_per_grade_aucs_see_which_grade_is_detected():
+    labels = np.array([0] * 20 + [1] * 10 + [2] * 10)
+    rng = np.random.default_rng(6)
+    scores = rng.normal(0, 1, 40) + 3.0 * (labels == 2)  # only grade 2 is detectable
+    auc = metrics(scores, labels)["auc"]
+    assert auc["0v2"]["auc"] > 0.9 and auc["0v1"]["auc"] < 0.75
+    assert auc["0v1"]["n_pos"] == 10 and auc["0v1"]["n_neg"] == 20
+    assert auc["0vall"]["n_pos"] == 20
+    assert auc["0v2"]["auc"] == pytest.approx(roc_auc_score(labels[labels != 1] == 2,
+                                                            scores[labels != 1]))  # fmt: skip
+    pairs = compare(scores, -scores, labels)
+    assert set(pairs) == set(auc) == {"0v1", "0v2", "0vall"}
+    assert pairs["0v1"]["auc_a"] == pytest.approx(auc["0v1"]["auc"])
+    assert pairs["0v2"]["z"] > 0 and pairs["0v2"]["auc_a"] == pytest.approx(auc["0v2"]["auc"])

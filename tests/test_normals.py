@@ -12,11 +12,14 @@ import pytest
 from lesionpaste.errors import LesionPasteError
 from synth.normals import (
     MAX_ID_BYTES,
+    NormalImage,
     checked_id,
+    in_training_split,
     is_eyeq,
     list_folder,
     name_problem,
     read_label_file,
+    split,
 )
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
@@ -157,3 +160,23 @@ def test_quality_needs_an_eyeq_file_and_missing_paths_are_named(tmp_path):
     with pytest.raises(LesionPasteError):
         read_label_file(tmp_path / "bad.csv", images, {0})
     assert not is_eyeq(tmp_path / "bad.csv") and not is_eyeq(tmp_path / "none.csv")
+
+
+def test_the_training_split_is_the_documented_hash_rule_and_keeps_its_members():
+    import hashlib
+
+    ids = [f"{n}_{eye}" for n in range(10, 60) for eye in ("left", "right")]
+    for image_id in ids:
+        digest = hashlib.sha256(f"7:{image_id}".encode()).digest()
+        assert in_training_split(image_id, 0.8, 7) == (
+            int.from_bytes(digest[:8], "big") / 2**64 < 0.8
+        )
+    images = [NormalImage(i, None, 0) for i in ids]
+    train = split(images, "train", 0.8, 7)
+    rest = split(images, "rest", 0.8, 7)
+    assert {i.image_id for i in train}.isdisjoint({i.image_id for i in rest})
+    assert len(train) + len(rest) == len(ids)
+    assert [i.image_id for i in split(images[::-1], "train", 0.8, 7)] == [
+        i.image_id for i in train[::-1]
+    ]  # independent of order
+    assert split(images, "train", 0.8, 8) != train  # and of the seed

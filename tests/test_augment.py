@@ -10,7 +10,15 @@ import math
 import numpy as np
 import pytest
 
-from synth.augment import AugmentConfig, AugmentDraw, augment_lesion, draw_augmentations
+from synth.augment import (
+    AugmentConfig,
+    AugmentDraw,
+    augment_lesion,
+    draw_augmentation,
+    draw_augmentations,
+    resize_lesion,
+    rotate_lesion,
+)
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 
@@ -188,3 +196,43 @@ def test_a_lesion_one_pixel_wide_but_longer_is_not_taken_for_one_pixel():
     assert tall.shape == (2, 1, 1)
     grown, _ = augment_lesion(patch[:, :1], np.ones((1, 1), bool), AugmentDraw(scale=2.0))
     assert grown.shape == (2, 2, 1)  # one pixel grown to two is no longer the one-pixel path
+
+
+def test_rotation_grows_the_canvas_and_keeps_the_lesion_whole():
+    patch = np.full((20, 30, 3), 100, np.uint8)
+    mask = np.ones((20, 30), bool)
+    _rotated, rmask = rotate_lesion(patch, mask, 45.0)
+    assert rmask.shape[0] >= math.ceil((20 + 30) / math.sqrt(2)) - 1
+    assert abs(int(rmask.sum()) - 600) < 0.1 * 600  # area kept: nothing clipped
+    assert not rmask[0].all() and not rmask[:, 0].all()
+
+
+def test_a_lesion_shrunk_below_one_pixel_leaves_one_pixel():
+    patch = np.full((6, 6, 3), 50, np.uint8)
+    mask = np.zeros((6, 6), bool)
+    mask[2:4, 2:4] = True
+    small, smask = resize_lesion(patch, mask, 0.1)
+    assert smask.sum() == 1 and small.shape[:2] == smask.shape
+
+
+def test_switching_an_augmentation_off_keeps_every_other_draw():
+    on = draw_augmentation(np.random.default_rng(5), AugmentConfig())
+    off = draw_augmentation(np.random.default_rng(5), AugmentConfig(rotation=False))
+    assert off.angle == 0.0 and on.angle != 0.0
+    assert (on.scale, on.contrast, on.brightness, on.flip_h) == (
+        off.scale,
+        off.contrast,
+        off.brightness,
+        off.flip_h,
+    )
+    colour_off = draw_augmentation(np.random.default_rng(5), AugmentConfig())
+    assert colour_off.hue == 0.0 and colour_off.saturation == 1.0  # colour is off by default
+
+
+def test_brightness_and_contrast_act_on_the_lesion_pixels():
+    from synth.augment import AugmentDraw
+
+    patch = np.full((4, 4, 3), 100, np.uint8)
+    mask = np.ones((4, 4), bool)
+    out, _ = augment_lesion(patch, mask, AugmentDraw(brightness=1.2))
+    assert np.allclose(out, 120)

@@ -1,0 +1,163 @@
+"""What a twin records and how its scale and random streams are derived, checked directly."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from lesionpaste.bank_format import read_bank
+from synth.augment import (
+    AugmentConfig,
+    AugmentDraw,
+    draw_augmentation,
+)
+from synth.prepare import Prepared
+from synth.tiers import make_tiers
+from synth.twin import (
+    STREAMS,
+    PasteConfig,
+    base_scales,
+    count_range,
+    image_generators,
+    paste_record,
+    synthesize_twin,
+)
+from tests.synth_fixtures import make_fundus_bank
+
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
+
+
+def _bank(*sources: dict):
+    return SimpleNamespace(meta=SimpleNamespace(sources=list(sources)))
+
+
+def test_scales_come_from_fundus_radii_or_ct_spacings_else_one():
+    bank = _bank({"fov": {"radius": 100.0}}, {"pixel_spacing": [0.5, 0.7]}, {"fov": None})
+    fundus = Prepared(np.zeros((4, 4, 3), np.uint8), np.ones((4, 4), bool), fov_radius=50.0)
+    np.testing.assert_allclose(base_scales(bank, fundus), [0.5, 1.0, 1.0])
+    ct = Prepared(np.zeros((4, 4, 1), np.uint8), np.ones((4, 4), bool), pixel_spacing=[0.9, 1.4])
+    scales = base_scales(bank, ct)
+    np.testing.assert_allclose(scales, [1.0, 0.5, 1.0])  # 0.7 mm source pixels onto 1.4 mm
+    assert scales.dtype == np.float64
+    bare = Prepared(np.zeros((4, 4, 1), np.uint8), np.ones((4, 4), bool))
+    np.testing.assert_allclose(base_scales(bank, bare), [1.0, 1.0, 1.0])
+
+
+def test_each_image_has_its_own_streams_seeded_from_the_run_seed_and_its_id():
+    rngs = image_generators(3, "10007_left")
+    assert list(rngs) == list(STREAMS)
+    key = int.from_bytes(hashlib.sha256(b"10007_left").digest()[:8], "little")
+    children = np.random.SeedSequence([3, key]).spawn(len(STREAMS))
+    for name, child in zip(STREAMS, children):
+        expected = np.random.Generator(np.random.PCG64(child)).random(4)
+        np.testing.assert_array_equal(rngs[name].random(4), expected)
+    again, other = image_generators(3, "10007_left"), image_generators(4, "10007_left")
+    assert again["select"].random() == image_generators(3, "10007_left")["select"].random()
+    assert again["mix"].random() != other["mix"].random()
+    assert image_generators(3, "é")["place"].random() != image_generators(3, "e")["place"].random()
+
+
+def test_a_paste_record_holds_every_documented_field_rounded_to_six_places():
+    draw = AugmentDraw(True, False, 12.34567891, 1.1234567, 0.91234567, 1.05555555, 0.0123456789,
+                       0.98765432)  # fmt: skip
+    mask = np.zeros((3, 5), bool)
+    mask[1, 1:4] = True
+    record = paste_record(7, "HE", "idrid_03", 10, 20, mask, 0.123456789, draw, 0.654321987)
+    assert record == {
+        "lesion": 7, "type": "HE", "source": "idrid_03", "y": 10, "x": 20, "h": 3, "w": 5,
+        "area": 3, "scale": 0.123457, "angle": 12.345679, "flip_h": True, "flip_v": False,
+        "contrast": 0.912346, "brightness": 1.055556, "hue": 0.012346, "saturation": 0.987654,
+        "lambda": 0.654322,
+    }  # fmt: skip
+
+
+def test_the_paste_configuration_is_recorded_as_given():
+    config = PasteConfig(lam=(0.5, 0.8), augment=AugmentConfig(colour=True), tries=7)
+    recorded = config.to_dict()
+    assert recorded == {
+        "lambda": [0.5, 0.8],
+        "augment": AugmentConfig(colour=True).to_dict(),
+        "placement_tries": 7,
+    }
+    assert recorded["augment"]["colour"] is True and recorded["augment"]["flip"] is True
+    assert PasteConfig(lam=None).to_dict()["lambda"] is None
+
+
+@pytest.fixture(scope="module")
+def small_bank(tmp_path_factory):
+    return read_bank(make_fundus_bank(tmp_path_factory.mktemp("bank") / "b.h5"))
+
+
+def _prepared(size=96, radius=40.0):
+    yy, xx = np.mgrid[:size, :size]
+    region = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 <= (0.9 * radius) ** 2
+    image = np.random.default_rng(2).integers(90, 160, (size, size, 3), dtype=np.uint8)
+    return Prepared(image=image, region=region, fov_radius=radius)
+
+
+def test_count_range_is_the_papers():
+    assert count_range(10) == (1, 15) and count_range(1) == (1, 1) and count_range(3) == (1, 4)
+
+
+def test_tier_frequencies_and_lesion_counts_follow_the_configuration(small_bank):
+    tiers = make_tiers("fundus", small_bank.counts())
+    pools = [small_bank.indices_of(list(t.types)) for t in tiers]
+    prepared = _prepared(48, 20.0)
+    n = 800
+    seen = np.zeros(len(tiers), int)
+    for i in range(n):
+        twin = synthesize_twin(
+            prepared, small_bank, tiers, pools, PasteConfig(), image_generators(7, f"img{i}")
+        )
+        seen[twin.tier] += 1
+        low, high = count_range(len(pools[twin.tier]))
+        assert low <= twin.n_drawn <= high
+        assert not (twin.mask & ~prepared.region).any()  # every paste inside the field of view
+        kinds = {p["type"] for p in twin.pastes}
+        assert kinds <= set(tiers[twin.tier].types)
+    for count, tier in zip(seen, tiers):
+        sd = math.sqrt(n * tier.ratio * (1 - tier.ratio))
+        assert abs(count - n * tier.ratio) <= 4 * sd, (count, tier)
+
+
+def test_twin_differs_from_its_normal_only_inside_the_pasted_mask(small_bank):
+    tiers = make_tiers("fundus", small_bank.counts())
+    pools = [small_bank.indices_of(list(t.types)) for t in tiers]
+    prepared = _prepared()
+    for i in range(20):
+        twin = synthesize_twin(
+            prepared, small_bank, tiers, pools, PasteConfig(), image_generators(0, f"t{i}")
+        )
+        np.testing.assert_array_equal(twin.image[~twin.mask], prepared.image[~twin.mask])
+        assert twin.mask.any() and all(0.5 <= p["lambda"] <= 0.8 for p in twin.pastes)
+
+
+def test_scale_matching_gives_the_expected_area(small_bank):
+    """A lesion from a fundus of radius R_s pasted into one of radius R_t, with the resize and
+    rotation augmentations off, covers area * (R_t / R_s)^2."""
+    big = int(np.argmax(small_bank.area))
+    source_radius = small_bank.meta.sources[0]["fov"]["radius"]
+    prepared = _prepared(size=200, radius=220.0)
+    tiers = make_tiers("fundus", small_bank.counts())
+    pools = [np.array([big])] * 4
+    config = PasteConfig(augment=AugmentConfig(resize=False, rotation=False, flip=False))
+    twin = synthesize_twin(prepared, small_bank, tiers, pools, config, image_generators(0, "s"))
+    expected = small_bank.area[big] * (220.0 / source_radius) ** 2
+    for paste in twin.pastes:
+        assert paste["scale"] == pytest.approx(220.0 / source_radius)
+        assert abs(paste["area"] - expected) <= 0.15 * expected
+
+
+def test_one_draw_is_the_first_of_a_batch_of_one():
+    from synth.augment import draw_augmentations
+
+    for seed in range(3):
+        one = draw_augmentation(np.random.default_rng(seed), AugmentConfig(colour=True))
+        batch = draw_augmentations(np.random.default_rng(seed), AugmentConfig(colour=True), 1)
+        assert one == batch[0]
+        assert one != draw_augmentations(np.random.default_rng(seed), AugmentConfig(colour=True),
+                                         2)[1]  # fmt: skip
