@@ -53,7 +53,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_bank.py
 	$(BIN)/python bench/bench_synth.py
-	$(BIN)/python bench/bench_train.py --arch resnet18 --size 64 --device cpu
+	$(BIN)/python bench/bench_train.py --arch resnet18 --size 64 --device cpu --maps
 	$(BIN)/python bench/bench_train.py --arch smallcnn --size 64 --device cpu
 
 ## The main job end to end on data bundled in the repo (a smoke-scale run on the CPU).

@@ -8,14 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.idrid_files import LESION_TYPE_NAMES, LESION_TYPES
 
-FUNDUS_TYPES = ["MA", "HE", "EX", "SE"]
-FUNDUS_TYPE_NAMES = {
-    "MA": "microaneurysms",
-    "HE": "haemorrhages",
-    "EX": "hard exudates",
-    "SE": "soft exudates",
-}
+#: The fundus lesion types (IDRiD's, from ``lesionpaste.idrid_files``) and their names.
+FUNDUS_TYPES = LESION_TYPES
+FUNDUS_TYPE_NAMES = LESION_TYPE_NAMES
 
 
 @dataclass
@@ -44,7 +41,12 @@ class AnnotatedImage:
     attribution: str = "unknown"
 
     def describe(self) -> dict:
-        """The JSON-ready provenance record stored in the bank's ``sources`` attribute."""
+        """The JSON-ready provenance record stored in the bank's ``sources`` attribute.
+
+        Returns:
+            ``{"id", "shape", "files", "fov", "pixel_spacing", "licence", "attribution"}``,
+            ``shape`` being ``[H, W]`` of the preprocessed image.
+        """
         h, w = self.image.shape[:2]
         return {
             "id": self.source_id,
@@ -58,7 +60,17 @@ class AnnotatedImage:
 
 
 def check_mask_shape(mask: np.ndarray, image_shape: tuple[int, ...], mask_path, image_path) -> None:
-    """Refuse a mask whose size differs from its image's."""
+    """Refuse a mask whose size differs from its image's.
+
+    Args:
+        mask: ``(H, W)`` lesion mask.
+        image_shape: the image's shape, ``(H, W)`` or ``(H, W, C)``.
+        mask_path: the mask file, named in the message.
+        image_path: the image file, named in the message.
+
+    Raises:
+        LesionPasteError: the mask's height and width differ from the image's.
+    """
     if mask.shape[:2] != tuple(image_shape[:2]):
         mh, mw = mask.shape[:2]
         ih, iw = image_shape[:2]

@@ -74,6 +74,24 @@ def build_bank(
     ``sources`` may be a lazy iterable: one source image is held in memory at a time.
     A source whose masks are all empty is skipped with a warning; a bank with no lesion at
     all is refused. Nothing is written unless the whole build succeeds.
+
+    Args:
+        sources: the annotated, preprocessed source images.
+        out: the bank file to write.
+        modality: ``"fundus"`` (3 channels) or ``"ct"`` (1 channel).
+        lesion_types: the bank's lesion types, in order (e.g. ``["MA", "HE", "EX", "SE"]``).
+        recipe: the preprocessing recipe the sources went through (recorded in the bank).
+        command: the command line that built it (recorded for provenance).
+        overwrite: replace an existing ``out``.
+        warn: called with one message per warning (skipped sources, empty masks, lesions
+            left out for leaving the field of view).
+
+    Returns:
+        The bank's path, its lesions per type, and the ids of the sources it holds.
+
+    Raises:
+        LesionPasteError: ``out`` exists without ``overwrite`` or is a directory, a source
+            has a lesion type not in ``lesion_types``, or no source has any lesion.
     """
     refuse_existing(out, overwrite)
     lesions: list[Lesion] = []

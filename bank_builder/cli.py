@@ -256,7 +256,14 @@ def _default_out(out: Path | None, names: list[str]) -> Path:
 
 
 def bank_summary(path: Path) -> dict:
-    """The JSON summary printed by ``lp-bank info --json``."""
+    """The JSON summary printed by ``lp-bank info --json``.
+
+    Args:
+        path: the bank file.
+
+    Returns:
+        Its path, sha256, metadata, lesion counts and area range per type, JSON-ready.
+    """
     bank = read_bank(path)
     meta = bank.meta
     areas = {}

@@ -16,6 +16,10 @@ def component_boxes(
     Equivalent to OpenCV's component statistics but proportional to the number of lesion
     pixels rather than the image size (lesion masks are sparse).
 
+    Args:
+        labels: ``(H, W)`` integer component labels (``cv2.connectedComponents``).
+        mask: ``(H, W)`` boolean mask whose pixels the components cover.
+
     Returns:
         ``labels`` present (ascending), ``(K, 4)`` boxes ``y, x, h, w``, areas, and for each
         mask pixel (grouped by component) its ``(y, x)``.
@@ -50,6 +54,13 @@ def extract_lesions(
     result is deterministic. ``image`` is ``(H, W, C)``; ``mask`` is ``(H, W)`` boolean.
     When ``region`` (the field of view kept by preprocessing) is given, components with any
     pixel outside it are left out: their patches would hold blanked-out pixels.
+
+    Args:
+        image: ``(H, W, C)`` ``uint8`` preprocessed source image.
+        mask: ``(H, W)`` boolean lesion mask of one type.
+        lesion_type: the type name given to every lesion, e.g. ``"MA"``.
+        source: the source's index in the bank.
+        region: ``(H, W)`` boolean field of view, or None to keep every component.
 
     Returns:
         The lesions, and how many components were left out for lying outside ``region``.

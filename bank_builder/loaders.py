@@ -79,6 +79,23 @@ def load_fundus(
     """Read a colour fundus photograph and its masks, and preprocess the photograph.
 
     ``base``: paths are recorded relative to it (else by file name only).
+
+    Args:
+        source_id: the source's id in the bank, e.g. ``IDRiD_48``.
+        image_path: the colour photograph.
+        mask_paths: ``{lesion type: mask file}``.
+        recipe: Graham's recipe, or no recipe (windowing is refused).
+        base: the folder that recorded paths are relative to, or None for file names only.
+        licence: the source's licence, for dataset cards.
+        attribution: the source's attribution, for dataset cards.
+
+    Returns:
+        The preprocessed ``(H, W, 3)`` ``uint8`` image with its boolean masks, field of view
+        and provenance.
+
+    Raises:
+        LesionPasteError: a window recipe, an unreadable image or mask, a blank photograph
+            (no disc found), or a mask of another size than the image.
     """
     if isinstance(recipe, WindowRecipe):
         raise LesionPasteError("CT windowing does not apply to fundus photographs")
@@ -110,7 +127,25 @@ def load_ct_slice(
     licence: str = "unknown",
     attribution: str = "unknown",
 ) -> AnnotatedImage:
-    """Read a CT slice (DICOM in HU, or an 8-bit image already windowed) and its masks."""
+    """Read a CT slice (DICOM in HU, or an 8-bit image already windowed) and its masks.
+
+    Args:
+        source_id: the source's id in the bank.
+        image_path: a DICOM slice, or an 8-bit grey image already windowed.
+        mask_paths: ``{lesion type: mask file}``.
+        recipe: a window recipe for DICOM, no recipe for 8-bit images (Graham is refused).
+        pixel_spacing: ``[row_mm, col_mm]``; None takes the DICOM file's, if any.
+        base: the folder that recorded paths are relative to, or None for file names only.
+        licence: the source's licence, for dataset cards.
+        attribution: the source's attribution, for dataset cards.
+
+    Returns:
+        The ``(H, W, 1)`` ``uint8`` slice with its boolean masks and provenance.
+
+    Raises:
+        LesionPasteError: Graham's recipe, DICOM without windowing, windowing of an 8-bit
+            image, an unreadable image or mask, or a mask of another size than the image.
+    """
     if isinstance(recipe, GrahamRecipe):
         raise LesionPasteError("Graham's fundus recipe does not apply to CT slices")
     if is_dicom(image_path):

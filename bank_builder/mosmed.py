@@ -23,7 +23,19 @@ ATTRIBUTION = (
 
 
 def parse_slices(spec: str | None, available: list[int], study_id: str) -> list[int]:
-    """``None`` -> every slice with a lesion; ``"12,14-16"`` -> those slices, each checked."""
+    """``None`` -> every slice with a lesion; ``"12,14-16"`` -> those slices, each checked.
+
+    Args:
+        spec: the ``--slices`` value, or None.
+        available: the axial slice indices that hold a lesion.
+        study_id: the study, named in messages.
+
+    Returns:
+        The slice indices to bank (``available`` itself for None, else sorted and unique).
+
+    Raises:
+        LesionPasteError: a malformed ``spec``, or a chosen slice without lesion.
+    """
     if spec is None:
         return available
     chosen: list[int] = []
@@ -45,7 +57,23 @@ def parse_slices(spec: str | None, available: list[int], study_id: str) -> list[
 def load_study(
     root: Path, study_id: str, recipe: WindowRecipe, slices: str | None = None
 ) -> Iterator[AnnotatedImage]:
-    """Yield one annotated slice per axial slice with lesions (or per chosen slice)."""
+    """Yield one annotated slice per axial slice with lesions (or per chosen slice).
+
+    Args:
+        root: the MosMed data root.
+        study_id: a canonical study id, e.g. ``study_0255``.
+        recipe: the CT window the slices are mapped through.
+        slices: the ``--slices`` value (``"12,14-16"``), or None for every slice with lesions.
+
+    Yields:
+        One annotated slice per chosen axial slice: ``(H, W, 1)`` ``uint8`` windowed image,
+        the ``COVID`` boolean mask, pixel spacing and provenance.
+
+    Raises:
+        LesionPasteError: the study, its mask or its volume cannot be found or read, the
+            shapes differ, the mask is empty, or ``slices`` is malformed or names slices
+            without lesion.
+    """
     volume_path, mask_path = locate(root, study_id)
     volume_img, volume_sha = load_nifti(volume_path)
     mask_img, mask_sha = load_nifti(mask_path)

@@ -14,7 +14,16 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 def lesion_tile(patch: np.ndarray, mask: np.ndarray, cell: int) -> np.ndarray:
     """The patch scaled to fit a ``cell``-pixel square (nearest neighbour, so tiny lesions
-    stay honest), with the pixels outside the lesion's own mask dimmed."""
+    stay honest), with the pixels outside the lesion's own mask dimmed.
+
+    Args:
+        patch: ``(h, w, C)`` ``uint8`` lesion patch, ``C`` 1 or 3.
+        mask: ``(h, w)`` boolean lesion mask.
+        cell: the tile's side, in pixels.
+
+    Returns:
+        ``(cell, cell, 3)`` ``uint8`` RGB tile, the patch centred on the background.
+    """
     rgb = patch if patch.shape[2] == 3 else np.repeat(patch, 3, axis=2)
     shown = np.where(mask[:, :, None], rgb, (rgb * 0.35).astype(np.uint8))
     h, w = mask.shape
@@ -29,7 +38,15 @@ def lesion_tile(patch: np.ndarray, mask: np.ndarray, cell: int) -> np.ndarray:
 
 
 def spread_by_size(areas: np.ndarray, k: int) -> np.ndarray:
-    """Up to ``k`` positions into ``areas`` spread evenly from the largest to the smallest."""
+    """Up to ``k`` positions into ``areas`` spread evenly from the largest to the smallest.
+
+    Args:
+        areas: ``(N,)`` lesion areas, in pixels.
+        k: the most positions wanted.
+
+    Returns:
+        Integer positions into ``areas``, largest area first (all ``N`` when ``N <= k``).
+    """
     order = np.argsort(-areas, kind="stable")
     if len(order) <= k:
         return order
@@ -44,7 +61,17 @@ def _title(text: str, width: int, height: int = 30) -> np.ndarray:
 
 def contact_sheet(bank: Bank, per_type: int = 64, columns: int = 16, cell: int = 64) -> np.ndarray:
     """An RGB image: a title, then for each lesion type a header with its count and up to
-    ``per_type`` lesions spread over sizes, largest first."""
+    ``per_type`` lesions spread over sizes, largest first.
+
+    Args:
+        bank: the bank to show.
+        per_type: the most lesions shown per type.
+        columns: tiles per row.
+        cell: each tile's side, in pixels.
+
+    Returns:
+        ``(H, W, 3)`` ``uint8`` RGB image, ``W = columns * (cell + 4) + 4``.
+    """
     gap = 4
     width = columns * (cell + gap) + gap
     n_sources = len(bank.meta.sources)

@@ -8,6 +8,9 @@ arch, e.g.:
 
     python bench/bench_train.py --arch resnet18 --size 64 --device cpu
     python bench/bench_train.py --arch vgg16 --size 256 --device cuda --batch-size 64
+
+``--maps`` adds a row for the same step with the dense decoder of ``lp-train --maps`` and its
+pixel loss (train/dense.py), measured in the same run, and the ratio to the plain step.
 """
 
 from __future__ import annotations
@@ -46,10 +49,13 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--maps", action="store_true", help="also time the dense decoder")
     return parser.parse_args()
 
 
-def _print_table(args, device, amp: bool, flops: float, t_pipe: float, t_step: float) -> None:
+def _print_table(
+    args, device, amp: bool, flops: float, t_pipe: float, t_step: float, t_maps: float | None
+) -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     threads = torch.get_num_threads()
     print(
@@ -63,6 +69,9 @@ def _print_table(args, device, amp: bool, flops: float, t_pipe: float, t_step: f
         f"| {'training step (all)':<28} | {args.batch_size / t_step:>10.1f} | "
         f"{flops / t_step / 1e12:>8.3f} |"
     )
+    if t_maps is not None:
+        print(f"| {'training step + decoder':<28} | {args.batch_size / t_maps:>10.1f} | {'':>8} |")
+        print(f"decoder cost: the step with maps takes {t_maps / t_step:.2f}x the plain step")
     print(
         f"pipeline / training speed: {t_step / t_pipe:.1f}x (target >= 5x); "
         f"{flops / args.batch_size / 1e9:.2f} GFLOP per image per step"
@@ -111,7 +120,35 @@ def main() -> None:
     flops = 3 * counter.get_total_flops()
     t_pipe = timed(pipeline, args.steps, device)
     t_step = timed(step, args.steps, device)
-    _print_table(args, device, amp, flops, t_pipe, t_step)
+    t_maps = _timed_with_maps(args, device, amp, images, labels, normalizer, gen)
+    _print_table(args, device, amp, flops, t_pipe, t_step, t_maps)
+
+
+def _timed_with_maps(args, device, amp, images, labels, normalizer, gen) -> float | None:
+    """Seconds per training step of the same backbone with the dense decoder and pixel loss."""
+    if not args.maps:
+        return None
+    from train.dense import MapModel, map_loss
+
+    backbone, _ = build_model(args.arch, "none")
+    model = MapModel(backbone, args.arch).to(device, memory_format=torch.channels_last)
+    optimizer, _ = optimizer_and_schedule(model.parameters(), 1e-3, 0.9, 0.0, epochs=1)
+    masks = torch.zeros(args.images, args.size, args.size, dtype=torch.uint8)
+    masks[::2, : args.size // 8, : args.size // 8] = 1
+    masks = masks.to(images.device)
+
+    def step():
+        idx = torch.randint(0, args.images, (args.batch_size,), generator=gen).to(images.device)
+        x = normalizer(images[idx].to(device, non_blocking=True))
+        y, m = labels[idx].to(device), masks[idx].to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits, maps = model(x, with_map=True)
+        loss = F.cross_entropy(logits.float(), y) + map_loss(maps, m).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return timed(step, args.steps, device)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,15 @@ class BankMeta:
 
 
 def write_bank(path: Path, meta: BankMeta, lesions: list[Lesion], histograms: np.ndarray) -> None:
-    """Write a bank to ``path`` (the caller makes it atomic). Output is byte-reproducible."""
+    """Write a bank to ``path`` (the caller makes it atomic). Output is byte-reproducible.
+
+    Args:
+        path: the HDF5 file to write (created or truncated).
+        meta: the bank's attributes; ``meta.lesion_types`` must name every lesion's type.
+        lesions: the lesions, in the order they are stored.
+        histograms: ``(S, C, 256)`` counts of each source's field of view (stored as
+            ``uint64``).
+    """
     type_index = {t: i for i, t in enumerate(meta.lesion_types)}
     c = meta.channels
     pixels = np.concatenate([lesion.patch.reshape(-1) for lesion in lesions])
@@ -127,6 +135,13 @@ class Bank:
 
         Lesions are built once and kept (a synthesizer draws the same ones many times);
         treat their arrays as read-only.
+
+        Args:
+            i: the lesion's index, ``0 <= i < len(bank)``.
+
+        Returns:
+            The lesion: ``patch`` ``(h, w, C)`` ``uint8``, ``mask`` ``(h, w)`` boolean, its
+            type name, source index, bounding box and area.
         """
         cached = self._cache.get(i)
         if cached is None:
@@ -147,12 +162,23 @@ class Bank:
         )
 
     def counts(self) -> dict[str, int]:
-        """Lesions per type, in the bank's type order (types with no lesion included)."""
+        """Lesions per type, in the bank's type order (types with no lesion included).
+
+        Returns:
+            ``{type name: number of lesions}`` for every type of ``meta.lesion_types``.
+        """
         c = Counter(int(t) for t in self.types)
         return {name: c.get(i, 0) for i, name in enumerate(self.meta.lesion_types)}
 
     def indices_of(self, lesion_types: list[str]) -> np.ndarray:
-        """Indices of the lesions whose type is one of ``lesion_types``."""
+        """Indices of the lesions whose type is one of ``lesion_types``.
+
+        Args:
+            lesion_types: type names; names the bank does not have are ignored.
+
+        Returns:
+            ``(K,)`` ``int64`` lesion indices, ascending (empty when none match).
+        """
         wanted = [
             self.meta.lesion_types.index(t) for t in lesion_types if t in self.meta.lesion_types
         ]
@@ -198,12 +224,34 @@ def _dataset(f: h5py.File, name: str, path: Path, ndim: int) -> np.ndarray:
 
 
 def read_meta(path: Path) -> BankMeta:
-    """Read and check only the attributes of a bank (cheap)."""
+    """Read and check only the attributes of a bank (cheap).
+
+    Args:
+        path: the bank file.
+
+    Returns:
+        The bank's metadata (no pixels are read).
+
+    Raises:
+        LesionPasteError: no such file, not a lesion bank, another schema version, or
+            damaged attributes.
+    """
     return _open(path, with_arrays=False)[0]
 
 
 def read_bank(path: Path) -> Bank:
-    """Read a whole bank, refusing files that are not banks or of another schema version."""
+    """Read a whole bank, refusing files that are not banks or of another schema version.
+
+    Args:
+        path: the bank file.
+
+    Returns:
+        The bank in memory, with its file's sha256.
+
+    Raises:
+        LesionPasteError: no such file, not a lesion bank, another schema version, an
+            unreadable, damaged, inconsistent or hostile (oversized) file.
+    """
     meta, arrays, digest = _open(path, with_arrays=True)
     return Bank(path=Path(path), sha256=digest, meta=meta, **arrays)
 

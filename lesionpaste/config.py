@@ -22,7 +22,15 @@ except ModuleNotFoundError:  # Python 3.10
 
 
 def config_file() -> Path | None:
-    """The config file in use, or None."""
+    """The config file in use, or None.
+
+    Returns:
+        ``$LP_CONFIG``, else ``./lesionpaste.toml``, else ``~/.config/lesionpaste/config.toml``,
+        the first that exists; None when there is none.
+
+    Raises:
+        LesionPasteError: ``$LP_CONFIG`` names a file that does not exist.
+    """
     explicit = os.environ.get("LP_CONFIG")
     if explicit:
         path = Path(explicit).expanduser()
@@ -36,7 +44,20 @@ def config_file() -> Path | None:
 
 
 def config_value(section: str, key: str) -> str | None:
-    """A value from the config file, with relative paths resolved against the file."""
+    """A value from the config file, with relative paths resolved against the file.
+
+    Args:
+        section: the TOML table, e.g. ``"data"``.
+        key: the key in it, e.g. ``"idrid_root"``.
+
+    Returns:
+        The value as a path string, resolved against the config file's folder; None when
+        there is no config file or it has no such key.
+
+    Raises:
+        LesionPasteError: the file is not valid TOML, the value is not a string, or Python is
+            older than 3.11 (no ``tomllib``).
+    """
     path = config_file()
     if path is None:
         return None
@@ -55,7 +76,20 @@ def config_value(section: str, key: str) -> str | None:
 
 
 def resolve_root(option: str | None, env_var: str, key: str, what: str) -> Path:
-    """Resolve a data root from an option, an environment variable or the config file."""
+    """Resolve a data root from an option, an environment variable or the config file.
+
+    Args:
+        option: the command-line value (``--root``), or None.
+        env_var: the environment variable to try next, e.g. ``LP_IDRID_ROOT``.
+        key: the key under ``[data]`` in the config file, e.g. ``idrid_root``.
+        what: the data set's name for messages, e.g. ``"IDRiD"``.
+
+    Returns:
+        The data root, an existing directory.
+
+    Raises:
+        LesionPasteError: no root is given anywhere, or it is not a directory.
+    """
     value = option or os.environ.get(env_var) or config_value("data", key)
     if not value:
         raise LesionPasteError(

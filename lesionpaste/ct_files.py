@@ -15,7 +15,14 @@ from lesionpaste.images import read_bytes
 
 
 def is_dicom(path: Path) -> bool:
-    """True when the file carries the DICOM preamble magic (or a .dcm suffix)."""
+    """True when the file carries the DICOM preamble magic (or a .dcm suffix).
+
+    Args:
+        path: the file (an unreadable one is not DICOM).
+
+    Returns:
+        Whether it is taken as a DICOM file.
+    """
     path = Path(path)
     if path.suffix.lower() == ".dcm":
         return True
@@ -30,8 +37,19 @@ def is_dicom(path: Path) -> bool:
 def read_dicom_hu(path: Path) -> tuple[np.ndarray, str, tuple[float, float] | None]:
     """Read a single-frame CT DICOM slice in Hounsfield units (float32).
 
-    Returns the HU array, the file's sha256 and the pixel spacing ``(row_mm, col_mm)``
-    when the file gives one. Needs the ``ct`` extra (pydicom).
+    Needs the ``ct`` extra (pydicom).
+
+    Args:
+        path: the DICOM file.
+
+    Returns:
+        ``(hu, sha256, spacing)``: the ``(H, W)`` ``float32`` slice in HU (rescale slope and
+        intercept applied), the file's hex sha256, and the pixel spacing ``(row_mm, col_mm)``
+        when the file gives one, else None.
+
+    Raises:
+        LesionPasteError: pydicom is not installed, the file is missing, empty, unreadable or
+            not a DICOM image, or it is not one 2-D slice.
     """
     try:
         import pydicom
@@ -58,7 +76,19 @@ def read_dicom_hu(path: Path) -> tuple[np.ndarray, str, tuple[float, float] | No
 
 
 def load_nifti(path: Path):
-    """Read a (gzipped) NIfTI file into a canonical (RAS) image, with the file's sha256."""
+    """Read a (gzipped) NIfTI file into a canonical (RAS) image, with the file's sha256.
+
+    Args:
+        path: the ``.nii`` or ``.nii.gz`` file.
+
+    Returns:
+        ``(image, sha256)``: the nibabel ``Nifti1Image`` reoriented to RAS, and the file's hex
+        sha256.
+
+    Raises:
+        LesionPasteError: nibabel is not installed, the file is missing, empty, unreadable or
+            not NIfTI, or it is not a 3-D volume.
+    """
     try:
         import nibabel as nib
     except ImportError:
@@ -79,5 +109,13 @@ def load_nifti(path: Path):
 
 
 def axial(volume: np.ndarray, z: int) -> np.ndarray:
-    """Axial slice ``z`` of a RAS volume as displayed: anterior up, patient's right on the left."""
+    """Axial slice ``z`` of a RAS volume as displayed: anterior up, patient's right on the left.
+
+    Args:
+        volume: ``(X, Y, Z)`` RAS-ordered volume, any dtype.
+        z: the slice index along the last axis.
+
+    Returns:
+        ``(Y, X)`` C-contiguous slice, of the volume's dtype.
+    """
     return np.ascontiguousarray(np.flipud(volume[:, :, z].T))

@@ -1,13 +1,18 @@
-"""The shareable dataset format (schema version 1): its one writer, reader and verifier.
+"""The shareable dataset format (schema versions 1 and 2): its one writer, reader and verifier.
 
 A dataset is a directory::
 
     dataset.json      written last: schema, kind, counts, configuration, bank, provenance
     manifest.csv      path,label,twin_id,tier,n_lesions,mask_path,sha256 (one row per image)
     pastes.jsonl      synthetic sets: one JSON line per anomalous image, every paste recorded
+    masks.jsonl       evaluation sets with masks: one JSON line per image with a mask
     README.md         the dataset card (licences and attribution of the sources)
     images/normal/ID.png, images/anomalous/ID.png, masks/ID.png     (synthetic)
     images/ID.png                                                   (evaluation)
+    masks/ID.png, masks/TYPE/ID.png                                 (evaluation, schema 2)
+
+Schema 2 is an evaluation set with ground-truth lesion masks (``dataset.json["masks"]``); every
+other dataset is written as schema 1, as before masks existed.
 
 Datasets come from other people, so every reader here refuses with one line: absolute paths,
 ``..`` and links leaving the directory, files that are not regular files (a FIFO would block
@@ -35,13 +40,24 @@ from lesionpaste.images import decode
 from lesionpaste.jsonfiles import json_lines, read_json_file
 
 SCHEMA_VERSION = 1
+#: an evaluation set with ground-truth masks (``masks.jsonl``, ``dataset.json["masks"]``)
+MASKS_SCHEMA_VERSION = 2
+#: the schema versions a reader takes, by kind
+SCHEMA_VERSIONS = {"synthetic": (1,), "evaluation": (1, 2)}
 MANIFEST_COLUMNS = ["path", "label", "twin_id", "tier", "n_lesions", "mask_path", "sha256"]
 KINDS = ("synthetic", "evaluation")
 
 
 def manifest_text(rows: Iterable[dict]) -> str:
     """``manifest.csv``: the header, then one line per row (its values in ``MANIFEST_COLUMNS``
-    order, a missing one empty), quoted as CSV requires so that any image name round-trips."""
+    order, a missing one empty), quoted as CSV requires so that any image name round-trips.
+
+    Args:
+        rows: one dict per image, keyed by ``MANIFEST_COLUMNS`` names.
+
+    Returns:
+        The CSV text, one line per row, ending each in a newline.
+    """
     text = io.StringIO(newline="")
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(MANIFEST_COLUMNS)
@@ -51,24 +67,83 @@ def manifest_text(rows: Iterable[dict]) -> str:
 
 
 def pastes_text(records: Iterable[dict]) -> str:
-    """``pastes.jsonl``: one JSON object per anomalous twin, keys sorted."""
+    """``pastes.jsonl``: one JSON object per anomalous twin, keys sorted.
+
+    Args:
+        records: one JSON-ready dict per anomalous twin.
+
+    Returns:
+        The JSON-lines text, one line per record (empty for no record).
+    """
+    return "".join(json.dumps(record, sort_keys=True) + "\n" for record in records)
+
+
+def masks_text(records: Iterable[dict]) -> str:
+    """``masks.jsonl``: one JSON object per evaluation image with a mask, keys sorted.
+
+    Args:
+        records: ``{"id", "mask_path", "mask_sha256", "types": {TYPE: {"path", "sha256"}}}``
+            per image with a mask.
+
+    Returns:
+        The JSON-lines text, one line per record.
+    """
     return "".join(json.dumps(record, sort_keys=True) + "\n" for record in records)
 
 
 def dataset_json_text(meta: dict) -> str:
     """``dataset.json`` for ``meta`` (its ``format`` and ``schema_version`` set here), keys
-    sorted and indented so that two datasets compare line by line."""
-    meta = {**meta, "format": FORMAT, "schema_version": SCHEMA_VERSION}
+    sorted and indented so that two datasets compare line by line.
+
+    Args:
+        meta: the dataset's description (kind, counts, configuration, files...).
+
+    Returns:
+        The JSON text, ending in a newline.
+    """
+    meta = {**meta, "format": FORMAT, "schema_version": schema_version_of(meta)}
     return json.dumps(meta, indent=2, sort_keys=True) + "\n"
 
 
+def schema_version_of(meta: dict) -> int:
+    """The schema version a dataset is written as: 2 for an evaluation set with masks, else 1.
+
+    Args:
+        meta: the dataset's description (``dataset.json`` content, with or without
+            ``masks``).
+
+    Returns:
+        ``MASKS_SCHEMA_VERSION`` when ``meta`` has ``masks``, else ``SCHEMA_VERSION``.
+    """
+    return MASKS_SCHEMA_VERSION if "masks" in meta else SCHEMA_VERSION
+
+
 def has_control_character(text: str) -> bool:
-    """Whether ``text`` holds a control character (Unicode category Cc: C0, DEL and C1)."""
+    """Whether ``text`` holds a control character (Unicode category Cc: C0, DEL and C1).
+
+    Args:
+        text: the string to check.
+
+    Returns:
+        True when any character is a control character.
+    """
     return any(unicodedata.category(c) == "Cc" for c in text)
 
 
 def safe_path(root: Path, relative: str) -> Path:
-    """``root / relative``, refusing absolute paths, ``..``, and links that leave ``root``."""
+    """``root / relative``, refusing absolute paths, ``..``, and links that leave ``root``.
+
+    Args:
+        root: the dataset directory.
+        relative: a POSIX path from the dataset's files (manifest, ``dataset.json``...).
+
+    Returns:
+        ``root / relative`` (not resolved).
+
+    Raises:
+        LesionPasteError: an empty, absolute, ``~``, backslash or ``..`` path, one with
+            control characters, or one that leads outside ``root`` through a link.
+    """
     text = str(relative)
     pure = PurePosixPath(text)
     if (
@@ -92,7 +167,19 @@ def safe_path(root: Path, relative: str) -> Path:
 
 
 def read_dataset_json(root: Path) -> dict:
-    """``dataset.json`` of a dataset directory, checked for format, schema version and kind."""
+    """``dataset.json`` of a dataset directory, checked for format, schema version and kind.
+
+    Args:
+        root: the dataset directory.
+
+    Returns:
+        The parsed ``dataset.json``.
+
+    Raises:
+        LesionPasteError: no such directory, no (or an unreadable, oversized or malformed)
+            ``dataset.json``, another format, schema version or kind, or ``counts``,
+            ``config`` or ``files`` that is not a JSON object.
+    """
     root = Path(root)
     path = root / "dataset.json"
     if not root.is_dir():
@@ -102,21 +189,39 @@ def read_dataset_json(root: Path) -> dict:
     meta = read_json_file(path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise LesionPasteError(f"{path}: not a LesionPaste dataset description")
-    if meta.get("schema_version") != SCHEMA_VERSION:
+    version = meta.get("schema_version")
+    kind = meta.get("kind") if isinstance(meta.get("kind"), str) else None
+    versions = SCHEMA_VERSIONS.get(kind, (SCHEMA_VERSION, MASKS_SCHEMA_VERSION))
+    if isinstance(version, bool) or version not in versions:
+        plural = "s" if len(versions) > 1 else ""
         raise LesionPasteError(
-            f"{path}: dataset schema version {meta.get('schema_version')!r} is not supported; "
-            f"this lesionpaste reads version {SCHEMA_VERSION}"
+            f"{path}: dataset schema version {version!r} is not supported; "
+            f"this lesionpaste reads version{plural} {' and '.join(map(str, versions))}"
         )
     if meta.get("kind") not in KINDS:
         raise LesionPasteError(f"{path}: unknown dataset kind {meta.get('kind')!r}")
     for key in ("counts", "config", "files"):
         if not isinstance(meta.get(key, {}), dict):
             raise LesionPasteError(f"{path}: {key!r} is not a JSON object")
+    if version == MASKS_SCHEMA_VERSION and not isinstance(meta.get("masks"), dict):
+        raise LesionPasteError(f"{path}: schema version 2 needs 'masks', a JSON object")
     return meta
 
 
 def read_manifest(root: Path) -> list[dict]:
-    """The manifest rows: safe paths, integer labels, no path twice, at least one row."""
+    """The manifest rows: safe paths, integer labels, no path twice, at least one row.
+
+    Args:
+        root: the dataset directory.
+
+    Returns:
+        One dict per ``manifest.csv`` row, keyed by ``MANIFEST_COLUMNS`` (values are strings).
+
+    Raises:
+        LesionPasteError: no (or an unreadable) ``manifest.csv``, other columns, a row with
+            the wrong number of fields, an unsafe path, a path listed twice, a label that is
+            not an integer, or no row at all.
+    """
     path = Path(root) / "manifest.csv"
     if not os.path.lexists(path):
         raise LesionPasteError(f"{root}: no manifest.csv")
@@ -154,7 +259,15 @@ def read_manifest(root: Path) -> list[dict]:
 
 def repeated_id(rows: list[dict], kind: str | None) -> str | None:
     """A twin id listed too often: twice with one label (a synthetic set pairs one normal
-    with one anomalous image per id), or twice at all in an evaluation set; else None."""
+    with one anomalous image per id), or twice at all in an evaluation set; else None.
+
+    Args:
+        rows: the manifest rows (``read_manifest``).
+        kind: the dataset's kind, ``"synthetic"`` or ``"evaluation"``.
+
+    Returns:
+        The first twin id found too often, or None.
+    """
     seen: set = set()
     for row in rows:
         key = row["twin_id"] if kind == "evaluation" else (row["twin_id"], row["label"])
@@ -172,6 +285,9 @@ def read_image(root: Path, relative: str, flags: int, sha256: str | None = None)
         relative: the image's path in it (checked by ``safe_path``).
         flags: ``cv2.IMREAD_*``.
         sha256: when given, the bytes must have this digest.
+
+    Returns:
+        The decoded image as OpenCV gives it (BGR or grey), of the file's dtype.
 
     Raises:
         LesionPasteError: unsafe path, missing or non-regular file, digest mismatch, a header
@@ -193,7 +309,14 @@ def _inside(root: Path, message: str) -> str:
 
 def verify(root: Path) -> list[str]:
     """Every problem found in a dataset (empty when it is whole): schema, counts, paths, and
-    the sha256 of every image, mask and metadata file."""
+    the sha256 of every image, mask and metadata file.
+
+    Args:
+        root: the dataset directory.
+
+    Returns:
+        One line per problem (paths relative to ``root``); empty when the dataset is whole.
+    """
     problems: list[str] = []
     try:
         meta = read_dataset_json(root)
@@ -222,6 +345,8 @@ def verify(root: Path) -> list[str]:
         if set(labels) - {0, 1}:
             problems.append("a synthetic dataset has labels other than 0 and 1")
         problems.extend(_verify_masks(root, rows))
+    else:
+        problems.extend(_verify_evaluation_masks(root, meta, rows))
     return problems
 
 
@@ -241,6 +366,12 @@ def _file_problems(root: Path, relative: str, digest: str | None, listed_in: str
 def read_mask_digests(root: Path) -> tuple[dict[str, str], list[str]]:
     """``pastes.jsonl``'s sha256 of every mask (``mask_path -> digest``), and a problem line
     for each malformed record.
+
+    Args:
+        root: the dataset directory.
+
+    Returns:
+        ``(digests, problems)``: ``{mask_path: hex sha256}``, and one line per malformed record.
 
     Raises:
         LesionPasteError: no ``pastes.jsonl``, or one that cannot be read as JSON lines.
@@ -270,3 +401,193 @@ def _verify_masks(root: Path, rows: list[dict]) -> list[str]:
             else:
                 problems.extend(_file_problems(root, row["mask_path"], digest, "pastes.jsonl"))
     return problems
+
+
+def _mask_record_problem(record: object) -> str | None:
+    """What is malformed in one ``masks.jsonl`` record, or None when it is well formed."""
+    if not isinstance(record, dict):
+        return "a malformed line"
+    for key in ("id", "mask_path", "mask_sha256"):
+        if not isinstance(record.get(key), str):
+            return f"a malformed line (no {key})"
+    types = record.get("types")
+    if not isinstance(types, dict):
+        return "a malformed line ('types' is not a JSON object)"
+    for name, entry in types.items():
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("path"), str)
+            and isinstance(entry.get("sha256"), str)
+        ):
+            return f"a malformed line (type {name!r} lacks its path or sha256)"
+    return None
+
+
+def _mask_record_disagreement(
+    root: Path, record: dict, manifest: dict[str, str], seen: dict[str, dict]
+) -> str | None:
+    """How a well-formed record disagrees with the manifest, or None; its paths must be safe
+    (``safe_path``, which raises for one that is not)."""
+    image_id = record["id"]
+    if image_id not in manifest:
+        return f"image {image_id!r} is not in the manifest"
+    if image_id in seen:
+        return f"image {image_id!r} is listed twice"
+    if record["mask_path"] != manifest[image_id]:
+        return (
+            f"mask_path {record['mask_path']!r} of {image_id!r} differs from the manifest's "
+            f"({manifest[image_id]!r})"
+        )
+    for relative in [record["mask_path"], *(e["path"] for e in record["types"].values())]:
+        safe_path(root, relative)
+    return None
+
+
+def read_mask_index(root: Path, rows: list[dict]) -> tuple[dict[str, dict], list[str]]:
+    """An evaluation set's ``masks.jsonl``: each image's mask record by id, checked against
+    the manifest, and a problem line for each record that is malformed or disagrees with it.
+
+    Every path in it is checked by ``safe_path``, as the manifest's are: no absolute path, no
+    ``..``, no link leading out of the dataset.
+
+    Args:
+        root: the dataset directory.
+        rows: its manifest rows (``read_manifest``).
+
+    Returns:
+        ``(records, problems)``: ``{id: {"id", "mask_path", "mask_sha256", "types": {TYPE:
+        {"path", "sha256"}}}}`` for the well-formed records that agree with the manifest, and
+        one line per problem (a row with a ``mask_path`` but no record included).
+
+    Raises:
+        LesionPasteError: no ``masks.jsonl``, one that cannot be read as JSON lines, or an
+            unsafe path in it.
+    """
+    path = Path(root) / "masks.jsonl"
+    if not os.path.lexists(path):
+        raise LesionPasteError(f"{root}: masks.jsonl: missing")
+    manifest = {row["twin_id"]: row["mask_path"] for row in rows}
+    records: dict[str, dict] = {}
+    problems: list[str] = []
+    for number, record in json_lines(path):
+        problem = _mask_record_problem(record)
+        if problem is None:
+            problem = _mask_record_disagreement(root, record, manifest, records)
+        if problem is not None:
+            problems.append(f"masks.jsonl, line {number}: {problem}")
+            continue
+        records[record["id"]] = record
+    for image_id, mask_path in manifest.items():
+        if mask_path and image_id not in records:
+            problems.append(f"{mask_path}: no record in masks.jsonl")
+    return records, problems
+
+
+def _verify_evaluation_masks(root: Path, meta: dict, rows: list[dict]) -> list[str]:
+    """The problems of an evaluation set's masks: ``masks.jsonl``, every mask's sha256, and
+    ``dataset.json["masks"]`` against them."""
+    with_masks = [row for row in rows if row["mask_path"]]
+    if "masks" not in meta:
+        if with_masks:
+            return ["manifest.csv: rows give a mask_path, but dataset.json has no 'masks'"]
+        return []
+    problems = []
+    if "masks.jsonl" not in meta.get("files", {}):
+        problems.append("dataset.json: 'files' does not list masks.jsonl")
+    try:
+        records, found = read_mask_index(root, rows)
+    except LesionPasteError as exc:
+        return [*problems, _inside(root, str(exc))]
+    problems += found
+    for record in records.values():
+        listed = [(record["mask_path"], record["mask_sha256"])]
+        listed += [(e["path"], e["sha256"]) for e in record["types"].values()]
+        for relative, digest in listed:
+            problems.extend(_file_problems(root, relative, digest, "masks.jsonl"))
+    summary = meta["masks"]
+    if summary.get("images_with_masks") != len(with_masks):
+        problems.append(
+            f"dataset.json counts {summary.get('images_with_masks')!r} images with masks, "
+            f"manifest has {len(with_masks)}"
+        )
+    types = summary.get("types")
+    used = {t for record in records.values() for t in record["types"]}
+    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+        problems.append("dataset.json: masks 'types' is not a list of names")
+    elif used - set(types):
+        problems.append(f"dataset.json: masks 'types' lacks {sorted(used - set(types))}")
+    return problems
+
+
+def ids_of_sources(sources: object, where: str = "the bank") -> set[str]:
+    """The ids of a bank's sources (the images its lesions were cut from), e.g. ``IDRiD_03``
+    or ``study_0255:z012`` (a slice of a volume).
+
+    Args:
+        sources: a bank's ``sources`` list (``BankMeta.sources``, or ``dataset.json``'s
+            ``bank.sources``): one object with an ``id`` per source.
+        where: what holds them, named in the message.
+
+    Returns:
+        The source ids.
+
+    Raises:
+        LesionPasteError: ``sources`` is not a list of objects with a text ``id``.
+    """
+    if not isinstance(sources, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("id"), str) for s in sources
+    ):
+        raise LesionPasteError(f"{where}: 'sources' is not a list of sources with an id")
+    return {s["id"] for s in sources}
+
+
+def bank_source_ids(meta: dict) -> set[str]:
+    """The ids of the bank sources a ``dataset.json`` records (``bank.sources[].id``): the
+    images whose lesions the dataset's bank holds, which no evaluation set may contain.
+
+    Args:
+        meta: a ``dataset.json`` (``read_dataset_json``).
+
+    Returns:
+        The source ids; empty when ``meta`` records no bank or no sources.
+
+    Raises:
+        LesionPasteError: ``bank`` is not a JSON object, or its ``sources`` is not a list of
+            sources with a text ``id``.
+    """
+    bank = meta.get("bank", {})
+    if not isinstance(bank, dict):
+        raise LesionPasteError("dataset.json: 'bank' is not a JSON object")
+    return ids_of_sources(bank.get("sources", []), "dataset.json's bank")
+
+
+def _id_key(text: str) -> str:
+    """How ids compare: Unicode NFC, case folded (as output names collide)."""
+    return unicodedata.normalize("NFC", text).casefold()
+
+
+def source_images_in(rows: Iterable[dict], source_ids: Iterable[str]) -> list[str]:
+    """The ids of the evaluation rows that are bank sources: the same id (``IDRiD_03``), or
+    for a source that is a slice of a volume (``study_0255:z012``) any slice of that volume
+    (``study_0255``, ``study_0255_z040``), since it is the same patient. Ids compare in
+    Unicode NFC form, ignoring case.
+
+    Args:
+        rows: evaluation rows, each with its id as ``twin_id`` (manifest rows).
+        source_ids: the bank's source ids (``bank_source_ids``).
+
+    Returns:
+        The matching rows' ids, in row order, each once.
+    """
+    exact, volumes = set(), set()
+    for source in source_ids:
+        exact.add(_id_key(source))
+        if ":" in source:
+            volumes.add(_id_key(source.split(":", 1)[0]))
+    found: dict[str, None] = {}
+    for row in rows:
+        image_id = str(row["twin_id"])
+        key = _id_key(image_id)
+        if key in exact or key in volumes or any(key.startswith(v + "_") for v in volumes):
+            found[image_id] = None
+    return list(found)

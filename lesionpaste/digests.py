@@ -9,15 +9,29 @@ from lesionpaste.files import open_regular
 
 
 def sha256_bytes(data: bytes) -> str:
-    """Hex sha256 of a byte string."""
+    """Hex sha256 of a byte string.
+
+    Args:
+        data: the bytes to digest.
+
+    Returns:
+        The 64-character lowercase hex digest.
+    """
     return hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a regular file's bytes, read in blocks (any size in constant memory).
 
+    Args:
+        path: the file.
+
+    Returns:
+        The 64-character lowercase hex digest.
+
     Raises:
-        LesionPasteError: not a regular file (a FIFO, a directory): refused, not read.
+        LesionPasteError: missing or unreadable, or not a regular file (a FIFO, a
+            directory): refused, not read.
     """
     h = hashlib.sha256()
     with open_regular(path) as fh:

@@ -25,6 +25,13 @@ def open_regular(path: Path, what: str = "file"):
     The file is opened without blocking and checked on the open descriptor, so it cannot be
     swapped for a FIFO in between.
 
+    Args:
+        path: the file.
+        what: what the file should be, for messages (e.g. ``"CSV file"``).
+
+    Returns:
+        The file, opened ``"rb"`` (a binary file object; close it, e.g. with ``with``).
+
     Raises:
         LesionPasteError: missing, unreadable, or not a regular file.
     """
@@ -46,7 +53,19 @@ def open_regular(path: Path, what: str = "file"):
 
 def read_regular_file(path: Path, max_bytes: int | None = None, what: str = "file") -> bytes:
     """The bytes of a regular file (see ``open_regular``), refusing one longer than
-    ``max_bytes`` without reading it all."""
+    ``max_bytes`` without reading it all.
+
+    Args:
+        path: the file.
+        max_bytes: the longest file accepted; None reads any length.
+        what: what the file should be, for messages.
+
+    Returns:
+        The file's bytes.
+
+    Raises:
+        LesionPasteError: missing, unreadable, not a regular file, or over ``max_bytes``.
+    """
     with open_regular(path, what) as fh:
         try:
             data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
@@ -61,13 +80,24 @@ def read_regular_file(path: Path, max_bytes: int | None = None, what: str = "fil
 
 def temp_name(path: Path) -> Path:
     """The temporary name a write to ``path`` uses before it is renamed: ``.NAME.PID.tmp``
-    beside it (hidden, and named by the writing process so a killed run's leftover is known)."""
+    beside it (hidden, and named by the writing process so a killed run's leftover is known).
+
+    Args:
+        path: the final file.
+
+    Returns:
+        The temporary path, in the same folder.
+    """
     path = Path(path)
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
 def refuse_existing(path: Path, overwrite: bool) -> None:
     """Fail early, before any work, when ``path`` exists and ``overwrite`` was not asked.
+
+    Args:
+        path: the output file.
+        overwrite: whether replacing an existing file is allowed.
 
     Raises:
         LesionPasteError: ``path`` is a directory, or exists and ``overwrite`` is false.
@@ -92,6 +122,9 @@ def atomic_output(
             again just before the rename.
         fsync: flush the written file to the disk before the rename.
         clean: first remove the temporary files that killed runs left for this output.
+
+    Yields:
+        The temporary path (``.NAME.PID.tmp`` beside ``path``) to write to.
 
     Raises:
         LesionPasteError: ``path`` exists (without ``overwrite``) or is a directory.
@@ -118,7 +151,16 @@ def atomic_output(
 
 def write_atomic(path: Path, data: bytes, fsync: bool = False) -> None:
     """Write ``data`` to ``path`` through ``atomic_output``, replacing what is there: for the
-    files of a tool's own output, written while it holds the output's lock."""
+    files of a tool's own output, written while it holds the output's lock.
+
+    Args:
+        path: the file to write.
+        data: its whole new content.
+        fsync: flush it to the disk before the rename.
+
+    Raises:
+        LesionPasteError: ``path`` is a directory.
+    """
     with atomic_output(path, overwrite=True, fsync=fsync, clean=False) as tmp:
         tmp.write_bytes(data)
 
@@ -128,6 +170,10 @@ def swap_in(new: Path, out: Path) -> None:
 
     The earlier output stays whole (under ``out``, then briefly under the hidden sibling
     ``.NAME.replaced``) until the new one is in place, and is removed only then.
+
+    Args:
+        new: the finished directory, on the same file system as ``out``.
+        out: where it goes (absent, or an earlier output to replace).
     """
     new, out = Path(new), Path(out)
     if not os.path.lexists(out):
@@ -141,13 +187,28 @@ def swap_in(new: Path, out: Path) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """``write_atomic`` for UTF-8 text."""
+    """``write_atomic`` for UTF-8 text.
+
+    Args:
+        path: the file to write.
+        text: its whole new content, encoded as UTF-8.
+
+    Raises:
+        LesionPasteError: ``path`` is a directory.
+    """
     write_atomic(path, text.encode("utf-8"))
 
 
 def is_temp_file(path: Path) -> bool:
-    """A ``.NAME.PID.tmp`` file: what ``atomic_path`` writes before renaming (a killed run's
-    leftover when it is still there)."""
+    """A ``.NAME.PID.tmp`` file: what ``atomic_output`` writes before renaming (a killed run's
+    leftover when it is still there).
+
+    Args:
+        path: the file (only its name is looked at).
+
+    Returns:
+        Whether its name is hidden and ends in ``.tmp``.
+    """
     return path.name.startswith(".") and path.name.endswith(".tmp")
 
 
@@ -166,7 +227,14 @@ def _writer_alive(temp: Path) -> bool:
 
 
 def entries(folder: Path) -> list[Path]:
-    """A folder's entries, sorted, less killed runs' temporary files (empty if no folder)."""
+    """A folder's entries, sorted, less killed runs' temporary files (empty if no folder).
+
+    Args:
+        folder: the folder to list.
+
+    Returns:
+        Its entries' paths, sorted; an empty list when ``folder`` is not a directory.
+    """
     if not Path(folder).is_dir():
         return []
     return sorted(p for p in Path(folder).iterdir() if not is_temp_file(p))
@@ -180,7 +248,10 @@ def remove_temp_files(folder: Path, recursive: bool = False, name: str = "*") ->
         recursive: look in its sub-folders too.
         name: only the temporary files of outputs matching this pattern (e.g. a bank's name).
 
-    A file whose writing process still runs is kept. Returns how many files were removed.
+    A file whose writing process still runs is kept.
+
+    Returns:
+        How many files were removed (0 when ``folder`` is not a directory).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -196,7 +267,18 @@ def remove_temp_files(folder: Path, recursive: bool = False, name: str = "*") ->
 @contextlib.contextmanager
 def output_lock(out: Path, tool: str) -> Iterator[None]:
     """The run lock of an output (file or folder): ``.NAME.lock`` beside it, named from the
-    resolved path so that any spelling of the output (``.``, ``..``, links) shares one lock."""
+    resolved path so that any spelling of the output (``.``, ``..``, links) shares one lock.
+
+    Args:
+        out: the output file or folder.
+        tool: the tool's name, for the message when another run holds the lock.
+
+    Yields:
+        Nothing (None), while the lock is held.
+
+    Raises:
+        LesionPasteError: another live run holds the lock.
+    """
     out = Path(out).resolve()
     with run_lock(out.with_name(f".{out.name}.lock"), tool):
         yield
@@ -210,6 +292,16 @@ def run_lock(path: Path, tool: str) -> Iterator[None]:
     The kernel releases the lock when its process dies (even by SIGKILL), so a stale lock
     file never blocks a later run. The file is removed at the end; a run that locked a file
     which the previous holder removed meanwhile locks the new file instead.
+
+    Args:
+        path: the lock file (created, and holding the locking process's id).
+        tool: the tool's name, for the message when another run holds the lock.
+
+    Yields:
+        Nothing (None), while the lock is held.
+
+    Raises:
+        LesionPasteError: another live run holds the lock.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -244,7 +336,14 @@ _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def describe_os_error(exc: OSError) -> str:
-    """One line for an operating-system error met while reading or writing files."""
+    """One line for an operating-system error met while reading or writing files.
+
+    Args:
+        exc: the error.
+
+    Returns:
+        ``FILE: reason`` on one line (a full disk explained, with what to do).
+    """
     where = f"{exc.filename}: " if exc.filename else ""
     if exc.errno in _DISK_FULL:  # the system's wording: libraries (HDF5) append pages of detail
         return (

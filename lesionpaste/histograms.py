@@ -12,6 +12,9 @@ def channel_histograms(image: np.ndarray, region: np.ndarray | None = None) -> n
     Args:
         image: ``(H, W, C)`` ``uint8``.
         region: ``(H, W)`` boolean; ``None`` counts every pixel.
+
+    Returns:
+        ``(C, 256)`` ``uint64``: row ``c`` counts the pixels of each level in channel ``c``.
     """
     pixels = image.reshape(-1, image.shape[2]) if region is None else image[region]
     return np.stack(

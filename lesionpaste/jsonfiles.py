@@ -18,6 +18,13 @@ MAX_JSON_LINE_BYTES = 16 << 20
 def parse_json(text: str | bytes, where: object) -> object:
     """``json.loads`` that turns malformed, non-UTF-8 or absurdly nested JSON into one error.
 
+    Args:
+        text: the JSON document.
+        where: the file it came from, named in the message.
+
+    Returns:
+        The parsed value.
+
     Raises:
         LesionPasteError: naming ``where``.
     """
@@ -32,7 +39,19 @@ def parse_json(text: str | bytes, where: object) -> object:
 
 
 def read_json_file(path: Path, max_bytes: int = MAX_JSON_BYTES) -> object:
-    """The JSON document in ``path`` (a regular file of at most ``max_bytes``)."""
+    """The JSON document in ``path`` (a regular file of at most ``max_bytes``).
+
+    Args:
+        path: the JSON file.
+        max_bytes: the longest file accepted.
+
+    Returns:
+        The parsed value.
+
+    Raises:
+        LesionPasteError: missing, unreadable, not a regular file, over ``max_bytes``, or not
+            valid JSON.
+    """
     return parse_json(read_regular_file(path, max_bytes, "JSON file"), path)
 
 
@@ -41,6 +60,14 @@ def json_lines(
 ) -> Iterator[tuple[int, object | None]]:
     """``(line number, value)`` for each line of a JSON-lines file, read one line at a time;
     the value is None for a line that is not valid JSON (malformed, or nested absurdly deep).
+
+    Args:
+        path: the JSON-lines file.
+        max_line_bytes: the longest line accepted.
+
+    Yields:
+        ``(number, value)``: the 1-based line number and the parsed value (None when
+        invalid).
 
     Raises:
         LesionPasteError: not a regular file, or a line longer than ``max_line_bytes``.
@@ -61,7 +88,14 @@ def json_lines(
 
 def saved_json(path: Path) -> object | None:
     """JSON that a tool saved for itself (a run's configuration, a resumable record), or None
-    when it is missing, unreadable or damaged: the caller then starts that part afresh."""
+    when it is missing, unreadable or damaged: the caller then starts that part afresh.
+
+    Args:
+        path: the JSON file.
+
+    Returns:
+        The parsed value, or None.
+    """
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -10,7 +10,17 @@ from lesionpaste.errors import LesionPasteError
 
 
 def normalise_id(text: str) -> str:
-    """``study_0255``, ``STUDY_255`` or ``255`` -> ``study_0255``."""
+    """``study_0255``, ``STUDY_255`` or ``255`` -> ``study_0255``.
+
+    Args:
+        text: a study id as the user wrote it.
+
+    Returns:
+        The canonical id, ``study_NNNN``.
+
+    Raises:
+        LesionPasteError: ``text`` is not a MosMed study id.
+    """
     m = re.fullmatch(r"(?:study[_-]?)?0*(\d{1,4})", text.strip(), flags=re.IGNORECASE)
     if not m:
         raise LesionPasteError(f"{text!r} is not a MosMed study id (expected e.g. study_0255)")
@@ -18,7 +28,18 @@ def normalise_id(text: str) -> str:
 
 
 def locate(root: Path, study_id: str) -> tuple[Path, Path]:
-    """Paths of ``studies/CT-*/study_NNNN.nii.gz`` and ``masks/study_NNNN_mask.nii.gz``."""
+    """Paths of ``studies/CT-*/study_NNNN.nii.gz`` and ``masks/study_NNNN_mask.nii.gz``.
+
+    Args:
+        root: the MosMed data root.
+        study_id: a canonical study id (``normalise_id``).
+
+    Returns:
+        ``(volume, mask)``: the study's CT volume and its lesion mask.
+
+    Raises:
+        LesionPasteError: no such study, or the study has no lesion mask.
+    """
     volumes = sorted((root / "studies").glob(f"CT-*/{study_id}.nii.gz"))
     if not volumes:
         raise LesionPasteError(

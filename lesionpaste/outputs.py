@@ -27,7 +27,15 @@ KINDS = {
     "picture": "a PNG picture written by LesionPaste",
 }
 
-_DATASET_TOP = {"dataset.json", "manifest.csv", "pastes.jsonl", "README.md", "images", "masks"}
+_DATASET_TOP = {
+    "dataset.json",
+    "manifest.csv",
+    "pastes.jsonl",
+    "masks.jsonl",
+    "README.md",
+    "images",
+    "masks",
+}
 _EVALUATION_FILES = {"scores.csv", "metrics.json", "roc.png", "cam.png"}
 _RUN_FILES = {
     "config.json",
@@ -42,12 +50,28 @@ _FOLD = re.compile(r"fold_[0-9]+")
 
 
 def real(path: Path) -> Path:
-    """The path with every link, ``.`` and ``..`` resolved (it need not exist)."""
+    """The path with every link, ``.`` and ``..`` resolved (it need not exist).
+
+    Args:
+        path: any path.
+
+    Returns:
+        The absolute, resolved path.
+    """
     return Path(os.path.realpath(path))
 
 
 def relation(out: Path, other: Path) -> str | None:
-    """How ``out`` overlaps ``other`` ("is", "lies inside", "contains"), or None."""
+    """How ``out`` overlaps ``other`` ("is", "lies inside", "contains"), or None.
+
+    Args:
+        out: the output path.
+        other: an input path.
+
+    Returns:
+        ``"is"``, ``"lies inside"`` or ``"contains"`` (comparing real paths), or None when
+        they do not overlap.
+    """
     a, b = real(out), real(other)
     if a == b:
         return "is"
@@ -107,7 +131,15 @@ def check_output(
 
 def foreign(path: Path, kind: str) -> str | None:
     """What at ``path`` keeps it from being an earlier output of ``kind`` (None when it is one,
-    or when it is an empty directory of a directory kind)."""
+    or when it is an empty directory of a directory kind).
+
+    Args:
+        path: the existing output path.
+        kind: one of ``KINDS``.
+
+    Returns:
+        A phrase saying what is foreign there (e.g. ``"it has no metrics.json"``), or None.
+    """
     path = Path(path)
     if kind == "bank":
         return None if path.is_file() and _is_bank(path) else _what(path, "a lesion bank")
@@ -127,7 +159,15 @@ def foreign(path: Path, kind: str) -> str | None:
 
 def is_run(folder: Path, found: list[Path] | None = None) -> bool:
     """Whether ``folder`` is marked as an lp-train run: its ``config.json``, or ``fold_K`` runs
-    of a cross-validation (``found``: its entries, when already listed)."""
+    of a cross-validation (``found``: its entries, when already listed).
+
+    Args:
+        folder: the folder.
+        found: its entries (``entries(folder)``), or None to list them here.
+
+    Returns:
+        Whether it holds ``config.json`` or a ``fold_K`` entry.
+    """
     found = entries(folder) if found is None else found
     names = {e.name for e in found}
     return "config.json" in names or any(_FOLD.fullmatch(n) for n in names)

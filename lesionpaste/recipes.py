@@ -39,6 +39,12 @@ def estimate_fundus_disc(image: np.ndarray) -> Disc:
     Discs cut off at the top and bottom (IDRiD, many EyePACS cameras) keep their true radius
     because the horizontal extent is never cut.
 
+    Args:
+        image: ``(H, W, 3)`` RGB or ``(H, W)`` grey fundus photograph.
+
+    Returns:
+        The disc's centre and radius, in pixels.
+
     Raises:
         LesionPasteError: when no bright region is found (a blank image).
     """
@@ -60,7 +66,16 @@ def estimate_fundus_disc(image: np.ndarray) -> Disc:
 
 
 def disc_mask(shape: tuple[int, int], disc: Disc, fraction: float = 1.0) -> np.ndarray:
-    """Boolean mask of the pixels within ``fraction * radius`` of the disc centre."""
+    """Boolean mask of the pixels within ``fraction * radius`` of the disc centre.
+
+    Args:
+        shape: ``(H, W)`` of the mask.
+        disc: the field of view, in pixels.
+        fraction: the share of the radius to keep.
+
+    Returns:
+        ``(H, W)`` boolean mask, True inside the (rasterised) circle.
+    """
     mask = np.zeros(shape, np.uint8)
     cv2.circle(
         mask,
@@ -76,7 +91,16 @@ def disc_mask(shape: tuple[int, int], disc: Disc, fraction: float = 1.0) -> np.n
 def low_pass_factor(sigma: float, h: int, w: int) -> int:
     """How much ``gaussian_low_pass`` downscales an ``h`` x ``w`` image for ``sigma``: as much
     as keeps the reduced sigma at 4 px or more and the reduced image 16 px a side or more, and
-    at most 16; 1 (an exact blur) for small sigmas and small images."""
+    at most 16; 1 (an exact blur) for small sigmas and small images.
+
+    Args:
+        sigma: the Gaussian's standard deviation, in pixels.
+        h: the image height, in pixels.
+        w: the image width, in pixels.
+
+    Returns:
+        The integer downscaling factor, 1 to 16.
+    """
     return int(max(1, min(16, sigma // 4, min(h, w) // 16)))
 
 
@@ -87,6 +111,13 @@ def gaussian_low_pass(image: np.ndarray, sigma: float) -> np.ndarray:
     ``s/f`` and upsampling gives the same result up to rounding at a fraction of the cost
     (sigma ~ 57-143 px on full IDRiD images takes 11-26 s directly). The factor keeps the
     reduced sigma at 4 px or more, so small images are blurred exactly.
+
+    Args:
+        image: ``(H, W)`` or ``(H, W, C)`` image (``uint8`` for the recipes).
+        sigma: the Gaussian's standard deviation, in pixels of ``image``.
+
+    Returns:
+        The blurred image, same shape and dtype.
     """
     h, w = image.shape[:2]
     factor = low_pass_factor(sigma, h, w)
@@ -122,7 +153,17 @@ class WindowRecipe:
 
 
 def parse_window(spec: str) -> WindowRecipe:
-    """``"LEVEL,WIDTH"`` in HU (e.g. ``"-300,1400"``) as a ``WindowRecipe``."""
+    """``"LEVEL,WIDTH"`` in HU (e.g. ``"-300,1400"``) as a ``WindowRecipe``.
+
+    Args:
+        spec: ``"LEVEL,WIDTH"``, both numbers in HU.
+
+    Returns:
+        The window recipe.
+
+    Raises:
+        LesionPasteError: not two numbers, or a width that is not positive.
+    """
     try:
         level, width = (float(v) for v in spec.split(","))
     except ValueError:
@@ -146,12 +187,29 @@ _RECIPES = {cls.name: cls for cls in (GrahamRecipe, WindowRecipe, NoRecipe)}
 
 
 def recipe_to_dict(recipe: Recipe) -> dict:
-    """The recipe as a JSON-ready dict (stored in the bank)."""
+    """The recipe as a JSON-ready dict (stored in the bank).
+
+    Args:
+        recipe: any recipe.
+
+    Returns:
+        Its fields, ``name`` included.
+    """
     return asdict(recipe)
 
 
 def recipe_from_dict(data: dict) -> Recipe:
-    """Rebuild a recipe from its stored dict, refusing unknown names or fields."""
+    """Rebuild a recipe from its stored dict, refusing unknown names or fields.
+
+    Args:
+        data: a dict from ``recipe_to_dict`` (e.g. a bank's ``preprocess`` attribute).
+
+    Returns:
+        The recipe.
+
+    Raises:
+        LesionPasteError: an unknown recipe name, or fields the recipe does not have.
+    """
     name = data.get("name")
     cls = _RECIPES.get(name)
     if cls is None:
@@ -165,7 +223,16 @@ def recipe_from_dict(data: dict) -> Recipe:
 
 
 def graham(image: np.ndarray, disc: Disc, recipe: GrahamRecipe = GrahamRecipe()) -> np.ndarray:
-    """Apply Ben Graham's recipe to an RGB ``uint8`` fundus image with a known disc."""
+    """Apply Ben Graham's recipe to an RGB ``uint8`` fundus image with a known disc.
+
+    Args:
+        image: ``(H, W, 3)`` RGB ``uint8`` fundus photograph.
+        disc: its field of view, in pixels.
+        recipe: the recipe's parameters.
+
+    Returns:
+        ``(H, W, 3)`` ``uint8``: the sharpened image, ``offset`` outside the disc.
+    """
     blur = gaussian_low_pass(image, recipe.sigma_fraction * disc.radius)
     sharpened = cv2.addWeighted(image, recipe.gain, blur, -recipe.gain, recipe.offset, dst=blur)
     out = np.full_like(image, round(recipe.offset))
@@ -175,14 +242,36 @@ def graham(image: np.ndarray, disc: Disc, recipe: GrahamRecipe = GrahamRecipe())
 
 
 def window_hu(hu: np.ndarray, recipe: WindowRecipe = WindowRecipe()) -> np.ndarray:
-    """Map Hounsfield units to ``uint8``: ``level - width/2`` -> 0, ``level + width/2`` -> 255."""
+    """Map Hounsfield units to ``uint8``: ``level - width/2`` -> 0, ``level + width/2`` -> 255.
+
+    Args:
+        hu: an array in Hounsfield units, any shape.
+        recipe: the window's level and width, in HU.
+
+    Returns:
+        The windowed ``uint8`` array, same shape (rounded and clipped to 0..255).
+    """
     low = recipe.level - recipe.width / 2.0
     scaled = (hu.astype(np.float32) - low) * (255.0 / recipe.width)
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
 def apply_recipe(recipe: Recipe, image: np.ndarray, disc: Disc | None = None) -> np.ndarray:
-    """Apply any recipe: Graham needs the fundus ``disc``, windowing needs HU input."""
+    """Apply any recipe: Graham needs the fundus ``disc``, windowing needs HU input.
+
+    Args:
+        recipe: the recipe to apply.
+        image: ``(H, W, 3)`` RGB ``uint8`` for Graham, HU values for windowing, anything for
+            no recipe.
+        disc: the fundus disc for Graham; None estimates it from ``image``.
+
+    Returns:
+        The preprocessed image (``uint8`` for Graham and windowing; ``image`` itself for
+        no recipe).
+
+    Raises:
+        LesionPasteError: Graham's recipe on a blank image (no disc found).
+    """
     if isinstance(recipe, GrahamRecipe):
         if disc is None:
             disc = estimate_fundus_disc(image)

@@ -31,7 +31,11 @@ class AugmentConfig:
     saturation_range: tuple[float, float] = (0.75, 1.25)
 
     def to_dict(self) -> dict:
-        """The configuration as a JSON-ready dict (recorded in ``dataset.json``)."""
+        """The configuration as a JSON-ready dict (recorded in ``dataset.json``).
+
+        Returns:
+            Every field by name (ranges as tuples, which JSON writes as lists).
+        """
         return asdict(self)
 
 
@@ -53,7 +57,16 @@ def draw_augmentations(
     rng: np.random.Generator, config: AugmentConfig, n: int
 ) -> list[AugmentDraw]:
     """Draw ``n`` lesions' parameters at once: every parameter is always drawn (same draws
-    whatever is switched on), then only the enabled ones are kept."""
+    whatever is switched on), then only the enabled ones are kept.
+
+    Args:
+        rng: the image's ``augment`` generator.
+        config: which operations are on, and their ranges.
+        n: how many lesions.
+
+    Returns:
+        ``n`` draws, identity values for the operations switched off.
+    """
     flips = rng.random((n, 2)) < 0.5
     angles = rng.uniform(0.0, 360.0, n)
     scales = rng.uniform(*config.resize_range, n)
@@ -77,7 +90,15 @@ def draw_augmentations(
 
 
 def draw_augmentation(rng: np.random.Generator, config: AugmentConfig) -> AugmentDraw:
-    """One lesion's parameters (see ``draw_augmentations``)."""
+    """One lesion's parameters (see ``draw_augmentations``).
+
+    Args:
+        rng: the image's ``augment`` generator.
+        config: which operations are on, and their ranges.
+
+    Returns:
+        The lesion's draw.
+    """
     return draw_augmentations(rng, config, 1)[0]
 
 
@@ -136,21 +157,51 @@ def resize_lesion(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Isotropic resize. Shrinking averages over each output pixel's footprint (area), so a
     lesion far smaller than a pixel fades instead of vanishing; the mask is the pixels at least
-    half covered, or the most covered one when none is (a lesion never disappears)."""
+    half covered, or the most covered one when none is (a lesion never disappears).
+
+    Args:
+        patch: ``(h, w, C)`` lesion patch (``uint8`` or ``float32``).
+        mask: ``(h, w)`` boolean lesion mask.
+        factor: the scale factor (``> 0``).
+
+    Returns:
+        ``(patch, mask)``: the resized ``(h', w', C)`` ``float32`` patch and its ``(h', w')``
+        boolean mask, never empty.
+    """
     return _unstack(_resize_stack(_stack(patch, mask), factor))
 
 
 def rotate_lesion(
     patch: np.ndarray, mask: np.ndarray, angle: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rotate by ``angle`` degrees on a canvas grown to hold the whole rotated patch."""
+    """Rotate by ``angle`` degrees on a canvas grown to hold the whole rotated patch.
+
+    Args:
+        patch: ``(h, w, C)`` lesion patch (``uint8`` or ``float32``).
+        mask: ``(h, w)`` boolean lesion mask.
+        angle: the rotation in degrees, counter-clockwise.
+
+    Returns:
+        ``(patch, mask)``: the rotated ``(h', w', C)`` ``float32`` patch and its ``(h', w')``
+        boolean mask, never empty.
+    """
     return _unstack(_rotate_stack(_stack(patch, mask), angle))
 
 
 def adjust_intensity(
     patch: np.ndarray, mask: np.ndarray, contrast: float, brightness: float
 ) -> np.ndarray:
-    """Contrast about the lesion's mean intensity, then brightness as a gain (float32)."""
+    """Contrast about the lesion's mean intensity, then brightness as a gain (float32).
+
+    Args:
+        patch: ``(h, w, C)`` lesion patch.
+        mask: ``(h, w)`` boolean lesion mask (the pixels whose mean is kept).
+        contrast: the contrast factor (1 leaves it).
+        brightness: the brightness gain (1 leaves it).
+
+    Returns:
+        ``(h, w, C)`` ``float32`` patch, clipped to [0, 255].
+    """
     out = patch.astype(np.float32, copy=False)
     if contrast == 1.0 and brightness == 1.0:
         return out
@@ -161,7 +212,17 @@ def adjust_intensity(
 
 
 def distort_colour(patch: np.ndarray, hue: float, saturation: float) -> np.ndarray:
-    """Shift hue by ``hue`` turns and scale saturation; brightness (value) is untouched."""
+    """Shift hue by ``hue`` turns and scale saturation; brightness (value) is untouched.
+
+    Args:
+        patch: ``(h, w, C)`` patch with values in [0, 255]; only RGB (``C == 3``) is changed.
+        hue: the hue shift, in turns (1 = 360 degrees).
+        saturation: the saturation factor.
+
+    Returns:
+        ``(h, w, 3)`` ``float32`` RGB patch in [0, 255]; ``patch`` itself when it is not RGB
+        or nothing changes.
+    """
     if patch.shape[2] != 3 or (hue == 0.0 and saturation == 1.0):
         return patch
     hsv = cv2.cvtColor(np.clip(patch, 0, 255).astype(np.float32) / 255.0, cv2.COLOR_RGB2HSV)
@@ -180,8 +241,17 @@ def augment_lesion(
     least half covered. A lesion shrunk to a single pixel (common at 256x256: a microaneurysm
     is about one pixel there) takes a short path with the same result: its pixel is the mean of
     the patch (what area resampling gives), and flips, rotation and contrast about its own
-    mean leave a single pixel unchanged. Returns a float32 ``(h, w, C)`` patch in [0, 255]
-    and its mask.
+    mean leave a single pixel unchanged.
+
+    Args:
+        patch: ``(h, w, C)`` ``uint8`` lesion patch from the bank.
+        mask: ``(h, w)`` boolean lesion mask.
+        draw: the lesion's drawn parameters.
+        base_scale: the source-to-target scale factor (``base_scales``).
+
+    Returns:
+        ``(patch, mask)``: a ``float32`` ``(h', w', C)`` patch in [0, 255] and its
+        ``(h', w')`` boolean mask, never empty.
     """
     factor = base_scale * draw.scale
     h, w = mask.shape

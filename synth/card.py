@@ -4,7 +4,14 @@ from __future__ import annotations
 
 
 def dataset_card(meta: dict) -> str:
-    """Markdown describing a dataset from its ``dataset.json`` content."""
+    """Markdown describing a dataset from its ``dataset.json`` content.
+
+    Args:
+        meta: the dataset's ``dataset.json`` content (kind, counts, command, bank, config).
+
+    Returns:
+        The card's Markdown text.
+    """
     counts = meta["counts"]
     bank = meta.get("bank", {})
     config = meta.get("config", {})
@@ -41,6 +48,18 @@ def dataset_card(meta: dict) -> str:
         lines += [
             f"{counts['images']} labelled images for evaluation; labels by class in `dataset.json`."
         ]
+        masks = meta.get("masks")
+        if masks:
+            types = ", ".join(masks["types"]) or "none"
+            lines += [
+                "",
+                (
+                    f"{masks['images_with_masks']} of them have ground-truth lesion masks, "
+                    "prepared exactly like their images: the union in `masks/ID.png`, each "
+                    f"lesion type's in `masks/TYPE/ID.png` (types: {types}); digests in "
+                    "`masks.jsonl`."
+                ),
+            ]
     if counts.get("skipped"):
         lines += ["", f"{counts['skipped']} input image(s) were skipped; see `dataset.json`."]
     lines += ["", "## Sources, licences and attribution", ""]

@@ -13,14 +13,20 @@ from lesionpaste import __version__
 from lesionpaste.bank_format import read_bank
 from lesionpaste.cli import Group, warn_to_stderr
 from lesionpaste.config import config_value
-from lesionpaste.dataset_format import read_dataset_json, verify
+from lesionpaste.dataset_format import (
+    bank_source_ids,
+    ids_of_sources,
+    read_dataset_json,
+    verify,
+)
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.outputs import check_output
 from lesionpaste.recipes import parse_window
 from synth.augment import AugmentConfig
 from synth.card import dataset_card
 from synth.colour import colour_luts, pooled_normals_histogram
-from synth.ct_volumes import evaluation_slices, is_mosmed_root
+from synth.evaluation import evaluation_images, leave_out_sources
+from synth.ground_truth import check_mask_headers
 from synth.inputs import (
     bank_studies,
     normals_inputs,
@@ -31,7 +37,6 @@ from synth.inputs import (
     setting,
 )
 from synth.job import Job
-from synth.normals import NormalImage, list_folder, read_label_file
 from synth.preview import twin_grid
 from synth.runner import chunk_size_for, run_synthesis
 from synth.tiers import Tier, make_tiers
@@ -54,7 +59,11 @@ EXECUTION_OPTIONS = {
 
 
 def provenance_command() -> str:
-    """The command line as typed, less the execution-only options."""
+    """The command line as typed, less the execution-only options.
+
+    Returns:
+        The shell-quoted command recorded in ``dataset.json``.
+    """
     argv = click.get_current_context().meta["lesionpaste.argv"]
     kept, skip = [], 0
     for arg in argv:
@@ -118,10 +127,11 @@ class _Progress:
 
 def _report(summary, out: Path, quiet: bool, what: str) -> None:
     warn = warn_to_stderr(PROG)
-    for s in summary.skipped[:10]:
+    skipped = [s for s in summary.skipped if not s.get("left_out")]  # named once already
+    for s in skipped[:10]:
         warn(f"skipped {s['id']}: {s['reason']}")
-    if len(summary.skipped) > 10:
-        warn(f"... and {len(summary.skipped) - 10} more skipped (listed in dataset.json)")
+    if len(skipped) > 10:
+        warn(f"... and {len(skipped) - 10} more skipped (listed in dataset.json)")
     if not quiet:
         made = summary.written - summary.resumed
         rate = made / summary.seconds if summary.seconds > 0 else 0.0
@@ -390,12 +400,22 @@ def _run(items, missing, job: Job, out: Path, options: dict, what: str) -> None:
 @click.option(
     "--images",
     required=True,
-    help="Folder of the evaluation images, or a MosMed folder (CT-0 slices 0, lesion slices 1).",
+    help="Folder of the evaluation images, an IDRiD tree (its images with their lesion masks) "
+    "or a MosMed folder (CT-0 slices 0, lesion slices 1).",
 )
 @click.option("--labels", help="EyeQ/EyePACS label CSV giving each image's grade.")
-@click.option("--label", type=int, help="Without --labels: one label for every image.")
+@click.option(
+    "--label", type=int, help="Without --labels: one label for every image (IDRiD tree: 1)."
+)
 @click.option("--grade", type=int, multiple=True, help="Keep only these grades.")
 @click.option("--quality", type=click.Choice(["good", "usable", "reject"]))
+@click.option(
+    "--masks",
+    "masks_dir",
+    type=click.Path(path_type=Path),
+    help="Ground-truth masks of the images: <id>.png (union) or <TYPE>/<id>.png, prepared "
+    "exactly like the images.",
+)
 @click.option("--bank", help="The bank whose recipe the images get (as for lp-synth).")
 @click.option(
     "--like",
@@ -414,6 +434,7 @@ def prep(
     label,
     grade,
     quality,
+    masks_dir,
     bank,
     like,
     size,
@@ -422,36 +443,28 @@ def prep(
     out,
     run,
 ) -> None:
-    """Write a labelled evaluation set, preprocessed exactly as the training images."""
+    """Write a labelled evaluation set, preprocessed exactly as the training images.
+
+    The images the bank's lesions were cut from (and those of --like's bank) are left out.
+    """
     bank_path = resolve_bank(bank)
     inputs = [("image folder", Path(images)), ("label file", labels and Path(labels))]
-    inputs += [("bank", bank_path), ("dataset given to --like", like)]
+    inputs += [("mask folder", masks_dir), ("bank", bank_path), ("dataset given to --like", like)]
     check_output(Path(out), "dataset", inputs, run["overwrite"])
-    settings = {"size": 256, "normals_preprocess": "bank"}
-    if like is not None:
-        settings.update(read_dataset_json(like)["config"])
+    like_meta = read_dataset_json(like) if like is not None else None
+    settings = {"size": 256, "normals_preprocess": "bank", **(like_meta or {}).get("config", {})}
     size = settings["size"] if size is None else size
     preprocess = preprocess or settings["normals_preprocess"]
     lesion_bank = read_bank(bank_path)
-    if is_mosmed_root(Path(images)):
-        if labels or label is not None:
-            raise LesionPasteError(
-                "a MosMed folder is labelled by its layout; drop --labels/--label"
-            )
-        items, missing = evaluation_slices(
-            Path(images), run["per_study"], bank_studies(lesion_bank)
-        )
-        refuse_volumes_for_fundus(items, lesion_bank)
-    elif labels:
-        items, missing = read_label_file(
-            Path(labels), Path(images), set(grade) if grade else None, quality
-        )
-    elif label is not None:
-        items = [NormalImage(n.image_id, n.path, label) for n in list_folder(Path(images))]
-        missing = []
-    else:
-        raise LesionPasteError("give --labels CSV (grades per image) or --label N for all images")
-    items = select(items, missing, run)
+    found = evaluation_images(Path(images), labels and Path(labels), label,
+                              set(grade) if grade else None, quality, masks_dir,
+                              run["per_study"], lesion_bank)  # fmt: skip
+    sources = ids_of_sources(lesion_bank.meta.sources, str(bank_path))
+    sources |= bank_source_ids(like_meta) if like_meta else set()
+    items, left_out = leave_out_sources(found.items, sources)
+    _warn_prep(found, left_out, masks_dir)
+    items = select(items, found.missing, run)
+    check_mask_headers(items)
     like_window = settings.get("normals_window")
     window = _ct_window(window_spec, lesion_bank) or (tuple(like_window) if like_window else None)
     job = Job(
@@ -462,8 +475,27 @@ def prep(
         preprocess=preprocess,
         strict=run["strict"],
         window=window,
+        masks=found.masks,
     )
-    _run(items, missing, job, Path(out), run, "labelled images")
+    _run(items, found.missing + left_out, job, Path(out), run, "labelled images")
+
+
+def _warn_prep(found, left_out: list[dict], masks_dir: Path | None) -> None:
+    """One line naming the bank sources left out, one counting the images without a mask."""
+    warn = warn_to_stderr(PROG)
+    if left_out:
+        names = [r["id"] for r in left_out]
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        warn(
+            f"left out {shown}: {'a source' if len(names) == 1 else 'sources'} of the lesion "
+            "bank, which an evaluation set must not hold (listed in dataset.json's skipped)"
+        )
+    if found.masks and found.without_masks:
+        where = masks_dir if masks_dir is not None else "the IDRiD tree"
+        warn(
+            f"{found.without_masks} of {len(found.items)} images have no mask in {where}; they "
+            "get none (counted in dataset.json's masks)"
+        )
 
 
 @cli.command(name="verify")

@@ -25,12 +25,26 @@ NORMAL_CATEGORY = "CT-0"
 
 
 def is_nifti(path: Path) -> bool:
-    """Whether ``path`` names a NIfTI volume (``.nii`` or ``.nii.gz``)."""
+    """Whether ``path`` names a NIfTI volume (``.nii`` or ``.nii.gz``).
+
+    Args:
+        path: the file (only its name is looked at).
+
+    Returns:
+        Whether its name ends in ``.nii`` or ``.nii.gz`` (any case).
+    """
     return Path(path).name.lower().endswith(NIFTI_SUFFIXES)
 
 
 def is_mosmed_root(path: Path) -> bool:
-    """True for a folder in MosMed's layout (``studies/CT-*/``)."""
+    """True for a folder in MosMed's layout (``studies/CT-*/``).
+
+    Args:
+        path: the folder.
+
+    Returns:
+        Whether it has a ``studies`` folder holding a ``CT-*`` folder.
+    """
     studies = Path(path) / "studies"
     return studies.is_dir() and any(p.is_dir() for p in studies.glob("CT-*"))
 
@@ -42,7 +56,17 @@ def _study_id(path: Path) -> str:
 
 def axial_depth(path: Path) -> int:
     """Number of axial slices of a NIfTI volume in canonical orientation, from its header
-    alone (the voxels are not decompressed)."""
+    alone (the voxels are not decompressed).
+
+    Args:
+        path: the ``.nii`` or ``.nii.gz`` file.
+
+    Returns:
+        The number of slices along the volume's axial (superior-inferior) axis.
+
+    Raises:
+        LesionPasteError: an unreadable header, or not a 3-D volume.
+    """
     import nibabel as nib
 
     try:
@@ -66,7 +90,15 @@ def axial_depth(path: Path) -> int:
 
 
 def central_slices(depth: int, count: int) -> list[int]:
-    """``count`` slice indices spread evenly over the central 60% of ``depth`` slices."""
+    """``count`` slice indices spread evenly over the central 60% of ``depth`` slices.
+
+    Args:
+        depth: the volume's number of axial slices.
+        count: how many slices wanted (at most ``depth``).
+
+    Returns:
+        The slice indices, sorted and unique.
+    """
     count = min(count, depth)
     positions = 0.2 + 0.6 * (np.arange(count) + 0.5) / max(count, 1)
     return sorted({int(np.floor(p * depth)) for p in positions})
@@ -76,7 +108,19 @@ def normal_slices(
     root: Path, per_study: int, exclude: set[str] = frozenset()
 ) -> tuple[list[NormalImage], list[dict]]:
     """``per_study`` central slices of every CT-0 study (label 0), ids ``study_NNNN_zZZZ``;
-    and the studies whose volume could not be read (id, path, reason)."""
+    and the studies whose volume could not be read (id, path, reason).
+
+    Args:
+        root: the MosMed data root.
+        per_study: slices taken from each study.
+        exclude: study ids to leave out (the bank's sources).
+
+    Returns:
+        ``(slices, unreadable)``: the normal slices, and one record per unreadable study.
+
+    Raises:
+        LesionPasteError: ``per_study`` below 1, or no CT-0 study.
+    """
     if per_study < 1:
         raise LesionPasteError("--per-study must be at least 1")
     volumes = sorted((Path(root) / "studies" / NORMAL_CATEGORY).glob("*.nii*"))
@@ -100,7 +144,18 @@ def normal_slices(
 
 
 def lesion_slices(root: Path, exclude: set[str] = frozenset()) -> list[NormalImage]:
-    """Every slice with a lesion in every annotated study (label 1), ids ``study_NNNN_zZZZ``."""
+    """Every slice with a lesion in every annotated study (label 1), ids ``study_NNNN_zZZZ``.
+
+    Args:
+        root: the MosMed data root.
+        exclude: study ids to leave out (the bank's sources).
+
+    Returns:
+        One item per slice with a lesion, in study then slice order.
+
+    Raises:
+        LesionPasteError: a mask whose study volume is missing, or an unreadable mask.
+    """
     items = []
     for mask_path in sorted((Path(root) / "masks").glob("*_mask.nii*")):
         study = _study_id(mask_path)[: -len("_mask")]
@@ -119,7 +174,20 @@ def evaluation_slices(
 ) -> tuple[list[NormalImage], list[dict]]:
     """The paper's MosMed evaluation set: CT-0 slices (0) and annotated lesion slices (1),
     and the unreadable normal studies. Studies in ``exclude`` (the bank's sources) are left
-    out."""
+    out.
+
+    Args:
+        root: the MosMed data root.
+        per_study: normal slices taken from each CT-0 study.
+        exclude: study ids to leave out.
+
+    Returns:
+        ``(items, unreadable)``: normal then lesion slices, and the unreadable normal studies.
+
+    Raises:
+        LesionPasteError: no CT-0 study, ``per_study`` below 1, no annotated study with a
+            lesion, or an unreadable mask.
+    """
     normals, unreadable = normal_slices(root, per_study, exclude)
     items = normals + lesion_slices(root, exclude)
     if not any(item.label == 1 for item in items):
@@ -133,7 +201,18 @@ _VOLUME: dict[Path, tuple[np.ndarray, list[float]]] = {}
 def read_axial_hu(path: Path, z: int) -> tuple[np.ndarray, list[float]]:
     """Axial slice ``z`` (canonical orientation) in HU, with its pixel spacing (row, column).
 
-    The last volume read is kept, so the consecutive slices of one study decode it once."""
+    The last volume read is kept, so the consecutive slices of one study decode it once.
+
+    Args:
+        path: the NIfTI volume.
+        z: the axial slice index.
+
+    Returns:
+        ``(hu, spacing)``: the ``(Y, X)`` ``float32`` slice in HU and ``[row_mm, col_mm]``.
+
+    Raises:
+        LesionPasteError: an unreadable volume, or no such slice.
+    """
     path = Path(path)
     if path not in _VOLUME:
         image, _ = load_nifti(path)

@@ -19,7 +19,17 @@ def cutpaste_twin(
     prepared: Prepared, rngs: dict[str, np.random.Generator], lam: tuple[float, float] | None = None
 ) -> Twin:
     """One rectangle of 2-15% of the field of view, aspect 0.3-3.3, cut from inside the field of
-    view and pasted (hard by default, or by eq. (1) with λ drawn from ``lam``) elsewhere in it."""
+    view and pasted (hard by default, or by eq. (1) with λ drawn from ``lam``) elsewhere in it.
+
+    Args:
+        prepared: the prepared normal image (left untouched).
+        rngs: the image's generators (``image_generators``).
+        lam: the λ range for eq. (1), or None for a hard paste.
+
+    Returns:
+        The anomalous twin: ``(H, W, C)`` ``uint8`` image, ``(H, W)`` boolean mask and the
+        paste's record (none when no position fits).
+    """
     select = rngs["select"]
     area = float(select.uniform(*AREA_RATIO)) * prepared.region.sum()
     aspect = math.exp(float(select.uniform(math.log(ASPECT_RATIO[0]), math.log(ASPECT_RATIO[1]))))

@@ -28,6 +28,7 @@ class Job:
     colour_luts: np.ndarray | None = field(default=None, repr=False)
     colour_sample: int = 0
     window: tuple[float, float] | None = None  # CT: HU normals windowed at (level, width)
+    masks: str | None = None  # evaluation: where the ground-truth masks come from (idrid, folder)
 
     def describe(self) -> dict:
         """The configuration recorded in ``dataset.json`` (and compared on resume).

@@ -20,17 +20,36 @@ MAX_ID_BYTES = 200
 @dataclass(frozen=True)
 class NormalImage:
     """One input image: its id (file stem, used for output names), path and label if known;
-    for a CT volume (NIfTI), the axial slice it stands for."""
+    for a CT volume (NIfTI), the axial slice it stands for; for an evaluation image, its
+    ground-truth masks if it has any (a union mask file, or one file per lesion type)."""
 
     image_id: str
     path: Path
     label: int | None = None
     slice: int | None = None
+    union_mask: Path | None = None
+    type_masks: tuple[tuple[str, Path], ...] = ()
+
+    @property
+    def has_masks(self) -> bool:
+        """Whether the image comes with ground-truth masks.
+
+        Returns:
+            True when it has a union mask file or a mask of some lesion type.
+        """
+        return self.union_mask is not None or bool(self.type_masks)
 
 
 def name_problem(name: str) -> str | None:
     """Why ``name`` (an image file's name, its stem, or a label file's entry) cannot give one
-    plain file name that every file system and reader takes; None when it can."""
+    plain file name that every file system and reader takes; None when it can.
+
+    Args:
+        name: the name to check.
+
+    Returns:
+        A phrase saying what is wrong (e.g. ``"is empty"``), or None.
+    """
     if not name.strip():
         return "is empty"
     if "/" in name or "\\" in name:
@@ -50,6 +69,13 @@ def checked_id(stem: str, where: str) -> str:
     """The id of an image whose file is called ``stem`` (+ extension): the name in Unicode NFC
     form, which names its output files.
 
+    Args:
+        stem: the image's file name without extension (or a label file's entry).
+        where: the folder or label file line, named in the message.
+
+    Returns:
+        The id, NFC-normalised.
+
     Raises:
         LesionPasteError: when ``name_problem`` finds one, naming the image and the reason.
     """
@@ -60,7 +86,18 @@ def checked_id(stem: str, where: str) -> str:
 
 
 def list_folder(folder: Path) -> list[NormalImage]:
-    """Every image file directly in ``folder``, sorted by name."""
+    """Every image file directly in ``folder``, sorted by name.
+
+    Args:
+        folder: the folder of images (hidden files are skipped).
+
+    Returns:
+        One unlabelled image per file.
+
+    Raises:
+        LesionPasteError: no such folder, no image in it, a name that cannot be an id, or two
+            names that map to one output name.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise LesionPasteError(f"{folder}: no such folder of images")
@@ -72,6 +109,25 @@ def list_folder(folder: Path) -> list[NormalImage]:
     if not files:
         raise LesionPasteError(f"{folder}: no images in it ({', '.join(IMAGE_SUFFIXES)})")
     return _unique([NormalImage(checked_id(p.stem, str(folder)), p) for p in files], folder)
+
+
+def image_folder(folder: Path) -> Path:
+    """Where a folder's images are: the folder, or its ``images/`` when the folder holds no
+    image itself (a data set laid out as ``images/`` beside ``masks/``).
+
+    Args:
+        folder: the folder given.
+
+    Returns:
+        ``folder``, or ``folder / "images"``.
+    """
+    folder = Path(folder)
+    inner = folder / "images"
+    if folder.is_dir() and inner.is_dir():
+        direct = (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not any(p.is_file() and not p.name.startswith(".") for p in direct):
+            return inner
+    return folder
 
 
 def _unique(images: list[NormalImage], where) -> list[NormalImage]:
@@ -103,14 +159,33 @@ def _find_image(folder: Path, name: str, by_stem: dict[str, Path]) -> Path | Non
 
 def in_training_split(image_id: str, fraction: float, seed: int) -> bool:
     """A fixed pseudo-random choice of ``fraction`` of the ids, by hash of (seed, id):
-    independent of the order and number of images, so a split never moves an image."""
+    independent of the order and number of images, so a split never moves an image.
+
+    Args:
+        image_id: the image's id.
+        fraction: the share of ids in the training split, in (0, 1).
+        seed: the split's seed.
+
+    Returns:
+        Whether the id falls in the training split.
+    """
     digest = hashlib.sha256(f"{seed}:{image_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
 def split(images: list[NormalImage], part: str, fraction: float, seed: int) -> list[NormalImage]:
     """``train``: the normal (label 0 or unlabelled) images in the training fraction;
-    ``rest``: every other image (the held-out normals and all abnormal images)."""
+    ``rest``: every other image (the held-out normals and all abnormal images).
+
+    Args:
+        images: the images to split.
+        part: ``"train"`` or ``"rest"``.
+        fraction: the share of normals in the training split.
+        seed: the split's seed.
+
+    Returns:
+        The images of that part, in their order.
+    """
     chosen = [
         (image.label in (0, None)) and in_training_split(image.image_id, fraction, seed)
         for image in images
@@ -120,7 +195,14 @@ def split(images: list[NormalImage], part: str, fraction: float, seed: int) -> l
 
 
 def is_eyeq(labels: Path) -> bool:
-    """True when a label CSV is in EyeQ's form (it has a quality column)."""
+    """True when a label CSV is in EyeQ's form (it has a quality column).
+
+    Args:
+        labels: the label CSV (an unreadable one is not EyeQ's).
+
+    Returns:
+        Whether its header has both ``quality`` and ``DR_grade``.
+    """
     try:
         with Path(labels).open(newline="", encoding="utf-8-sig") as fh:
             header = next(csv.reader(fh), [])
@@ -172,6 +254,11 @@ def read_label_file(
 
     Returns:
         The images found, and ``{"id", "reason"}`` records for listed images that are missing.
+
+    Raises:
+        LesionPasteError: no such file or folder, an unknown or unreadable label file, a
+            grade that is not a number, ``quality`` without a quality column, a name that
+            cannot be an id, two names mapping to one output name, or no image left.
     """
     labels, images = Path(labels), Path(images)
     if not labels.is_file():

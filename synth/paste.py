@@ -12,6 +12,14 @@ def mixup_paste(
 
     Inside ``mask``: ``(1 - lam) * I + lam * L``, rounded to the nearest integer; outside it the
     image is not touched. ``lam = 1`` is a hard paste (the paper's "w.o. MixUp").
+
+    Args:
+        image: ``(H, W, C)`` ``uint8`` image, changed in place.
+        patch: ``(h, w, C)`` ``float32`` lesion patch in [0, 255].
+        mask: ``(h, w)`` boolean lesion mask.
+        y: the top row of the paste, in pixels.
+        x: the left column of the paste, in pixels.
+        lam: λ, the lesion's weight in [0, 1].
     """
     h, w = mask.shape
     if h == w == 1:  # a one-pixel lesion: the same formula on one pixel, without masking
@@ -36,6 +44,16 @@ def find_position(
     when none of ``tries`` draws fits (the lesion is larger than the free field of view).
     For a one-pixel mask, given ``region_pixels`` (``np.argwhere(region)``), one draw among
     them gives the same uniform distribution without rejections.
+
+    Args:
+        rng: the image's ``place`` generator.
+        mask: ``(h, w)`` boolean lesion mask.
+        region: ``(H, W)`` boolean field of view.
+        tries: how many positions to draw before giving up.
+        region_pixels: ``(K, 2)`` ``(y, x)`` of ``region``'s pixels, or None.
+
+    Returns:
+        ``(y, x)`` of the top-left corner, or None when no draw fits.
     """
     h, w = mask.shape
     if h == w == 1 and region_pixels is not None and len(region_pixels):

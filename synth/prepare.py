@@ -1,5 +1,6 @@
 """Normal images made ready for pasting: the bank's recipe, a square crop, the output size,
-and the field of view where lesions may land. Pure functions of arrays."""
+and the field of view where lesions may land; and a ground-truth mask prepared exactly like its
+image (the same crop and resize, through one ``Geometry``). Pure functions of arrays."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from lesionpaste.errors import LesionPasteError
 from lesionpaste.recipes import (
     Disc,
     GrahamRecipe,
@@ -18,6 +20,45 @@ from lesionpaste.recipes import (
     graham,
     window_hu,
 )
+from synth.mask_resize import resize_mask
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a prepared image's pixels come from: a window of its source (which may reach past
+    the source's edges, where the image is padded) resized to the output.
+
+    Attributes:
+        source_shape: ``(H, W)`` of the source the window is in.
+        top: the window's first row in the source (negative: padded above).
+        left: the window's first column in the source (negative: padded left).
+        height: the window's height in source pixels.
+        width: the window's width in source pixels.
+        out_shape: ``(H, W)`` of the prepared image.
+    """
+
+    source_shape: tuple[int, int]
+    top: int
+    left: int
+    height: int
+    width: int
+    out_shape: tuple[int, int]
+
+    def scaled(self, factor: int, source_shape: tuple[int, int]) -> Geometry:
+        """The same window in a source ``factor`` times larger (the full-resolution file of
+        an image the JPEG decoder read at ``1/factor`` scale): pixel ``i`` of the reduced
+        image covers pixels ``factor*i .. factor*i + factor - 1`` of the file.
+
+        Args:
+            factor: the reduction the image was decoded at (1, 2, 4 or 8).
+            source_shape: ``(H, W)`` of the full-resolution source.
+
+        Returns:
+            The geometry in the full-resolution source's pixels, with the same output.
+        """
+        f = int(factor)
+        return Geometry(tuple(source_shape), self.top * f, self.left * f, self.height * f,
+                        self.width * f, self.out_shape)  # fmt: skip
 
 
 @dataclass
@@ -29,31 +70,151 @@ class Prepared:
         region: ``(H, W)`` boolean field of view; every pasted lesion lies wholly inside it.
         fov_radius: fundus radius in output pixels (fundus), else None.
         pixel_spacing: ``[row_mm, col_mm]`` of output pixels (CT), else None.
+        geometry: where the image's pixels come from in its source (``prepare_mask`` gives a
+            mask of the source the same crop and resize), or None when not known.
+        fov_kept: True when the recipe blanked the image outside ``region`` (Graham's recipe
+            on a fundus photograph): a mask is then cut to ``region`` too.
     """
 
     image: np.ndarray
     region: np.ndarray = field(repr=False)
     fov_radius: float | None = None
     pixel_spacing: list[float] | None = None
+    geometry: Geometry | None = None
+    fov_kept: bool = False
+
+
+def square_window(disc: Disc) -> tuple[int, int, int]:
+    """The square of side ``2 * radius`` around a disc, in the disc's image's pixels.
+
+    Args:
+        disc: the field of view, in pixels.
+
+    Returns:
+        ``(top, left, side)``: the square's first row and column (negative where it leaves the
+        image) and its side, ``max(1, round(2 * radius))``.
+    """
+    side = max(1, round(2 * disc.radius))
+    return round(disc.cy - (side - 1) / 2), round(disc.cx - (side - 1) / 2), side
+
+
+def crop_window(
+    image: np.ndarray, top: int, left: int, height: int, width: int, fill: int = 0
+) -> np.ndarray:
+    """The ``height`` x ``width`` window of ``image`` at (``top``, ``left``), padded with
+    ``fill`` where it leaves the image.
+
+    Args:
+        image: ``(H, W)`` or ``(H, W, C)`` image.
+        top: the window's first row (may be negative).
+        left: the window's first column (may be negative).
+        height: the window's height.
+        width: the window's width.
+        fill: the value of padded pixels.
+
+    Returns:
+        ``(height, width)`` or ``(height, width, C)``, of ``image``'s dtype.
+    """
+    h, w = image.shape[:2]
+    pad_top, pad_left = max(0, -top), max(0, -left)
+    bottom, right = max(0, top + height - h), max(0, left + width - w)
+    inner = image[max(0, top) : min(h, top + height), max(0, left) : min(w, left + width)]
+    crop = cv2.copyMakeBorder(
+        inner, pad_top, bottom, pad_left, right, cv2.BORDER_CONSTANT, value=(fill,) * 4
+    )
+    return crop.reshape(height, width, *image.shape[2:])
 
 
 def crop_square(image: np.ndarray, disc: Disc, fill: int = 0) -> tuple[np.ndarray, Disc]:
     """The square of side ``2 * radius`` around the disc (padded with ``fill`` where it
-    leaves the photograph), and the disc in the crop's coordinates."""
-    side = max(1, round(2 * disc.radius))
-    x0, y0 = round(disc.cx - (side - 1) / 2), round(disc.cy - (side - 1) / 2)
-    h, w = image.shape[:2]
-    top, left = max(0, -y0), max(0, -x0)
-    bottom, right = max(0, y0 + side - h), max(0, x0 + side - w)
-    inner = image[max(0, y0) : min(h, y0 + side), max(0, x0) : min(w, x0 + side)]
-    crop = cv2.copyMakeBorder(
-        inner, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(fill,) * 4
-    )
-    return crop.reshape(side, side, image.shape[2]), Disc(disc.cx - x0, disc.cy - y0, disc.radius)
+    leaves the photograph), and the disc in the crop's coordinates.
+
+    Args:
+        image: ``(H, W, C)`` image.
+        disc: its field of view, in pixels.
+        fill: the value of padded pixels.
+
+    Returns:
+        ``(crop, disc)``: the ``(S, S, C)`` crop, ``S = max(1, round(2 * radius))``, and the
+        disc in its coordinates.
+    """
+    y0, x0, side = square_window(disc)
+    crop = crop_window(image, y0, x0, side, side, fill)
+    return crop, Disc(disc.cx - x0, disc.cy - y0, disc.radius)
+
+
+def fundus_geometry(shape: tuple[int, ...], disc: Disc, size: int) -> Geometry:
+    """The geometry ``prepare_fundus`` gives a photograph: the square around its disc
+    (``crop_square``), resized to ``size`` (``resize_square``).
+
+    Args:
+        shape: the photograph's shape, ``(H, W)`` or ``(H, W, C)``.
+        disc: its field of view, in pixels.
+        size: the output side in pixels; 0 or less keeps the crop's side.
+
+    Returns:
+        The geometry from the photograph's pixels to the prepared image's.
+    """
+    top, left, side = square_window(disc)
+    out = size if size > 0 else side
+    return Geometry((shape[0], shape[1]), top, left, side, side, (out, out))
+
+
+def ct_geometry(shape: tuple[int, ...], size: int) -> Geometry:
+    """The geometry ``prepare_ct`` gives a slice: all of it, resized to ``size`` square.
+
+    Args:
+        shape: the slice's shape, ``(H, W)``.
+        size: the output side in pixels; 0 or less keeps the slice's size.
+
+    Returns:
+        The geometry from the slice's pixels to the prepared slice's.
+    """
+    h, w = shape[0], shape[1]
+    return Geometry((h, w), 0, 0, h, w, (size, size) if size > 0 else (h, w))
+
+
+def prepare_mask(mask: np.ndarray, prepared: Prepared) -> np.ndarray:
+    """A ground-truth mask of an image's source, prepared exactly like the image: the same
+    window and resize (``Prepared.geometry``), by area coverage (``resize_mask``), then cut to
+    the field of view where the recipe blanked the image (Graham's disc).
+
+    Args:
+        mask: ``(H, W)`` boolean mask of the source (the full-resolution file).
+        prepared: the image prepared from that source.
+
+    Returns:
+        ``(h, w)`` boolean mask, pixel-aligned with ``prepared.image``.
+
+    Raises:
+        LesionPasteError: the image's geometry is unknown, or the mask's size is not its
+            source's.
+    """
+    g = prepared.geometry
+    if g is None:
+        raise LesionPasteError(
+            "cannot align a mask with its image (the image's geometry is unknown)"
+        )
+    if tuple(mask.shape[:2]) != tuple(g.source_shape):
+        (mh, mw), (ih, iw) = mask.shape[:2], g.source_shape
+        raise LesionPasteError(f"mask is {mw}x{mh} but its image is {iw}x{ih}")
+    source = np.ascontiguousarray(mask, dtype=bool).view(np.uint8)
+    window = crop_window(source, g.top, g.left, g.height, g.width, 0)
+    out = resize_mask(window.view(bool), g.out_shape)
+    return out & prepared.region if prepared.fov_kept else out
 
 
 def resize_square(image: np.ndarray, disc: Disc, size: int) -> tuple[np.ndarray, Disc]:
-    """Resize a square crop to ``size`` pixels (area averaging when shrinking)."""
+    """Resize a square crop to ``size`` pixels (area averaging when shrinking).
+
+    Args:
+        image: ``(S, S, C)`` square image.
+        disc: its field of view, in pixels.
+        size: the new side in pixels; 0 or less keeps the image as it is.
+
+    Returns:
+        ``(image, disc)``: the ``(size, size, C)`` image and the disc scaled with it.
+    """
     side = image.shape[0]
     if size <= 0 or size == side:
         return image, disc
@@ -71,21 +232,47 @@ def prepare_fundus(raw: np.ndarray, recipe: Recipe, size: int) -> Prepared:
     Graham's recipe is applied after resizing, as Graham's own code rescaled every image to a
     fixed radius first: its blur is relative to the radius, so the result equals applying it at
     native resolution up to resampling (tested), at a fraction of the cost.
+
+    Args:
+        raw: ``(H, W, 3)`` RGB ``uint8`` photograph.
+        recipe: the recipe for the normals (Graham's, or none).
+        size: the output side in pixels (0 keeps the resolution).
+
+    Returns:
+        The ``(size, size, 3)`` ``uint8`` image, its boolean field of view and its radius.
+
+    Raises:
+        LesionPasteError: a blank photograph (no disc found).
     """
     disc = estimate_fundus_disc(raw)
-    crop, disc = crop_square(raw, disc)
-    image, disc = resize_square(crop, disc, size)
+    geometry = fundus_geometry(raw.shape, disc, size)
+    crop = crop_window(raw, geometry.top, geometry.left, geometry.height, geometry.width)
+    disc = Disc(disc.cx - geometry.left, disc.cy - geometry.top, disc.radius)
+    image, disc = resize_square(crop, disc, geometry.out_shape[0])
+    graham_kept = isinstance(recipe, GrahamRecipe)
     fraction = 1.0
-    if isinstance(recipe, GrahamRecipe):
+    if graham_kept:
         image = graham(image, disc, recipe)
         fraction = recipe.disc_fraction
     return Prepared(
-        image=image, region=disc_mask(image.shape[:2], disc, fraction), fov_radius=disc.radius
+        image=image,
+        region=disc_mask(image.shape[:2], disc, fraction),
+        fov_radius=disc.radius,
+        geometry=geometry,
+        fov_kept=graham_kept,
     )
 
 
 def ct_thresholds(recipe: Recipe) -> tuple[int, int]:
-    """Grey levels for "inside the body" (> -500 HU) and "air-filled lung" (< -400 HU)."""
+    """Grey levels for "inside the body" (> -500 HU) and "air-filled lung" (< -400 HU).
+
+    Args:
+        recipe: the CT window, or another recipe for 8-bit slices exported with a lung
+            window.
+
+    Returns:
+        ``(body, lung)`` grey levels on the ``uint8`` scale.
+    """
     if isinstance(recipe, WindowRecipe):
         body, lung = window_hu(np.array([-500.0, -400.0]), recipe)
         return int(body), int(lung)
@@ -94,7 +281,15 @@ def ct_thresholds(recipe: Recipe) -> tuple[int, int]:
 
 def ct_region(pixels: np.ndarray, recipe: Recipe) -> np.ndarray:
     """The lungs of an axial CT slice (air-filled pixels inside the body), or the body when
-    no lung is found: where lung lesions may be pasted."""
+    no lung is found: where lung lesions may be pasted.
+
+    Args:
+        pixels: ``(H, W)`` ``uint8`` windowed slice.
+        recipe: the recipe it was windowed with (``ct_thresholds``).
+
+    Returns:
+        ``(H, W)`` boolean region (all True when no body is found).
+    """
     body_level, lung_level = ct_thresholds(recipe)
     body = (pixels > body_level).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(body, connectivity=8)
@@ -118,16 +313,31 @@ def prepare_ct(
     pixels: np.ndarray, recipe: Recipe, size: int, pixel_spacing: list[float] | None
 ) -> Prepared:
     """Window HU (an 8-bit slice is taken as windowed already and kept), resize to ``size``
-    square, and find the lungs."""
+    square, and find the lungs.
+
+    Args:
+        pixels: ``(H, W)`` slice, in HU (float) or already windowed (``uint8``).
+        recipe: the CT window, or no recipe for 8-bit slices.
+        size: the output side in pixels (0 keeps the resolution).
+        pixel_spacing: ``[row_mm, col_mm]`` of the input pixels, or None.
+
+    Returns:
+        The ``(size, size, 1)`` ``uint8`` slice, its boolean lung region and its pixel spacing
+        after resizing.
+    """
     in_hu = isinstance(recipe, WindowRecipe) and pixels.dtype != np.uint8
     grey = window_hu(pixels, recipe) if in_hu else pixels
     h, w = grey.shape[:2]
-    if size > 0 and (h, w) != (size, size):
+    geometry = ct_geometry((h, w), size)
+    if geometry.out_shape != (h, w):
         interpolation = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
-        grey = cv2.resize(grey, (size, size), interpolation=interpolation)
+        grey = cv2.resize(grey, geometry.out_shape[::-1], interpolation=interpolation)
         if pixel_spacing:
             pixel_spacing = [pixel_spacing[0] * h / size, pixel_spacing[1] * w / size]
     grey = np.ascontiguousarray(grey.reshape(grey.shape[0], grey.shape[1]))
     return Prepared(
-        image=grey[:, :, None], region=ct_region(grey, recipe), pixel_spacing=pixel_spacing
+        image=grey[:, :, None],
+        region=ct_region(grey, recipe),
+        pixel_spacing=pixel_spacing,
+        geometry=geometry,
     )

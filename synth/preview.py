@@ -18,7 +18,16 @@ def _load(root: Path, relative: str) -> np.ndarray:
 
 
 def outlined(image: np.ndarray, mask: np.ndarray, scale: int) -> np.ndarray:
-    """``image`` enlarged ``scale`` times with the outline of ``mask`` drawn on it."""
+    """``image`` enlarged ``scale`` times with the outline of ``mask`` drawn on it.
+
+    Args:
+        image: ``(H, W, 3)`` RGB ``uint8`` image.
+        mask: ``(H, W)`` ``uint8`` mask (non-zero inside).
+        scale: the integer enlargement.
+
+    Returns:
+        ``(H * scale, W * scale, 3)`` ``uint8`` image with the outline in green.
+    """
     big = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
     big_mask = cv2.resize(mask, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
     contours, _ = cv2.findContours(
@@ -30,7 +39,19 @@ def outlined(image: np.ndarray, mask: np.ndarray, scale: int) -> np.ndarray:
 
 def twin_grid(root: Path, count: int = 8, columns: int = 2) -> np.ndarray:
     """Up to ``count`` pairs (normal | anomalous with outlines), ``columns`` pairs a row,
-    chosen to include every tier present."""
+    chosen to include every tier present.
+
+    Args:
+        root: the synthetic dataset directory.
+        count: the most pairs shown.
+        columns: pairs per row.
+
+    Returns:
+        ``(H, W, 3)`` RGB ``uint8`` picture of the pairs.
+
+    Raises:
+        LesionPasteError: not a dataset, an evaluation set, or an image that cannot be read.
+    """
     meta = read_dataset_json(root)
     if meta["kind"] != "synthetic":
         raise LesionPasteError(f"{root}: an evaluation set has no twins to preview")

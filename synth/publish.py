@@ -9,10 +9,11 @@ from pathlib import Path
 from lesionpaste import __version__
 from lesionpaste.dataset_format import (
     FORMAT,
-    SCHEMA_VERSION,
     dataset_json_text,
     manifest_text,
+    masks_text,
     pastes_text,
+    schema_version_of,
 )
 from lesionpaste.digests import sha256_file
 from lesionpaste.errors import LesionPasteError
@@ -27,8 +28,9 @@ def _manifest_rows(records: list[dict], kind: str) -> list[dict]:
     for r in records:
         f = r["files"]
         if kind == "evaluation":
+            mask = f["mask"]["path"] if "mask" in f else ""
             rows.append({"path": f["image"]["path"], "label": r["label"], "twin_id": r["id"],
-                         "sha256": f["image"]["sha256"]})  # fmt: skip
+                         "mask_path": mask, "sha256": f["image"]["sha256"]})  # fmt: skip
             continue
         rows.append({"path": f["normal"]["path"], "label": 0, "twin_id": r["id"],
                      "n_lesions": 0, "sha256": f["normal"]["sha256"]})  # fmt: skip
@@ -53,6 +55,32 @@ def _paste_records(records: list[dict]) -> list[dict]:
         }
         for r in records
     ]
+
+
+def _mask_records(records: list[dict]) -> list[dict]:
+    """``masks.jsonl``'s records: every evaluation image with a mask, its union mask and each
+    lesion type's mask with their digests."""
+    out = []
+    for r in records:
+        files = r["files"]
+        if "mask" not in files:
+            continue
+        types = {
+            kind.removeprefix("mask:"): {"path": entry["path"], "sha256": entry["sha256"]}
+            for kind, entry in files.items()
+            if kind.startswith("mask:")
+        }
+        out.append({"id": r["id"], "mask_path": files["mask"]["path"],
+                    "mask_sha256": files["mask"]["sha256"], "types": types})  # fmt: skip
+    return out
+
+
+def _masks_summary(records: list[dict], ok: list[dict], job: Job) -> dict:
+    """``dataset.json["masks"]``: the lesion types (in the order first met), how many images
+    have masks and how many have none, and where the masks came from."""
+    types = list(dict.fromkeys(t for r in records for t in r["types"]))
+    return {"types": types, "images_with_masks": len(records),
+            "images_without_masks": len(ok) - len(records), "source": job.masks}  # fmt: skip
 
 
 def _counts(ok: list[dict], skipped: list[dict], job: Job) -> dict:
@@ -124,8 +152,13 @@ def publish(
     if job.kind == "synthetic":
         write_atomic(work / "pastes.jsonl", pastes_text(_paste_records(ok)).encode())
         names.append("pastes.jsonl")
+    if job.kind == "evaluation" and job.masks:
+        records = _mask_records(ok)
+        write_atomic(work / "masks.jsonl", masks_text(records).encode())
+        names.append("masks.jsonl")
+        meta["masks"] = _masks_summary(records, ok, job)
     card = (
-        write_card({**meta, "format": FORMAT, "schema_version": SCHEMA_VERSION})
+        write_card({**meta, "format": FORMAT, "schema_version": schema_version_of(meta)})
         if write_card
         else ""
     )

@@ -103,8 +103,10 @@ def _prepare_work(work: Path, job: Job, normals: list[NormalImage], overwrite: b
     config = {
         "job": job.describe(),
         "bank_sha256": job.bank_sha256,
-        "normals": [[n.image_id, str(n.path)] for n in normals],
+        "normals": [_normal_entry(n) for n in normals],
     }
+    if job.masks:
+        config["masks"] = job.masks
     config = json.loads(json.dumps(config, sort_keys=True))  # as it reads back from disk
     config_path = work / "config.json"
     if work.exists():
@@ -119,6 +121,15 @@ def _prepare_work(work: Path, job: Job, normals: list[NormalImage], overwrite: b
     work.mkdir(parents=True, exist_ok=True)
     remove_temp_files(work, recursive=True)  # left by a killed run; we hold the lock
     write_atomic(config_path, json.dumps(config, sort_keys=True).encode(), fsync=True)
+
+
+def _normal_entry(item: NormalImage) -> list:
+    """How the work folder's config records one image: id and path, and its mask files."""
+    entry: list = [item.image_id, str(item.path)]
+    if item.has_masks:
+        union = str(item.union_mask) if item.union_mask is not None else None
+        entry.append({"union": union, "types": {t: str(p) for t, p in item.type_masks}})
+    return entry
 
 
 def _finished_records(work: Path, normals: list[NormalImage]) -> tuple[dict[str, dict], int]:

@@ -24,21 +24,46 @@ class Tier:
 
     @property
     def name(self) -> str:
-        """The tier's types joined by ``+``, e.g. ``MA+HE``."""
+        """The tier's types joined by ``+``, e.g. ``MA+HE``.
+
+        Returns:
+            The tier's name.
+        """
         return "+".join(self.types)
 
 
 def default_tiers(
     modality: str, lesion_types: list[str]
 ) -> tuple[tuple[tuple[str, ...], ...], tuple[float, ...]]:
-    """The paper's tiers and ratios for a bank of this modality."""
+    """The paper's tiers and ratios for a bank of this modality.
+
+    Args:
+        modality: ``"fundus"`` or ``"ct"``.
+        lesion_types: the types the bank holds (the single CT tier's types).
+
+    Returns:
+        ``(tiers, ratios)``: each tier's lesion types, and each tier's share of the twins.
+    """
     if modality == "fundus":
         return FUNDUS_TIERS, FUNDUS_RATIOS
     return (tuple(lesion_types),), (1.0,)
 
 
 def parse_ratios(text: str | None, n_tiers: int, default: tuple[float, ...]) -> tuple[float, ...]:
-    """``"0.8,0.1,0.05,0.05"`` -> floats; they must match the tiers, be >= 0 and sum to 1."""
+    """``"0.8,0.1,0.05,0.05"`` -> floats; they must match the tiers, be >= 0 and sum to 1.
+
+    Args:
+        text: the ``--ratios`` value, or None for ``default``.
+        n_tiers: how many tiers there are.
+        default: the ratios used when ``text`` is None.
+
+    Returns:
+        One ratio per tier.
+
+    Raises:
+        LesionPasteError: not numbers, the wrong count, a negative or infinite ratio, or
+            ratios that do not sum to 1.
+    """
     if text is None:
         return default
     try:
@@ -62,6 +87,18 @@ def make_tiers(modality: str, counts: dict[str, int], ratios_text: str | None = 
     """The tiers for a bank with these lesion ``counts``, checked against what it holds.
 
     A tier with a non-zero ratio whose types are missing from the bank is an error naming them.
+
+    Args:
+        modality: the bank's modality, ``"fundus"`` or ``"ct"``.
+        counts: the bank's lesions per type (``Bank.counts``).
+        ratios_text: the ``--ratios`` value, or None for the paper's ratios.
+
+    Returns:
+        The tiers, in order.
+
+    Raises:
+        LesionPasteError: malformed ratios, or a tier with a non-zero ratio needing a type
+            the bank does not hold.
     """
     tier_types, default = default_tiers(modality, [t for t, n in counts.items() if n > 0])
     ratios = parse_ratios(ratios_text, len(tier_types), default)

@@ -23,6 +23,13 @@ def image_generators(seed: int, image_id: str) -> dict[str, np.random.Generator]
 
     Separate streams keep ablations paired: switching an augmentation off changes neither
     which lesions are drawn nor their λ nor (as far as they still fit) their positions.
+
+    Args:
+        seed: the run's seed.
+        image_id: the normal image's id.
+
+    Returns:
+        ``{"select", "augment", "place", "mix"}`` -> a PCG64 generator each.
     """
     key = int.from_bytes(hashlib.sha256(image_id.encode("utf-8")).digest()[:8], "little")
     children = np.random.SeedSequence([seed, key]).spawn(len(STREAMS))
@@ -39,7 +46,11 @@ class PasteConfig:
     tries: int = 100
 
     def to_dict(self) -> dict:
-        """The configuration as a JSON-ready dict (recorded in ``dataset.json``)."""
+        """The configuration as a JSON-ready dict (recorded in ``dataset.json``).
+
+        Returns:
+            ``{"lambda", "augment", "placement_tries"}``.
+        """
         return {
             "lambda": list(self.lam) if self.lam else None,
             "augment": self.augment.to_dict(),
@@ -60,7 +71,15 @@ class Twin:
 
 def base_scales(bank: Bank, prepared: Prepared) -> np.ndarray:
     """Per bank source, the factor that gives its lesions the target image's scale:
-    the ratio of fundus radii, or of CT pixel spacings (1 when a spacing is unknown)."""
+    the ratio of fundus radii, or of CT pixel spacings (1 when a spacing is unknown).
+
+    Args:
+        bank: the lesion bank.
+        prepared: the prepared target image.
+
+    Returns:
+        ``(S,)`` ``float64`` scale factors, one per bank source.
+    """
     scales = []
     for source in bank.meta.sources:
         if source.get("fov") and prepared.fov_radius:
@@ -73,7 +92,14 @@ def base_scales(bank: Bank, prepared: Prepared) -> np.ndarray:
 
 
 def count_range(n_lesions: int) -> tuple[int, int]:
-    """The paper's N ~ U(1, 1.5 N_L), as inclusive integer bounds."""
+    """The paper's N ~ U(1, 1.5 N_L), as inclusive integer bounds.
+
+    Args:
+        n_lesions: ``N_L``, the lesions in the tier's pool.
+
+    Returns:
+        ``(1, max(1, floor(1.5 * n_lesions)))``.
+    """
     return 1, max(1, math.floor(1.5 * n_lesions))
 
 
@@ -88,7 +114,22 @@ def paste_record(
     draw,
     lam: float,
 ) -> dict:
-    """What ``pastes.jsonl`` records of one pasted lesion."""
+    """What ``pastes.jsonl`` records of one pasted lesion.
+
+    Args:
+        index: the lesion's index in the bank.
+        lesion_type: its type name.
+        source: its source's id.
+        y: the top row where it was pasted, in pixels.
+        x: the left column where it was pasted, in pixels.
+        mask: ``(h, w)`` boolean mask as pasted.
+        scale: the total scale factor applied.
+        draw: its ``AugmentDraw``.
+        lam: its λ.
+
+    Returns:
+        The JSON-ready record (floats rounded to 6 decimals).
+    """
     return {
         "lesion": index,
         "type": lesion_type,
@@ -122,8 +163,17 @@ def synthesize_twin(
     """Make the anomalous twin of ``prepared`` (which is left untouched).
 
     Args:
+        prepared: the prepared normal image.
+        bank: the lesion bank.
+        tiers: the tiers to draw from.
         pools: per tier, the bank indices of its lesions.
+        config: λ range, augmentation and placement tries.
+        rngs: the image's generators (``image_generators``).
         colour_luts: optional ``(S, C, 256)`` per-source lookup tables applied to lesion pixels.
+
+    Returns:
+        The twin: ``(H, W, C)`` ``uint8`` image, ``(H, W)`` boolean union of pasted masks, its
+        tier, the number of lesions drawn and one record per lesion pasted.
     """
     select, mix = rngs["select"], rngs["mix"]
     tier = int(select.choice(len(tiers), p=[t.ratio for t in tiers]))

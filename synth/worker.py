@@ -19,9 +19,11 @@ from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import write_atomic
 from lesionpaste.images import encode_png
 from synth.cutpaste import cutpaste_twin
+from synth.ground_truth import prepared_masks
 from synth.job import Job
 from synth.load_normal import normals_recipe, prepare_normal
 from synth.normals import NormalImage
+from synth.prepare import Prepared
 from synth.tiers import Tier
 from synth.twin import image_generators, synthesize_twin
 
@@ -68,6 +70,8 @@ def tier_pools(job: Job) -> list[np.ndarray]:
 
 
 def _relative(kind: str, image_id: str) -> str:
+    if kind.startswith("mask:"):  # an evaluation image's mask of one lesion type
+        return f"masks/{kind.removeprefix('mask:')}/{image_id}.png"
     return {
         "image": f"images/{image_id}.png",
         "normal": f"images/normal/{image_id}.png",
@@ -86,6 +90,18 @@ def _save(work: Path, outputs: list[tuple[str, np.ndarray]], image_id: str) -> d
             "sha256": hashlib.sha256(data).hexdigest(),
         }
     return files
+
+
+def _evaluation_outputs(item: NormalImage, prepared: Prepared) -> list[tuple[str, np.ndarray]]:
+    """An evaluation image's files: the image, and its masks prepared like it (the union as
+    ``mask``, each lesion type's as ``mask:TYPE``). A bad mask is always fatal: it is the
+    ground truth, not one image among many."""
+    outputs = [("image", prepared.image)]
+    if item.has_masks:
+        union, types = prepared_masks(item, prepared)
+        outputs.append(("mask", union))
+        outputs += [(f"mask:{name}", mask) for name, mask in types.items()]
+    return outputs
 
 
 def make_one(item: NormalImage, job: Job, work: Path) -> dict:
@@ -119,7 +135,7 @@ def make_one(item: NormalImage, job: Job, work: Path) -> dict:
             "reason": str(exc),
         }
     if job.kind == "evaluation":
-        files = _save(work, [("image", prepared.image)], item.image_id)
+        files = _save(work, _evaluation_outputs(item, prepared), item.image_id)
         record = {"id": item.image_id, "status": "ok", "files": files, "label": item.label}
     else:
         pools = tier_pools(job)

@@ -124,7 +124,7 @@ def test_plain_pytest_collects_from_the_repository_root():
     pytest = Path(sys.executable).with_name("pytest")
     r = subprocess.run(
         [str(pytest), "--collect-only", "-q", "-p", "no:cacheprovider",
-         "tests/test_tiers_directed.py"],
+         "tests/test_tiers.py"],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr

@@ -13,14 +13,20 @@ import numpy as np
 import pytest
 
 from lesionpaste.dataset_format import (
+    bank_source_ids,
     dataset_json_text,
+    ids_of_sources,
     manifest_text,
+    masks_text,
     pastes_text,
     read_dataset_json,
     read_image,
     read_manifest,
+    read_mask_index,
     repeated_id,
     safe_path,
+    schema_version_of,
+    source_images_in,
     verify,
 )
 from lesionpaste.digests import sha256_bytes
@@ -237,3 +243,145 @@ def test_verify_names_a_malformed_or_missing_paste_record(dataset):
     rows[0]["label"] = "2"
     (dataset / "manifest.csv").write_text(manifest_text(rows), encoding="utf-8")
     assert "a synthetic dataset has labels other than 0 and 1" in verify(dataset)
+
+
+def _evaluation_with_masks(root: Path) -> Path:
+    """A whole evaluation set (schema 2) of two images, one with a union and an MA mask."""
+    files = {"images/a.png": _png(10), "images/b.png": _png(20), "masks/a.png": _png(255),
+             "masks/MA/a.png": _png(255)}  # fmt: skip
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    digest = {name: sha256_bytes(data) for name, data in files.items()}
+    rows = [
+        {"path": "images/a.png", "label": 1, "twin_id": "a", "mask_path": "masks/a.png",
+         "sha256": digest["images/a.png"]},
+        {"path": "images/b.png", "label": 0, "twin_id": "b", "sha256": digest["images/b.png"]},
+    ]  # fmt: skip
+    (root / "manifest.csv").write_text(manifest_text(rows), encoding="utf-8")
+    record = {"id": "a", "mask_path": "masks/a.png", "mask_sha256": digest["masks/a.png"],
+              "types": {"MA": {"path": "masks/MA/a.png", "sha256": digest["masks/MA/a.png"]}}}  # fmt: skip
+    (root / "masks.jsonl").write_text(masks_text([record]), encoding="utf-8")
+    meta = {"kind": "evaluation", "counts": {"images": 2}, "config": {},
+            "files": {"masks.jsonl": sha256_bytes((root / "masks.jsonl").read_bytes())},
+            "masks": {"types": ["MA"], "images_with_masks": 1, "source": "folder"}}  # fmt: skip
+    (root / "dataset.json").write_text(dataset_json_text(meta), encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def evaluation(tmp_path) -> Path:
+    return _evaluation_with_masks(tmp_path / "ev")
+
+
+def _set_record(root: Path, **changes) -> None:
+    record = {**json.loads((root / "masks.jsonl").read_text(encoding="utf-8")), **changes}
+    (root / "masks.jsonl").write_text(masks_text([record]), encoding="utf-8")
+
+
+def test_an_evaluation_set_with_masks_is_schema_2_and_verifies(evaluation):
+    meta = read_dataset_json(evaluation)
+    assert meta["schema_version"] == 2 and schema_version_of(meta) == 2
+    assert schema_version_of({"kind": "evaluation"}) == 1
+    assert verify(evaluation) == []
+    records, problems = read_mask_index(evaluation, read_manifest(evaluation))
+    assert problems == [] and list(records) == ["a"]
+    assert records["a"]["types"]["MA"]["path"] == "masks/MA/a.png"
+
+
+def test_schema_2_is_only_for_evaluation_sets_with_masks(dataset, evaluation):
+    path = evaluation / "dataset.json"
+    _set_meta(evaluation, schema_version=3)
+    assert _refusal(read_dataset_json, evaluation) == (
+        f"{path}: dataset schema version 3 is not supported; this lesionpaste reads versions "
+        "1 and 2")  # fmt: skip
+    _set_meta(evaluation, schema_version=True)
+    assert "schema version True is not supported" in _refusal(read_dataset_json, evaluation)
+    _set_meta(evaluation, schema_version=2, masks=[1])
+    assert _refusal(read_dataset_json, evaluation) == (
+        f"{path}: schema version 2 needs 'masks', a JSON object")  # fmt: skip
+    _set_meta(dataset, schema_version=2)  # a synthetic set
+    assert _refusal(read_dataset_json, dataset).endswith("this lesionpaste reads version 1")
+
+
+def test_verify_checks_every_mask_of_an_evaluation_set(evaluation):
+    (evaluation / "masks/MA/a.png").write_bytes(_png(254))
+    (evaluation / "masks/a.png").unlink()
+    assert verify(evaluation) == [
+        "masks/a.png: missing",
+        "masks/MA/a.png: sha256 differs from masks.jsonl",
+    ]
+    _set_meta(evaluation, masks={"types": [], "images_with_masks": 2})
+    assert verify(evaluation)[-2:] == [
+        "dataset.json counts 2 images with masks, manifest has 1",
+        "dataset.json: masks 'types' lacks ['MA']",
+    ]
+
+
+def test_verify_names_a_masks_jsonl_that_disagrees_with_the_manifest(evaluation):
+    meta = _meta(evaluation)
+    meta["files"] = {}
+    (evaluation / "dataset.json").write_text(json.dumps(meta), encoding="utf-8")
+    _set_record(evaluation, mask_path="masks/MA/a.png")
+    assert verify(evaluation) == [
+        "dataset.json: 'files' does not list masks.jsonl",
+        (
+            "masks.jsonl, line 1: mask_path 'masks/MA/a.png' of 'a' differs from the "
+            "manifest's ('masks/a.png')"
+        ),
+        "masks/a.png: no record in masks.jsonl",
+    ]
+    for record, problem in [
+        ({"id": "z"}, "image 'z' is not in the manifest"),
+        ({"types": {"MA": {"path": "x"}}}, "a malformed line (type 'MA' lacks its path or sha256)"),
+        ({"mask_sha256": 7}, "a malformed line (no mask_sha256)"),
+        ({"types": []}, "a malformed line ('types' is not a JSON object)"),
+    ]:  # fmt: skip
+        _evaluation_with_masks(evaluation)
+        _set_record(evaluation, **record)
+        assert f"masks.jsonl, line 1: {problem}" in verify(evaluation)
+    (evaluation / "masks.jsonl").write_text("[1]\n[2]\n", encoding="utf-8")
+    assert "masks.jsonl, line 2: a malformed line" in verify(evaluation)
+    (evaluation / "masks.jsonl").unlink()
+    assert "masks.jsonl: missing" in verify(evaluation)
+
+
+@pytest.mark.parametrize(
+    "unsafe", ["/etc/passwd", "../outside.png", "masks/../../x.png", "out/x.png"]
+)
+def test_an_unsafe_path_in_masks_jsonl_is_refused_as_in_the_manifest(evaluation, tmp_path, unsafe):
+    os.symlink(tmp_path, evaluation / "out")
+    _set_record(evaluation, types={"MA": {"path": unsafe, "sha256": "0" * 64}})
+    with pytest.raises(LesionPasteError) as err:
+        read_mask_index(evaluation, read_manifest(evaluation))
+    assert str(err.value).startswith((f"unsafe path {unsafe!r}", f"path {unsafe!r}"))
+    assert verify(evaluation) == ["masks.jsonl: sha256 differs from dataset.json", str(err.value)]
+
+
+def test_a_schema_1_evaluation_set_giving_masks_is_a_problem(evaluation):
+    meta = _meta(evaluation)
+    del meta["masks"]
+    meta["schema_version"] = 1
+    (evaluation / "dataset.json").write_text(json.dumps(meta), encoding="utf-8")
+    assert verify(evaluation) == [
+        "manifest.csv: rows give a mask_path, but dataset.json has no 'masks'"
+    ]
+
+
+def test_bank_source_ids_are_read_from_dataset_json():
+    meta = {"bank": {"sources": [{"id": "IDRiD_03", "licence": "CC BY 4.0"}, {"id": "x"}]}}
+    assert bank_source_ids(meta) == {"IDRiD_03", "x"}
+    assert bank_source_ids({}) == set() and bank_source_ids({"bank": {}}) == set()
+    for bad in ({"bank": []}, {"bank": {"sources": {}}}, {"bank": {"sources": [{"id": 3}]}}):
+        with pytest.raises(LesionPasteError):
+            bank_source_ids(bad)
+    assert ids_of_sources([{"id": "study_0255:z012"}]) == {"study_0255:z012"}
+
+
+def test_source_images_are_found_by_id_or_by_volume():
+    rows = [{"twin_id": i} for i in ["IDRiD_01", "idrid_03", "IDRiD_03", "study_0255_z040",
+                                     "study_02550_z001", "study_0256_z012", "e\u0301"]]  # fmt: skip
+    found = source_images_in(rows, {"IDRiD_03", "study_0255:z012", "é"})
+    assert found == ["idrid_03", "IDRiD_03", "study_0255_z040", "e\u0301"]
+    assert source_images_in(rows, set()) == []
+    assert source_images_in([{"twin_id": "a"}, {"twin_id": "a"}], ["a"]) == ["a"]

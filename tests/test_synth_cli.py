@@ -721,3 +721,192 @@ def test_an_evaluation_set_may_mix_hu_slices_and_8_bit_slices(lp_synth, tmp_path
     (tmp_path / "labels.csv").write_text("image,level\nwide,0\n")
     r = prep("--out", tmp_path / "e2", "--strict")
     assert r.code != 0 and "16-bit slice" in r.stderr
+
+
+def _bank_from(*args) -> None:
+    from bank_builder.cli import cli as bank_cli
+
+    r = CliRunner().invoke(bank_cli, ["build", *[str(a) for a in args], "-q"])
+    assert r.exit_code == 0, r.output
+
+
+def _two_image_idrid(root: Path) -> Path:
+    """The tiny IDRiD tree, with IDRiD_08 a copy of IDRiD_07 (image and masks)."""
+    from tests.conftest import make_tiny_idrid
+
+    make_tiny_idrid(root)
+    for path in list(root.rglob("IDRiD_07*")):
+        (path.parent / path.name.replace("07", "08")).write_bytes(path.read_bytes())
+    return root
+
+
+def test_prep_of_an_idrid_tree_attaches_its_masks_and_leaves_the_banks_source_out(
+    lp_synth, tmp_path
+):
+    tree = _two_image_idrid(tmp_path / "IDRiD")
+    _bank_from("idrid_07", "--root", tree, "-o", tmp_path / "b.h5")
+    out = tmp_path / "ev"
+    r = lp_synth("prep", "--images", tree, "--bank", tmp_path / "b.h5", "--size", "64", "-o", out)
+    assert r.code == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        (
+            "lp-synth: warning: left out IDRiD_07: a source of the lesion bank, which an "
+            "evaluation set must not hold (listed in dataset.json's skipped)"
+        )
+    ]
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["schema_version"] == 2 and meta["counts"]["images"] == 1
+    assert meta["masks"] == {"types": ["MA", "HE", "EX"], "images_with_masks": 1,
+                             "images_without_masks": 0, "source": "idrid"}  # fmt: skip
+    assert [s["id"] for s in meta["skipped"]] == ["IDRiD_07"]
+    assert "source of the lesion bank" in meta["skipped"][0]["reason"]
+    assert set(meta["files"]) == {"README.md", "manifest.csv", "masks.jsonl"}
+    (row,) = rows(out)
+    assert (row["twin_id"], row["label"], row["mask_path"]) == (
+        "IDRiD_08",
+        "1",
+        "masks/IDRiD_08.png",
+    )
+    (record,) = [json.loads(line) for line in (out / "masks.jsonl").read_text().splitlines()]
+    assert record["mask_path"] == row["mask_path"] and sorted(record["types"]) == ["EX", "HE", "MA"]
+    assert record["types"]["MA"]["path"] == "masks/MA/IDRiD_08.png"
+    assert "ground-truth lesion masks" in (out / "README.md").read_text()
+    assert lp_synth("verify", out).code == 0
+    r = lp_synth("prep", "--images", tree, "--bank", tmp_path / "b.h5", "--size", "64",
+                 "--label", "3", "-o", out, "--overwrite", "-q")  # fmt: skip
+    assert r.code == 0, r.stderr
+    assert rows(out)[0]["label"] == "3"
+
+
+def test_prep_like_leaves_out_the_sources_of_its_bank_too(lp_synth, bank, tmp_path):
+    from tests.conftest import make_tiny_idrid
+
+    tree = make_tiny_idrid(tmp_path / "IDRiD")
+    _bank_from("idrid_07", "--root", tree, "-o", tmp_path / "b.h5")
+    normals = make_normals(tmp_path / "normals", 2)
+    assert lp_synth(*synth_args(tmp_path / "b.h5", normals, tmp_path / "D", "--ratios",
+                                "0.5,0.5,0,0")).code == 0  # fmt: skip
+    folder = tmp_path / "eval-images"
+    folder.mkdir()
+    (folder / "IDRiD_07.jpg").write_bytes(next(tree.rglob("IDRiD_07.jpg")).read_bytes())
+    (folder / "n000.png").write_bytes((normals / "n000.png").read_bytes())
+    r = lp_synth("prep", "--images", folder, "--label", "0", "--bank", bank, "--like",
+                 tmp_path / "D", "-o", tmp_path / "ev")  # fmt: skip
+    assert r.code == 0, r.stderr
+    assert "left out IDRiD_07: a source of the lesion bank" in r.stderr
+    meta = json.loads((tmp_path / "ev" / "dataset.json").read_text())
+    assert meta["schema_version"] == 1 and "masks" not in meta  # no masks: schema 1 as before
+    assert [s["id"] for s in meta["skipped"]] == ["IDRiD_07"]
+    assert [row["twin_id"] for row in rows(tmp_path / "ev")] == ["n000"]
+    r = lp_synth("prep", "--images", folder, "--label", "0", "--bank", tmp_path / "b.h5",
+                 "--size", "64", "-o", tmp_path / "ev2", "-q")  # fmt: skip
+    assert r.code == 0 and "left out IDRiD_07" in r.stderr  # the bank's own sources, any folder
+
+
+def test_prep_of_the_real_idrid_tree_gives_every_lesion_type(lp_synth, bank, tmp_path):
+    out = tmp_path / "ev"
+    r = lp_synth("prep", "--images", shared("idrid"), "--bank", bank, "--size", "128",
+                 "--limit", "2", "-o", out, "-q")  # fmt: skip
+    assert r.code == 0, r.stderr
+    import lesionpaste
+
+    data = lesionpaste.open_dataset(out)
+    assert [row["twin_id"] for row in data.rows] == ["IDRiD_01", "IDRiD_02"]
+    assert data.mask_types[:3] == ["MA", "HE", "EX"] and data.labels.tolist() == [1, 1]
+    for i in range(2):
+        union, types = data.mask(i), data.type_masks(i)
+        assert union.shape == (128, 128) and {"MA", "HE", "EX"} <= set(types)
+        assert all(m.any() and (union >= m).all() for m in types.values())  # MA survive at 128
+
+
+def test_prep_of_covid_seg_with_its_masks_folder(lp_synth, tmp_path):
+    from synth.mask_resize import resize_mask
+
+    root = shared("ct", "covid_seg")
+    _bank_from("--image", root / "images" / "0.jpg", "--mask", f"COVID={root / 'masks' / '0.png'}",
+               "--modality", "ct", "--preprocess", "none", "-o", tmp_path / "c.h5")  # fmt: skip
+    out = tmp_path / "ev"
+    r = lp_synth("prep", "--images", root, "--masks", root / "masks", "--label", "1", "--bank",
+                 tmp_path / "c.h5", "--size", "64", "--limit", "3", "-o", out)  # fmt: skip
+    assert r.code == 0, r.stderr
+    assert "left out 0: a source of the lesion bank" in r.stderr
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["masks"] == {"types": [], "images_with_masks": 3, "images_without_masks": 0,
+                             "source": "folder"}  # fmt: skip
+    for row in rows(out):
+        raw = cv2.imread(str(root / "masks" / f"{row['twin_id']}.png"), cv2.IMREAD_GRAYSCALE) > 0
+        got = cv2.imread(str(out / row["mask_path"]), cv2.IMREAD_UNCHANGED)
+        assert got.dtype == np.uint8 and set(np.unique(got)) <= {0, 255}
+        np.testing.assert_array_equal(got > 0, resize_mask(raw, (64, 64)))
+    assert lp_synth("verify", out).code == 0
+
+
+def _eval_folder(tmp_path: Path) -> tuple[Path, Path]:
+    images, masks = tmp_path / "img", tmp_path / "masks"
+    make_normals(images, 3, (60, 80, 28))
+    for name in ("n000", "n001"):
+        write = np.zeros((60, 80), np.uint8)
+        write[20:30, 30:45] = 255
+        masks.mkdir(exist_ok=True)
+        cv2.imwrite(str(masks / f"{name}.png"), write)
+    return images, masks
+
+
+def test_an_image_without_a_mask_gets_none_and_is_counted(lp_synth, bank, tmp_path):
+    images, masks = _eval_folder(tmp_path)
+    out = tmp_path / "ev"
+    r = lp_synth("prep", "--images", images, "--masks", masks, "--label", "1", "--bank", bank,
+                 "--size", "32", "-o", out, "-q")  # fmt: skip
+    assert r.code == 0, r.stderr
+    assert "1 of 3 images have no mask in" in r.stderr
+    assert [row["mask_path"] for row in rows(out)] == ["masks/n000.png", "masks/n001.png", ""]
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["masks"]["images_with_masks"] == 2 and meta["masks"]["images_without_masks"] == 1
+    assert lp_synth("verify", out).code == 0
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("missing", "--masks {masks}x: no such folder of masks"),
+        ("size", "{masks}/n001.png: mask is 81x60 but its image n001.png is 80x60; masks must"),
+        ("junk", "mask of n001: {masks}/n001.png: not a readable image"),
+        ("truncated", "mask of n001: {masks}/n001.png: truncated PNG"),
+    ],
+)
+def test_bad_masks_get_one_clear_line_and_leave_nothing(lp_synth, bank, tmp_path, damage, message):
+    images, masks = _eval_folder(tmp_path)
+    given = masks
+    if damage == "missing":
+        given = Path(f"{masks}x")
+    elif damage == "size":
+        cv2.imwrite(str(masks / "n001.png"), np.zeros((60, 81), np.uint8))
+    elif damage == "junk":
+        (masks / "n001.png").write_bytes(b"this is not a PNG file")
+    else:
+        data = (masks / "n001.png").read_bytes()
+        (masks / "n001.png").write_bytes(data[:-12])
+    out = tmp_path / "ev"
+    r = lp_synth("prep", "--images", images, "--masks", given, "--label", "1", "--bank", bank,
+                 "--size", "32", "-o", out, "-q", "-j", "2")  # fmt: skip
+    assert r.code == 1 and "Traceback" not in r.stderr
+    assert r.stderr.splitlines()[-1].startswith(f"lp-synth: error: {message.format(masks=masks)}")
+    assert len([line for line in r.stderr.splitlines() if "error" in line]) == 1
+    assert not out.exists() and not (tmp_path / ".ev.partial").exists()  # before any work
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--masks", "M"], "an IDRiD tree brings its own lesion masks; drop --masks"),
+        (["--labels", "L"], "an IDRiD tree is labelled with --label N (default 1"),
+    ],
+)
+def test_an_idrid_tree_takes_neither_masks_nor_a_label_file(
+    lp_synth, bank, tiny_idrid, tmp_path, extra, message
+):
+    (tmp_path / "M").mkdir()
+    (tmp_path / "L").write_text("image,level\n")
+    extra = [str(tmp_path / e) if e in ("M", "L") else e for e in extra]
+    r = lp_synth("prep", "--images", tiny_idrid, *extra, "--bank", bank, "-o", tmp_path / "ev")
+    assert r.code == 1 and message in r.stderr and r.stderr.count("\n") == 1

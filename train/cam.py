@@ -11,7 +11,16 @@ from lesionpaste.errors import LesionPasteError
 
 
 def target_layer(model: nn.Module, arch: str) -> nn.Module:
-    """The last convolutional stage of each architecture."""
+    """The last convolutional stage of each architecture.
+
+    Args:
+        model: the network, built by ``build_model``.
+        arch: its architecture name (``train.models.ARCHS``).
+
+    Returns:
+        The module whose activations Grad-CAM weighs.
+    """
+    model = getattr(model, "backbone", model)  # a MapModel: its backbone's last stage
     if arch == "vgg16":
         return model.features[-1]
     if arch in ("resnet18", "resnet50"):
@@ -22,32 +31,86 @@ def target_layer(model: nn.Module, arch: str) -> nn.Module:
 
 
 def heat_colour(heat: np.ndarray) -> np.ndarray:
-    """A [0, 1] map as an RGB jet image."""
+    """A [0, 1] map as an RGB jet image.
+
+    Args:
+        heat: ``(H, W)`` float map with values in [0, 1].
+
+    Returns:
+        ``(H, W, 3)`` RGB ``uint8`` jet-coloured image.
+    """
     return cv2.cvtColor(
         cv2.applyColorMap(np.uint8(255 * heat), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB
     )
 
 
-def cam_panels(
-    model: nn.Module, arch: str, normalizer: nn.Module, images: np.ndarray, captions: list[str]
-) -> np.ndarray:
-    """Rows of: image, Grad-CAM, Grad-CAM++, and both overlaid, for class 1 (anomalous)."""
+def cam_maps(
+    model: nn.Module,
+    arch: str,
+    normalizer: nn.Module,
+    images: np.ndarray,
+    batch_size: int = 8,
+    what: str = "--cam",
+) -> dict[str, np.ndarray]:
+    """Grad-CAM and Grad-CAM++ maps of class 1 (anomalous) for every image.
+
+    Args:
+        model: the trained network, on its device.
+        arch: its architecture name.
+        normalizer: the run's ``Normalizer`` (uint8 NHWC -> normalised float NCHW).
+        images: ``(N, H, W, C)`` ``uint8`` images, ``C`` 1 or 3.
+        batch_size: images per backward pass.
+        what: the option named when the package is missing.
+
+    Returns:
+        ``{"gradcam": maps, "gradcam++": maps}``, each ``(N, S, S)`` ``float32`` in [0, 1]
+        (the package scales each map to its own maximum) at the network's input side ``S``.
+
+    Raises:
+        LesionPasteError: the ``grad-cam`` package is not installed.
+    """
     try:
         from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     except ImportError:
         raise LesionPasteError(
-            "--cam needs the grad-cam package: pip install 'lesionpaste[cam]'"
+            f"{what} needs the grad-cam package: pip install 'lesionpaste[cam]'"
         ) from None
     model.eval()
     device = next(model.parameters()).device
-    x = normalizer(torch.from_numpy(images).to(device)).float().contiguous()
-    targets = [ClassifierOutputTarget(1)] * len(images)
     layers = [target_layer(model, arch)]
-    with GradCAM(model=model, target_layers=layers) as cam:
-        plain = cam(input_tensor=x, targets=targets)
-    with GradCAMPlusPlus(model=model, target_layers=layers) as cam:
-        plus = cam(input_tensor=x, targets=targets)
+    out: dict[str, list[np.ndarray]] = {"gradcam": [], "gradcam++": []}
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(images[start : start + batch_size]).to(device)
+        x = normalizer(batch).float().contiguous()
+        targets = [ClassifierOutputTarget(1)] * len(x)
+        for name, method in (("gradcam", GradCAM), ("gradcam++", GradCAMPlusPlus)):
+            with method(model=model, target_layers=layers) as cam:
+                out[name].append(np.asarray(cam(input_tensor=x, targets=targets), np.float32))
+    return {name: np.concatenate(maps) for name, maps in out.items()}
+
+
+def cam_panels(
+    model: nn.Module, arch: str, normalizer: nn.Module, images: np.ndarray, captions: list[str]
+) -> np.ndarray:
+    """Rows of: image, Grad-CAM, Grad-CAM++, and both overlaid, for class 1 (anomalous).
+
+    Args:
+        model: the trained network, on its device.
+        arch: its architecture name.
+        normalizer: the run's ``Normalizer`` (uint8 NHWC -> normalised float NCHW).
+        images: ``(N, H, W, C)`` ``uint8`` images, ``C`` 1 or 3.
+        captions: one caption per image, written on its row.
+
+    Returns:
+        ``(22 + N * h, 5 * w, 3)`` RGB ``uint8`` picture: a header, then one row per image
+        (small images are enlarged to about 160 pixels wide).
+
+    Raises:
+        LesionPasteError: the ``grad-cam`` package is not installed.
+    """
+    maps = cam_maps(model, arch, normalizer, images)
+    plain, plus = maps["gradcam"], maps["gradcam++"]
     rows = []
     for image, a, b, caption in zip(images, plain, plus, captions):
         rgb = image if image.shape[2] == 3 else np.repeat(image, 3, axis=2)

@@ -9,7 +9,7 @@ import click
 import numpy as np
 
 from lesionpaste.cli import Command
-from lesionpaste.dataset_format import read_dataset_json
+from lesionpaste.dataset_format import bank_source_ids, read_dataset_json
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.outputs import check_output
 from train.crossval import cross_validate
@@ -24,6 +24,7 @@ from train.evaluate import (
     metrics,
 )
 from train.folds import DEFAULT_GROUP
+from train.map_scores import IMAGE_SCORES
 from train.models import ARCHS
 from train.runs import (
     dataset_digest,
@@ -69,7 +70,25 @@ from train.scoring import eval_inputs, evaluate_run, print_metrics, write_evalua
     help="Twin pairs held out to watch training (never the evaluation set).",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cuda or cpu.")
-@click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model.")
+@click.option("--compile", "compile", is_flag=True, help="torch.compile the model.")
+@click.option(
+    "--maps",
+    is_flag=True,
+    help="Also learn a pixel anomaly map from the pasted masks (a light decoder).",
+)
+@click.option(
+    "--map-weight",
+    default=1.0,
+    show_default=True,
+    help="With --maps: the pixel loss's weight (BCE + soft Dice) next to the image loss.",
+)
+@click.option(
+    "--image-score",
+    type=click.Choice(["auto", *IMAGE_SCORES]),
+    default="auto",
+    show_default=True,
+    help="With --maps: the image score; auto = the best on the synthetic validation pairs.",
+)
 @click.option(
     "--eval",
     "eval_set",
@@ -100,55 +119,30 @@ from train.scoring import eval_inputs, evaluate_run, print_metrics, write_evalua
 )
 @click.option("-q", "--quiet", is_flag=True)
 def train_command(
-    dataset,
-    run,
-    arch,
-    weights,
-    epochs,
-    batch_size,
-    lr,
-    momentum,
-    weight_decay,
-    size,
-    seed,
-    val_fraction,
-    device,
-    use_compile,
-    eval_set,
-    folds,
-    group_pattern,
-    supervised,
-    no_verify,
-    overwrite,
-    quiet,
+    dataset, run, eval_set, folds, group_pattern, no_verify, overwrite, quiet, **settings
 ) -> None:
     """Train the normal (0) vs synthetic anomaly (1) classifier on DATASET."""
-    check_output(run, "run", train_inputs(dataset, eval_set, weights), overwrite)
+    check_output(run, "run", train_inputs(dataset, eval_set, settings["weights"]), overwrite)
     refuse_a_folder_that_is_not_a_run(run)
     if eval_set is not None and not folds:  # RUN/eval is written after training: check it now
         check_output(run / "eval", "evaluation", eval_inputs(run, eval_set, None), True)
-    _refuse_an_evaluation_set(dataset, supervised)
-    if epochs < 1 or batch_size < 1 or lr <= 0:
+    _refuse_an_evaluation_set(dataset, settings["supervised"])
+    if settings["epochs"] < 1 or settings["batch_size"] < 1 or settings["lr"] <= 0:
         raise LesionPasteError("--epochs, --batch-size and --lr must be positive")
-    data = load_dataset(dataset, verify=not no_verify)
-    if supervised:  # normal (grade 0) against every abnormal grade
+    if settings["maps"] and settings["supervised"]:
+        raise LesionPasteError("--maps learns the pasted masks: it needs a synthetic dataset")
+    data = load_dataset(dataset, verify=not no_verify, masks=settings["maps"])
+    if settings["maps"] and not data.masks[data.labels == 1].any():
+        raise LesionPasteError(
+            f"{dataset}: --maps learns the pasted masks, and its anomalous images have none"
+        )
+    if settings["supervised"]:  # normal (grade 0) against every abnormal grade
         data.labels = (data.labels > 0).astype(np.int64)
     config = TrainConfig(
+        **{**settings, "size": settings["size"] or int(data.images.shape[1])},
         dataset=str(Path(dataset).resolve()),
-        arch=arch,
-        weights=weights,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        size=size or int(data.images.shape[1]),
-        seed=seed,
-        val_fraction=val_fraction,
-        device=device,
-        compile=use_compile,
         dataset_sha256=dataset_digest(dataset),
-        supervised=supervised,
+        bank_sources=sorted(bank_source_ids(data.meta)),
     )
     if folds:
         if eval_set is None:
@@ -170,7 +164,7 @@ def train_command(
         val = f", validation AUC {entry['val_auc']:.4f}" if "val_auc" in entry else ""
         click.echo(f"trained {run}: epoch {entry['epoch']}, loss {entry['loss']:.4f}{val}")
     if eval_set is not None:
-        evaluate_run(run, eval_set, run / "eval", None, device, overwrite=True, quiet=quiet)
+        evaluate_run(run, eval_set, run / "eval", None, settings["device"], True, quiet)
 
 
 def _refuse_an_evaluation_set(dataset: Path, supervised: bool) -> None:
@@ -199,12 +193,25 @@ def _refuse_an_evaluation_set(dataset: Path, supervised: bool) -> None:
     show_default=True,
     help="Grad-CAM and Grad-CAM++ panels for this many anomalous images (cam.png).",
 )
+@click.option(
+    "--maps",
+    is_flag=True,
+    help="Write each image's anomaly map (a run trained with --maps) and, where EVAL_SET has "
+    "lesion masks, pixel AUROC, AUPRO, Dice and IoU next to Grad-CAM's.",
+)
+@click.option(
+    "--boot",
+    "n_boot",
+    default=1000,
+    show_default=True,
+    help="With --maps: bootstrap resamples (by image) of the pixel metrics' intervals.",
+)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--overwrite", is_flag=True)
 @click.option("-q", "--quiet", is_flag=True)
-def eval_command(run, eval_set, out, other, cam, device, overwrite, quiet) -> None:
+def eval_command(run, eval_set, out, other, cam, maps, n_boot, device, overwrite, quiet) -> None:
     """Evaluate RUN on EVAL_SET: AUC 0 vs 1..4 and 0 vs all with DeLong 95% intervals."""
-    evaluate_run(run, eval_set, out, other, device, overwrite, quiet, cam)
+    evaluate_run(run, eval_set, out, other, device, overwrite, quiet, cam, maps, n_boot)
 
 
 @click.command(cls=Command)

@@ -31,7 +31,26 @@ def cross_validate(
     pattern: str,
     quiet: bool,
 ) -> dict:
-    """Train and evaluate one run per fold (RUN/fold_K); write RUN/cv.json with the spread."""
+    """Train and evaluate one run per fold (RUN/fold_K); write RUN/cv.json with the spread.
+
+    Args:
+        synthetic: the synthetic training set (``LoadedDataset``).
+        evaluation: the evaluation set (``LoadedDataset``) to split into folds.
+        run: the cross-validation's directory (its lock held by the caller).
+        config: the training configuration of every fold.
+        folds: how many folds (at least 2).
+        pattern: the regular expression whose first group is an image's patient or study.
+        quiet: no progress bar or per-fold lines.
+
+    Returns:
+        The summary written to ``cv.json``: ``folds``, ``group_pattern``, ``per_fold``
+        metrics, ``auc`` mean and spread per comparison, and ``pooled_out_of_fold`` AUCs.
+
+    Raises:
+        LesionPasteError: a bad fold plan (fewer than 2 folds or groups, no twin of the
+            evaluation set's normals, a bad pattern), or a fold directory holding another
+            configuration or split.
+    """
     plan = fold_plan(evaluation, synthetic, folds, config.seed, pattern)
     per_fold = []
     pooled = np.full(len(evaluation.labels), np.nan)

@@ -26,10 +26,22 @@ class LoadedDataset:
     labels: np.ndarray
     twin_ids: list[str]
     paths: list[str]
+    masks: np.ndarray | None = None  # (N, H, W) uint8 0/1 when loaded; empty for a normal
 
 
-def load_dataset(root: Path, verify: bool = True) -> LoadedDataset:
+def load_dataset(root: Path, verify: bool = True, masks: bool = False) -> LoadedDataset:
     """Every image of a dataset in memory, after checking each file's sha256 (``verify``).
+
+    Args:
+        root: the dataset directory.
+        verify: check each image against its sha256 in the manifest.
+        masks: also read every image's lesion mask (checked against its recorded sha256);
+            an image without one gets an empty mask.
+
+    Returns:
+        The dataset: ``(N, H, W, C)`` ``uint8`` images, ``(N,)`` ``int64`` labels, twin ids
+        and relative paths, in manifest order; with ``masks``, ``(N, H, W)`` ``uint8`` 0/1
+        masks.
 
     Raises:
         LesionPasteError: not a dataset, a hostile or damaged manifest or image, or images of
@@ -50,7 +62,23 @@ def load_dataset(root: Path, verify: bool = True) -> LoadedDataset:
         labels=opened.labels,
         twin_ids=[r["twin_id"] for r in opened.rows],
         paths=[r["path"] for r in opened.rows],
+        masks=_masks(opened, images[0].shape[:2]) if masks else None,
     )
+
+
+def _masks(opened: OpenedDataset, shape: tuple[int, int]) -> np.ndarray:
+    """Every image's mask as ``(N, H, W)`` ``uint8`` 0/1 (zeros where an image has none)."""
+    out = np.zeros((len(opened), *shape), np.uint8)
+    for i in range(len(opened)):
+        mask = opened.mask(i)
+        if mask is not None:
+            if mask.shape != shape:
+                raise LesionPasteError(
+                    f"{opened.root}: {opened.rows[i]['mask_path']} is {mask.shape[1]}x"
+                    f"{mask.shape[0]}, its image {shape[1]}x{shape[0]}"
+                )
+            out[i] = mask
+    return out
 
 
 class TorchDataset(torch.utils.data.Dataset):
@@ -58,6 +86,10 @@ class TorchDataset(torch.utils.data.Dataset):
     ``(C, H, W)`` ``uint8`` tensor (through ``transform`` when given) and its label.
 
     Images are read, and checked against their sha256, when the loader asks for them.
+
+    Args:
+        dataset: an opened dataset, or the directory of one to open.
+        transform: applied to each ``(C, H, W)`` ``uint8`` image tensor, or None.
     """
 
     def __init__(self, dataset: OpenedDataset | str | Path, transform=None):

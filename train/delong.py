@@ -27,6 +27,9 @@ def delong_covariance(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarra
 
     Returns:
         ``(k,)`` AUCs and the ``(k, k)`` covariance matrix.
+
+    Raises:
+        ValueError: ``labels`` lack positives or negatives.
     """
     scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
     labels = np.asarray(labels).astype(bool)
@@ -49,8 +52,18 @@ def auc_ci(
 ) -> dict:
     """AUC with its DeLong confidence interval (normal approximation, clipped to [0, 1]).
 
-    ``auc``: the point estimate to centre on (e.g. scikit-learn's); by default the mid-rank
-    one computed here (equal up to rounding).
+    Args:
+        scores: ``(n,)`` scores, higher meaning positive.
+        labels: ``(n,)`` 0/1 labels, both present.
+        level: the interval's confidence level.
+        auc: the point estimate to centre on (e.g. scikit-learn's); by default the mid-rank
+            one computed here (equal up to rounding).
+
+    Returns:
+        ``{"auc", "ci_low", "ci_high", "se", "n_pos", "n_neg"}``.
+
+    Raises:
+        ValueError: ``labels`` lack positives or negatives.
     """
     aucs, cov = delong_covariance(scores, labels)
     auc = min(1.0, max(0.0, float(aucs[0]) if auc is None else float(auc)))
@@ -68,7 +81,19 @@ def auc_ci(
 
 
 def paired_test(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray) -> dict:
-    """DeLong's test that two scorings of the same cases have equal AUC (two-sided)."""
+    """DeLong's test that two scorings of the same cases have equal AUC (two-sided).
+
+    Args:
+        scores_a: ``(n,)`` scores of the first method.
+        scores_b: ``(n,)`` scores of the second method, for the same cases.
+        labels: ``(n,)`` 0/1 labels, both present.
+
+    Returns:
+        ``{"auc_a", "auc_b", "difference", "z", "p"}`` (difference = ``auc_a - auc_b``).
+
+    Raises:
+        ValueError: ``labels`` lack positives or negatives.
+    """
     aucs, cov = delong_covariance(np.stack([scores_a, scores_b]), labels)
     var = float(cov[0, 0] + cov[1, 1] - 2.0 * cov[0, 1])
     diff = float(aucs[0] - aucs[1])

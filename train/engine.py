@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,8 @@ from tqdm import tqdm
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import atomic_output, open_regular, write_text_atomic
 from train.data import LoadedDataset
+from train.dense import MapModel, map_loss, map_outputs
+from train.map_scores import image_scores, map_summary, validation_aucs
 from train.models import build_model, input_normalization
 from train.schedule import (
     batches,
@@ -52,11 +54,21 @@ class TrainConfig:
     compile: bool = False
     dataset_sha256: str = ""
     supervised: bool = False
+    maps: bool = False  # a dense decoder learns the pasted masks (train/dense.py)
+    map_weight: float = 1.0  # the pixel loss's weight next to the image loss of eq. (2)
+    image_score: str = "auto"  # with maps: train/map_scores.py's IMAGE_SCORES, or auto
+    bank_sources: list[str] = field(default_factory=list)  # never evaluated on (lp-eval)
 
 
 def pick_device(name: str) -> torch.device:
     """The torch device for ``--device``: ``auto`` (CUDA when there is one), ``cuda`` or
     ``cpu``.
+
+    Args:
+        name: ``"auto"``, ``"cuda"`` or ``"cpu"``.
+
+    Returns:
+        The device.
 
     Raises:
         LesionPasteError: ``cuda`` without a CUDA device, or another name.
@@ -71,7 +83,13 @@ def pick_device(name: str) -> torch.device:
 
 
 class Normalizer(nn.Module):
-    """uint8 NHWC on the device -> float NCHW, ImageNet-normalised, 3 channels, resized."""
+    """uint8 NHWC on the device -> float NCHW, ImageNet-normalised, 3 channels, resized.
+
+    Args:
+        size: the network's input side, in pixels.
+        channels_last: return tensors in ``torch.channels_last`` memory format.
+        arch: the architecture whose input normalisation applies.
+    """
 
     def __init__(self, size: int, channels_last: bool, arch: str = "vgg16"):
         super().__init__()
@@ -82,7 +100,14 @@ class Normalizer(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """``(N, H, W, C)`` uint8 -> ``(N, 3, size, size)`` float, normalised for the network."""
+        """``(N, H, W, C)`` uint8 -> ``(N, 3, size, size)`` float, normalised for the network.
+
+        Args:
+            batch: ``(N, H, W, C)`` ``uint8`` images, ``C`` 1 or 3 (grey is repeated).
+
+        Returns:
+            ``(N, 3, size, size)`` ``float32`` tensor (antialiased bilinear resize when needed).
+        """
         x = batch.permute(0, 3, 1, 2).float()
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
@@ -96,8 +121,16 @@ class Normalizer(nn.Module):
 
 def place_images(images: np.ndarray, device: torch.device) -> tuple[torch.Tensor, bool]:
     """The uint8 images on the device when they fit (with room to spare), else pinned host
-    memory from which batches are copied asynchronously. Returns the tensor and whether it is
-    on the device."""
+    memory from which batches are copied asynchronously.
+
+    Args:
+        images: ``(N, H, W, C)`` ``uint8`` images.
+        device: the training device.
+
+    Returns:
+        ``(tensor, on_device)``: the images as a ``uint8`` tensor, and whether it is on (or,
+        for the CPU, usable as is by) the device.
+    """
     tensor = torch.from_numpy(images)
     if device.type != "cuda":
         return tensor, True
@@ -125,7 +158,18 @@ def scores_of(
     device: torch.device,
     batch_size: int = 128,
 ) -> np.ndarray:
-    """Probability of class 1 (anomalous) for every image."""
+    """Probability of class 1 (anomalous) for every image.
+
+    Args:
+        model: the two-class network.
+        normalizer: the run's ``Normalizer``.
+        images: ``(N, H, W, C)`` ``uint8`` tensor (on the device or in host memory).
+        device: the device to compute on.
+        batch_size: images per forward pass.
+
+    Returns:
+        ``(N,)`` ``float32`` softmax probabilities of class 1.
+    """
     model.eval()
     out = []
     with (
@@ -142,7 +186,20 @@ def scores_of(
 def save_checkpoint(
     path: Path, model: nn.Module, optimizer, scheduler, epoch: int, config: TrainConfig
 ) -> None:
-    """Write a checkpoint atomically: state dicts and plain data only (weights_only loadable)."""
+    """Write a checkpoint atomically: state dicts and plain data only (weights_only loadable).
+
+    Args:
+        path: the checkpoint file (replaced).
+        model: the network (unwrapped from DDP or ``torch.compile`` here).
+        optimizer: its optimizer.
+        scheduler: its learning-rate schedule.
+        epoch: the last finished epoch, 0-based.
+        config: the run's configuration.
+
+    Raises:
+        OSError: the write failed (e.g. a full disk), reported as itself rather than as
+            torch's ``RuntimeError``.
+    """
     state = {
         "model": {k: v.detach().cpu() for k, v in _bare(model).state_dict().items()},
         "optimizer": optimizer.state_dict(),
@@ -179,7 +236,17 @@ class _RecordingWriter:
 
 
 def load_checkpoint(path: Path) -> dict:
-    """A checkpoint, refusing pickled objects (``weights_only=True``)."""
+    """A checkpoint, refusing pickled objects (``weights_only=True``).
+
+    Args:
+        path: the checkpoint file.
+
+    Returns:
+        ``{"model", "optimizer", "scheduler", "epoch", "config"}``, tensors on the CPU.
+
+    Raises:
+        LesionPasteError: no such file, not a regular file, or not a loadable checkpoint.
+    """
     if not os.path.lexists(path):
         raise LesionPasteError(f"{path}: no checkpoint")
     try:
@@ -235,6 +302,7 @@ class _Session:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     source: str
     start_epoch: int = 0
+    masks: torch.Tensor | None = None  # (N, H, W) uint8, with --maps
 
 
 def _device_of(config: TrainConfig, world: int) -> torch.device:
@@ -257,6 +325,14 @@ def _set_up(data: LoadedDataset, config: TrainConfig) -> _Session:
     val = split_by_twin(data.twin_ids, config.val_fraction, config.seed)
     images, on_device = place_images(data.images, device)
     model, source = build_model(config.arch, config.weights)
+    masks = None
+    if config.maps:
+        if data.masks is None or not data.masks[data.labels == 1].any():
+            raise LesionPasteError(
+                f"{data.root}: --maps learns the pasted masks, and its anomalous images have none"
+            )
+        model = MapModel(model, config.arch)
+        masks = torch.from_numpy(data.masks).to(device if on_device else "cpu")
     model = model.to(device, memory_format=torch.channels_last)
     optimizer, scheduler = optimizer_and_schedule(
         model.parameters(), config.lr, config.momentum, config.weight_decay, config.epochs
@@ -275,6 +351,7 @@ def _set_up(data: LoadedDataset, config: TrainConfig) -> _Session:
         optimizer=optimizer,
         scheduler=scheduler,
         source=source,
+        masks=masks,
     )
 
 
@@ -283,7 +360,7 @@ def _resume(s: _Session, run: Path, config: TrainConfig, quiet: bool) -> None:
     checkpoint_path = run / "checkpoint.pt"
     if checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
-        if state["config"] != asdict(config):
+        if with_defaults(state["config"]) != asdict(config):
             raise LesionPasteError(
                 f"{run} holds a run with another configuration; use another --out or --overwrite"
             )
@@ -298,6 +375,23 @@ def _resume(s: _Session, run: Path, config: TrainConfig, quiet: bool) -> None:
             )
     if s.rank == 0:  # lines past the checkpoint (or any, without one) belong to lost epochs
         _truncate_log(run / "log.jsonl", s.start_epoch)
+
+
+def with_defaults(saved: dict) -> dict | None:
+    """A saved configuration with the fields added since it was saved at their defaults.
+
+    Args:
+        saved: a run's configuration as saved (``config.json`` or a checkpoint's).
+
+    Returns:
+        It as this version's ``TrainConfig`` dict, or None when it holds an unknown field.
+    """
+    if not isinstance(saved, dict):
+        return None
+    try:
+        return asdict(TrainConfig(**saved))
+    except TypeError:  # a field this version does not know
+        return None
 
 
 def _wrap(s: _Session, config: TrainConfig) -> None:
@@ -326,10 +420,15 @@ def _one_epoch(s: _Session, config: TrainConfig, epoch: int, quiet: bool) -> dic
         x = s.images[mine.to(s.images.device)].to(s.device, non_blocking=True)
         y = s.targets[mine.to(s.targets.device)].to(s.device, non_blocking=True)
         with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.device.type == "cuda"):
-            logits = s.trained(s.normalizer(x))
+            out = s.trained(s.normalizer(x), with_map=True) if s.masks is not None else None
+            logits = out[0] if out is not None else s.trained(s.normalizer(x))
         # the mean over the global batch: each rank's sum over the global batch size,
         # summed by DDP's gradient averaging times world
-        loss = F.cross_entropy(logits.float(), y, reduction="sum") * s.world / len(batch)
+        loss = F.cross_entropy(logits.float(), y, reduction="sum")
+        if out is not None:  # eq. (2) plus the weighted pixel loss on the pasted masks
+            masks = s.masks[mine.to(s.masks.device)].to(s.device, non_blocking=True)
+            loss = loss + config.map_weight * map_loss(out[1], masks).sum()
+        loss = loss * s.world / len(batch)
         s.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         s.optimizer.step()
@@ -355,12 +454,12 @@ def _validate(s: _Session, labels: np.ndarray) -> dict:
     """``{"val_auc": ...}`` on the validation pairs, or nothing when they hold one class."""
     if not len(s.val_idx) or len(set(labels[s.val_idx])) != 2:
         return {}
-    scores = scores_of(
-        _bare(s.trained),
-        s.normalizer,
-        s.images[torch.from_numpy(s.val_idx).to(s.images.device)],
-        s.device,
-    )
+    images = s.images[torch.from_numpy(s.val_idx).to(s.images.device)]
+    if s.masks is not None:
+        probabilities, maps = map_outputs(_bare(s.trained), s.normalizer, images, s.device)
+        aucs = validation_aucs(image_scores(probabilities, maps), labels[s.val_idx])
+        return {"val_auc": aucs["classifier"], "val_auc_by_score": aucs}
+    scores = scores_of(_bare(s.trained), s.normalizer, images, s.device)
     return {"val_auc": float(roc_auc_score(labels[s.val_idx], scores))}
 
 
@@ -402,4 +501,20 @@ def train(data: LoadedDataset, run: Path, config: TrainConfig, quiet: bool = Fal
         _record(s, run, config, entry, quiet)
     if s.rank == 0:
         write_text_atomic(run / "weights_source.txt", s.source + "\n")
+        if s.masks is not None:
+            _write_map_summary(s, run, data, config)
     return entry
+
+
+def _write_map_summary(s: _Session, run: Path, data: LoadedDataset, config: TrainConfig) -> None:
+    """``maps.json``: the image score and pixel threshold chosen on the validation pairs."""
+    val = torch.from_numpy(s.val_idx)
+    probabilities, maps = map_outputs(
+        _bare(s.trained), s.normalizer, s.images[val.to(s.images.device)], s.device
+    )
+    summary = map_summary(
+        probabilities, maps, data.labels[s.val_idx], data.masks[s.val_idx], config.image_score
+    )
+    summary["map_weight"] = config.map_weight
+    summary["map_stride"] = _bare(s.trained).map_stride
+    write_text_atomic(run / "maps.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")

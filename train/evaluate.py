@@ -18,6 +18,12 @@ def comparisons(labels: np.ndarray) -> dict[str, np.ndarray]:
     """Which images enter each AUC: ``0vK`` (grade 0 against grade K) and ``0vall``.
 
     A binary set (labels 0/1) has the single comparison ``0v1``.
+
+    Args:
+        labels: ``(N,)`` integer labels (0 normal, 1..4 DR grade or CT class).
+
+    Returns:
+        ``{name: (N,) boolean selection}``, ``0vall`` only with more than one non-zero label.
     """
     present = sorted(set(labels.tolist()) - {0})
     out = {f"0v{k}": (labels == 0) | (labels == k) for k in present}
@@ -27,7 +33,15 @@ def comparisons(labels: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def metrics(scores: np.ndarray, labels: np.ndarray) -> dict:
-    """``{"auc": {"0v1": {"auc", "ci_low", "ci_high", "n_pos", "n_neg", "se"}, ...}}``."""
+    """``{"auc": {"0v1": {"auc", "ci_low", "ci_high", "n_pos", "n_neg", "se"}, ...}}``.
+
+    Args:
+        scores: ``(N,)`` anomaly scores.
+        labels: ``(N,)`` integer labels.
+
+    Returns:
+        The AUC and DeLong interval of each comparison that has both classes.
+    """
     result = {}
     for name, chosen in comparisons(labels).items():
         y = (labels[chosen] > 0).astype(int)
@@ -39,7 +53,16 @@ def metrics(scores: np.ndarray, labels: np.ndarray) -> dict:
 
 
 def compare(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray) -> dict:
-    """Paired DeLong tests (this run against another) for every comparison."""
+    """Paired DeLong tests (this run against another) for every comparison.
+
+    Args:
+        scores_a: ``(N,)`` this run's scores.
+        scores_b: ``(N,)`` the other method's scores of the same images.
+        labels: ``(N,)`` integer labels.
+
+    Returns:
+        ``{name: paired_test result}`` for each comparison that has both classes.
+    """
     out = {}
     for name, chosen in comparisons(labels).items():
         y = (labels[chosen] > 0).astype(int)
@@ -49,7 +72,14 @@ def compare(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray) -> d
 
 
 def write_scores(path: Path, paths: list[str], labels: np.ndarray, scores: np.ndarray) -> None:
-    """``scores.csv`` (``path,label,score``), written atomically."""
+    """``scores.csv`` (``path,label,score``), written atomically.
+
+    Args:
+        path: the CSV file (replaced).
+        paths: each image's relative path.
+        labels: ``(N,)`` integer labels.
+        scores: ``(N,)`` scores (written with 8 significant digits).
+    """
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     writer.writerow(["path", "label", "score"])
@@ -59,7 +89,19 @@ def write_scores(path: Path, paths: list[str], labels: np.ndarray, scores: np.nd
 
 
 def read_scores(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """``scores.csv`` back as paths, labels and scores (ValueError when not of that form)."""
+    """``scores.csv`` back as paths, labels and scores (ValueError when not of that form).
+
+    Args:
+        path: the CSV file.
+
+    Returns:
+        ``(paths, labels, scores)``: the paths, ``(N,)`` integer labels and ``(N,)`` float
+        scores.
+
+    Raises:
+        ValueError: other columns, or a label or score that is not a number.
+        LesionPasteError: missing, unreadable or not a regular file.
+    """
     with open_regular(path, "scores file") as raw:
         reader = csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
         if reader.fieldnames != ["path", "label", "score"]:
@@ -73,5 +115,10 @@ def read_scores(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 
 def write_metrics(path: Path, result: dict) -> None:
-    """A metrics JSON file, written atomically."""
+    """A metrics JSON file, written atomically.
+
+    Args:
+        path: the JSON file (replaced).
+        result: the JSON-ready metrics (keys sorted, indented).
+    """
     write_text_atomic(path, json.dumps(result, indent=2, sort_keys=True) + "\n")

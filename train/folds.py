@@ -20,7 +20,19 @@ DEFAULT_GROUP = r"^(.*?)(?:[_:-]z?\d+)?$"
 
 
 def groups_of(ids: list[str], pattern: str) -> np.ndarray:
-    """The group (patient/study) of each id: the first capture group of ``pattern``."""
+    """The group (patient/study) of each id: the first capture group of ``pattern``.
+
+    Args:
+        ids: the image ids.
+        pattern: a regular expression matched at the start of each id.
+
+    Returns:
+        ``(N,)`` string array: each id's group (the id itself when the pattern does not
+        match or has no group).
+
+    Raises:
+        LesionPasteError: ``pattern`` is not a regular expression.
+    """
     try:
         regex = re.compile(pattern)
     except re.error as exc:
@@ -35,7 +47,15 @@ def groups_of(ids: list[str], pattern: str) -> np.ndarray:
 
 
 def subset(data: LoadedDataset, keep: np.ndarray) -> LoadedDataset:
-    """The images of ``data`` where ``keep`` is true."""
+    """The images of ``data`` where ``keep`` is true.
+
+    Args:
+        data: the dataset in memory.
+        keep: ``(N,)`` boolean selection.
+
+    Returns:
+        A copy of ``data`` holding only the selected images, labels, ids and paths.
+    """
     idx = np.flatnonzero(keep)
     return replace(
         data,
@@ -53,7 +73,24 @@ def fold_plan(
     seed: int,
     pattern: str = DEFAULT_GROUP,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per fold: (synthetic rows to train on, evaluation rows to test on)."""
+    """Per fold: (synthetic rows to train on, evaluation rows to test on).
+
+    Args:
+        evaluation: the evaluation set, split into folds by group, stratified by label.
+        synthetic: the synthetic training set; a fold trains on the twins of the other
+            folds' groups.
+        folds: how many folds.
+        seed: the seed of the split.
+        pattern: the regular expression whose first group is an id's patient or study.
+
+    Returns:
+        One ``(train_rows, test_rows)`` pair of boolean arrays per fold, over the
+        synthetic and the evaluation images respectively.
+
+    Raises:
+        LesionPasteError: fewer than 2 folds, fewer groups than folds, a bad pattern, or no
+            synthetic twin made from the evaluation set's normals.
+    """
     if folds < 2:
         raise LesionPasteError("--folds needs at least 2 folds")
     eval_groups = groups_of(evaluation.twin_ids, pattern)
@@ -81,7 +118,15 @@ def fold_plan(
 
 
 def summarise(per_fold: list[dict]) -> dict:
-    """Mean and standard deviation of each AUC over the folds that have it."""
+    """Mean and standard deviation of each AUC over the folds that have it.
+
+    Args:
+        per_fold: each fold's ``metrics`` result.
+
+    Returns:
+        ``{name: {"mean", "std", "folds"}}`` per comparison (sample standard deviation, 0 for
+        one fold).
+    """
     names = sorted({name for result in per_fold for name in result["auc"]})
     out = {}
     for name in names:

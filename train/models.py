@@ -15,7 +15,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def input_normalization(arch: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The mean and std (of [0, 1] pixels) that the architecture's weights expect."""
+    """The mean and std (of [0, 1] pixels) that the architecture's weights expect.
+
+    Args:
+        arch: the architecture name.
+
+    Returns:
+        ``(mean, std)``, three values each (RGB order).
+    """
     if arch == "efficientnet_lite0":
         from train.efficientnet_lite import MEAN, STD
 
@@ -25,7 +32,12 @@ def input_normalization(arch: str) -> tuple[tuple[float, ...], tuple[float, ...]
 
 class SmallCNN(nn.Module):
     """Four conv layers, no normalisation layers: a quick CPU baseline and smoke test
-    (no pretrained weights)."""
+    (no pretrained weights).
+
+    Args:
+        classes: the head's outputs.
+        width: the first layer's channels (doubled by each following layer).
+    """
 
     def __init__(self, classes: int = 2, width: int = 16):
         super().__init__()
@@ -37,7 +49,14 @@ class SmallCNN(nn.Module):
         self.fc = nn.Linear(channels, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, 3, H, W)`` float -> ``(N, 2)`` logits."""
+        """``(N, 3, H, W)`` float -> ``(N, 2)`` logits.
+
+        Args:
+            x: ``(N, 3, H, W)`` float normalised images.
+
+        Returns:
+            ``(N, classes)`` logits.
+        """
         return self.fc(self.features(x).mean(dim=(2, 3)))
 
 
@@ -63,7 +82,17 @@ def _replace_head(model: nn.Module, arch: str, classes: int) -> nn.Module:
 
 
 def imagenet_state_dict(arch: str) -> dict:
-    """torchvision's ImageNet weights: from its cache, else downloaded; a clear error offline."""
+    """torchvision's ImageNet weights: from its cache, else downloaded; a clear error offline.
+
+    Args:
+        arch: ``vgg16``, ``resnet18`` or ``resnet50``.
+
+    Returns:
+        The ImageNet state dict (parameter name -> tensor).
+
+    Raises:
+        LesionPasteError: an unknown architecture, or weights neither cached nor downloadable.
+    """
     _, weights = _torchvision(arch)
     try:
         return weights.get_state_dict(progress=False, check_hash=True)
@@ -77,7 +106,18 @@ def imagenet_state_dict(arch: str) -> dict:
 
 
 def load_state_dict_file(path: Path) -> dict:
-    """A state dict from a file, loaded without unpickling arbitrary objects."""
+    """A state dict from a file, loaded without unpickling arbitrary objects.
+
+    Args:
+        path: a state dict file, or a checkpoint holding one under ``"model"``.
+
+    Returns:
+        The state dict (parameter name -> tensor), on the CPU.
+
+    Raises:
+        LesionPasteError: no such file, not loadable with ``weights_only``, or not a dict of
+            tensors.
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -125,7 +165,17 @@ def build_model(arch: str, weights: str = "imagenet", classes: int = 2) -> tuple
     """The backbone with a ``classes``-way head, initialised from ``weights``:
     ``imagenet`` (torchvision), ``none``, or a path to a state dict file.
 
-    Returns the model and a description of where its weights came from.
+    Args:
+        arch: one of ``ARCHS``.
+        weights: ``"imagenet"``, ``"none"`` or a state dict file's path.
+        classes: the head's outputs.
+
+    Returns:
+        ``(model, source)``: the network, and a description of where its weights came from.
+
+    Raises:
+        LesionPasteError: an unknown architecture, pretrained weights for ``smallcnn``,
+            weights that are not available, not loadable, or do not fit the architecture.
     """
     if arch == "smallcnn":
         if weights != "none":

@@ -22,7 +22,17 @@ def roc_picture(
     scores: np.ndarray, labels: np.ndarray, result: dict, size: int = 520
 ) -> np.ndarray:
     """An RGB plot of the ROC curves of the comparisons in ``result["auc"]``: the plot area is
-    ``size`` pixels square, its lower-left corner (FPR 0, TPR 0) at ``(MARGIN, MARGIN + size)``."""
+    ``size`` pixels square, its lower-left corner (FPR 0, TPR 0) at ``(MARGIN, MARGIN + size)``.
+
+    Args:
+        scores: ``(N,)`` anomaly scores.
+        labels: ``(N,)`` integer labels.
+        result: the ``metrics`` result; only comparisons in ``result["auc"]`` are drawn.
+        size: the plot area's side, in pixels.
+
+    Returns:
+        ``(size + 2 * MARGIN, size + 2 * MARGIN + LEGEND_WIDTH, 3)`` ``uint8`` picture.
+    """
     image = np.full((size + 2 * MARGIN, size + 2 * MARGIN + LEGEND_WIDTH, 3), 255, np.uint8)
     x0, y0 = MARGIN, MARGIN + size
 

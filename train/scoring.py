@@ -11,11 +11,15 @@ import click
 import numpy as np
 import torch
 
+from lesionpaste.dataset import open_dataset
+from lesionpaste.dataset_format import source_images_in
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import swap_in
 from lesionpaste.images import encode_png
+from lesionpaste.jsonfiles import saved_json
 from lesionpaste.outputs import check_output
 from train.data import load_dataset
+from train.dense import MapModel, map_outputs
 from train.engine import (
     Normalizer,
     TrainConfig,
@@ -25,16 +29,31 @@ from train.engine import (
     scores_of,
 )
 from train.evaluate import compare, metrics, read_scores, write_metrics, write_scores
+from train.map_scores import IMAGE_SCORES, image_scores
 from train.models import build_model
 from train.roc_plot import roc_picture
 
 
 def restore(run: Path, device_name: str):
-    """The trained model of a run, its normalizer and configuration, on the device."""
+    """The trained model of a run, its normalizer and configuration, on the device.
+
+    Args:
+        run: the run directory (its ``checkpoint.pt`` is read).
+        device_name: ``"auto"``, ``"cuda"`` or ``"cpu"``.
+
+    Returns:
+        ``(model, normalizer, config, device)``.
+
+    Raises:
+        LesionPasteError: no loadable checkpoint, one of another version, or an unavailable
+            device.
+    """
     state = load_checkpoint(run / "checkpoint.pt")
     try:
         config = TrainConfig(**state["config"])
         model, _ = build_model(config.arch, "none")
+        if config.maps:
+            model = MapModel(model, config.arch)
         model.load_state_dict(state["model"])
     except (TypeError, KeyError, RuntimeError) as exc:
         raise LesionPasteError(
@@ -46,10 +65,63 @@ def restore(run: Path, device_name: str):
 
 
 def score(run: Path, dataset, device_name: str) -> np.ndarray:
-    """Every image's probability of being anomalous under the run's trained model."""
-    model, normalizer, _, device = restore(run, device_name)
+    """Every image's anomaly score under the run's trained model.
+
+    Args:
+        run: the run directory.
+        dataset: the images to score (``LoadedDataset``).
+        device_name: ``"auto"``, ``"cuda"`` or ``"cpu"``.
+
+    Returns:
+        ``(N,)`` scores: the probability of class 1, or for a run with maps the image score
+        its ``maps.json`` names.
+
+    Raises:
+        LesionPasteError: the run's model cannot be restored.
+    """
+    return score_and_maps(run, dataset, device_name)[0]
+
+
+def score_and_maps(run: Path, dataset, device_name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Every image's anomaly score, and its anomaly map when the run learnt maps.
+
+    Args:
+        run: the run directory.
+        dataset: the images to score (``LoadedDataset``).
+        device_name: ``"auto"``, ``"cuda"`` or ``"cpu"``.
+
+    Returns:
+        ``(scores, maps)``: ``(N,)`` scores (see ``score``) and ``(N, h, w)`` ``float32`` map
+        probabilities at the map's stride, or None for a run without maps.
+
+    Raises:
+        LesionPasteError: the run's model cannot be restored, or its ``maps.json`` is missing.
+    """
+    model, normalizer, config, device = restore(run, device_name)
     images, _ = place_images(dataset.images, device)
-    return scores_of(model, normalizer, images, device)
+    if not config.maps:
+        return scores_of(model, normalizer, images, device), None
+    choice = map_choices(run)["image_score"]
+    probabilities, maps = map_outputs(model, normalizer, images, device)
+    return image_scores(probabilities, maps)[choice], maps
+
+
+def map_choices(run: Path) -> dict:
+    """What a run with maps chose on its validation pairs (``maps.json``).
+
+    Args:
+        run: the run directory.
+
+    Returns:
+        ``maps.json``: the image score, the pixel threshold, and their validation figures.
+
+    Raises:
+        LesionPasteError: the file is missing or names an unknown image score.
+    """
+    choices = saved_json(run / "maps.json")
+    if not isinstance(choices, dict) or choices.get("image_score") not in IMAGE_SCORES:
+        raise LesionPasteError(f"{run}/maps.json: missing or damaged (train the run again)")
+    return choices
 
 
 def _cam_picture(run: Path, data, scores: np.ndarray, count: int, device: str) -> np.ndarray:
@@ -74,13 +146,39 @@ def evaluate_run(
     overwrite: bool = False,
     quiet: bool = False,
     cam: int = 0,
+    maps: bool = False,
+    n_boot: int = 1000,
 ) -> dict:
-    """Score EVALSET with RUN's checkpoint; write scores.csv, metrics.json and roc.png."""
+    """Score EVALSET with RUN's checkpoint; write scores.csv, metrics.json and roc.png.
+
+    Args:
+        run: the trained run directory.
+        eval_set: the evaluation set directory.
+        out: the evaluation folder to write.
+        other: a run or a folder with ``scores.csv`` to compare with (DeLong), or None.
+        device: ``"auto"``, ``"cuda"`` or ``"cpu"``.
+        overwrite: replace an earlier evaluation at ``out``.
+        quiet: print nothing.
+        cam: how many Grad-CAM panels to draw (``cam.png``); 0 for none.
+        maps: write each image's anomaly map and picture (``maps/``, ``maps.png``) and,
+            where the set has lesion masks, the pixel metrics (``metrics.json["pixel"]``).
+        n_boot: bootstrap resamples of the pixel metrics' intervals.
+
+    Returns:
+        The metrics written to ``metrics.json`` (AUCs, paths, and the comparison if any).
+
+    Raises:
+        LesionPasteError: an unsafe or existing output, an unreadable evaluation set, run or
+            compared scores, or ``cam`` without anomalous images or the grad-cam package;
+            an evaluation set holding a source image of the run's bank; ``maps`` for a run
+            trained without maps.
+    """
     check_output(out, "evaluation", eval_inputs(run, eval_set, other), overwrite)
     if out.exists() and not overwrite:
         raise LesionPasteError(f"{out} already exists; pass --overwrite to replace it")
+    refuse_bank_sources(run, eval_set)
     data = load_dataset(eval_set)
-    scores = score(run, data, device)
+    scores, low_maps = score_and_maps(run, data, device)
     result = metrics(scores, data.labels)
     result["run"] = str(run)
     result["evaluation_set"] = str(eval_set)
@@ -90,15 +188,92 @@ def evaluate_run(
             "delong": compare(scores, _other_scores(other, data, device), data.labels),
         }
     panels = _cam_picture(run, data, scores, cam, device) if cam else None
-    write_evaluation(out, data, scores, result, panels)
+    extra = {}
+    if maps:
+        if low_maps is None:
+            raise LesionPasteError(f"--maps: {run} was trained without --maps (no map to write)")
+        extra, result["pixel"] = _map_outputs(run, eval_set, data, low_maps, device, n_boot)
+    write_evaluation(out, data, scores, result, panels, extra)
     if not quiet:
         print_metrics(result, out)
     return result
 
 
+def refuse_bank_sources(run: Path, eval_set: Path) -> None:
+    """Refuse an evaluation set that holds a source image of the run's bank (leakage).
+
+    Args:
+        run: the trained run (its configuration records its bank's sources).
+        eval_set: the evaluation set.
+
+    Raises:
+        LesionPasteError: naming the evaluation images that are sources of the bank.
+    """
+    config = saved_json(run / "config.json")
+    sources = config.get("bank_sources") if isinstance(config, dict) else None
+    if not sources:
+        return
+    leaked = source_images_in(open_dataset(eval_set).rows, set(sources))
+    if leaked:
+        raise LesionPasteError(
+            f"{eval_set} holds {len(leaked)} source image(s) of the run's bank "
+            f"({', '.join(leaked[:5])}): their lesions were pasted into the training twins; "
+            "prepare it with lp-synth prep --like DATASET, which leaves them out"
+        )
+
+
+def _map_outputs(run, eval_set, data, low_maps, device, n_boot) -> tuple[dict, dict]:
+    """The files of ``--maps`` and the pixel metrics (where the set has masks)."""
+    from train.map_eval import (
+        CAM_THRESHOLD,
+        field_of_view,
+        full_size,
+        map_files,
+        maps_picture,
+        panel,
+        pixel_metrics,
+        stems_of,
+    )
+
+    opened = open_dataset(eval_set)
+    shape = data.images.shape[1:3]
+    full = full_size(low_maps, shape)
+    masks = [opened.mask(i) for i in range(len(opened))]
+    files = map_files(data.images, full, masks, stems_of(data.paths))
+    scored = [i for i, m in enumerate(masks) if m is not None]
+    shown = scored or list(range(len(full)))
+    rows = [panel(data.images[i], full[i], masks[i]) for i in shown]
+    titles = ["image", "true lesions", "anomaly map", "overlay"]
+    files["maps.png"] = encode_png(maps_picture(rows, titles), what="maps.png")
+    if not scored:
+        return files, {"note": "the evaluation set has no lesion masks: no pixel metrics"}
+    threshold = map_choices(run).get("pixel_threshold")
+    kinds = {"maps": ([full[i] for i in scored], 0.5 if threshold is None else threshold)}
+    model, normalizer, config, _ = restore(run, device)
+    from train.cam import cam_maps
+
+    cams = cam_maps(model, config.arch, normalizer, data.images[scored], what="--maps")
+    for name, values in cams.items():
+        kinds[name] = (full_size(values, shape), CAM_THRESHOLD)
+    modality = opened.meta.get("bank", {}).get("modality")
+    fovs = [field_of_view(shape, modality)] * len(scored)
+    pixel = pixel_metrics(kinds, opened, scored, fovs, n_boot, seed=0)
+    pixel["thresholds"] = {name: t for name, (_, t) in kinds.items()}
+    return files, pixel
+
+
 def eval_inputs(run: Path, eval_set: Path, other: Path | None) -> list:
     """What lp-eval reads: the run's own files (an evaluation folder may lie inside the run,
-    as RUN/eval does, but may not be or hold them), the evaluation set, the compared run."""
+    as RUN/eval does, but may not be or hold them), the evaluation set, the compared run.
+
+    Args:
+        run: the run directory.
+        eval_set: the evaluation set directory.
+        other: the compared run or scores folder, or None.
+
+    Returns:
+        ``(what, path)`` pairs for ``check_output``.
+    """
     inputs = [("run's checkpoint", run / "checkpoint.pt"), ("evaluation set", eval_set)]
     if other is not None:
         inputs += [("compared run's checkpoint", other / "checkpoint.pt")]
@@ -129,8 +304,19 @@ def _other_scores(other: Path, data, device: str) -> np.ndarray:
     return np.array([by_path[p][1] for p in data.paths])
 
 
-def write_evaluation(out: Path, data, scores: np.ndarray, result: dict, panels) -> None:
-    """scores.csv, metrics.json, roc.png (and cam.png) into ``out``, which appears complete."""
+def write_evaluation(
+    out: Path, data, scores: np.ndarray, result: dict, panels, extra: dict | None = None
+) -> None:
+    """scores.csv, metrics.json, roc.png (and cam.png) into ``out``, which appears complete.
+
+    Args:
+        out: the evaluation folder (an earlier one is replaced only once the new is whole).
+        data: the evaluation set (``LoadedDataset``).
+        scores: ``(N,)`` scores of its images.
+        result: the metrics to write.
+        panels: the Grad-CAM picture (RGB ``uint8``), or None.
+        extra: more files, ``{relative path: bytes}`` (the maps of ``--maps``).
+    """
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -140,11 +326,19 @@ def write_evaluation(out: Path, data, scores: np.ndarray, result: dict, panels) 
     for name, picture in pictures.items():
         if picture is not None:
             (tmp / name).write_bytes(encode_png(picture, what=name))
+    for relative, content in (extra or {}).items():
+        (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / relative).write_bytes(content)
     swap_in(tmp, out)  # the earlier evaluation stays whole until the new one is in place
 
 
 def print_metrics(result: dict, out: Path) -> None:
-    """One line per comparison: AUC, its 95% DeLong interval, positives vs negatives."""
+    """One line per comparison: AUC, its 95% DeLong interval, positives vs negatives.
+
+    Args:
+        result: the ``metrics`` result.
+        out: the evaluation folder, named in the last line.
+    """
     for name, e in result["auc"].items():
         click.echo(
             f"{name:>6}: AUC {e['auc']:.4f} [{e['ci_low']:.4f}, {e['ci_high']:.4f}] "

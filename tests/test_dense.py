@@ -1,0 +1,97 @@
+"""The dense decoder (train/dense.py): its map's shape for every backbone, its loss, and that
+it learns a trivially separable map."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from train.dense import MapModel, map_loss, map_outputs, probability_maps
+from train.engine import Normalizer
+from train.map_scores import upsample_maps
+from train.models import ARCHS, build_model
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_map_is_at_stride_4_for_every_arch_and_the_logits_are_unchanged(arch):
+    torch.manual_seed(0)
+    backbone, _ = build_model(arch, "none")
+    model = MapModel(backbone, arch).eval()
+    x = torch.randn(2, 3, 96, 64)
+    with torch.no_grad():
+        logits, maps = model(x, with_map=True)
+        plain = model(x)
+        bare = backbone(x)
+    assert model.map_stride == 4
+    assert maps.shape == (2, 1, 24, 16)
+    assert logits.shape == (2, 2)
+    assert torch.equal(plain, logits) and torch.equal(bare, logits)  # the head is untouched
+
+
+def test_the_decoder_taps_each_stride_once_finest_first():
+    backbone, _ = build_model("resnet18", "none")
+    assert MapModel(backbone, "resnet18").strides == [4, 8, 16, 32]
+    small, _ = build_model("smallcnn", "none")
+    assert MapModel(small, "smallcnn").strides == [4, 8, 16]  # it has no stride-32 stage
+
+
+def test_the_pixel_loss_is_small_for_a_right_map_and_large_for_a_wrong_one():
+    masks = torch.zeros(2, 16, 16)
+    masks[0, 4:8, 4:8] = 1  # image 1 is normal: an empty mask
+    right = torch.where(masks[:, None] > 0, 12.0, -12.0)
+    wrong = -right
+    assert torch.all(map_loss(right, masks) < 1e-2)
+    assert torch.all(map_loss(wrong, masks) > 1.0)
+    # a normal image is pushed towards an empty map: predicting a lesion there costs
+    empty = torch.zeros(1, 16, 16)
+    assert map_loss(torch.full((1, 1, 16, 16), 3.0), empty) > map_loss(
+        torch.full((1, 1, 16, 16), -3.0), empty
+    )
+
+
+def _squares(n: int, size: int, rng: np.random.Generator):
+    images = rng.integers(60, 120, (n, size, size, 3), dtype=np.uint8)
+    masks = np.zeros((n, size, size), np.uint8)
+    for i in range(0, n, 2):  # every other image has a bright square
+        y, x = rng.integers(0, size - 8, 2)
+        images[i, y : y + 8, x : x + 8] = 250
+        masks[i, y : y + 8, x : x + 8] = 1
+    return images, masks
+
+
+def test_the_map_loss_falls_and_the_map_finds_the_squares():
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    images, masks = _squares(16, 32, rng)
+    backbone, _ = build_model("smallcnn", "none")
+    model = MapModel(backbone, "smallcnn")
+    normalizer = Normalizer(32, channels_last=False, arch="smallcnn")
+    optimizer = torch.optim.Adam(model.decoder.parameters(), lr=1e-2)
+    x, m = normalizer(torch.from_numpy(images)), torch.from_numpy(masks)
+    losses = []
+    for _ in range(60):
+        _, maps = model(x, with_map=True)
+        loss = map_loss(maps, m).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.5 * losses[0]
+    _, probabilities = map_outputs(model, normalizer, torch.from_numpy(images), torch.device("cpu"))
+    full = np.stack(upsample_maps(probabilities, (32, 32)))
+    assert roc_auc_score(masks.ravel(), full.ravel()) > 0.95
+    with torch.no_grad():
+        _, logits = model(x, with_map=True)
+    np.testing.assert_allclose(probability_maps(logits, (8, 8)).numpy(), probabilities, atol=1e-5)
+
+
+def test_map_outputs_of_no_image_are_empty():
+    backbone, _ = build_model("smallcnn", "none")
+    model = MapModel(backbone, "smallcnn")
+    normalizer = Normalizer(32, channels_last=False, arch="smallcnn")
+    probabilities, maps = map_outputs(
+        model, normalizer, torch.zeros(0, 32, 32, 3, dtype=torch.uint8), torch.device("cpu")
+    )
+    assert probabilities.shape == (0,) and len(maps) == 0

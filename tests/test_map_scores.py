@@ -1,0 +1,66 @@
+"""The image scores of a run with maps, and the choice among them (train/map_scores.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from train.map_scores import (
+    IMAGE_SCORES,
+    TOP_K_FRACTION,
+    choose_image_score,
+    image_scores,
+    map_summary,
+    validation_aucs,
+)
+
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
+
+
+def test_each_image_score_is_what_its_name_says():
+    maps = np.zeros((2, 10, 10))
+    maps[0, 0, 0] = 0.9  # one hot pixel: the max, and the top 1% (1 of 100 pixels)
+    maps[1] = 0.2
+    probabilities = np.array([0.1, 0.7])
+    scores = image_scores(probabilities, maps)
+    assert set(scores) == set(IMAGE_SCORES)
+    np.testing.assert_allclose(scores["classifier"], [0.1, 0.7])
+    np.testing.assert_allclose(scores["map_max"], [0.9, 0.2])
+    np.testing.assert_allclose(scores["map_topk"], [0.9, 0.2])
+    np.testing.assert_allclose(scores["combined"], [0.5, 0.45])
+
+
+def test_the_top_k_score_averages_the_top_one_percent():
+    maps = np.arange(400, dtype=float).reshape(1, 20, 20)  # top 1% = the 4 highest pixels
+    assert TOP_K_FRACTION == 0.01
+    assert image_scores(np.zeros(1), maps)["map_topk"][0] == pytest.approx(
+        np.mean([396, 397, 398, 399])
+    )
+
+
+def test_the_choice_is_the_best_validation_auc_and_ties_go_to_the_first():
+    assert choose_image_score({"classifier": 0.7, "map_max": 0.9, "map_topk": 0.8}) == "map_max"
+    assert choose_image_score({"classifier": 0.9, "combined": 0.9}) == "classifier"
+    assert choose_image_score({}) == "classifier"
+
+
+def test_validation_aucs_need_both_classes():
+    scores = image_scores(np.array([0.2, 0.8]), np.zeros((2, 4, 4)))
+    assert validation_aucs(scores, np.array([1, 1])) == {}
+    assert validation_aucs(scores, np.array([0, 1]))["classifier"] == 1.0
+
+
+def test_the_summary_picks_the_map_when_only_the_map_separates():
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1] * 10)
+    masks = np.zeros((20, 16, 16), np.uint8)
+    masks[labels == 1, 4:8, 4:8] = 1
+    maps = rng.uniform(0, 0.2, (20, 4, 4))
+    maps[labels == 1, 1, 1] = 0.9  # the lesion's cell at stride 4
+    probabilities = rng.uniform(0, 1, 20)  # a classifier at chance
+    summary = map_summary(probabilities, maps, labels, masks)
+    assert summary["image_score"] in ("map_max", "map_topk")
+    assert summary["val_auc_by_score"]["map_max"] == 1.0
+    assert 0 < summary["pixel_threshold"] < 1 and summary["val_dice"] > 0.3
+    forced = map_summary(probabilities, maps, labels, masks, image_score="classifier")
+    assert forced["image_score"] == "classifier"
