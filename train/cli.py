@@ -90,6 +90,13 @@ from train.scoring import eval_inputs, evaluate_run, print_metrics, write_evalua
     help="With --maps: the image score; auto = the best on the synthetic validation pairs.",
 )
 @click.option(
+    "--freeze",
+    default=0,
+    show_default=True,
+    help="Keep the backbone's first N stages frozen; their activations are computed once "
+    "(fast CPU training). 0 = full fine-tuning, the paper's.",
+)
+@click.option(
     "--eval",
     "eval_set",
     type=click.Path(path_type=Path),
@@ -129,6 +136,8 @@ def train_command(
     _refuse_an_evaluation_set(dataset, settings["supervised"])
     if settings["epochs"] < 1 or settings["batch_size"] < 1 or settings["lr"] <= 0:
         raise LesionPasteError("--epochs, --batch-size and --lr must be positive")
+    if settings["freeze"] < 0:
+        raise LesionPasteError("--freeze must be 0 (none) or a number of stages")
     if settings["maps"] and settings["supervised"]:
         raise LesionPasteError("--maps learns the pasted masks: it needs a synthetic dataset")
     data = load_dataset(dataset, verify=not no_verify, masks=settings["maps"])

@@ -23,6 +23,7 @@ from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import atomic_output, open_regular, write_text_atomic
 from train.data import LoadedDataset
 from train.dense import MapModel, map_loss, map_outputs
+from train.frozen import Activations, Tail, cache_activations
 from train.map_scores import image_scores, map_summary, validation_aucs
 from train.models import build_model, input_normalization
 from train.schedule import (
@@ -58,6 +59,7 @@ class TrainConfig:
     map_weight: float = 1.0  # the pixel loss's weight next to the image loss of eq. (2)
     image_score: str = "auto"  # with maps: train/map_scores.py's IMAGE_SCORES, or auto
     bank_sources: list[str] = field(default_factory=list)  # never evaluated on (lp-eval)
+    freeze: int = 0  # the first stages kept frozen, their activations cached (train/frozen.py)
 
 
 def pick_device(name: str) -> torch.device:
@@ -303,6 +305,8 @@ class _Session:
     source: str
     start_epoch: int = 0
     masks: torch.Tensor | None = None  # (N, H, W) uint8, with --maps
+    tail: Tail | None = None  # with --freeze: the trainable part, fed the frozen activations
+    cache: Activations | None = None  # the frozen activations (None: recomputed each step)
 
 
 def _device_of(config: TrainConfig, world: int) -> torch.device:
@@ -334,6 +338,7 @@ def _set_up(data: LoadedDataset, config: TrainConfig) -> _Session:
         model = MapModel(model, config.arch)
         masks = torch.from_numpy(data.masks).to(device if on_device else "cpu")
     model = model.to(device, memory_format=torch.channels_last)
+    tail = Tail(model, config.arch, config.freeze) if config.freeze else None
     optimizer, scheduler = optimizer_and_schedule(
         model.parameters(), config.lr, config.momentum, config.weight_decay, config.epochs
     )
@@ -352,6 +357,7 @@ def _set_up(data: LoadedDataset, config: TrainConfig) -> _Session:
         scheduler=scheduler,
         source=source,
         masks=masks,
+        tail=tail,
     )
 
 
@@ -394,10 +400,16 @@ def with_defaults(saved: dict) -> dict | None:
         return None
 
 
-def _wrap(s: _Session, config: TrainConfig) -> None:
+def _wrap(s: _Session, config: TrainConfig, cache: bool = True) -> None:
+    """Make the module that is stepped: the tail on cached activations with ``--freeze``,
+    wrapped for DDP and compiled as asked."""
+    if s.tail is not None:
+        s.trained = s.tail
+        if cache:
+            s.cache = cache_activations(s.tail, s.normalizer, s.images, s.device)
     if s.world > 1:
         s.trained = nn.parallel.DistributedDataParallel(
-            s.model, device_ids=[s.device.index] if s.device.type == "cuda" else None
+            s.trained, device_ids=[s.device.index] if s.device.type == "cuda" else None
         )
     if config.compile:
         s.trained = torch.compile(s.trained)
@@ -415,13 +427,16 @@ def _one_epoch(s: _Session, config: TrainConfig, epoch: int, quiet: bool) -> dic
         leave=False,
         disable=True if quiet or s.rank != 0 else None,  # None: only on a terminal
     )
-    for batch in bar:
+    data_seconds = 0.0
+    for step, batch in enumerate(bar):
         mine = rank_share(batch, s.rank, s.world)  # every rank runs every step, even with no image
-        x = s.images[mine.to(s.images.device)].to(s.device, non_blocking=True)
+        fetched = time.perf_counter()
+        inputs = _inputs(s, mine)
         y = s.targets[mine.to(s.targets.device)].to(s.device, non_blocking=True)
+        data_seconds += time.perf_counter() - fetched
         with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.device.type == "cuda"):
-            out = s.trained(s.normalizer(x), with_map=True) if s.masks is not None else None
-            logits = out[0] if out is not None else s.trained(s.normalizer(x))
+            out = s.trained(inputs, with_map=True) if s.masks is not None else None
+            logits = out[0] if out is not None else s.trained(inputs)
         # the mean over the global batch: each rank's sum over the global batch size,
         # summed by DDP's gradient averaging times world
         loss = F.cross_entropy(logits.float(), y, reduction="sum")
@@ -432,35 +447,78 @@ def _one_epoch(s: _Session, config: TrainConfig, epoch: int, quiet: bool) -> dic
         s.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         s.optimizer.step()
-        total_loss += float(loss.detach()) * len(batch) / s.world
+        total_loss = total_loss + loss.detach().double() * (len(batch) / s.world)  # no sync
         seen += len(batch)
-        if not quiet and s.rank == 0:
+        if not quiet and s.rank == 0 and step % 20 == 0 and not bar.disable:
             bar.set_postfix(
-                loss=f"{total_loss / max(seen, 1):.4f}",
+                loss=f"{float(total_loss) / max(seen, 1):.4f}",
                 img_s=f"{seen / (time.perf_counter() - started):.0f}",
             )
     s.scheduler.step()
     seconds = time.perf_counter() - started
     return {
         "epoch": epoch + 1,
-        "loss": total_loss / max(seen, 1),
+        "loss": float(total_loss) / max(seen, 1),
         "lr": s.scheduler.get_last_lr()[0],
         "images_per_s": seen / seconds if seconds > 0 else 0.0,
         "seconds": seconds,
+        "seconds_data": data_seconds,
+        "seconds_step": seconds - data_seconds,
     }
+
+
+def _inputs(s: _Session, idx: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+    """What the stepped module takes for some images: normalised images, or with
+    ``--freeze`` their frozen activations (cached, or recomputed without a gradient)."""
+    if s.cache is not None:
+        return s.cache.batch(idx, s.device)
+    x = s.normalizer(s.images[idx.to(s.images.device)].to(s.device, non_blocking=True))
+    if s.tail is None:
+        return x
+    with torch.no_grad():
+        return s.tail.frozen_outputs(x)
+
+
+def _outputs(s: _Session, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Classifier probabilities (and map probabilities) of some images, as the model scores
+    them, through the cached activations with ``--freeze``."""
+    if s.tail is None:
+        images = s.images[torch.from_numpy(idx).to(s.images.device)]
+        if s.masks is not None:
+            return map_outputs(s.model, s.normalizer, images, s.device)
+        return scores_of(s.model, s.normalizer, images, s.device), None
+    s.tail.eval()
+    probabilities, maps = [], []
+    with (
+        torch.no_grad(),
+        torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.device.type == "cuda"),
+    ):
+        for start in range(0, len(idx), 128):
+            out = s.tail(_inputs(s, torch.from_numpy(idx[start : start + 128])), with_map=True)
+            logits = out[0] if isinstance(out, tuple) else out
+            probabilities.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
+            if isinstance(out, tuple):
+                maps.append(torch.sigmoid(out[1].float())[:, 0].cpu())
+    if not probabilities:
+        return np.zeros(0, np.float32), (
+            np.zeros((0, 1, 1), np.float32) if s.masks is not None else None
+        )
+    p = torch.cat(probabilities).numpy()
+    return p, (torch.cat(maps).numpy() if maps else None)
 
 
 def _validate(s: _Session, labels: np.ndarray) -> dict:
     """``{"val_auc": ...}`` on the validation pairs, or nothing when they hold one class."""
     if not len(s.val_idx) or len(set(labels[s.val_idx])) != 2:
         return {}
-    images = s.images[torch.from_numpy(s.val_idx).to(s.images.device)]
-    if s.masks is not None:
-        probabilities, maps = map_outputs(_bare(s.trained), s.normalizer, images, s.device)
+    started = time.perf_counter()
+    probabilities, maps = _outputs(s, s.val_idx)
+    if maps is not None:
         aucs = validation_aucs(image_scores(probabilities, maps), labels[s.val_idx])
-        return {"val_auc": aucs["classifier"], "val_auc_by_score": aucs}
-    scores = scores_of(_bare(s.trained), s.normalizer, images, s.device)
-    return {"val_auc": float(roc_auc_score(labels[s.val_idx], scores))}
+        entry = {"val_auc": aucs["classifier"], "val_auc_by_score": aucs}
+    else:
+        entry = {"val_auc": float(roc_auc_score(labels[s.val_idx], probabilities))}
+    return {**entry, "seconds_val": time.perf_counter() - started}
 
 
 def _record(s: _Session, run: Path, config: TrainConfig, entry: dict, quiet: bool) -> None:
@@ -479,7 +537,9 @@ def _record(s: _Session, run: Path, config: TrainConfig, entry: dict, quiet: boo
     save_checkpoint(run / "checkpoint.pt", s.model, s.optimizer, s.scheduler, epoch, config)
 
 
-def train(data: LoadedDataset, run: Path, config: TrainConfig, quiet: bool = False) -> dict:
+def train(
+    data: LoadedDataset, run: Path, config: TrainConfig, quiet: bool = False, cache: bool = True
+) -> dict:
     """Train (or resume) a run in ``run``.
 
     Args:
@@ -487,34 +547,37 @@ def train(data: LoadedDataset, run: Path, config: TrainConfig, quiet: bool = Fal
         run: the run directory (prepared, and locked, by the caller).
         config: the run's configuration; a checkpoint of another one is refused.
         quiet: no progress bar or per-epoch lines.
+        cache: with ``config.freeze``, compute the frozen activations once (False: every
+            step, the reference the cache is tested against).
 
     Returns:
         The last epoch's log entry (empty when the run was already trained).
     """
     s = _set_up(data, config)
     _resume(s, run, config, quiet)
-    _wrap(s, config)
+    _wrap(s, config, cache and s.start_epoch < config.epochs)
     entry = {}
-    for epoch in range(s.start_epoch, config.epochs):
-        entry = _one_epoch(s, config, epoch, quiet)
-        entry.update(_validate(s, data.labels))
-        _record(s, run, config, entry, quiet)
-    if s.rank == 0:
-        write_text_atomic(run / "weights_source.txt", s.source + "\n")
-        if s.masks is not None:
-            _write_map_summary(s, run, data, config)
+    try:
+        for epoch in range(s.start_epoch, config.epochs):
+            entry = _one_epoch(s, config, epoch, quiet)
+            entry.update(_validate(s, data.labels))
+            _record(s, run, config, entry, quiet)
+        if s.rank == 0:
+            write_text_atomic(run / "weights_source.txt", s.source + "\n")
+            if s.masks is not None:
+                _write_map_summary(s, run, data, config)
+    finally:
+        if s.cache is not None:
+            s.cache.close()
     return entry
 
 
 def _write_map_summary(s: _Session, run: Path, data: LoadedDataset, config: TrainConfig) -> None:
     """``maps.json``: the image score and pixel threshold chosen on the validation pairs."""
-    val = torch.from_numpy(s.val_idx)
-    probabilities, maps = map_outputs(
-        _bare(s.trained), s.normalizer, s.images[val.to(s.images.device)], s.device
-    )
+    probabilities, maps = _outputs(s, s.val_idx)
     summary = map_summary(
         probabilities, maps, data.labels[s.val_idx], data.masks[s.val_idx], config.image_score
     )
     summary["map_weight"] = config.map_weight
-    summary["map_stride"] = _bare(s.trained).map_stride
+    summary["map_stride"] = s.model.map_stride
     write_text_atomic(run / "maps.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")

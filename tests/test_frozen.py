@@ -1,0 +1,95 @@
+"""Training with frozen stages (train/frozen.py, train/stages.py): the stages compose to the
+model, cached activations equal recomputed ones, and training on the cache equals training
+that recomputes them every step."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from lesionpaste.errors import LesionPasteError
+from tests.train_fixtures import synthetic
+from train.data import load_dataset
+from train.dense import MapModel
+from train.engine import Normalizer, TrainConfig, train
+from train.frozen import Tail, cache_activations
+from train.models import ARCHS, build_model
+from train.stages import split
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_stages_and_head_compose_to_the_model(arch):
+    torch.manual_seed(0)
+    model, _ = build_model(arch, "none")
+    model.eval()
+    x = torch.randn(2, 3, 64, 64)
+    stages, head = split(model, arch)
+    h = x
+    with torch.no_grad():
+        for stage in stages:
+            h = stage(h)
+        assert torch.equal(head(h), model(x))
+
+
+@pytest.mark.parametrize("maps", [False, True])
+def test_cached_activations_equal_recomputed_ones_in_memory_and_in_a_file(maps):
+    torch.manual_seed(0)
+    model, _ = build_model("resnet18", "none")
+    model = MapModel(model, "resnet18") if maps else model
+    tail = Tail(model, "resnet18", 2)
+    normalizer = Normalizer(32, channels_last=False, arch="resnet18")
+    images = torch.from_numpy(
+        np.random.default_rng(0).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+    )
+    with torch.no_grad():
+        direct = tail.frozen_outputs(normalizer(images))
+    assert len(direct) == (2 if maps else 1)  # with maps: layer1's stride-4 tap is frozen too
+    for budget in (None, 0):
+        cached = cache_activations(tail, normalizer, images, torch.device("cpu"), 4, budget)
+        assert (cached.path is not None) == (budget == 0)
+        for a, b in zip(cached.arrays, direct):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        path = cached.path
+        cached.close()
+        assert path is None or not os.path.exists(path)
+    with torch.no_grad():  # the tail on the frozen outputs is the whole model
+        whole = model(normalizer(images), with_map=True) if maps else model(normalizer(images))
+        parts = tail(direct, with_map=True) if maps else tail(direct)
+    for a, b in zip(whole if maps else [whole], parts if maps else [parts]):
+        torch.testing.assert_close(a, b)
+
+
+def test_freezing_is_refused_beyond_the_stages():
+    model, _ = build_model("smallcnn", "none")
+    with pytest.raises(LesionPasteError, match="4 stages"):
+        Tail(model, "smallcnn", 4)
+
+
+def _train(tmp_path, name, cache, maps=False):
+    data = load_dataset(synthetic(tmp_path / "data", pairs=12, masks=maps), masks=maps)
+    config = TrainConfig(dataset="d", arch="resnet18", weights="none", epochs=2, batch_size=8,
+                         lr=0.01, size=32, device="cpu", freeze=3, maps=maps)  # fmt: skip
+    run = tmp_path / name
+    run.mkdir()
+    train(data, run, config, quiet=True, cache=cache)
+    return torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+
+
+@pytest.mark.parametrize("maps", [False, True])
+def test_training_on_the_cache_equals_training_that_recomputes(tmp_path, maps):
+    torch.manual_seed(0)
+    reference = build_model("resnet18", "none")[0].state_dict()
+    cached = _train(tmp_path, "cached", cache=True, maps=maps)
+    recomputed = _train(tmp_path, "recomputed", cache=False, maps=maps)
+    prefix = "backbone." if maps else ""
+    for key, value in cached.items():
+        torch.testing.assert_close(value, recomputed[key], rtol=1e-4, atol=1e-5)
+    # the frozen stages (stem, layer1, layer2) did not move, batch-norm statistics included
+    for key in ("conv1.weight", "bn1.running_mean", "layer2.0.bn1.running_var"):
+        torch.testing.assert_close(cached[prefix + key], reference[key])
+    assert not torch.equal(
+        cached[prefix + "layer4.0.conv1.weight"], reference["layer4.0.conv1.weight"]
+    )
