@@ -68,3 +68,36 @@ def find_position(
         if region[y : y + h, x : x + w][mask].all():
             return y, x
     return None
+
+
+def blend_pixels(
+    image: np.ndarray, ys: np.ndarray, xs: np.ndarray, values: np.ndarray, lams: np.ndarray
+) -> None:
+    """Paste one-pixel lesions by eq. (1), in order, in place: ``mixup_paste`` of each 1x1
+    lesion in turn, done as a few vectorised steps.
+
+    A pixel that several of them hit is blended again over its earlier result, in their order:
+    each round takes the first remaining lesion of every pixel. The arithmetic is
+    ``mixup_paste``'s (float32, rounded to the nearest integer), so the result is identical.
+
+    Args:
+        image: ``(H, W, C)`` ``uint8`` image, changed in place.
+        ys: ``(K,)`` rows of the lesions.
+        xs: ``(K,)`` columns.
+        values: ``(K, C)`` ``float32`` lesion pixels in [0, 255].
+        lams: ``(K,)`` λ of each lesion (float64, as drawn).
+    """
+    remaining = np.arange(len(ys))
+    width = image.shape[1]
+    while remaining.size:
+        flat = ys[remaining] * width + xs[remaining]
+        _, first = np.unique(flat, return_index=True)
+        take = remaining[np.sort(first)]
+        y, x = ys[take], xs[take]
+        lam = lams[take]
+        blended = (1.0 - lam).astype(np.float32)[:, None] * image[y, x].astype(np.float32)
+        blended += lam.astype(np.float32)[:, None] * values[take]
+        image[y, x] = np.clip(np.rint(blended), 0, 255).astype(image.dtype)
+        keep = np.ones(remaining.size, bool)
+        keep[np.sort(first)] = False
+        remaining = remaining[keep]

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 
 from lesionpaste.bank_format import Bank
-from synth.augment import AugmentConfig, augment_lesion, draw_augmentations
-from synth.paste import find_position, mixup_paste
+from synth.augment import AugmentConfig, augment_lesion, distort_colour, draw_augmentations
+from synth.paste import blend_pixels, find_position, mixup_paste
 from synth.prepare import Prepared
 from synth.tiers import Tier
 
@@ -67,6 +67,63 @@ class Twin:
     tier: int
     n_drawn: int
     pastes: list[dict]
+
+
+@dataclass(frozen=True)
+class LesionTable:
+    """What the one-pixel path needs of every bank lesion, computed once per bank and colour
+    tables rather than per pasted lesion.
+
+    Attributes:
+        heights: ``(N,)`` each lesion's box height, in pixels.
+        widths: ``(N,)`` its width.
+        means: ``(N, C)`` ``float64`` mean of each (colour-mapped) patch over its whole box:
+            the pixel that area resampling gives a lesion shrunk to one pixel.
+        types: each lesion's type name.
+        sources: ``(N,)`` each lesion's source index.
+    """
+
+    heights: np.ndarray
+    widths: np.ndarray
+    means: np.ndarray
+    types: list[str]
+    sources: np.ndarray
+
+
+def _mapped_patch(bank: Bank, index: int, colour_luts: np.ndarray | None) -> np.ndarray:
+    """A lesion's patch through its source's colour table (when colour matching is on)."""
+    lesion = bank.lesion(index)
+    if colour_luts is None:
+        return lesion.patch
+    table = np.ascontiguousarray(colour_luts[lesion.source].T[:, None, :])  # (256, 1, C)
+    return cv2.LUT(lesion.patch, table).reshape(lesion.patch.shape)
+
+
+def lesion_table(bank: Bank, colour_luts: np.ndarray | None = None) -> LesionTable:
+    """Every lesion's box size and mean pixel (through the colour tables), for the one-pixel
+    path of ``synthesize_twin``.
+
+    Args:
+        bank: the lesion bank.
+        colour_luts: the per-source colour tables of ``--match-colour``, or None.
+
+    Returns:
+        The table.
+    """
+    c = bank.meta.channels
+    means = np.stack(
+        [
+            _mapped_patch(bank, i, colour_luts).reshape(-1, c).mean(axis=0, dtype=np.float64)
+            for i in range(len(bank.types))
+        ]
+    ) if len(bank.types) else np.zeros((0, c))  # fmt: skip
+    return LesionTable(
+        heights=bank.bbox[:, 2].astype(np.int64),
+        widths=bank.bbox[:, 3].astype(np.int64),
+        means=means,
+        types=[bank.meta.lesion_types[int(t)] for t in bank.types],
+        sources=bank.sources.astype(np.int64),
+    )
 
 
 def base_scales(bank: Bank, prepared: Prepared) -> np.ndarray:
@@ -159,8 +216,15 @@ def synthesize_twin(
     config: PasteConfig,
     rngs: dict[str, np.random.Generator],
     colour_luts: np.ndarray | None = None,
+    table: LesionTable | None = None,
 ) -> Twin:
     """Make the anomalous twin of ``prepared`` (which is left untouched).
+
+    Lesions are drawn, augmented, placed and pasted in order. A lesion that the draw shrinks to
+    one pixel (most microaneurysms at 256x256) takes a short path: its pixel comes from
+    ``table`` and its paste waits to be blended with the other one-pixel lesions in one
+    vectorised step (``blend_pixels``) before the next larger lesion is pasted, which gives
+    the same image as pasting each in turn.
 
     Args:
         prepared: the prepared normal image.
@@ -170,6 +234,8 @@ def synthesize_twin(
         config: λ range, augmentation and placement tries.
         rngs: the image's generators (``image_generators``).
         colour_luts: optional ``(S, C, 256)`` per-source lookup tables applied to lesion pixels.
+        table: ``lesion_table(bank, colour_luts)``, made once for many twins (made here when
+            None).
 
     Returns:
         The twin: ``(H, W, C)`` ``uint8`` image, ``(H, W)`` boolean union of pasted masks, its
@@ -181,39 +247,83 @@ def synthesize_twin(
     low, high = count_range(len(pool))
     n = int(select.integers(low, high + 1))
     chosen = select.choice(pool, size=n, replace=True)
+    table = table if table is not None else lesion_table(bank, colour_luts)
     scales = base_scales(bank, prepared)
     source_ids = [s["id"] for s in bank.meta.sources]
     image = prepared.image.copy()
     union = np.zeros(image.shape[:2], bool)
     region_pixels = np.argwhere(prepared.region)
-    pastes = []
+    pastes: list[dict] = []
+    pending: list[tuple[int, int, np.ndarray, float]] = []  # one-pixel pastes not yet blended
     draws = draw_augmentations(rngs["augment"], config.augment, n)
     lams = mix.uniform(*config.lam, n) if config.lam else np.ones(n)
-    for index, draw, lam in zip(chosen, draws, lams):
-        lesion = bank.lesion(int(index))
-        lam = float(lam)
-        patch = lesion.patch
-        if colour_luts is not None:
-            table = np.ascontiguousarray(colour_luts[lesion.source].T[:, None, :])  # (256,1,C)
-            patch = cv2.LUT(patch, table).reshape(patch.shape)
-        patch, mask = augment_lesion(patch, lesion.mask, draw, scales[lesion.source])
-        position = find_position(rngs["place"], mask, prepared.region, config.tries, region_pixels)
-        if position is None:
-            continue
-        y, x = position
-        mixup_paste(image, patch, mask, y, x, lam)
-        union[y : y + mask.shape[0], x : x + mask.shape[1]] |= mask
+    factors = scales[table.sources[chosen]] * np.array([d.scale for d in draws])
+    small = (np.maximum(1, np.round(table.widths[chosen] * factors)) == 1) & (
+        np.maximum(1, np.round(table.heights[chosen] * factors)) == 1
+    )
+    for k, (index, draw, lam) in enumerate(zip(chosen.tolist(), draws, lams.tolist())):
+        source = int(table.sources[index])
+        if small[k] and len(region_pixels):
+            y, x = region_pixels[int(rngs["place"].integers(len(region_pixels)))].tolist()
+            pending.append((y, x, _one_pixel(table.means[index], draw), lam))
+            union[y, x] = True
+            mask = _ONE
+        else:
+            patch = _mapped_patch(bank, index, colour_luts)
+            patch, mask = augment_lesion(patch, bank.lesion(index).mask, draw, scales[source])
+            position = find_position(
+                rngs["place"], mask, prepared.region, config.tries, region_pixels
+            )
+            if position is None:
+                continue
+            y, x = position
+            _blend_pending(image, pending, (y, x, mask))
+            mixup_paste(image, patch, mask, y, x, lam)
+            union[y : y + mask.shape[0], x : x + mask.shape[1]] |= mask
         pastes.append(
             paste_record(
-                int(index),
-                lesion.lesion_type,
-                source_ids[lesion.source],
+                index,
+                table.types[index],
+                source_ids[source],
                 y,
                 x,
                 mask,
-                scales[lesion.source] * draw.scale,
+                scales[source] * draw.scale,
                 draw,
                 lam,
             )
         )
+    _blend_pending(image, pending)
     return Twin(image=image, mask=union, tier=tier, n_drawn=n, pastes=pastes)
+
+
+_ONE = np.ones((1, 1), bool)
+
+
+def _one_pixel(mean: np.ndarray, draw) -> np.ndarray:
+    """A lesion shrunk to one pixel: ``augment_lesion``'s short path, from its mean pixel."""
+    pixel = np.clip(mean * draw.brightness, 0.0, 255.0).astype(np.float32).reshape(1, 1, -1)
+    return distort_colour(pixel, draw.hue, draw.saturation).reshape(-1)
+
+
+def _blend_pending(image: np.ndarray, pending: list, under: tuple | None = None) -> None:
+    """Blend waiting one-pixel pastes into ``image``, in order, and forget them: all of them,
+    or with ``under = (y, x, mask)`` those that a larger paste there is about to cover (it
+    must land over them; the others touch other pixels, so their order with it is moot)."""
+    if under is not None:
+        y0, x0, mask = under
+        h, w = mask.shape
+        hit = [
+            0 <= p[0] - y0 < h and 0 <= p[1] - x0 < w and bool(mask[p[0] - y0, p[1] - x0])
+            for p in pending
+        ]
+        now = [p for p, inside in zip(pending, hit) if inside]
+        if not now:
+            return
+        pending[:] = [p for p, inside in zip(pending, hit) if not inside]
+    else:
+        now = list(pending)
+        pending.clear()
+    if now:
+        ys, xs, values, lams = zip(*now)
+        blend_pixels(image, np.array(ys), np.array(xs), np.stack(values), np.array(lams))

@@ -25,7 +25,7 @@ from synth.load_normal import normals_recipe, prepare_normal
 from synth.normals import NormalImage
 from synth.prepare import Prepared
 from synth.tiers import Tier
-from synth.twin import image_generators, synthesize_twin
+from synth.twin import LesionTable, image_generators, lesion_table, synthesize_twin
 
 
 @lru_cache(maxsize=4)
@@ -55,6 +55,28 @@ def job_bank(job: Job) -> Bank:
         LesionPasteError: the bank file no longer has the digest the run started with.
     """
     return _read_bank_once(Path(job.bank_path), job.bank_sha256)
+
+
+@lru_cache(maxsize=4)
+def _table_once(path: Path, sha256: str, luts: bytes | None, shape: tuple) -> LesionTable:
+    colour = None if luts is None else np.frombuffer(luts, np.uint8).reshape(shape)
+    return lesion_table(_read_bank_once(path, sha256), colour)
+
+
+def job_lesion_table(job: Job) -> LesionTable:
+    """The job's lesion table (box sizes and mean pixels through its colour tables), made once
+    per process.
+
+    Args:
+        job: the run's configuration (bank and colour tables).
+
+    Returns:
+        ``synth.twin.lesion_table`` of the job's bank and colour tables.
+    """
+    luts = job.colour_luts
+    key = None if luts is None else np.ascontiguousarray(luts, np.uint8).tobytes()
+    shape = () if luts is None else tuple(luts.shape)
+    return _table_once(Path(job.bank_path), job.bank_sha256, key, shape)
 
 
 def tier_pools(job: Job) -> list[np.ndarray]:
@@ -151,6 +173,7 @@ def make_one(item: NormalImage, job: Job, work: Path) -> dict:
                 job.paste,
                 rngs,
                 job.colour_luts,
+                job_lesion_table(job),
             )
         )
         if not twin.pastes:

@@ -161,3 +161,86 @@ def test_one_draw_is_the_first_of_a_batch_of_one():
         assert one == batch[0]
         assert one != draw_augmentations(np.random.default_rng(seed), AugmentConfig(colour=True),
                                          2)[1]  # fmt: skip
+
+
+def _scalar_twin(prepared, bank, tiers, pools, config, rngs, colour_luts=None):
+    """The twin pasted one lesion at a time (augment_lesion, find_position, mixup_paste): the
+    reference that the batched one-pixel path must reproduce exactly."""
+    import cv2
+
+    from synth.augment import augment_lesion, draw_augmentations
+    from synth.paste import find_position, mixup_paste
+
+    select, mix = rngs["select"], rngs["mix"]
+    tier = int(select.choice(len(tiers), p=[t.ratio for t in tiers]))
+    pool = pools[tier]
+    low, high = count_range(len(pool))
+    n = int(select.integers(low, high + 1))
+    chosen = select.choice(pool, size=n, replace=True)
+    scales = base_scales(bank, prepared)
+    image, union = prepared.image.copy(), np.zeros(prepared.image.shape[:2], bool)
+    region_pixels = np.argwhere(prepared.region)
+    draws = draw_augmentations(rngs["augment"], config.augment, n)
+    lams = mix.uniform(*config.lam, n) if config.lam else np.ones(n)
+    placed = []
+    for index, draw, lam in zip(chosen, draws, lams):
+        lesion = bank.lesion(int(index))
+        patch = lesion.patch
+        if colour_luts is not None:
+            table = np.ascontiguousarray(colour_luts[lesion.source].T[:, None, :])
+            patch = cv2.LUT(patch, table).reshape(patch.shape)
+        patch, mask = augment_lesion(patch, lesion.mask, draw, scales[lesion.source])
+        position = find_position(rngs["place"], mask, prepared.region, config.tries, region_pixels)
+        if position is None:
+            continue
+        y, x = position
+        mixup_paste(image, patch, mask, y, x, float(lam))
+        union[y : y + mask.shape[0], x : x + mask.shape[1]] |= mask
+        placed.append((int(index), y, x, mask.shape))
+    return image, union, placed
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_the_batched_one_pixel_path_gives_the_scalar_twin_exactly(small_bank, colour):
+    tiers = make_tiers("fundus", small_bank.counts())
+    pools = [small_bank.indices_of(list(t.types)) for t in tiers]
+    # small radius: most lesions shrink to one pixel, and many land on the same pixels
+    prepared = _prepared(size=48, radius=6.0)
+    config = PasteConfig(augment=AugmentConfig(colour=colour))
+    luts = None
+    if colour:  # a non-trivial colour table per source
+        luts = np.stack(
+            [
+                np.stack([np.clip(np.arange(256) * 0.8 + 20 * c, 0, 255) for c in range(3)])
+                for _ in small_bank.meta.sources
+            ]
+        )
+        luts = luts.astype(np.uint8)  # fmt: skip
+    ones = 0
+    for seed in range(40):
+        twin = synthesize_twin(prepared, small_bank, tiers, pools, config,
+                               image_generators(seed, "a"), luts)  # fmt: skip
+        image, union, placed = _scalar_twin(prepared, small_bank, tiers, pools, config,
+                                            image_generators(seed, "a"), luts)  # fmt: skip
+        assert np.array_equal(twin.image, image) and np.array_equal(twin.mask, union)
+        assert [(p["lesion"], p["y"], p["x"], (p["h"], p["w"])) for p in twin.pastes] == placed
+        ones += sum(p["h"] == p["w"] == 1 for p in twin.pastes)
+    assert ones > 50  # the one-pixel path was taken, often
+
+
+def test_blending_one_pixel_lesions_together_equals_pasting_each_in_turn():
+    from synth.paste import blend_pixels, mixup_paste
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        image = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+        k = int(rng.integers(1, 30))  # with 36 pixels, repeats are common
+        ys, xs = rng.integers(0, 6, k), rng.integers(0, 6, k)
+        values = rng.uniform(0, 255, (k, 3)).astype(np.float32)
+        lams = rng.uniform(0.5, 0.8, k)
+        expected = image.copy()
+        for i in range(k):
+            mixup_paste(expected, values[i].reshape(1, 1, 3), np.ones((1, 1), bool),
+                        int(ys[i]), int(xs[i]), float(lams[i]))  # fmt: skip
+        blend_pixels(image, ys, xs, values, lams)
+        assert np.array_equal(image, expected)
