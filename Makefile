@@ -8,7 +8,7 @@ EXTRAS ?= dev,ct,dask,lite,cam
 DEMO_DATA := demo/data/idrid
 DEMO_OUT  := demo/out
 
-.PHONY: venv test bench demo lint clean train-eyeq train-mosmed fuzz faults mutate
+.PHONY: venv test bench demo lint clean train-eyeq train-mosmed fuzz faults mutate gpu-check
 
 # ---- make train-eyeq: the paper's EyeQ workflow (variables may come from the environment)
 IDRID_ID   ?= idrid_48
@@ -55,6 +55,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_synth.py
 	$(BIN)/python bench/bench_train.py --arch resnet18 --size 64 --device cpu --maps
 	$(BIN)/python bench/bench_train.py --arch smallcnn --size 64 --device cpu
+
+## The GPU check: CUDA tests, training benchmarks, a short real-data run, torchrun, --maps;
+## every figure into $(OUT)/gpu_check.json (or ./gpu_check.json) and a table. About 8 minutes
+## on one H100/H200. GPU_CHECK_OPTS="--device cpu --tiny" runs it with tiny settings on a CPU.
+GPU_CHECK_OPTS ?= --device cuda
+gpu-check: $(STAMP)
+	$(BIN)/python bench/gpu_check.py $(GPU_CHECK_OPTS)
 
 ## The main job end to end on data bundled in the repo (a smoke-scale run on the CPU).
 demo: $(STAMP)
