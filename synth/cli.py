@@ -37,6 +37,7 @@ from synth.inputs import (
     setting,
 )
 from synth.job import Job
+from synth.normals import SPLIT_GROUP
 from synth.preview import twin_grid
 from synth.runner import chunk_size_for, run_synthesis
 from synth.tiers import Tier, make_tiers
@@ -153,6 +154,7 @@ RUN_OPTION_NAMES = (
     "split_part",
     "split_fraction",
     "split_seed",
+    "group_pattern",
     "per_study",
 )
 
@@ -194,6 +196,12 @@ def _run_options(f):
                 help="Share of the normal images in the training split.",
             ),
             click.option("--split-seed", default=0, show_default=True),
+            click.option(
+                "--group-pattern",
+                default=SPLIT_GROUP,
+                help="Regex whose first group is an image id's patient, for --split (default: "
+                "10007_left/10007_right and Image_01L/Image_01R are one patient each).",
+            ),
             click.option(
                 "--per-study",
                 default=8,

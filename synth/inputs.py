@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from pathlib import Path
 
 from lesionpaste.config import config_value
@@ -180,7 +181,9 @@ def select(items: list[NormalImage], missing: list[dict], run: dict) -> list[Nor
             a split part with no image, or a limit below 1.
     """
     _refuse_missing_if_strict(missing, run["strict"])
-    part = _split(items, run["split_part"], run["split_fraction"], run["split_seed"])
+    part = _split(
+        items, run["split_part"], run["split_fraction"], run["split_seed"], run["group_pattern"]
+    )
     return _limited(part, run["limit"])
 
 
@@ -191,12 +194,16 @@ def _refuse_missing_if_strict(missing: list[dict], strict: bool) -> None:
         )
 
 
-def _split(items, part, fraction, seed):
+def _split(items, part, fraction, seed, pattern):
     if part is None:
         return items
     if not 0 < fraction < 1:
         raise LesionPasteError("--split-fraction must lie between 0 and 1")
-    chosen = split(items, part, fraction, seed)
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise LesionPasteError(f"--group-pattern {pattern!r}: not a regular expression ({exc})")
+    chosen = split(items, part, fraction, seed, pattern)
     if not chosen:
         raise LesionPasteError(f"--split {part}: no image falls in this part")
     return chosen

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,21 +174,50 @@ def in_training_split(image_id: str, fraction: float, seed: int) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
-def split(images: list[NormalImage], part: str, fraction: float, seed: int) -> list[NormalImage]:
-    """``train``: the normal (label 0 or unlabelled) images in the training fraction;
-    ``rest``: every other image (the held-out normals and all abnormal images).
+#: an image id's patient for ``--split``: EyePACS-style ``10007_left``/``10007_right`` are
+#: patient ``10007``, CHASE_DB1-style ``Image_01L``/``Image_01R`` are ``Image_01``; any other
+#: id is its own patient
+SPLIT_GROUP = r"^(.*?)(?:[_-](?:left|right)|(?<=\d)[LR])?$"
+
+
+def patient_of(image_id: str, pattern: str = SPLIT_GROUP) -> str:
+    """The patient an image id belongs to: the first group of ``pattern``.
+
+    Args:
+        image_id: the image's id.
+        pattern: a regular expression matched at the start of the id; its first group is the
+            patient (the id itself when it does not match or has no group).
+
+    Returns:
+        The patient's id.
+    """
+    match = re.match(pattern, image_id)
+    if match is None or not match.groups() or match.group(1) is None:
+        return image_id
+    return match.group(1)
+
+
+def split(
+    images: list[NormalImage], part: str, fraction: float, seed: int, pattern: str = SPLIT_GROUP
+) -> list[NormalImage]:
+    """``train``: the normal (label 0 or unlabelled) images of the patients in the training
+    fraction; ``rest``: every other image (the held-out patients' and all abnormal images).
+
+    The split is by patient (``pattern``), so both eyes of a patient fall on one side.
 
     Args:
         images: the images to split.
         part: ``"train"`` or ``"rest"``.
-        fraction: the share of normals in the training split.
+        fraction: the share of patients in the training split.
         seed: the split's seed.
+        pattern: the regular expression whose first group is an id's patient.
 
     Returns:
         The images of that part, in their order.
     """
     chosen = [
-        (image.label in (0, None)) and in_training_split(image.image_id, fraction, seed)
+        (image.label in (0, None))
+        and in_training_split(patient_of(image.image_id, pattern), fraction, seed)
         for image in images
     ]
     keep = chosen if part == "train" else [not c for c in chosen]

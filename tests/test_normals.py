@@ -180,3 +180,46 @@ def test_the_training_split_is_the_documented_hash_rule_and_keeps_its_members():
         i.image_id for i in train[::-1]
     ]  # independent of order
     assert split(images, "train", 0.8, 8) != train  # and of the seed
+
+
+def test_the_split_keeps_both_eyes_of_a_patient_on_one_side():
+    from synth.normals import patient_of
+
+    ids = [f"{p}_{eye}" for p in range(1000, 1300) for eye in ("left", "right")]
+    ids += [f"Image_{c:02d}{eye}" for c in range(1, 40) for eye in "LR"]
+    images = [NormalImage(i, Path(f"{i}.jpeg"), 0) for i in ids]
+    train = {n.image_id for n in split(images, "train", 0.8, seed=0)}
+    rest = {n.image_id for n in split(images, "rest", 0.8, seed=0)}
+    assert train | rest == set(ids) and not train & rest
+    sides = {}
+    for i in ids:
+        sides.setdefault(patient_of(i), set()).add(i in train)
+    assert all(len(s) == 1 for s in sides.values())  # no patient straddles the split
+    assert len(sides) == 300 + 39
+    assert 0.7 < len(train) / len(ids) < 0.9
+    # the membership is the documented hash rule, applied to the patient
+    assert {i for i in ids if in_training_split(patient_of(i), 0.8, 0)} == train
+
+
+def test_a_group_pattern_chooses_the_patient():
+    from synth.normals import patient_of
+
+    assert patient_of("10007_left") == "10007" and patient_of("Image_03R") == "Image_03"
+    assert patient_of("IDRiD_03") == "IDRiD_03"  # a number is not an eye
+    assert patient_of("site2-p17-a", r"^site\d-(p\d+)") == "p17"
+    images = [NormalImage(f"site1-p{p}-{v}", Path("x"), 0) for p in range(50) for v in "abc"]
+    train = split(images, "train", 0.5, 0, r"^site\d-(p\d+)")
+    by_patient = {}
+    for n in images:
+        by_patient.setdefault(n.image_id.split("-")[1], set()).add(n in train)
+    assert all(len(s) == 1 for s in by_patient.values())
+
+
+def test_a_group_pattern_that_is_not_a_regular_expression_is_refused():
+    from lesionpaste.errors import LesionPasteError
+    from synth.inputs import select
+
+    run = {"strict": False, "split_part": "train", "split_fraction": 0.8, "split_seed": 0,
+           "group_pattern": "(", "limit": None}  # fmt: skip
+    with pytest.raises(LesionPasteError, match="--group-pattern"):
+        select([NormalImage("a_left", Path("a"), 0)], [], run)
