@@ -36,12 +36,13 @@ _DATASET_TOP = {
     "images",
     "masks",
 }
-_EVALUATION_FILES = {"scores.csv", "metrics.json", "roc.png", "cam.png"}
+_EVALUATION_FILES = {"scores.csv", "metrics.json", "roc.png", "cam.png", "maps.png"}
 _RUN_FILES = {
     "config.json",
     "checkpoint.pt",
     "log.jsonl",
     "weights_source.txt",
+    "maps.json",
     "fold.json",
     "scores.csv",
     "cv.json",
@@ -226,6 +227,13 @@ def _foreign_evaluation(root: Path, found: list[Path]) -> str | None:
     if not (root / "metrics.json").is_file():
         return "it has no metrics.json"
     for entry in found:
+        if entry.name == "maps" and entry.is_dir() and not entry.is_symlink():
+            for inner in entry.iterdir():  # lp-eval --maps: one map and one panel per image
+                if inner.is_symlink() or not inner.is_file() or inner.suffix != ".png":
+                    return (
+                        f"it holds {str(inner.relative_to(root))!r}, which lp-eval does not write"
+                    )
+            continue
         if entry.name not in _EVALUATION_FILES or not entry.is_file() or entry.is_symlink():
             return _unexpected(entry, "evaluation")
     return None

@@ -60,6 +60,15 @@ def test_lp_eval_maps_writes_each_map_and_its_picture(mapped, tmp_path):
     assert (out / "maps.png").exists()
     result = json.loads((out / "metrics.json").read_text())
     assert "no lesion masks" in result["pixel"]["note"]
+    # its own earlier output (maps/ included) is replaced with --overwrite
+    again = invoke(eval_command, run, evaluation, "--out", out, "--maps", "--device", "cpu",
+                   "--overwrite")  # fmt: skip
+    assert again.code == 0, again.stderr
+    (out / "maps" / "notes.txt").write_text("mine")  # but never a user's file in it
+    refused = invoke(eval_command, run, evaluation, "--out", out, "--maps", "--device", "cpu",
+                     "--overwrite")  # fmt: skip
+    assert refused.code != 0 and "notes.txt" in refused.stderr
+    assert (out / "maps" / "notes.txt").read_text() == "mine"
 
 
 def test_a_bright_square_lights_up_the_written_map(mapped, tmp_path):

@@ -80,6 +80,8 @@ def outlined(rgb: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 def panel(image: np.ndarray, heat: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """One image's row: the image, its true lesions outlined, the map, the map overlaid.
 
+    The map is drawn scaled to its own maximum (its file keeps the probabilities).
+
     Args:
         image: ``(H, W, C)`` ``uint8`` image, ``C`` 1 or 3.
         heat: ``(H, W)`` map in [0, 1].
@@ -89,7 +91,7 @@ def panel(image: np.ndarray, heat: np.ndarray, mask: np.ndarray | None) -> np.nd
         ``(H, 4 W, 3)`` RGB ``uint8`` picture.
     """
     rgb = image if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
-    coloured = heat_colour(np.clip(heat, 0, 1))
+    coloured = heat_colour(np.clip(heat / max(float(heat.max()), 1e-6), 0, 1))
     overlay = outlined(cv2.addWeighted(rgb, 0.55, coloured, 0.45, 0), mask)
     return np.concatenate([rgb, outlined(rgb, mask), coloured, overlay], axis=1)
 
