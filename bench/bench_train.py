@@ -9,6 +9,8 @@ arch, e.g.:
     python bench/bench_train.py --arch resnet18 --size 64 --device cpu
     python bench/bench_train.py --arch vgg16 --size 256 --device cuda --batch-size 64
 
+``--freeze N`` adds a row for the step of ``lp-train --freeze N``: the trainable tail on the
+cached activations of the first N stages (their one-off caching is timed and printed too).
 ``--maps`` adds a row for the same step with the dense decoder of ``lp-train --maps`` and its
 pixel loss (train/dense.py), measured in the same run, and the ratio to the plain step.
 """
@@ -50,6 +52,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--maps", action="store_true", help="also time the dense decoder")
+    parser.add_argument("--freeze", type=int, default=0, help="also time --freeze N")
     return parser.parse_args()
 
 
@@ -122,6 +125,42 @@ def main() -> None:
     t_step = timed(step, args.steps, device)
     t_maps = _timed_with_maps(args, device, amp, images, labels, normalizer, gen)
     _print_table(args, device, amp, flops, t_pipe, t_step, t_maps)
+    _frozen_rows(args, device, amp, images, labels, normalizer, gen, t_step)
+
+
+def _frozen_rows(args, device, amp, images, labels, normalizer, gen, t_step: float) -> None:
+    """With ``--freeze N``: the step on cached activations, and the caching itself."""
+    if not args.freeze:
+        return
+    from train.frozen import Tail, cache_activations
+
+    model, _ = build_model(args.arch, "none")
+    model = model.to(device, memory_format=torch.channels_last)
+    tail = Tail(model, args.arch, args.freeze)
+    started = time.perf_counter()
+    cache = cache_activations(tail, normalizer, images, device)
+    caching = time.perf_counter() - started
+    optimizer, _ = optimizer_and_schedule(model.parameters(), 1e-3, 0.9, 0.0, epochs=1)
+
+    def step():
+        idx = torch.randint(0, args.images, (args.batch_size,), generator=gen)
+        y = labels[idx.to(labels.device)].to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = tail(cache.batch(idx, device))
+        loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    t_frozen = timed(step, args.steps, device)
+    cache.close()
+    print(
+        f"| {f'step, --freeze {args.freeze}':<28} | {args.batch_size / t_frozen:>10.1f} | {'':>8} |"
+    )
+    print(
+        f"--freeze {args.freeze}: the step takes {t_frozen / t_step:.2f}x the full step; caching "
+        f"{args.images} images took {caching:.1f} s ({args.images / caching:.0f} img/s, once)"
+    )
 
 
 def _timed_with_maps(args, device, amp, images, labels, normalizer, gen) -> float | None:
