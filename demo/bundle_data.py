@@ -22,8 +22,8 @@ import cv2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lesionpaste.idrid_files import lesion_masks, locate  # noqa: E402
-from synth.mask_resize import resize_mask  # noqa: E402
+from lesionpaste.idrid_files import lesion_masks, locate
+from synth.mask_resize import resize_mask
 
 SHARED = ROOT.parent / "shared" / "data"
 OUT = ROOT / "demo" / "data"
@@ -38,7 +38,7 @@ FACTOR = 4
 def main() -> None:
     source = SHARED / "idrid"
     for image_id in (*BANKS, *LOCALISATION):
-        image, masks = locate(source, image_id)
+        image, _ = locate(source, image_id)
         (OUT / "idrid" / IMAGES).mkdir(parents=True, exist_ok=True)
         if image_id in BANKS:
             shutil.copyfile(image, OUT / "idrid" / IMAGES / image.name)
@@ -46,7 +46,9 @@ def main() -> None:
             pixels = cv2.imread(str(image), cv2.IMREAD_COLOR)
             h, w = pixels.shape[0] // FACTOR, pixels.shape[1] // FACTOR
             small = cv2.resize(pixels, (w, h), interpolation=cv2.INTER_AREA)
-            cv2.imwrite(str(OUT / "idrid" / IMAGES / image.name), small, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            cv2.imwrite(
+                str(OUT / "idrid" / IMAGES / image.name), small, [cv2.IMWRITE_JPEG_QUALITY, 90]
+            )
         for kind, path in lesion_masks(source, image_id).items():
             folder = OUT / "idrid" / MASKS / path.parent.name
             folder.mkdir(parents=True, exist_ok=True)

@@ -114,19 +114,19 @@ def page(out: Path, report: Path, s: dict) -> str:
 <style>body{{font-family:sans-serif;max-width:60em;margin:auto}} img{{max-width:100%}}
 td,th{{padding:2px 8px;border-bottom:1px solid #ddd}} .box{{border:1px solid #999;padding:6px}}
 </style></head><body>
-<h1>LesionPaste on bundled data ({s['wall_seconds']:.0f} s)</h1>
+<h1>LesionPaste on bundled data ({s["wall_seconds"]:.0f} s)</h1>
 <p>One annotated photograph, a few dozen normal ones, a CPU: what the method learns, measured
 on images it never saw. Every figure below is computed by this run
 (<code>demo/out/summary.json</code>).</p>
 <h2>1. The lesion bank</h2>
-<p>{bank['n_lesions']} lesions ({html.escape(counts)}) cut from
-{html.escape(bank['sources'][0]['id'])}, preprocessed with Ben Graham's recipe.</p>
-{img('bank_sheet.png', 'lesion bank')}
+<p>{bank["n_lesions"]} lesions ({html.escape(counts)}) cut from
+{html.escape(bank["sources"][0]["id"])}, preprocessed with Ben Graham's recipe.</p>
+{img("bank_sheet.png", "lesion bank")}
 <h2>2. Normal photographs and their anomalous twins</h2>
-<p>{twins['counts']['normal']} CHASE_DB1 photographs of healthy children (the patients of the
+<p>{twins["counts"]["normal"]} CHASE_DB1 photographs of healthy children (the patients of the
 training split) and one twin each, lesions pasted with the paper's 80/10/5/5 grade mix at
-{twins['config']['size']}x{twins['config']['size']}.</p>
-{img('twins.png', 'twins')}
+{twins["config"]["size"]}x{twins["config"]["size"]}.</p>
+{img("twins.png", "twins")}
 <h2>3. Training</h2>
 <p>EfficientNet-Lite0 (ImageNet weights, first stages frozen) with the dense decoder of
 <code>--maps</code>, trained on the twins and their pasted masks.</p>
@@ -134,23 +134,23 @@ training split) and one twin each, lesions pasted with the paper's 80/10/5/5 gra
 {curve}</table>
 <h2>4. Test one: where are the lesions?</h2>
 <p><b>Measures</b> whether the anomaly map lights up real lesions: pixel AUROC of the map
-against the IDRiD graders' masks of {loc['n_images']} photographs that are not the bank's source
+against the IDRiD graders' masks of {loc["n_images"]} photographs that are not the bank's source
 (inside the field of view; 95% bootstrap interval by image). <b>Does not measure</b> detection
 of disease in a screening population: these are all diseased eyes of one camera.</p>
-<p>Pixel AUROC {loc['auroc']:.3f} [{loc['ci_low']:.3f}, {loc['ci_high']:.3f}]:
-{_verdict(loc['ci_low'], loc['ci_high'])}. AUPRO (to 30% FPR) {loc['aupro']:.3f}
-[{loc['aupro_ci_low']:.3f}, {loc['aupro_ci_high']:.3f}].</p>
+<p>Pixel AUROC {loc["auroc"]:.3f} [{loc["ci_low"]:.3f}, {loc["ci_high"]:.3f}]:
+{_verdict(loc["ci_low"], loc["ci_high"])}. AUPRO (to 30% FPR) {loc["aupro"]:.3f}
+[{loc["aupro_ci_low"]:.3f}, {loc["aupro_ci_high"]:.3f}].</p>
 {_type_rows(out)}
-{img('run/eval-where/maps.png', 'maps')}
+{img("run/eval-where/maps.png", "maps")}
 <h2>5. Test two: is it there?</h2>
 <p><b>Measures</b> detection of lesions the model never saw, within one camera and
-population: {det['n_neg']} held-out children's photographs (other patients than the training
+population: {det["n_neg"]} held-out children's photographs (other patients than the training
 ones) against their twins made with the lesions of another annotated image,
-{html.escape(unseen_bank['sources'][0]['id'])}. <b>Does not measure</b> real disease: the
+{html.escape(unseen_bank["sources"][0]["id"])}. <b>Does not measure</b> real disease: the
 anomalies are pasted.</p>
-<p>AUC {det['auc']:.3f} [{det['ci_low']:.3f}, {det['ci_high']:.3f}] (DeLong):
-{_verdict(det['ci_low'], det['ci_high'])}.</p>
-{img('run/eval-whether/roc.png', 'ROC')}
+<p>AUC {det["auc"]:.3f} [{det["ci_low"]:.3f}, {det["ci_high"]:.3f}] (DeLong):
+{_verdict(det["ci_low"], det["ci_high"])}.</p>
+{img("run/eval-whether/roc.png", "ROC")}
 <h2>What next</h2>
 <p class="box">At scale: <code>make train-eyeq</code> runs the paper's EyeQ workflow;
 <code>docs/results.md</code> gives the results on real EyePACS images, with their commands.</p>
