@@ -93,3 +93,36 @@ def test_training_on_the_cache_equals_training_that_recomputes(tmp_path, maps):
     assert not torch.equal(
         cached[prefix + "layer4.0.conv1.weight"], reference["layer4.0.conv1.weight"]
     )
+
+
+@pytest.mark.parametrize("maps", [False, True])
+def test_validation_on_images_normalised_once_equals_normalising_every_epoch(
+    tmp_path, monkeypatch, maps
+):
+    import json
+
+    from train import engine
+
+    data = load_dataset(synthetic(tmp_path / "data", pairs=20, masks=maps), masks=maps)
+    logs, kept = [], []
+    original = engine._normalised_validation
+
+    def spy(s):
+        out = original(s)
+        kept.append(out is not None)
+        return out
+
+    monkeypatch.setattr(engine, "_normalised_validation", spy)
+    for budget in (engine.VALIDATION_CACHE_BYTES, 0):  # kept for the run, or none kept
+        monkeypatch.setattr(engine, "VALIDATION_CACHE_BYTES", budget)
+        config = TrainConfig(dataset="d", arch="smallcnn", weights="none", epochs=3,
+                             batch_size=8, lr=0.05, size=32, device="cpu", maps=maps,
+                             val_fraction=0.3)  # fmt: skip
+        run = tmp_path / f"run-{budget}"
+        run.mkdir()
+        torch.manual_seed(0)
+        train(data, run, config, quiet=True)
+        lines = (run / "log.jsonl").read_text().splitlines()
+        logs.append([json.loads(line)["val_auc"] for line in lines])
+    assert logs[0] == logs[1] and len(logs[0]) == 3
+    assert kept[:3] == [True] * 3 and not any(kept[-3:])  # the first run used the kept images

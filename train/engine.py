@@ -307,6 +307,7 @@ class _Session:
     masks: torch.Tensor | None = None  # (N, H, W) uint8, with --maps
     tail: Tail | None = None  # with --freeze: the trainable part, fed the frozen activations
     cache: Activations | None = None  # the frozen activations (None: recomputed each step)
+    val_normalised: torch.Tensor | None = None  # the validation images, normalised once
 
 
 def _device_of(config: TrainConfig, world: int) -> torch.device:
@@ -481,30 +482,62 @@ def _inputs(s: _Session, idx: torch.Tensor) -> torch.Tensor | list[torch.Tensor]
 
 def _outputs(s: _Session, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Classifier probabilities (and map probabilities) of some images, as the model scores
-    them, through the cached activations with ``--freeze``."""
-    if s.tail is None:
-        images = s.images[torch.from_numpy(idx).to(s.images.device)]
-        if s.masks is not None:
-            return map_outputs(s.model, s.normalizer, images, s.device)
-        return scores_of(s.model, s.normalizer, images, s.device), None
-    s.tail.eval()
-    probabilities, maps = [], []
+    them: through the cached activations with ``--freeze``; the validation images normalised
+    once for the run (when they fit ``VALIDATION_CACHE_BYTES``), not every epoch."""
+    step = 64 if s.masks is not None else 128  # the batches of map_outputs and scores_of
+    if s.tail is not None:
+        module = s.tail
+        inputs = (_inputs(s, torch.from_numpy(idx[i : i + step])) for i in range(0, len(idx), step))
+    else:
+        normalised = _normalised_validation(s) if idx is s.val_idx else None
+        if normalised is None:
+            images = s.images[torch.from_numpy(idx).to(s.images.device)]
+            if s.masks is not None:
+                return map_outputs(s.model, s.normalizer, images, s.device)
+            return scores_of(s.model, s.normalizer, images, s.device), None
+        module = s.model
+        inputs = (normalised[i : i + step].to(s.device) for i in range(0, len(idx), step))
+    return _collect(module, inputs, s.device, s.masks is not None)
+
+
+#: the most bytes of normalised validation images kept for the run
+VALIDATION_CACHE_BYTES = 1 << 30
+
+
+def _normalised_validation(s: _Session) -> torch.Tensor | None:
+    """The validation images through the normalizer, computed at the first validation and
+    kept (on the training device), or None when they would take more than the budget."""
+    if s.val_normalised is None and len(s.val_idx):
+        size = s.normalizer.size
+        if 4 * 3 * size * size * len(s.val_idx) > VALIDATION_CACHE_BYTES:
+            return None
+        parts = []
+        with torch.no_grad():
+            for i in range(0, len(s.val_idx), 128):
+                chunk = torch.from_numpy(s.val_idx[i : i + 128]).to(s.images.device)
+                parts.append(s.normalizer(s.images[chunk].to(s.device)))
+        s.val_normalised = torch.cat(parts)
+    return s.val_normalised
+
+
+def _collect(module: nn.Module, inputs, device: torch.device, maps: bool):
+    """Probabilities (and map probabilities) of a model over batches of its inputs."""
+    module.eval()
+    probabilities, out_maps = [], []
     with (
         torch.no_grad(),
-        torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.device.type == "cuda"),
+        torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"),
     ):
-        for start in range(0, len(idx), 128):
-            out = s.tail(_inputs(s, torch.from_numpy(idx[start : start + 128])), with_map=True)
+        for batch in inputs:
+            out = module(batch, with_map=True) if maps else module(batch)
             logits = out[0] if isinstance(out, tuple) else out
             probabilities.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
             if isinstance(out, tuple):
-                maps.append(torch.sigmoid(out[1].float())[:, 0].cpu())
+                out_maps.append(torch.sigmoid(out[1].float())[:, 0].cpu())
     if not probabilities:
-        return np.zeros(0, np.float32), (
-            np.zeros((0, 1, 1), np.float32) if s.masks is not None else None
-        )
+        return np.zeros(0, np.float32), (np.zeros((0, 1, 1), np.float32) if maps else None)
     p = torch.cat(probabilities).numpy()
-    return p, (torch.cat(maps).numpy() if maps else None)
+    return p, (torch.cat(out_maps).numpy() if out_maps else None)
 
 
 def _validate(s: _Session, labels: np.ndarray) -> dict:
