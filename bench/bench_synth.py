@@ -157,7 +157,13 @@ bank = read_bank(sys.argv[1])
 job = Job(bank_path=Path(sys.argv[1]), bank_sha256=bank.sha256, size=int(sys.argv[3]),
           tiers=tuple(make_tiers("fundus", bank.counts())), paste=PasteConfig())
 make_one(NormalImage("big", Path(sys.argv[2])), job, Path(tempfile.mkdtemp()))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM: this process's own peak; ru_maxrss would include the benchmark's own size, which a
+# child inherits on Linux at fork
+try:
+    status = Path("/proc/self/status").read_text().splitlines()
+    print(next(int(l.split()[1]) for l in status if l.startswith("VmHWM:")) / 1024)
+except (OSError, StopIteration):
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
 
