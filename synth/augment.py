@@ -231,6 +231,22 @@ def distort_colour(patch: np.ndarray, hue: float, saturation: float) -> np.ndarr
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0
 
 
+def one_pixel_lesion(mean: np.ndarray, draw: AugmentDraw) -> np.ndarray:
+    """A lesion shrunk to one pixel: its patch's mean (what area resampling gives), then the
+    brightness gain and the colour draw (flips, rotation and contrast about its own mean leave
+    a single pixel as it is).
+
+    Args:
+        mean: ``(C,)`` ``float64`` mean of the patch over its whole box.
+        draw: the lesion's drawn parameters.
+
+    Returns:
+        ``(1, 1, C)`` ``float32`` pixel in [0, 255].
+    """
+    pixel = np.clip(mean * draw.brightness, 0.0, 255.0).astype(np.float32).reshape(1, 1, -1)
+    return distort_colour(pixel, draw.hue, draw.saturation)
+
+
 def augment_lesion(
     patch: np.ndarray, mask: np.ndarray, draw: AugmentDraw, base_scale: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -256,9 +272,8 @@ def augment_lesion(
     factor = base_scale * draw.scale
     h, w = mask.shape
     if max(1, round(w * factor)) == 1 and max(1, round(h * factor)) == 1:
-        value = patch.reshape(-1, patch.shape[2]).mean(axis=0, dtype=np.float64) * draw.brightness
-        pixel = np.clip(value, 0.0, 255.0).astype(np.float32).reshape(1, 1, -1)
-        return distort_colour(pixel, draw.hue, draw.saturation), np.ones((1, 1), bool)
+        mean = patch.reshape(-1, patch.shape[2]).mean(axis=0, dtype=np.float64)
+        return one_pixel_lesion(mean, draw), np.ones((1, 1), bool)
     if draw.flip_h:
         patch, mask = patch[:, ::-1], mask[:, ::-1]
     if draw.flip_v:

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from lesionpaste.bank_format import Bank
-from synth.augment import AugmentConfig, augment_lesion, distort_colour, draw_augmentations
+from synth.augment import AugmentConfig, augment_lesion, draw_augmentations, one_pixel_lesion
 from synth.paste import blend_pixels, find_position, mixup_paste
 from synth.prepare import Prepared
 from synth.tiers import Tier
@@ -265,7 +265,7 @@ def synthesize_twin(
         source = int(table.sources[index])
         if small[k] and len(region_pixels):
             y, x = region_pixels[int(rngs["place"].integers(len(region_pixels)))].tolist()
-            pending.append((y, x, _one_pixel(table.means[index], draw), lam))
+            pending.append((y, x, one_pixel_lesion(table.means[index], draw).reshape(-1), lam))
             union[y, x] = True
             mask = _ONE
         else:
@@ -298,12 +298,6 @@ def synthesize_twin(
 
 
 _ONE = np.ones((1, 1), bool)
-
-
-def _one_pixel(mean: np.ndarray, draw) -> np.ndarray:
-    """A lesion shrunk to one pixel: ``augment_lesion``'s short path, from its mean pixel."""
-    pixel = np.clip(mean * draw.brightness, 0.0, 255.0).astype(np.float32).reshape(1, 1, -1)
-    return distort_colour(pixel, draw.hue, draw.saturation).reshape(-1)
 
 
 def _blend_pending(image: np.ndarray, pending: list, under: tuple | None = None) -> None:

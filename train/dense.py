@@ -220,17 +220,42 @@ def map_outputs(
         ``(probabilities, maps)``: ``(N,)`` ``float32`` softmax probabilities of class 1 and
         ``(N, h, w)`` ``float32`` map probabilities at the map's stride.
     """
-    model.eval()
-    if len(images) == 0:
-        return np.zeros(0, np.float32), np.zeros((0, 1, 1), np.float32)
-    probabilities, maps = [], []
+    batches = (
+        normalizer(images[i : i + batch_size].to(device, non_blocking=True))
+        for i in range(0, len(images), batch_size)
+    )
+    probabilities, maps = collect_outputs(model, batches, device, maps=True)
+    return probabilities, maps
+
+
+def collect_outputs(
+    module: nn.Module, inputs, device: torch.device, maps: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class-1 probabilities (and map probabilities) of a network over batches of its inputs,
+    in eval mode, without gradients, in bf16 autocast on CUDA.
+
+    Args:
+        module: the network (a backbone, a ``MapModel`` or a ``train.frozen.Tail``).
+        inputs: an iterable of its input batches (already on ``device``).
+        device: the device it runs on.
+        maps: call it with ``with_map=True`` and return the maps too.
+
+    Returns:
+        ``(probabilities, maps)``: ``(N,)`` ``float32`` and, with ``maps``, ``(N, h, w)``
+        ``float32`` map probabilities (else None); empty arrays for no batch.
+    """
+    module.eval()
+    probabilities, out_maps = [], []
     with (
         torch.no_grad(),
         torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"),
     ):
-        for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size].to(device, non_blocking=True)
-            logits, map_logits = model(normalizer(batch), with_map=True)
+        for batch in inputs:
+            out = module(batch, with_map=True) if maps else module(batch)
+            logits = out[0] if maps else out
             probabilities.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
-            maps.append(torch.sigmoid(map_logits.float())[:, 0].cpu())
-    return torch.cat(probabilities).numpy(), torch.cat(maps).numpy()
+            if maps:
+                out_maps.append(torch.sigmoid(out[1].float())[:, 0].cpu())
+    if not probabilities:
+        return np.zeros(0, np.float32), (np.zeros((0, 1, 1), np.float32) if maps else None)
+    return torch.cat(probabilities).numpy(), (torch.cat(out_maps).numpy() if maps else None)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import atomic_output, open_regular, write_text_atomic
 from train.data import LoadedDataset
-from train.dense import MapModel, map_loss, map_outputs
+from train.dense import MapModel, collect_outputs, map_loss, map_outputs
 from train.frozen import Activations, Tail, cache_activations
 from train.map_scores import image_scores, map_summary, validation_aucs
 from train.models import build_model, input_normalization
@@ -172,17 +172,11 @@ def scores_of(
     Returns:
         ``(N,)`` ``float32`` softmax probabilities of class 1.
     """
-    model.eval()
-    out = []
-    with (
-        torch.no_grad(),
-        torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"),
-    ):
-        for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size].to(device, non_blocking=True)
-            logits = model(normalizer(batch)).float()
-            out.append(torch.softmax(logits, dim=1)[:, 1].cpu())
-    return torch.cat(out).numpy()
+    batches = (
+        normalizer(images[i : i + batch_size].to(device, non_blocking=True))
+        for i in range(0, len(images), batch_size)
+    )
+    return collect_outputs(model, batches, device, maps=False)[0]
 
 
 def save_checkpoint(
@@ -480,24 +474,24 @@ def _inputs(s: _Session, idx: torch.Tensor) -> torch.Tensor | list[torch.Tensor]
         return s.tail.frozen_outputs(x)
 
 
-def _outputs(s: _Session, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Classifier probabilities (and map probabilities) of some images, as the model scores
-    them: through the cached activations with ``--freeze``; the validation images normalised
-    once for the run (when they fit ``VALIDATION_CACHE_BYTES``), not every epoch."""
-    step = 64 if s.masks is not None else 128  # the batches of map_outputs and scores_of
+def _validation_outputs(s: _Session) -> tuple[np.ndarray, np.ndarray | None]:
+    """Classifier probabilities (and map probabilities) of the validation images, as the
+    model scores them: through the cached activations with ``--freeze``, else from the
+    images normalised once for the run (when they fit ``VALIDATION_CACHE_BYTES``)."""
+    idx, maps = s.val_idx, s.masks is not None
+    step = 64 if maps else 128  # the batches of map_outputs and scores_of
     if s.tail is not None:
         module = s.tail
         inputs = (_inputs(s, torch.from_numpy(idx[i : i + step])) for i in range(0, len(idx), step))
-    else:
-        normalised = _normalised_validation(s) if idx is s.val_idx else None
-        if normalised is None:
-            images = s.images[torch.from_numpy(idx).to(s.images.device)]
-            if s.masks is not None:
-                return map_outputs(s.model, s.normalizer, images, s.device)
-            return scores_of(s.model, s.normalizer, images, s.device), None
-        module = s.model
-        inputs = (normalised[i : i + step].to(s.device) for i in range(0, len(idx), step))
-    return _collect(module, inputs, s.device, s.masks is not None)
+        return collect_outputs(module, inputs, s.device, maps)
+    normalised = _normalised_validation(s)
+    if normalised is None:
+        images = s.images[torch.from_numpy(idx).to(s.images.device)]
+        if maps:
+            return map_outputs(s.model, s.normalizer, images, s.device)
+        return scores_of(s.model, s.normalizer, images, s.device), None
+    inputs = (normalised[i : i + step].to(s.device) for i in range(0, len(idx), step))
+    return collect_outputs(s.model, inputs, s.device, maps)
 
 
 #: the most bytes of normalised validation images kept for the run
@@ -520,32 +514,12 @@ def _normalised_validation(s: _Session) -> torch.Tensor | None:
     return s.val_normalised
 
 
-def _collect(module: nn.Module, inputs, device: torch.device, maps: bool):
-    """Probabilities (and map probabilities) of a model over batches of its inputs."""
-    module.eval()
-    probabilities, out_maps = [], []
-    with (
-        torch.no_grad(),
-        torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"),
-    ):
-        for batch in inputs:
-            out = module(batch, with_map=True) if maps else module(batch)
-            logits = out[0] if isinstance(out, tuple) else out
-            probabilities.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
-            if isinstance(out, tuple):
-                out_maps.append(torch.sigmoid(out[1].float())[:, 0].cpu())
-    if not probabilities:
-        return np.zeros(0, np.float32), (np.zeros((0, 1, 1), np.float32) if maps else None)
-    p = torch.cat(probabilities).numpy()
-    return p, (torch.cat(out_maps).numpy() if out_maps else None)
-
-
 def _validate(s: _Session, labels: np.ndarray) -> dict:
     """``{"val_auc": ...}`` on the validation pairs, or nothing when they hold one class."""
     if not len(s.val_idx) or len(set(labels[s.val_idx])) != 2:
         return {}
     started = time.perf_counter()
-    probabilities, maps = _outputs(s, s.val_idx)
+    probabilities, maps = _validation_outputs(s)
     if maps is not None:
         aucs = validation_aucs(image_scores(probabilities, maps), labels[s.val_idx])
         entry = {"val_auc": aucs["classifier"], "val_auc_by_score": aucs}
@@ -607,7 +581,7 @@ def train(
 
 def _write_map_summary(s: _Session, run: Path, data: LoadedDataset, config: TrainConfig) -> None:
     """``maps.json``: the image score and pixel threshold chosen on the validation pairs."""
-    probabilities, maps = _outputs(s, s.val_idx)
+    probabilities, maps = _validation_outputs(s)
     summary = map_summary(
         probabilities, maps, data.labels[s.val_idx], data.masks[s.val_idx], config.image_score
     )

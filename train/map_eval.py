@@ -26,7 +26,6 @@ from lesionpaste.errors import LesionPasteError
 from lesionpaste.images import encode_png
 from lesionpaste.recipes import Disc, disc_mask
 from train.cam import heat_colour
-from train.map_scores import upsample_maps
 from train.pixel_metrics import paired_difference, pixel_report
 
 #: Dice/IoU threshold of the Grad-CAM maps (scaled to [0, 1] per image)
@@ -147,6 +146,7 @@ def pixel_metrics(
     kinds: dict[str, tuple[list[np.ndarray], float]],
     opened: OpenedDataset,
     scored: list[int],
+    union: list[np.ndarray],
     fovs: list[np.ndarray | None],
     n_boot: int,
     seed: int,
@@ -158,6 +158,7 @@ def pixel_metrics(
         kinds: ``{name: (maps, threshold)}`` for the images of ``scored``, the run's first.
         opened: the evaluation set (its masks and per-type masks).
         scored: the rows that have a ground-truth mask.
+        union: their masks of every lesion type (already read, in ``scored``'s order).
         fovs: the field of view of each scored image (None entries: whole image).
         n_boot: bootstrap resamples (by image).
         seed: the bootstrap's seed.
@@ -167,7 +168,6 @@ def pixel_metrics(
         "differences": {"maps - gradcam": {"auroc": ..., "aupro": ...}, ...}, "n_images",
         "types"}``.
     """
-    union = [opened.mask(i) for i in scored]
     typed = [opened.type_masks(i) for i in scored]
     types = sorted({t for masks in typed for t in masks})
     result: dict = {"n_images": len(scored), "types": types}
@@ -189,19 +189,6 @@ def pixel_metrics(
             for metric in ("auroc", "aupro")
         }
     return result
-
-
-def full_size(maps: np.ndarray, shape: tuple[int, int]) -> list[np.ndarray]:
-    """Maps at the images' size.
-
-    Args:
-        maps: ``(N, h, w)`` maps at any resolution.
-        shape: ``(H, W)`` of the images.
-
-    Returns:
-        One ``(H, W)`` ``float32`` map per image.
-    """
-    return upsample_maps(np.asarray(maps, np.float32), shape)
 
 
 def stems_of(paths: list[str]) -> list[str]:

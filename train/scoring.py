@@ -29,7 +29,7 @@ from train.engine import (
     scores_of,
 )
 from train.evaluate import compare, metrics, read_scores, write_metrics, write_scores
-from train.map_scores import IMAGE_SCORES, image_scores
+from train.map_scores import IMAGE_SCORES, image_scores, upsample_maps
 from train.models import build_model
 from train.roc_plot import roc_picture
 
@@ -82,13 +82,16 @@ def score(run: Path, dataset, device_name: str) -> np.ndarray:
     return score_and_maps(run, dataset, device_name)[0]
 
 
-def score_and_maps(run: Path, dataset, device_name: str) -> tuple[np.ndarray, np.ndarray | None]:
+def score_and_maps(
+    run: Path, dataset, device_name: str, restored: tuple | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Every image's anomaly score, and its anomaly map when the run learnt maps.
 
     Args:
         run: the run directory.
         dataset: the images to score (``LoadedDataset``).
         device_name: ``"auto"``, ``"cuda"`` or ``"cpu"``.
+        restored: ``restore(run, device_name)`` when the caller already has it.
 
     Returns:
         ``(scores, maps)``: ``(N,)`` scores (see ``score``) and ``(N, h, w)`` ``float32`` map
@@ -97,7 +100,7 @@ def score_and_maps(run: Path, dataset, device_name: str) -> tuple[np.ndarray, np
     Raises:
         LesionPasteError: the run's model cannot be restored, or its ``maps.json`` is missing.
     """
-    model, normalizer, config, device = restore(run, device_name)
+    model, normalizer, config, device = restored or restore(run, device_name)
     images, _ = place_images(dataset.images, device)
     if not config.maps:
         return scores_of(model, normalizer, images, device), None
@@ -124,11 +127,11 @@ def map_choices(run: Path) -> dict:
     return choices
 
 
-def _cam_picture(run: Path, data, scores: np.ndarray, count: int, device: str) -> np.ndarray:
+def _cam_picture(restored: tuple, data, scores: np.ndarray, count: int) -> np.ndarray:
     """Grad-CAM panels for the ``count`` highest-scored anomalous images."""
     from train.cam import cam_panels
 
-    model, normalizer, config, _ = restore(run, device)
+    model, normalizer, config, _ = restored
     anomalous = np.flatnonzero(data.labels > 0)
     if len(anomalous) == 0:
         raise LesionPasteError("--cam: the evaluation set has no anomalous image")
@@ -178,7 +181,8 @@ def evaluate_run(
         raise LesionPasteError(f"{out} already exists; pass --overwrite to replace it")
     refuse_bank_sources(run, eval_set)
     data = load_dataset(eval_set)
-    scores, low_maps = score_and_maps(run, data, device)
+    restored = restore(run, device)  # one checkpoint read for the scores, maps and Grad-CAM
+    scores, low_maps = score_and_maps(run, data, device, restored)
     result = metrics(scores, data.labels)
     result["run"] = str(run)
     result["evaluation_set"] = str(eval_set)
@@ -187,12 +191,12 @@ def evaluate_run(
             "other_run": str(other),
             "delong": compare(scores, _other_scores(other, data, device), data.labels),
         }
-    panels = _cam_picture(run, data, scores, cam, device) if cam else None
+    panels = _cam_picture(restored, data, scores, cam) if cam else None
     extra = {}
     if maps:
         if low_maps is None:
             raise LesionPasteError(f"--maps: {run} was trained without --maps (no map to write)")
-        extra, result["pixel"] = _map_outputs(run, eval_set, data, low_maps, device, n_boot)
+        extra, result["pixel"] = _map_outputs(run, restored, eval_set, data, low_maps, n_boot)
     write_evaluation(out, data, scores, result, panels, extra)
     if not quiet:
         print_metrics(result, out)
@@ -222,12 +226,11 @@ def refuse_bank_sources(run: Path, eval_set: Path) -> None:
         )
 
 
-def _map_outputs(run, eval_set, data, low_maps, device, n_boot) -> tuple[dict, dict]:
+def _map_outputs(run, restored, eval_set, data, low_maps, n_boot) -> tuple[dict, dict]:
     """The files of ``--maps`` and the pixel metrics (where the set has masks)."""
     from train.map_eval import (
         CAM_THRESHOLD,
         field_of_view,
-        full_size,
         map_files,
         maps_picture,
         panel,
@@ -237,7 +240,7 @@ def _map_outputs(run, eval_set, data, low_maps, device, n_boot) -> tuple[dict, d
 
     opened = open_dataset(eval_set)
     shape = data.images.shape[1:3]
-    full = full_size(low_maps, shape)
+    full = upsample_maps(low_maps, shape)
     masks = [opened.mask(i) for i in range(len(opened))]
     files = map_files(data.images, full, masks, stems_of(data.paths))
     scored = [i for i, m in enumerate(masks) if m is not None]
@@ -249,15 +252,16 @@ def _map_outputs(run, eval_set, data, low_maps, device, n_boot) -> tuple[dict, d
         return files, {"note": "the evaluation set has no lesion masks: no pixel metrics"}
     threshold = map_choices(run).get("pixel_threshold")
     kinds = {"maps": ([full[i] for i in scored], 0.5 if threshold is None else threshold)}
-    model, normalizer, config, _ = restore(run, device)
+    model, normalizer, config, _ = restored
     from train.cam import cam_maps
 
     cams = cam_maps(model, config.arch, normalizer, data.images[scored], what="--maps")
     for name, values in cams.items():
-        kinds[name] = (full_size(values, shape), CAM_THRESHOLD)
+        kinds[name] = (upsample_maps(values, shape), CAM_THRESHOLD)
     modality = opened.meta.get("bank", {}).get("modality")
     fovs = [field_of_view(shape, modality)] * len(scored)
-    pixel = pixel_metrics(kinds, opened, scored, fovs, n_boot, seed=0)
+    union = [masks[i] for i in scored]
+    pixel = pixel_metrics(kinds, opened, scored, union, fovs, n_boot, seed=0)
     pixel["thresholds"] = {name: t for name, (_, t) in kinds.items()}
     return files, pixel
 
