@@ -53,11 +53,91 @@ class AugmentDraw:
     saturation: float = 1.0
 
 
+@dataclass(frozen=True)
+class DrawTable:
+    """``n`` lesions' drawn parameters as columns (identity values where switched off), for
+    the hot path that would otherwise build one ``AugmentDraw`` per lesion.
+
+    Attributes:
+        flip_h: ``(n,)`` bool.
+        flip_v: ``(n,)`` bool.
+        angle: ``(n,)`` float64 degrees.
+        scale: ``(n,)`` float64 resize factors.
+        contrast: ``(n,)`` float64.
+        brightness: ``(n,)`` float64.
+        hue: ``(n,)`` float64 turns.
+        saturation: ``(n,)`` float64.
+    """
+
+    flip_h: np.ndarray
+    flip_v: np.ndarray
+    angle: np.ndarray
+    scale: np.ndarray
+    contrast: np.ndarray
+    brightness: np.ndarray
+    hue: np.ndarray
+    saturation: np.ndarray
+
+    def draw(self, i: int) -> AugmentDraw:
+        """The ``i``-th lesion's parameters as one ``AugmentDraw``.
+
+        Args:
+            i: the lesion's position in the table.
+
+        Returns:
+            Its draw.
+        """
+        return AugmentDraw(
+            flip_h=bool(self.flip_h[i]),
+            flip_v=bool(self.flip_v[i]),
+            angle=float(self.angle[i]),
+            scale=float(self.scale[i]),
+            contrast=float(self.contrast[i]),
+            brightness=float(self.brightness[i]),
+            hue=float(self.hue[i]),
+            saturation=float(self.saturation[i]),
+        )
+
+
+def draw_table(rng: np.random.Generator, config: AugmentConfig, n: int) -> DrawTable:
+    """Draw ``n`` lesions' parameters at once: every parameter is always drawn (same draws
+    whatever is switched on), then the ones switched off are set to their identity.
+
+    Args:
+        rng: the image's ``augment`` generator.
+        config: which operations are on, and their ranges.
+        n: how many lesions.
+
+    Returns:
+        The columns of the ``n`` draws.
+    """
+    flips = rng.random((n, 2)) < 0.5
+    angles = rng.uniform(0.0, 360.0, n)
+    scales = rng.uniform(*config.resize_range, n)
+    contrasts = rng.uniform(*config.contrast_range, n)
+    brightnesses = rng.uniform(*config.brightness_range, n)
+    hues = rng.uniform(-config.hue_shift, config.hue_shift, n)
+    saturations = rng.uniform(*config.saturation_range, n)
+
+    def kept(values: np.ndarray, on: bool, identity) -> np.ndarray:
+        return values if on else np.full(n, identity, values.dtype)
+
+    return DrawTable(
+        flip_h=kept(flips[:, 0], config.flip, False),
+        flip_v=kept(flips[:, 1], config.flip, False),
+        angle=kept(angles, config.rotation, 0.0),
+        scale=kept(scales, config.resize, 1.0),
+        contrast=kept(contrasts, config.contrast, 1.0),
+        brightness=kept(brightnesses, config.brightness, 1.0),
+        hue=kept(hues, config.colour, 0.0),
+        saturation=kept(saturations, config.colour, 1.0),
+    )
+
+
 def draw_augmentations(
     rng: np.random.Generator, config: AugmentConfig, n: int
 ) -> list[AugmentDraw]:
-    """Draw ``n`` lesions' parameters at once: every parameter is always drawn (same draws
-    whatever is switched on), then only the enabled ones are kept.
+    """Draw ``n`` lesions' parameters at once (``draw_table``), one ``AugmentDraw`` each.
 
     Args:
         rng: the image's ``augment`` generator.
@@ -67,26 +147,8 @@ def draw_augmentations(
     Returns:
         ``n`` draws, identity values for the operations switched off.
     """
-    flips = rng.random((n, 2)) < 0.5
-    angles = rng.uniform(0.0, 360.0, n)
-    scales = rng.uniform(*config.resize_range, n)
-    contrasts = rng.uniform(*config.contrast_range, n)
-    brightnesses = rng.uniform(*config.brightness_range, n)
-    hues = rng.uniform(-config.hue_shift, config.hue_shift, n)
-    saturations = rng.uniform(*config.saturation_range, n)
-    return [
-        AugmentDraw(
-            flip_h=bool(flips[i, 0]) and config.flip,
-            flip_v=bool(flips[i, 1]) and config.flip,
-            angle=float(angles[i]) if config.rotation else 0.0,
-            scale=float(scales[i]) if config.resize else 1.0,
-            contrast=float(contrasts[i]) if config.contrast else 1.0,
-            brightness=float(brightnesses[i]) if config.brightness else 1.0,
-            hue=float(hues[i]) if config.colour else 0.0,
-            saturation=float(saturations[i]) if config.colour else 1.0,
-        )
-        for i in range(n)
-    ]
+    table = draw_table(rng, config, n)
+    return [table.draw(i) for i in range(n)]
 
 
 def draw_augmentation(rng: np.random.Generator, config: AugmentConfig) -> AugmentDraw:
@@ -102,8 +164,16 @@ def draw_augmentation(rng: np.random.Generator, config: AugmentConfig) -> Augmen
     return draw_augmentations(rng, config, 1)[0]
 
 
-def _stack(patch: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Patch channels and the mask as one float32 image, so one resample serves both."""
+def stack_lesion(patch: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Patch channels and the mask as one float32 image, so one resample serves both.
+
+    Args:
+        patch: ``(h, w, C)`` lesion patch.
+        mask: ``(h, w)`` boolean lesion mask.
+
+    Returns:
+        ``(h, w, C + 1)`` ``float32``: the patch, then the mask as 0 or 1.
+    """
     return np.concatenate([patch.astype(np.float32), mask[:, :, None].astype(np.float32)], axis=2)
 
 
@@ -135,17 +205,23 @@ def _rotate_stack(stack: np.ndarray, angle: float) -> np.ndarray:
     stack = cv2.copyMakeBorder(stack, 1, 1, 1, 1, cv2.BORDER_REPLICATE).reshape(
         stack.shape[0] + 2, stack.shape[1] + 2, -1
     )
-    stack[[0, -1], :, -1] = 0.0
-    stack[:, [0, -1], -1] = 0.0
+    stack[0, :, -1] = stack[-1, :, -1] = 0.0
+    stack[:, 0, -1] = stack[:, -1, -1] = 0.0
     h, w = stack.shape[:2]
-    rad = math.radians(angle)
-    cos, sin = abs(math.cos(rad)), abs(math.sin(rad))
+    rad = math.radians(angle)  # angle * (pi / 180), as cv2.getRotationMatrix2D computes it
+    alpha, beta = math.cos(rad), math.sin(rad)
+    cos, sin = abs(alpha), abs(beta)
     # rounded first: cos(90°) is 6e-17, not 0, and would grow the canvas by a whole pixel
     new_w = math.ceil(round(w * cos + h * sin, 9))
     new_h = math.ceil(round(w * sin + h * cos, 9))
-    matrix = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), angle, 1.0)
-    matrix[0, 2] += (new_w - w) / 2.0
-    matrix[1, 2] += (new_h - h) / 2.0
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    # cv2.getRotationMatrix2D((cx, cy), angle, 1), then centred on the grown canvas
+    matrix = np.array(
+        [
+            [alpha, beta, (1 - alpha) * cx - beta * cy + (new_w - w) / 2.0],
+            [-beta, alpha, beta * cx + (1 - alpha) * cy + (new_h - h) / 2.0],
+        ]
+    )
     out = cv2.warpAffine(
         stack, matrix, (new_w, new_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
@@ -168,7 +244,7 @@ def resize_lesion(
         ``(patch, mask)``: the resized ``(h', w', C)`` ``float32`` patch and its ``(h', w')``
         boolean mask, never empty.
     """
-    return _unstack(_resize_stack(_stack(patch, mask), factor))
+    return _unstack(_resize_stack(stack_lesion(patch, mask), factor))
 
 
 def rotate_lesion(
@@ -185,7 +261,7 @@ def rotate_lesion(
         ``(patch, mask)``: the rotated ``(h', w', C)`` ``float32`` patch and its ``(h', w')``
         boolean mask, never empty.
     """
-    return _unstack(_rotate_stack(_stack(patch, mask), angle))
+    return _unstack(_rotate_stack(stack_lesion(patch, mask), angle))
 
 
 def adjust_intensity(
@@ -205,10 +281,19 @@ def adjust_intensity(
     out = patch.astype(np.float32, copy=False)
     if contrast == 1.0 and brightness == 1.0:
         return out
-    mean = out[mask].mean(axis=0) if contrast != 1.0 else 0.0
-    # (p - m) * c + m, then * b, as one affine map
-    out = out * (contrast * brightness) + mean * (1.0 - contrast) * brightness
-    return np.clip(out, 0.0, 255.0, out=out)
+    return _gain(out, _mean_inside(out[mask]) if contrast != 1.0 else 0.0, contrast, brightness)
+
+
+def _mean_inside(values: np.ndarray) -> np.ndarray:
+    """``(K, C)`` float32 pixels' mean per channel, summed and divided as ``ndarray.mean``."""
+    return np.add.reduce(values, axis=0) / len(values)
+
+
+def _gain(values: np.ndarray, mean, contrast: float, brightness: float) -> np.ndarray:
+    """``((p - mean) * contrast + mean) * brightness`` as one affine map, clipped to [0, 255]:
+    elementwise, so the same on a whole patch or on its pixels inside the mask."""
+    out = values * (contrast * brightness) + mean * (1.0 - contrast) * brightness
+    return np.minimum(np.maximum(out, 0.0, out=out), 255.0, out=out)
 
 
 def distort_colour(patch: np.ndarray, hue: float, saturation: float) -> np.ndarray:
@@ -225,16 +310,47 @@ def distort_colour(patch: np.ndarray, hue: float, saturation: float) -> np.ndarr
     """
     if patch.shape[2] != 3 or (hue == 0.0 and saturation == 1.0):
         return patch
+    return _shift_hsv(patch, np.float32(hue * 360.0), np.float32(saturation))
+
+
+def _shift_hsv(patch: np.ndarray, degrees, saturation) -> np.ndarray:
+    """Hue plus ``degrees``, saturation times ``saturation`` (float32 scalars, or arrays that
+    broadcast against ``patch[..., 0]``)."""
     hsv = cv2.cvtColor(np.clip(patch, 0, 255).astype(np.float32) / 255.0, cv2.COLOR_RGB2HSV)
-    hsv[..., 0] = (hsv[..., 0] + hue * 360.0) % 360.0
+    hsv[..., 0] = (hsv[..., 0] + degrees) % np.float32(360.0)
     hsv[..., 1] = np.clip(hsv[..., 1] * saturation, 0.0, 1.0)
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * np.float32(255.0)
+
+
+def one_pixel_lesions(
+    means: np.ndarray, brightness: np.ndarray, hue: np.ndarray, saturation: np.ndarray
+) -> np.ndarray:
+    """Lesions shrunk to one pixel, many at once: each patch's mean (what area resampling
+    gives), then its brightness gain and its colour draw (flips, rotation and contrast about
+    its own mean leave a single pixel as it is).
+
+    Args:
+        means: ``(K, C)`` ``float64`` mean of each patch over its whole box.
+        brightness: ``(K,)`` brightness gains.
+        hue: ``(K,)`` hue shifts, in turns.
+        saturation: ``(K,)`` saturation factors.
+
+    Returns:
+        ``(K, C)`` ``float32`` pixels in [0, 255].
+    """
+    pixels = np.clip(means * brightness[:, None], 0.0, 255.0).astype(np.float32)
+    coloured = (hue != 0.0) | (saturation != 1.0)
+    if pixels.shape[1] == 3:
+        # one conversion per pixel: OpenCV's HSV conversions round a pixel's last bit by
+        # where it sits in the image, so a column of pixels could differ from each alone
+        for i in np.flatnonzero(coloured).tolist():
+            one = pixels[i].reshape(1, 1, 3)
+            pixels[i] = _shift_hsv(one, np.float32(hue[i] * 360.0), np.float32(saturation[i]))[0, 0]
+    return pixels
 
 
 def one_pixel_lesion(mean: np.ndarray, draw: AugmentDraw) -> np.ndarray:
-    """A lesion shrunk to one pixel: its patch's mean (what area resampling gives), then the
-    brightness gain and the colour draw (flips, rotation and contrast about its own mean leave
-    a single pixel as it is).
+    """A lesion shrunk to one pixel (``one_pixel_lesions`` of one).
 
     Args:
         mean: ``(C,)`` ``float64`` mean of the patch over its whole box.
@@ -243,8 +359,13 @@ def one_pixel_lesion(mean: np.ndarray, draw: AugmentDraw) -> np.ndarray:
     Returns:
         ``(1, 1, C)`` ``float32`` pixel in [0, 255].
     """
-    pixel = np.clip(mean * draw.brightness, 0.0, 255.0).astype(np.float32).reshape(1, 1, -1)
-    return distort_colour(pixel, draw.hue, draw.saturation)
+    pixel = one_pixel_lesions(
+        mean.reshape(1, -1),
+        np.array([draw.brightness]),
+        np.array([draw.hue]),
+        np.array([draw.saturation]),
+    )
+    return pixel.reshape(1, 1, -1)
 
 
 def augment_lesion(
@@ -274,11 +395,65 @@ def augment_lesion(
     if max(1, round(w * factor)) == 1 and max(1, round(h * factor)) == 1:
         mean = patch.reshape(-1, patch.shape[2]).mean(axis=0, dtype=np.float64)
         return one_pixel_lesion(mean, draw), np.ones((1, 1), bool)
-    if draw.flip_h:
-        patch, mask = patch[:, ::-1], mask[:, ::-1]
-    if draw.flip_v:
-        patch, mask = patch[::-1], mask[::-1]
-    stack = _rotate_stack(_resize_stack(_stack(patch, mask), factor), draw.angle)
-    patch, mask = _unstack(stack)
+    return augment_stacked(stack_lesion(patch, mask), draw, factor)
+
+
+def augment_stacked(
+    stack: np.ndarray, draw: AugmentDraw, factor: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``augment_lesion`` of a lesion already stacked (``stack_lesion``), by the total
+    ``factor``: the same operations in the same order, so the same result. The stack is not
+    changed, so one stack per bank lesion can serve every paste of it.
+
+    Args:
+        stack: ``(h, w, C + 1)`` ``float32`` patch and mask.
+        draw: the lesion's drawn parameters.
+        factor: the total scale factor (source-to-target times ``draw.scale``).
+
+    Returns:
+        ``(patch, mask)`` as ``augment_lesion`` returns them.
+    """
+    patch, mask = _unstack(_geometry(stack, draw, factor))
     patch = adjust_intensity(patch, mask, draw.contrast, draw.brightness)
     return distort_colour(patch, draw.hue, draw.saturation), mask
+
+
+def augment_inside(
+    stack: np.ndarray, draw: AugmentDraw, factor: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``augment_stacked``, keeping only the pixels inside the lesion's mask: all that a
+    paste uses (``synth.paste.blend_inside``), for less work on the hot path. Every operation
+    after the resampling is per pixel, so those pixels are the same as ``augment_stacked``'s.
+
+    Args:
+        stack: ``(h, w, C + 1)`` ``float32`` patch and mask.
+        draw: the lesion's drawn parameters.
+        factor: the total scale factor (source-to-target times ``draw.scale``).
+
+    Returns:
+        ``(values, mask)``: ``(K, C)`` ``float32`` pixels in [0, 255], ``patch[mask]`` of
+        ``augment_stacked``, and its ``(h', w')`` boolean mask with ``K`` pixels set.
+    """
+    stack = _geometry(stack, draw, factor)
+    mask = _threshold(stack[:, :, -1])
+    if draw.hue != 0.0 or draw.saturation != 1.0:
+        # OpenCV's HSV conversions round a pixel's last bit by where it sits in the image
+        # (vector lanes or the scalar tail), so the colour path runs on the whole patch
+        patch = adjust_intensity(stack[:, :, :-1], mask, draw.contrast, draw.brightness)
+        return distort_colour(np.ascontiguousarray(patch), draw.hue, draw.saturation)[mask], mask
+    values = stack[:, :, :-1][mask]
+    contrast, brightness = draw.contrast, draw.brightness
+    if contrast != 1.0 or brightness != 1.0:
+        mean = _mean_inside(values) if contrast != 1.0 else 0.0
+        values = _gain(values, mean, contrast, brightness)
+    return values, mask
+
+
+def _geometry(stack: np.ndarray, draw: AugmentDraw, factor: float) -> np.ndarray:
+    """Flip, resize by ``factor`` and rotate a stacked lesion (a new array or ``stack``)."""
+    if draw.flip_h:
+        stack = stack[:, ::-1]
+    if draw.flip_v:
+        stack = stack[::-1]
+    resized = _resize_stack(np.ascontiguousarray(stack), factor)
+    return _rotate_stack(resized, draw.angle)

@@ -26,9 +26,27 @@ def mixup_paste(
         blended = (1.0 - lam) * image[y, x].astype(np.float32) + lam * patch[0, 0]
         image[y, x] = np.clip(np.rint(blended), 0, 255).astype(image.dtype)
         return
+    blend_inside(image, patch[mask], mask, y, x, lam)
+
+
+def blend_inside(
+    image: np.ndarray, values: np.ndarray, mask: np.ndarray, y: int, x: int, lam: float
+) -> None:
+    """``mixup_paste`` given only the lesion's pixels inside its mask (``patch[mask]``).
+
+    Args:
+        image: ``(H, W, C)`` ``uint8`` image, changed in place.
+        values: ``(K, C)`` ``float32`` lesion pixels in [0, 255], in the mask's row-major order.
+        mask: ``(h, w)`` boolean lesion mask with ``K`` pixels set.
+        y: the top row of the paste, in pixels.
+        x: the left column of the paste, in pixels.
+        lam: λ, the lesion's weight in [0, 1].
+    """
+    h, w = mask.shape
     target = image[y : y + h, x : x + w]
-    blended = (1.0 - lam) * target[mask].astype(np.float32) + lam * patch[mask]
-    target[mask] = np.clip(np.rint(blended), 0, 255).astype(image.dtype)
+    blended = (1.0 - lam) * target[mask].astype(np.float32) + lam * values
+    np.rint(blended, out=blended)
+    target[mask] = np.minimum(np.maximum(blended, 0, out=blended), 255, out=blended)
 
 
 def find_position(

@@ -10,8 +10,16 @@ import cv2
 import numpy as np
 
 from lesionpaste.bank_format import Bank
-from synth.augment import AugmentConfig, augment_lesion, draw_augmentations, one_pixel_lesion
-from synth.paste import blend_pixels, find_position, mixup_paste
+from synth.augment import (
+    AugmentConfig,
+    AugmentDraw,
+    DrawTable,
+    augment_inside,
+    draw_table,
+    one_pixel_lesions,
+    stack_lesion,
+)
+from synth.paste import blend_inside, blend_pixels, find_position
 from synth.prepare import Prepared
 from synth.tiers import Tier
 
@@ -69,9 +77,21 @@ class Twin:
     pastes: list[dict]
 
 
+STACK_CACHE_BYTES = 256 * 2**20  # float32 stacks kept per process; beyond, made per paste
+
+
+class _Stacks:
+    """Bank lesions stacked for ``augment_stacked`` (colour-mapped patch and mask, float32),
+    made on first use and kept up to ``STACK_CACHE_BYTES``."""
+
+    def __init__(self) -> None:
+        self.kept: dict[int, np.ndarray] = {}
+        self.nbytes = 0
+
+
 @dataclass(frozen=True)
 class LesionTable:
-    """What the one-pixel path needs of every bank lesion, computed once per bank and colour
+    """What the hot path needs of every bank lesion, computed once per bank and colour
     tables rather than per pasted lesion.
 
     Attributes:
@@ -88,6 +108,32 @@ class LesionTable:
     means: np.ndarray
     types: list[str]
     sources: np.ndarray
+    stacks: _Stacks = field(default_factory=_Stacks, compare=False, repr=False)
+
+
+def lesion_stack(
+    table: LesionTable, bank: Bank, index: int, colour_luts: np.ndarray | None
+) -> np.ndarray:
+    """A bank lesion as ``augment_inside`` takes it: its patch through its source's colour
+    table, and its mask, as one float32 image; kept in ``table`` for the next paste of it while
+    the kept stacks stay under ``STACK_CACHE_BYTES``. Treat it as read-only.
+
+    Args:
+        table: ``lesion_table(bank, colour_luts)``.
+        bank: the lesion bank.
+        index: the lesion's index in the bank.
+        colour_luts: the colour tables ``table`` was made with, or None.
+
+    Returns:
+        ``(h, w, C + 1)`` ``float32`` stack.
+    """
+    stack = table.stacks.kept.get(index)
+    if stack is None:
+        stack = stack_lesion(_mapped_patch(bank, index, colour_luts), bank.lesion(index).mask)
+        if table.stacks.nbytes + stack.nbytes <= STACK_CACHE_BYTES:
+            table.stacks.kept[index] = stack
+            table.stacks.nbytes += stack.nbytes
+    return stack
 
 
 def _mapped_patch(bank: Bank, index: int, colour_luts: np.ndarray | None) -> np.ndarray:
@@ -160,6 +206,13 @@ def count_range(n_lesions: int) -> tuple[int, int]:
     return 1, max(1, math.floor(1.5 * n_lesions))
 
 
+RECORD_FIELDS = (
+    "lesion", "type", "source", "y", "x", "h", "w", "area", "scale", "angle", "flip_h",
+    "flip_v", "contrast", "brightness", "hue", "saturation", "lambda",
+)  # fmt: skip
+"""The keys of a ``pastes.jsonl`` record of one lesion, in the order written."""
+
+
 def paste_record(
     index: int,
     lesion_type: str,
@@ -168,10 +221,10 @@ def paste_record(
     x: int,
     mask: np.ndarray,
     scale: float,
-    draw,
+    draw: AugmentDraw,
     lam: float,
 ) -> dict:
-    """What ``pastes.jsonl`` records of one pasted lesion.
+    """What ``pastes.jsonl`` records of one pasted lesion (``paste_records`` of one).
 
     Args:
         index: the lesion's index in the bank.
@@ -187,25 +240,44 @@ def paste_record(
     Returns:
         The JSON-ready record (floats rounded to 6 decimals).
     """
-    return {
-        "lesion": index,
-        "type": lesion_type,
-        "source": source,
-        "y": y,
-        "x": x,
-        "h": int(mask.shape[0]),
-        "w": int(mask.shape[1]),
-        "area": int(mask.sum()),
-        "scale": round(float(scale), 6),
-        "angle": round(draw.angle, 6),
-        "flip_h": draw.flip_h,
-        "flip_v": draw.flip_v,
-        "contrast": round(draw.contrast, 6),
-        "brightness": round(draw.brightness, 6),
-        "hue": round(draw.hue, 6),
-        "saturation": round(draw.saturation, 6),
-        "lambda": round(lam, 6),
-    }
+    columns = DrawTable(*(np.array([getattr(draw, f)]) for f in DrawTable.__dataclass_fields__))
+    placed = [(index, lesion_type, source, y, x, *mask.shape, int(mask.sum()))]
+    return paste_records(placed, np.array([scale]), columns, np.array([lam]))[0]
+
+
+def paste_records(
+    placed: list[tuple], scales: np.ndarray, draws: DrawTable, lams: np.ndarray
+) -> list[dict]:
+    """What ``pastes.jsonl`` records of the lesions pasted into one twin.
+
+    Args:
+        placed: per lesion, ``(index, type, source id, y, x, h, w, area)``: its bank index,
+            type name, source, top-left corner, box size and mask area as pasted.
+        scales: ``(K,)`` the total scale factor applied to each.
+        draws: their drawn augmentation parameters, one row each.
+        lams: ``(K,)`` their λ.
+
+    Returns:
+        One JSON-ready record per lesion (floats rounded to 6 decimals).
+    """
+
+    def rounded(values: np.ndarray) -> list[float]:
+        # numpy's round (rint of v * 1e6, then / 1e6): the double nearest to 6 decimals, as
+        # Python's round gives but for values within an ulp of a half, in one vectorised step
+        return np.round(np.asarray(values, np.float64), 6).tolist()
+
+    columns = zip(
+        rounded(scales),
+        rounded(draws.angle),
+        draws.flip_h.tolist(),
+        draws.flip_v.tolist(),
+        rounded(draws.contrast),
+        rounded(draws.brightness),
+        rounded(draws.hue),
+        rounded(draws.saturation),
+        rounded(lams),
+    )
+    return [dict(zip(RECORD_FIELDS, (*where, *drawn))) for where, drawn in zip(placed, columns)]
 
 
 def synthesize_twin(
@@ -241,7 +313,7 @@ def synthesize_twin(
         The twin: ``(H, W, C)`` ``uint8`` image, ``(H, W)`` boolean union of pasted masks, its
         tier, the number of lesions drawn and one record per lesion pasted.
     """
-    select, mix = rngs["select"], rngs["mix"]
+    select, mix, place = rngs["select"], rngs["mix"], rngs["place"]
     tier = int(select.choice(len(tiers), p=[t.ratio for t in tiers]))
     pool = pools[tier]
     low, high = count_range(len(pool))
@@ -252,72 +324,99 @@ def synthesize_twin(
     source_ids = [s["id"] for s in bank.meta.sources]
     image = prepared.image.copy()
     union = np.zeros(image.shape[:2], bool)
-    region_pixels = np.argwhere(prepared.region)
-    pastes: list[dict] = []
-    pending: list[tuple[int, int, np.ndarray, float]] = []  # one-pixel pastes not yet blended
-    draws = draw_augmentations(rngs["augment"], config.augment, n)
+    region_flat = np.flatnonzero(prepared.region)  # the one-pixel lesions' places
+    width = prepared.region.shape[1]
+    draws = draw_table(rngs["augment"], config.augment, n)
     lams = mix.uniform(*config.lam, n) if config.lam else np.ones(n)
-    factors = scales[table.sources[chosen]] * np.array([d.scale for d in draws])
+    sources = table.sources[chosen]
+    factors = scales[sources] * draws.scale
     small = (np.maximum(1, np.round(table.widths[chosen] * factors)) == 1) & (
         np.maximum(1, np.round(table.heights[chosen] * factors)) == 1
     )
-    for k, (index, draw, lam) in enumerate(zip(chosen.tolist(), draws, lams.tolist())):
-        source = int(table.sources[index])
-        if small[k] and len(region_pixels):
-            y, x = region_pixels[int(rngs["place"].integers(len(region_pixels)))].tolist()
-            pending.append((y, x, one_pixel_lesion(table.means[index], draw).reshape(-1), lam))
-            union[y, x] = True
-            mask = _ONE
+    small &= len(region_flat) > 0
+    pending = _PendingPixels(
+        image.shape[:2],
+        one_pixel_lesions(
+            table.means[chosen[small]],
+            draws.brightness[small],
+            draws.hue[small],
+            draws.saturation[small],
+        ),
+        np.cumsum(small) - 1,
+        lams,
+    )
+    kept: list[int] = []
+    placed: list[tuple] = []
+    for k, (index, source, one, factor) in enumerate(
+        zip(chosen.tolist(), sources.tolist(), small.tolist(), factors.tolist())
+    ):
+        if one:
+            y, x = divmod(int(region_flat[int(place.integers(len(region_flat)))]), width)
+            pending.add(y, x, k)
+            h = w = area = 1
         else:
-            patch = _mapped_patch(bank, index, colour_luts)
-            patch, mask = augment_lesion(patch, bank.lesion(index).mask, draw, scales[source])
-            position = find_position(
-                rngs["place"], mask, prepared.region, config.tries, region_pixels
-            )
+            stack = lesion_stack(table, bank, index, colour_luts)
+            values, mask = augment_inside(stack, draws.draw(k), factor)
+            # never one pixel here (a rotation grows the canvas), so no region_pixels needed
+            position = find_position(place, mask, prepared.region, config.tries)
             if position is None:
                 continue
             y, x = position
-            _blend_pending(image, pending, (y, x, mask))
-            mixup_paste(image, patch, mask, y, x, lam)
-            union[y : y + mask.shape[0], x : x + mask.shape[1]] |= mask
-        pastes.append(
-            paste_record(
-                index,
-                table.types[index],
-                source_ids[source],
-                y,
-                x,
-                mask,
-                scales[source] * draw.scale,
-                draw,
-                lam,
-            )
-        )
-    _blend_pending(image, pending)
+            pending.blend_under(image, y, x, mask)
+            blend_inside(image, values, mask, y, x, float(lams[k]))
+            h, w = mask.shape
+            union[y : y + h, x : x + w] |= mask
+            area = len(values)
+        kept.append(k)
+        placed.append((index, table.types[index], source_ids[source], y, x, h, w, area))
+    pending.blend_all(image, union)
+    rows = np.array(kept, dtype=np.int64)
+    columns = DrawTable(*(getattr(draws, f)[rows] for f in DrawTable.__dataclass_fields__))
+    pastes = paste_records(placed, factors[rows], columns, lams[rows])
     return Twin(image=image, mask=union, tier=tier, n_drawn=n, pastes=pastes)
 
 
-_ONE = np.ones((1, 1), bool)
+class _PendingPixels:
+    """One-pixel pastes that wait to be blended together (``blend_pixels``).
 
+    A larger paste must land over the waiting ones that it covers, so those are blended just
+    before it; the others touch other pixels, so their order with it is moot.
+    """
 
-def _blend_pending(image: np.ndarray, pending: list, under: tuple | None = None) -> None:
-    """Blend waiting one-pixel pastes into ``image``, in order, and forget them: all of them,
-    or with ``under = (y, x, mask)`` those that a larger paste there is about to cover (it
-    must land over them; the others touch other pixels, so their order with it is moot)."""
-    if under is not None:
-        y0, x0, mask = under
+    def __init__(
+        self, shape: tuple[int, int], values: np.ndarray, row_of: np.ndarray, lams: np.ndarray
+    ) -> None:
+        self.waiting = np.zeros(shape, bool)  # pixels with a waiting paste
+        self.values, self.row_of, self.lams = values, row_of, lams
+        self.ys: list[int] = []
+        self.xs: list[int] = []
+        self.ks: list[int] = []
+
+    def add(self, y: int, x: int, k: int) -> None:
+        self.ys.append(y)
+        self.xs.append(x)
+        self.ks.append(k)
+        self.waiting[y, x] = True
+
+    def blend_under(self, image: np.ndarray, y0: int, x0: int, mask: np.ndarray) -> None:
+        """Blend the waiting pastes that ``mask`` at ``(y0, x0)`` is about to cover."""
         h, w = mask.shape
-        hit = [
-            0 <= p[0] - y0 < h and 0 <= p[1] - x0 < w and bool(mask[p[0] - y0, p[1] - x0])
-            for p in pending
-        ]
-        now = [p for p, inside in zip(pending, hit) if inside]
-        if not now:
+        if not self.ks or not (self.waiting[y0 : y0 + h, x0 : x0 + w] & mask).any():
             return
-        pending[:] = [p for p, inside in zip(pending, hit) if not inside]
-    else:
-        now = list(pending)
-        pending.clear()
-    if now:
-        ys, xs, values, lams = zip(*now)
-        blend_pixels(image, np.array(ys), np.array(xs), np.stack(values), np.array(lams))
+        ys, xs, ks = np.array(self.ys), np.array(self.xs), np.array(self.ks)
+        under = (ys >= y0) & (ys < y0 + h) & (xs >= x0) & (xs < x0 + w)
+        under[under] = mask[ys[under] - y0, xs[under] - x0]
+        self._blend(image, ys[under], xs[under], ks[under])
+        self.waiting[ys[under], xs[under]] = False
+        self.ys, self.xs, self.ks = ys[~under].tolist(), xs[~under].tolist(), ks[~under].tolist()
+
+    def blend_all(self, image: np.ndarray, union: np.ndarray) -> None:
+        """Blend every waiting paste, and add every one-pixel paste to ``union``."""
+        ys, xs = np.array(self.ys, np.int64), np.array(self.xs, np.int64)
+        self._blend(image, ys, xs, np.array(self.ks, np.int64))
+        union |= self.waiting
+        self.ys, self.xs, self.ks = [], [], []
+
+    def _blend(self, image: np.ndarray, ys: np.ndarray, xs: np.ndarray, ks: np.ndarray) -> None:
+        if len(ks):
+            blend_pixels(image, ys, xs, self.values[self.row_of[ks]], self.lams[ks])

@@ -236,3 +236,53 @@ def test_brightness_and_contrast_act_on_the_lesion_pixels():
     mask = np.ones((4, 4), bool)
     out, _ = augment_lesion(patch, mask, AugmentDraw(brightness=1.2))
     assert np.allclose(out, 120)
+
+
+def _random_lesion(rng, h, w, c=3):
+    patch = rng.integers(0, 256, (h, w, c), dtype=np.uint8)
+    yy, xx = np.mgrid[:h, :w]
+    mask = (yy - h / 2) ** 2 / (h / 2) ** 2 + (xx - w / 2) ** 2 / (w / 2) ** 2 <= 1.0
+    return patch, mask
+
+
+def test_the_inside_path_gives_the_whole_patchs_pixels_inside_its_mask():
+    """augment_inside (the hot path) keeps only the mask's pixels; they must be exactly
+    augment_lesion's, for every switch, with the stack left unchanged."""
+    from synth.augment import augment_inside, draw_table, stack_lesion
+
+    rng = np.random.default_rng(5)
+    for config in (ALL_ON, ALL_OFF, AugmentConfig(), AugmentConfig(contrast=False)):
+        table = draw_table(np.random.default_rng(1), config, 30)
+        for i in range(30):
+            h, w = (int(v) for v in rng.integers(3, 40, 2))
+            patch, mask = _random_lesion(rng, h, w)
+            draw, factor = table.draw(i), float(rng.uniform(0.05, 1.6))
+            full, full_mask = augment_lesion(patch, mask, AugmentDraw(**{**draw.__dict__,
+                                             "scale": factor}))  # fmt: skip
+            if full_mask.shape == (1, 1):
+                continue  # augment_lesion's own one-pixel path, not the inside path
+            stack = stack_lesion(patch, mask)
+            before = stack.copy()
+            values, inside_mask = augment_inside(stack, draw, factor)
+            np.testing.assert_array_equal(stack, before)  # one stack serves every paste
+            np.testing.assert_array_equal(inside_mask, full_mask)
+            np.testing.assert_array_equal(values, full[full_mask])
+
+
+def test_many_one_pixel_lesions_at_once_equal_each_one_alone():
+    from synth.augment import one_pixel_lesion, one_pixel_lesions
+
+    rng = np.random.default_rng(2)
+    means = rng.uniform(0, 255, (40, 3))
+    bright = rng.uniform(0.8, 1.3, 40)
+    hue = rng.uniform(-0.1, 0.1, 40)
+    sat = rng.uniform(0.7, 1.3, 40)
+    hue[::3], sat[::3] = 0.0, 1.0  # some rows without a colour draw stay untouched by HSV
+    together = one_pixel_lesions(means, bright, hue, sat)
+    for i in range(40):
+        alone = one_pixel_lesion(means[i], AugmentDraw(brightness=bright[i], hue=hue[i],
+                                                       saturation=sat[i]))  # fmt: skip
+        np.testing.assert_array_equal(together[i], alone.reshape(-1))
+    grey = one_pixel_lesions(means[:, :1], bright, hue, sat)  # one channel: no colour step
+    np.testing.assert_array_equal(grey[:, 0], np.clip(means[:, 0] * bright, 0, 255)
+                                  .astype(np.float32))  # fmt: skip

@@ -306,3 +306,18 @@ def test_positions_keep_the_whole_mask_inside_the_region():
         y, x = find_position(rng, mask, region)
         assert region[y : y + 5, x : x + 7].all()
     assert find_position(rng, np.ones((31, 5), bool), region) is None
+
+
+def test_blending_the_pixels_inside_the_mask_equals_mixup_of_the_whole_patch():
+    from synth.paste import blend_inside
+
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        image = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+        patch = rng.uniform(-20, 280, (5, 4, 3)).astype(np.float32)  # clipping exercised
+        mask = rng.random((5, 4)) < 0.6
+        lam = float(rng.uniform(0.5, 1.0))
+        expected = image.copy()
+        mixup_paste(expected, patch, mask, 3, 2, lam)
+        blend_inside(image, patch[mask], mask, 3, 2, lam)
+        np.testing.assert_array_equal(image, expected)

@@ -244,3 +244,44 @@ def test_blending_one_pixel_lesions_together_equals_pasting_each_in_turn():
                         int(ys[i]), int(xs[i]), float(lams[i]))  # fmt: skip
         blend_pixels(image, ys, xs, values, lams)
         assert np.array_equal(image, expected)
+
+
+def test_a_kept_lesion_stack_is_the_colour_mapped_stack_and_the_cache_is_bounded(
+    small_bank, monkeypatch
+):
+    import synth.twin as twin_module
+    from synth.augment import stack_lesion
+    from synth.twin import lesion_stack, lesion_table
+
+    luts = np.stack([np.stack([255 - np.arange(256)] * 3) for _ in small_bank.meta.sources])
+    luts = luts.astype(np.uint8)
+    table = lesion_table(small_bank, luts)
+    lesion = small_bank.lesion(2)
+    expected = stack_lesion(255 - lesion.patch, lesion.mask)
+    got = lesion_stack(table, small_bank, 2, luts)
+    np.testing.assert_array_equal(got, expected)
+    assert lesion_stack(table, small_bank, 2, luts) is got  # kept for the next paste
+    assert table.stacks.nbytes == got.nbytes
+    monkeypatch.setattr(twin_module, "STACK_CACHE_BYTES", 0)
+    bounded = lesion_table(small_bank, luts)
+    again = lesion_stack(bounded, small_bank, 2, luts)
+    np.testing.assert_array_equal(again, expected)
+    assert not bounded.stacks.kept and bounded.stacks.nbytes == 0
+
+
+def test_records_made_together_equal_each_made_alone():
+    from synth.augment import draw_table
+    from synth.twin import paste_records
+
+    draws = draw_table(np.random.default_rng(3), AugmentConfig(colour=True), 5)
+    scales = np.random.default_rng(4).uniform(0.01, 1.0, 5)
+    lams = np.random.default_rng(5).uniform(0.5, 0.8, 5)
+    masks = [np.ones((1 + i, 2), bool) for i in range(5)]
+    placed = [(i, "MA", "s", 3 * i, 2 * i, *m.shape, int(m.sum())) for i, m in enumerate(masks)]
+    together = paste_records(placed, scales, draws, lams)
+    alone = [
+        paste_record(i, "MA", "s", 3 * i, 2 * i, masks[i], scales[i], draws.draw(i), lams[i])
+        for i in range(5)
+    ]
+    assert together == alone
+    assert all(r["scale"] == round(float(s), 6) for r, s in zip(together, scales))
