@@ -31,3 +31,32 @@ def test_a_comparison_without_a_result_is_not_drawn():
     scores = labels.astype(float)
     image = roc_picture(scores, labels, {"auc": {}}, size=100)
     assert not (image == np.array(COLOURS[0])).all(axis=-1).any()
+
+
+def test_operating_points_are_marked_where_they_lie_on_the_curve():
+    from train.operating_points import operating_points
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 200 + [1] * 200)
+    scores = rng.normal(labels * 1.5, 1.0)
+    result = metrics(scores, labels)
+    size = 400
+    bare = roc_picture(scores, labels, result, size=size)
+    result["operating_points"] = operating_points(scores, labels, 20, rng)
+    # a threshold at the middle: a square where its (FPR, TPR) falls
+    t = float(np.median(scores))
+    flagged = scores > t
+    fpr, tpr = flagged[labels == 0].mean(), flagged[labels == 1].mean()
+    result["synthetic_thresholds"] = {"pass_95": {"threshold": t}, "pass_90": {"threshold": t}}
+    marked = roc_picture(scores, labels, result, size=size)
+    x0, y0 = MARGIN, MARGIN + size
+    x, y = int(x0 + fpr * size), int(y0 - tpr * size)
+    square_edge = marked[y - 5, x - 5 : x + 6]  # the square's top side, in the curve's colour
+    assert (square_edge == np.array(COLOURS[0])).all(axis=-1).sum() >= 8
+    sens = result["operating_points"]["0v1"]["sens_at_spec_95"]["value"]
+    circle = marked[
+        int(y0 - sens * size) - 8 : int(y0 - sens * size) + 9, x0 : x0 + int(0.1 * size)
+    ]
+    before = bare[int(y0 - sens * size) - 8 : int(y0 - sens * size) + 9, x0 : x0 + int(0.1 * size)]
+    coloured = (circle == np.array(COLOURS[0])).all(axis=-1).sum()
+    assert coloured > (before == np.array(COLOURS[0])).all(axis=-1).sum() + 10  # the circle

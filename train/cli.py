@@ -213,7 +213,8 @@ def _refuse_an_evaluation_set(dataset: Path, supervised: bool) -> None:
     "n_boot",
     default=1000,
     show_default=True,
-    help="With --maps: bootstrap resamples (by image) of the pixel metrics' intervals.",
+    help="Bootstrap resamples (by image) of the operating points' intervals and, with --maps, "
+    "of the pixel metrics'.",
 )
 @click.option("--device", default="auto", show_default=True)
 @click.option("--overwrite", is_flag=True)

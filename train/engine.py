@@ -23,9 +23,11 @@ from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import atomic_output, open_regular, write_text_atomic
 from train.data import LoadedDataset
 from train.dense import MapModel, collect_outputs, map_loss, map_outputs
+from train.evaluate import write_metrics
 from train.frozen import Activations, Tail, cache_activations
 from train.map_scores import image_scores, map_summary, validation_aucs
 from train.models import build_model, input_normalization
+from train.operating_points import validation_thresholds
 from train.schedule import (
     batches,
     epoch_order,
@@ -571,20 +573,34 @@ def train(
             _record(s, run, config, entry, quiet)
         if s.rank == 0:
             write_text_atomic(run / "weights_source.txt", s.source + "\n")
-            if s.masks is not None:
-                _write_map_summary(s, run, data, config)
+            if len(s.val_idx):
+                _write_validation_choices(s, run, data, config)
     finally:
         if s.cache is not None:
             s.cache.close()
     return entry
 
 
-def _write_map_summary(s: _Session, run: Path, data: LoadedDataset, config: TrainConfig) -> None:
-    """``maps.json``: the image score and pixel threshold chosen on the validation pairs."""
+def _write_validation_choices(
+    s: _Session, run: Path, data: LoadedDataset, config: TrainConfig
+) -> None:
+    """What the trained model's scores of the validation pairs decide: with maps, the image
+    score and pixel threshold (``maps.json``); always, the thresholds that let 95% and 90% of
+    the validation normals pass (``thresholds.json``), in that image score."""
     probabilities, maps = _validation_outputs(s)
-    summary = map_summary(
-        probabilities, maps, data.labels[s.val_idx], data.masks[s.val_idx], config.image_score
-    )
-    summary["map_weight"] = config.map_weight
-    summary["map_stride"] = s.model.map_stride
-    write_text_atomic(run / "maps.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    labels = data.labels[s.val_idx]
+    scores, score_name = probabilities, "classifier"
+    if maps is not None:
+        summary = map_summary(
+            probabilities, maps, labels, data.masks[s.val_idx], config.image_score
+        )
+        summary["map_weight"] = config.map_weight
+        summary["map_stride"] = s.model.map_stride
+        write_metrics(run / "maps.json", summary)
+        score_name = summary["image_score"]
+        scores = image_scores(probabilities, maps)[score_name]
+    thresholds = validation_thresholds(scores, labels)
+    if thresholds is not None:
+        thresholds["image_score"] = score_name
+        thresholds["flagged"] = "score > threshold"
+        write_metrics(run / "thresholds.json", thresholds)

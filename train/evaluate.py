@@ -115,10 +115,11 @@ def read_scores(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 
 def write_metrics(path: Path, result: dict) -> None:
-    """A metrics JSON file, written atomically.
+    """A JSON file of an evaluation or a run (metrics, maps.json, thresholds.json), written
+    atomically.
 
     Args:
         path: the JSON file (replaced).
-        result: the JSON-ready metrics (keys sorted, indented).
+        result: the JSON-ready content (keys sorted, indented).
     """
     write_text_atomic(path, json.dumps(result, indent=2, sort_keys=True) + "\n")

@@ -31,6 +31,7 @@ from train.engine import (
 from train.evaluate import compare, metrics, read_scores, write_metrics, write_scores
 from train.map_scores import IMAGE_SCORES, image_scores, upsample_maps
 from train.models import build_model
+from train.operating_points import apply_thresholds, operating_points
 from train.roc_plot import roc_picture
 
 
@@ -184,6 +185,7 @@ def evaluate_run(
     restored = restore(run, device)  # one checkpoint read for the scores, maps and Grad-CAM
     scores, low_maps = score_and_maps(run, data, device, restored)
     result = metrics(scores, data.labels)
+    result.update(decisions(run, scores, data.labels, n_boot))
     result["run"] = str(run)
     result["evaluation_set"] = str(eval_set)
     if other is not None:
@@ -201,6 +203,48 @@ def evaluate_run(
     if not quiet:
         print_metrics(result, out)
     return result
+
+
+#: the seed of the operating points' bootstrap (recorded in metrics.json)
+DECISION_SEED = 0
+
+
+def decisions(run: Path, scores: np.ndarray, labels: np.ndarray, n_boot: int) -> dict:
+    """The operating points of every comparison and, when the run recorded them, its synthetic
+    thresholds applied to these images (``train.operating_points``).
+
+    Args:
+        run: the trained run (its ``thresholds.json``, if any).
+        scores: ``(N,)`` the evaluation images' scores.
+        labels: ``(N,)`` their integer labels.
+        n_boot: bootstrap resamples of each interval.
+
+    Returns:
+        ``{"operating_points": ..., "bootstrap": {"resamples", "seed", "by"}}``, plus
+        ``"synthetic_thresholds"`` for a run with ``thresholds.json``.
+
+    Raises:
+        LesionPasteError: ``thresholds.json`` is damaged, or ``n_boot`` is not positive.
+    """
+    rng = np.random.default_rng(DECISION_SEED)
+    out = {
+        "operating_points": operating_points(scores, labels, n_boot, rng),
+        "bootstrap": {
+            "resamples": int(n_boot),
+            "seed": DECISION_SEED,
+            "by": "image, with replacement within each class; percentile 95% intervals",
+        },
+    }
+    path = run / "thresholds.json"
+    if path.exists():
+        saved = saved_json(path)
+        if not isinstance(saved, dict) or not all(
+            isinstance(saved.get(k), (int, float)) for k in ("pass_95", "pass_90", "n_normals")
+        ):
+            raise LesionPasteError(f"{path}: missing or damaged (train the run again)")
+        out["synthetic_thresholds"] = apply_thresholds(scores, labels, saved, n_boot, rng)
+        out["synthetic_thresholds"]["image_score"] = saved.get("image_score", "classifier")
+    return out
 
 
 def refuse_bank_sources(run: Path, eval_set: Path) -> None:
@@ -343,9 +387,35 @@ def print_metrics(result: dict, out: Path) -> None:
         result: the ``metrics`` result.
         out: the evaluation folder, named in the last line.
     """
+    points = result.get("operating_points", {})
     for name, e in result["auc"].items():
         click.echo(
             f"{name:>6}: AUC {e['auc']:.4f} [{e['ci_low']:.4f}, {e['ci_high']:.4f}] "
             f"({e['n_pos']} vs {e['n_neg']})"
         )
+        if name in points:
+            p = points[name]
+            click.echo(
+                "        "
+                + "; ".join(
+                    f"{label} {p[key]['value']:.3f} [{p[key]['ci_low']:.3f}, "
+                    f"{p[key]['ci_high']:.3f}]"
+                    for key, label in (
+                        ("sens_at_spec_95", "sensitivity at 95% specificity"),
+                        ("spec_at_sens_95", "specificity at 95% sensitivity"),
+                    )
+                )
+            )
+    synthetic = result.get("synthetic_thresholds")
+    if synthetic:
+        for key, share in (("pass_95", "95%"), ("pass_90", "90%")):
+            t = synthetic[key]
+            counts = ", ".join(
+                f"grade {label}: {c['flagged']}/{c['n']}" for label, c in t["by_label"].items()
+            )
+            click.echo(
+                f"threshold passing {share} of the synthetic validation normals "
+                f"({t['threshold']:.4g}): flagged {counts}; sensitivity "
+                f"{t['sensitivity']['value']:.3f}, specificity {t['specificity']['value']:.3f}"
+            )
     click.echo(f"wrote {out}")
