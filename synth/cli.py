@@ -37,7 +37,7 @@ from synth.inputs import (
     setting,
 )
 from synth.job import Job
-from synth.normals import SPLIT_GROUP
+from synth.normals import SPLIT_GROUP, patients_with_disease
 from synth.preview import twin_grid
 from synth.runner import chunk_size_for, run_synthesis
 from synth.tiers import Tier, make_tiers
@@ -337,6 +337,8 @@ def cli(
     inputs = [("bank", bank_path), *normals_inputs(normals, images)]
     check_output(out_dir, "dataset", inputs, run["overwrite"])
     refuse_volumes_for_fundus(items, lesion_bank)
+    if run["split_part"] and normals and Path(normals).is_file():  # a label file
+        run["diseased"] = patients_with_disease(Path(normals), run["group_pattern"])
     items = select(items, missing, run)
     window = _ct_window(window_spec, lesion_bank)
     luts = None
@@ -471,6 +473,8 @@ def prep(
     sources |= bank_source_ids(like_meta) if like_meta else set()
     items, left_out = leave_out_sources(found.items, sources)
     _warn_prep(found, left_out, masks_dir)
+    if run["split_part"] and labels:
+        run["diseased"] = patients_with_disease(Path(labels), run["group_pattern"])
     items = select(items, found.missing, run)
     check_mask_headers(items)
     like_window = settings.get("normals_window")

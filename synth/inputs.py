@@ -171,7 +171,8 @@ def select(items: list[NormalImage], missing: list[dict], run: dict) -> list[Nor
         items: the normal images found.
         missing: records of listed images that are missing.
         run: the run's options (``strict``, ``split_part``, ``split_fraction``,
-            ``split_seed``, ``limit``).
+            ``split_seed``, ``group_pattern``, ``limit``, and ``diseased``: the patients
+            of the label file with an abnormal image, kept out of ``--split train``).
 
     Returns:
         The images to use, in order.
@@ -182,7 +183,12 @@ def select(items: list[NormalImage], missing: list[dict], run: dict) -> list[Nor
     """
     _refuse_missing_if_strict(missing, run["strict"])
     part = _split(
-        items, run["split_part"], run["split_fraction"], run["split_seed"], run["group_pattern"]
+        items,
+        run["split_part"],
+        run["split_fraction"],
+        run["split_seed"],
+        run["group_pattern"],
+        run.get("diseased", frozenset()),
     )
     return _limited(part, run["limit"])
 
@@ -194,7 +200,7 @@ def _refuse_missing_if_strict(missing: list[dict], strict: bool) -> None:
         )
 
 
-def _split(items, part, fraction, seed, pattern):
+def _split(items, part, fraction, seed, pattern, diseased):
     if part is None:
         return items
     if not 0 < fraction < 1:
@@ -203,7 +209,7 @@ def _split(items, part, fraction, seed, pattern):
         re.compile(pattern)
     except re.error as exc:
         raise LesionPasteError(f"--group-pattern {pattern!r}: not a regular expression ({exc})")
-    chosen = split(items, part, fraction, seed, pattern)
+    chosen = split(items, part, fraction, seed, pattern, diseased)
     if not chosen:
         raise LesionPasteError(f"--split {part}: no image falls in this part")
     return chosen

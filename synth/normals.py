@@ -198,12 +198,19 @@ def patient_of(image_id: str, pattern: str = SPLIT_GROUP) -> str:
 
 
 def split(
-    images: list[NormalImage], part: str, fraction: float, seed: int, pattern: str = SPLIT_GROUP
+    images: list[NormalImage],
+    part: str,
+    fraction: float,
+    seed: int,
+    pattern: str = SPLIT_GROUP,
+    diseased: frozenset[str] = frozenset(),
 ) -> list[NormalImage]:
     """``train``: the normal (label 0 or unlabelled) images of the patients in the training
-    fraction; ``rest``: every other image (the held-out patients' and all abnormal images).
+    fraction who have no abnormal image; ``rest``: every other image (the held-out patients',
+    every image of a patient with an abnormal one, and all abnormal images).
 
-    The split is by patient (``pattern``), so both eyes of a patient fall on one side.
+    The split is by patient (``pattern``), so both eyes of a patient fall on one side: a
+    normal eye whose fellow eye is abnormal is never trained on while that eye is evaluated.
 
     Args:
         images: the images to split.
@@ -211,13 +218,19 @@ def split(
         fraction: the share of patients in the training split.
         seed: the split's seed.
         pattern: the regular expression whose first group is an id's patient.
+        diseased: patients with an abnormal image (``patients_with_disease``), besides those
+            of ``images`` own abnormal images.
 
     Returns:
         The images of that part, in their order.
     """
+    diseased = set(diseased) | {
+        patient_of(image.image_id, pattern) for image in images if image.label not in (0, None)
+    }
     chosen = [
         (image.label in (0, None))
-        and in_training_split(patient_of(image.image_id, pattern), fraction, seed)
+        and (patient := patient_of(image.image_id, pattern)) not in diseased
+        and in_training_split(patient, fraction, seed)
         for image in images
     ]
     keep = chosen if part == "train" else [not c for c in chosen]
@@ -266,6 +279,29 @@ def _grade_and_quality(
         return int(row[grade_col]), (int(row[quality_col]) if quality_col else None)
     except (TypeError, ValueError):
         raise LesionPasteError(f"{where}: grade or quality is not a number") from None
+
+
+def patients_with_disease(labels: Path, pattern: str = SPLIT_GROUP) -> frozenset[str]:
+    """The patients of a label file with an image of a grade above 0 (any quality, whether the
+    image is present or not): ``--split`` keeps their normal eyes out of training.
+
+    Args:
+        labels: an EyePACS or EyeQ label CSV.
+        pattern: the regular expression whose first group is an id's patient.
+
+    Returns:
+        Their patient ids.
+
+    Raises:
+        LesionPasteError: an unknown or unreadable label file, or a grade that is not a number.
+    """
+    rows, grade_col, quality_col = _label_rows(Path(labels))
+    out = set()
+    for line, row in enumerate(rows, start=2):
+        grade, _ = _grade_and_quality(row, grade_col, quality_col, f"{labels}, line {line}")
+        if grade > 0:
+            out.add(patient_of(_stem((row["image"] or "").strip()), pattern))
+    return frozenset(out)
 
 
 def read_label_file(

@@ -223,3 +223,35 @@ def test_a_group_pattern_that_is_not_a_regular_expression_is_refused():
            "group_pattern": "(", "limit": None}  # fmt: skip
     with pytest.raises(LesionPasteError, match="--group-pattern"):
         select([NormalImage("a_left", Path("a"), 0)], [], run)
+
+
+def test_a_patient_with_an_abnormal_eye_is_never_in_training(tmp_path):
+    """Both eyes of every patient on one side, abnormal ones included: the normal eye of a
+    patient whose fellow eye is abnormal goes to the rest, whether the abnormal eye is among
+    the images split (prep) or only in the label file (lp-synth's grade-0 normals)."""
+    from synth.normals import patient_of, patients_with_disease
+
+    patients = [p for p in range(2000, 2400) if in_training_split(str(p), 0.8, 0)][:40]
+    images, rows = [], ["image,level"]
+    for k, p in enumerate(patients):
+        right = 2 if k % 2 else 0  # every other patient: the right eye is abnormal
+        images += [
+            NormalImage(f"{p}_left", Path("x"), 0),
+            NormalImage(f"{p}_right", Path("x"), right),
+        ]
+        rows += [f"{p}_left,0", f"{p}_right,{right}"]
+    train = {n.image_id for n in split(images, "train", 0.8, 0)}
+    rest = {n.image_id for n in split(images, "rest", 0.8, 0)}
+    assert train | rest == {n.image_id for n in images} and not train & rest
+    sides = {}
+    for n in images:
+        sides.setdefault(patient_of(n.image_id), set()).add(n.image_id in train)
+    assert all(len(s) == 1 for s in sides.values())  # abnormal eyes included
+    assert train == {f"{p}_{e}" for p in patients[::2] for e in ("left", "right")}
+    labels = tmp_path / "labels.csv"
+    labels.write_text("\n".join(rows) + "\n")
+    diseased = patients_with_disease(labels)
+    assert diseased == {str(p) for p in patients[1::2]}
+    normals_only = [n for n in images if n.label == 0]  # what lp-synth reads at grade 0
+    assert {n.image_id for n in split(normals_only, "train", 0.8, 0)} != train  # without it
+    assert {n.image_id for n in split(normals_only, "train", 0.8, 0, diseased=diseased)} == train

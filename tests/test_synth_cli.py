@@ -910,3 +910,34 @@ def test_an_idrid_tree_takes_neither_masks_nor_a_label_file(
     extra = [str(tmp_path / e) if e in ("M", "L") else e for e in extra]
     r = lp_synth("prep", "--images", tiny_idrid, *extra, "--bank", bank, "-o", tmp_path / "ev")
     assert r.code == 1 and message in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_the_normal_eye_of_a_patient_with_an_abnormal_eye_is_held_out(lp_synth, bank, tmp_path):
+    """lp-synth reads only the grade-0 rows, yet keeps out of --split train every patient of
+    the label file with an abnormal eye; prep --split rest then holds both of their eyes."""
+    from synth.normals import in_training_split
+
+    patients = [p for p in range(3000, 3400) if in_training_split(str(p), 0.6, 0)][:6]
+    made = make_normals(tmp_path / "made", 12)
+    images = tmp_path / "images"
+    images.mkdir()
+    lines = ["image,level"]
+    for k, p in enumerate(patients):
+        right = 2 if k % 2 else 0
+        (made / f"n{2 * k:03d}.png").rename(images / f"{p}_left.png")
+        (made / f"n{2 * k + 1:03d}.png").rename(images / f"{p}_right.png")
+        lines += [f"{p}_left,0", f"{p}_right,{right}"]
+    labels = tmp_path / "labels.csv"
+    labels.write_text("\n".join(lines) + "\n")
+    common = ["--bank", bank, "--split-fraction", "0.6", "--size", "64", "-q"]
+    r = lp_synth("--normals", labels, "--images", images, "--split", "train",
+                 "--out", tmp_path / "train", *common)  # fmt: skip
+    assert r.code == 0, r.stderr
+    r = lp_synth("prep", "--images", images, "--labels", labels, "--split", "rest",
+                 "--out", tmp_path / "rest", *common)  # fmt: skip
+    assert r.code == 0, r.stderr
+    train = {row["twin_id"] for row in rows(tmp_path / "train")}
+    rest = {row["twin_id"] for row in rows(tmp_path / "rest")}
+    healthy, diseased = patients[::2], patients[1::2]
+    assert train == {f"{p}_{e}" for p in healthy for e in ("left", "right")}
+    assert rest == {f"{p}_{e}" for p in diseased for e in ("left", "right")}
