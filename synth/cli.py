@@ -254,6 +254,20 @@ def _run_options(f):
     show_default=True,
     help="Hue/saturation distortion (off in the paper's best setting).",
 )
+@click.option(
+    "--lesion-scale",
+    default=1.0,
+    show_default=True,
+    help="Multiply the matched lesion scale (1: the paper's; 2 makes a 256-pixel "
+    "microaneurysm about two pixels wide).",
+)
+@click.option(
+    "--edge-blur",
+    default=0.0,
+    show_default=True,
+    help="Feather each lesion's edge inside its mask: a Gaussian of this sigma, in output "
+    "pixels (0: MixUp's hard edge, the paper's).",
+)
 @click.option("--size", default=256, show_default=True, help="Output side in pixels (0 = keep).")
 @click.option(
     "--preprocess",
@@ -302,6 +316,8 @@ def cli(
     contrast,
     brightness,
     colour,
+    lesion_scale,
+    edge_blur,
     size,
     preprocess,
     window_spec,
@@ -327,7 +343,11 @@ def cli(
         lam = "none" if method == "cutpaste" else "0.5,0.8"
     augment = AugmentConfig(flip=flip, rotation=rotation, resize=resize, contrast=contrast,
                             brightness=brightness, colour=colour)  # fmt: skip
-    paste = PasteConfig(lam=_lambda(lam), augment=augment)
+    if not lesion_scale > 0 or not edge_blur >= 0:
+        raise LesionPasteError("--lesion-scale must be above 0 and --edge-blur at least 0")
+    paste = PasteConfig(
+        lam=_lambda(lam), augment=augment, lesion_scale=lesion_scale, edge_blur=edge_blur
+    )
     suffix = "cutpaste" if method == "cutpaste" else "synth"
     out_dir = Path(out or config_value("synth", "out") or f"datasets/{bank_path.stem}-{suffix}")
     normals = setting(normals, "LP_NORMALS", "normals")  # resolved once, for both uses

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 
@@ -30,7 +31,13 @@ def mixup_paste(
 
 
 def blend_inside(
-    image: np.ndarray, values: np.ndarray, mask: np.ndarray, y: int, x: int, lam: float
+    image: np.ndarray,
+    values: np.ndarray,
+    mask: np.ndarray,
+    y: int,
+    x: int,
+    lam: float,
+    weights: np.ndarray | None = None,
 ) -> None:
     """``mixup_paste`` given only the lesion's pixels inside its mask (``patch[mask]``).
 
@@ -41,12 +48,40 @@ def blend_inside(
         y: the top row of the paste, in pixels.
         x: the left column of the paste, in pixels.
         lam: λ, the lesion's weight in [0, 1].
+        weights: ``(K,)`` factors in [0, 1] on λ per pixel (a feathered edge,
+            ``feathered_weights``), or None for λ everywhere (eq. (1)).
     """
     h, w = mask.shape
     target = image[y : y + h, x : x + w]
-    blended = (1.0 - lam) * target[mask].astype(np.float32) + lam * values
+    if weights is None:
+        blended = (1.0 - lam) * target[mask].astype(np.float32) + lam * values
+    else:
+        a = (lam * weights).astype(np.float32)[:, None]
+        blended = (1.0 - a) * target[mask].astype(np.float32) + a * values
     np.rint(blended, out=blended)
     target[mask] = np.minimum(np.maximum(blended, 0, out=blended), 255, out=blended)
+
+
+def feathered_weights(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """A feathered edge inside a lesion's mask: the mask blurred by a Gaussian of ``sigma``
+    pixels, divided by its largest value inside the mask, so that the lesion's most interior
+    pixel keeps the full λ and its edge fades. Pixels outside the mask stay untouched, so the
+    recorded mask still holds every changed pixel; a one-pixel lesion keeps its full λ.
+
+    Args:
+        mask: ``(h, w)`` boolean lesion mask with ``K`` pixels set.
+        sigma: the Gaussian's standard deviation in pixels (``> 0``).
+
+    Returns:
+        ``(K,)`` ``float32`` weights in (0, 1], in the mask's row-major order.
+    """
+    pad = int(np.ceil(3 * sigma))
+    canvas = np.pad(mask.astype(np.float32), pad)
+    blurred = cv2.GaussianBlur(canvas, (0, 0), sigma)[
+        pad : pad + mask.shape[0], pad : pad + mask.shape[1]
+    ]
+    inside = blurred[mask]
+    return (inside / inside.max()).astype(np.float32)
 
 
 def find_position(

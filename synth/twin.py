@@ -19,7 +19,7 @@ from synth.augment import (
     one_pixel_lesions,
     stack_lesion,
 )
-from synth.paste import blend_inside, blend_pixels, find_position
+from synth.paste import blend_inside, blend_pixels, feathered_weights, find_position
 from synth.prepare import Prepared
 from synth.tiers import Tier
 
@@ -52,18 +52,27 @@ class PasteConfig:
     lam: tuple[float, float] | None = (0.5, 0.8)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     tries: int = 100
+    lesion_scale: float = 1.0  # times the matched scale (1: the paper's)
+    edge_blur: float = 0.0  # feathered edge, sigma in output pixels (0: MixUp's hard edge)
 
     def to_dict(self) -> dict:
         """The configuration as a JSON-ready dict (recorded in ``dataset.json``).
 
         Returns:
-            ``{"lambda", "augment", "placement_tries"}``.
+            ``{"lambda", "augment", "placement_tries"}``, and ``lesion_scale`` and
+            ``edge_blur`` when they differ from the paper's (1 and 0), so that a dataset made
+            with the paper's settings records exactly what it did before they existed.
         """
-        return {
+        out = {
             "lambda": list(self.lam) if self.lam else None,
             "augment": self.augment.to_dict(),
             "placement_tries": self.tries,
         }
+        if self.lesion_scale != 1.0:
+            out["lesion_scale"] = self.lesion_scale
+        if self.edge_blur != 0.0:
+            out["edge_blur"] = self.edge_blur
+        return out
 
 
 @dataclass
@@ -320,7 +329,7 @@ def synthesize_twin(
     n = int(select.integers(low, high + 1))
     chosen = select.choice(pool, size=n, replace=True)
     table = table if table is not None else lesion_table(bank, colour_luts)
-    scales = base_scales(bank, prepared)
+    scales = base_scales(bank, prepared) * config.lesion_scale
     source_ids = [s["id"] for s in bank.meta.sources]
     image = prepared.image.copy()
     union = np.zeros(image.shape[:2], bool)
@@ -363,7 +372,8 @@ def synthesize_twin(
                 continue
             y, x = position
             pending.blend_under(image, y, x, mask)
-            blend_inside(image, values, mask, y, x, float(lams[k]))
+            weights = feathered_weights(mask, config.edge_blur) if config.edge_blur else None
+            blend_inside(image, values, mask, y, x, float(lams[k]), weights)
             h, w = mask.shape
             union[y : y + h, x : x + w] |= mask
             area = len(values)

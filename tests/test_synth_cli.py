@@ -207,6 +207,8 @@ def test_an_unreadable_normal_is_skipped_and_listed_unless_strict(lp_synth, bank
         (["--ratios", "1"], "1 value(s) given"),
         (["--lambda", "1.5"], "--lambda"),
         (["--size", "-3"], "--size"),
+        (["--lesion-scale", "0"], "--lesion-scale"),
+        (["--edge-blur", "-1"], "--edge-blur"),
     ],
 )
 def test_bad_options_get_one_clear_line(lp_synth, bank, normals, tmp_path, extra, message):

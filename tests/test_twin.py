@@ -285,3 +285,57 @@ def test_records_made_together_equal_each_made_alone():
     ]
     assert together == alone
     assert all(r["scale"] == round(float(s), 6) for r, s in zip(together, scales))
+
+
+def test_a_lesion_scale_multiplies_the_matched_scale(small_bank):
+    """--lesion-scale S: S times the matched scale, so S^2 times the area; recorded in the
+    configuration only when it is not the paper's 1."""
+    big = int(np.argmax(small_bank.area))
+    source_radius = small_bank.meta.sources[0]["fov"]["radius"]
+    prepared = _prepared(size=200, radius=110.0)
+    tiers = make_tiers("fundus", small_bank.counts())
+    pools = [np.array([big])] * 4
+    still = AugmentConfig(resize=False, rotation=False, flip=False)
+    config = PasteConfig(augment=still, lesion_scale=2.0)
+    twin = synthesize_twin(prepared, small_bank, tiers, pools, config, image_generators(0, "s"))
+    expected = small_bank.area[big] * (2 * 110.0 / source_radius) ** 2
+    assert twin.pastes
+    for paste in twin.pastes:
+        assert paste["scale"] == pytest.approx(2 * 110.0 / source_radius)
+        assert abs(paste["area"] - expected) <= 0.15 * expected
+    assert config.to_dict()["lesion_scale"] == 2.0
+    assert (
+        "lesion_scale" not in PasteConfig().to_dict() and "edge_blur" not in PasteConfig().to_dict()
+    )
+
+
+def test_a_feathered_edge_fades_the_lesion_toward_its_border_and_stays_inside_its_mask(small_bank):
+    tiers = make_tiers("fundus", small_bank.counts())
+    pools = [small_bank.indices_of(list(t.types)) for t in tiers]
+    prepared = _prepared(size=200, radius=300.0)  # large lesions: many edge pixels
+    hard = PasteConfig(lam=(1.0, 1.0))
+    soft = PasteConfig(lam=(1.0, 1.0), edge_blur=2.0)
+    assert soft.to_dict()["edge_blur"] == 2.0
+    changed_hard = changed_soft = 0
+    for i in range(6):
+        a = synthesize_twin(prepared, small_bank, tiers, pools, hard, image_generators(1, f"f{i}"))
+        b = synthesize_twin(prepared, small_bank, tiers, pools, soft, image_generators(1, f"f{i}"))
+        assert np.array_equal(a.mask, b.mask)  # the same lesions in the same places
+        np.testing.assert_array_equal(b.image[~b.mask], prepared.image[~b.mask])
+        original = prepared.image.astype(int)
+        changed_hard += np.abs(a.image.astype(int) - original)[a.mask].sum()
+        changed_soft += np.abs(b.image.astype(int) - original)[b.mask].sum()
+    assert changed_soft < 0.9 * changed_hard  # the edges are blended less
+
+
+def test_feathered_weights_keep_the_core_and_fade_the_edge():
+    from synth.paste import feathered_weights
+
+    assert feathered_weights(np.ones((1, 1), bool), 1.5).tolist() == [1.0]
+    yy, xx = np.mgrid[:15, :15]
+    disc = (yy - 7) ** 2 + (xx - 7) ** 2 <= 36
+    weights = np.zeros(disc.shape, np.float32)
+    weights[disc] = feathered_weights(disc, 1.5)
+    assert weights[7, 7] == pytest.approx(1.0) and 0 < weights[7, 1] < 0.8  # core, edge
+    assert weights[7, 1] < weights[7, 3] < weights[7, 5] <= weights[7, 7]  # fades outward
+    assert ((weights[disc] > 0) & (weights[disc] <= 1)).all()
