@@ -130,6 +130,27 @@ def has_control_character(text: str) -> bool:
     return any(unicodedata.category(c) == "Cc" for c in text)
 
 
+def is_safe_relative(text: str) -> bool:
+    """Whether a path taken from a received file is safe to join to a folder: not empty,
+    relative, no ``..``, no backslash, no leading ``~``, no control characters.
+
+    Args:
+        text: a POSIX path (from a manifest, ``dataset.json``, an archive's member names...).
+
+    Returns:
+        Whether it is safe (links are not looked at: ``safe_path`` does that on disk).
+    """
+    pure = PurePosixPath(text)
+    return not (
+        not text
+        or has_control_character(text)
+        or pure.is_absolute()
+        or "\\" in text
+        or ".." in pure.parts
+        or text.startswith("~")
+    )
+
+
 def safe_path(root: Path, relative: str) -> Path:
     """``root / relative``, refusing absolute paths, ``..``, and links that leave ``root``.
 
@@ -145,20 +166,12 @@ def safe_path(root: Path, relative: str) -> Path:
             control characters, or one that leads outside ``root`` through a link.
     """
     text = str(relative)
-    pure = PurePosixPath(text)
-    if (
-        not text
-        or has_control_character(text)
-        or pure.is_absolute()
-        or "\\" in text
-        or ".." in pure.parts
-        or text.startswith("~")
-    ):
+    if not is_safe_relative(text):
         raise LesionPasteError(
             f"unsafe path {text!r} in the dataset {root} (must be relative, no '..', no control "
             "characters)"
         )
-    path = Path(root) / pure
+    path = Path(root) / PurePosixPath(text)
     real_root = Path(os.path.realpath(root))
     real = Path(os.path.realpath(path))
     if real != real_root and real_root not in real.parents:
@@ -186,7 +199,24 @@ def read_dataset_json(root: Path) -> dict:
         raise LesionPasteError(f"{root}: no such dataset directory")
     if not os.path.lexists(path):
         raise LesionPasteError(f"{root}: no dataset.json (not a dataset, or an unfinished run)")
-    meta = read_json_file(path)
+    return check_dataset_meta(read_json_file(path), path)
+
+
+def check_dataset_meta(meta: object, path: object) -> dict:
+    """A parsed ``dataset.json``, checked for format, schema version and kind (what
+    ``read_dataset_json`` checks, for a ``dataset.json`` read from elsewhere, e.g. an archive).
+
+    Args:
+        meta: the parsed JSON.
+        path: where it came from, named in the messages.
+
+    Returns:
+        ``meta``, a dict.
+
+    Raises:
+        LesionPasteError: another format, schema version or kind, or ``counts``, ``config``
+            or ``files`` that is not a JSON object.
+    """
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise LesionPasteError(f"{path}: not a LesionPaste dataset description")
     version = meta.get("schema_version")
@@ -348,6 +378,48 @@ def verify(root: Path) -> list[str]:
     else:
         problems.extend(_verify_evaluation_masks(root, meta, rows))
     return problems
+
+
+#: the dataset's files that are not images or masks, in the order an archive holds them
+METADATA_FILES = ("dataset.json", "manifest.csv", "README.md", "pastes.jsonl", "masks.jsonl")
+
+
+def listed_files(root: Path) -> list[str]:
+    """Every file a dataset consists of, as the dataset itself lists them: ``dataset.json``,
+    ``manifest.csv``, the metadata files (``dataset.json``'s ``files``, a synthetic set's
+    ``pastes.jsonl``, an evaluation set's ``masks.jsonl``, the card ``README.md`` when there),
+    then each manifest row's image and mask and each per-type mask of ``masks.jsonl``.
+
+    Args:
+        root: the dataset directory.
+
+    Returns:
+        Relative POSIX paths, each once: the metadata files first (``dataset.json`` first,
+        ``manifest.csv`` second), then the images and masks in manifest order.
+
+    Raises:
+        LesionPasteError: not a dataset, or a manifest, ``dataset.json`` or ``masks.jsonl``
+            that cannot be read or names an unsafe path.
+    """
+    meta = read_dataset_json(root)
+    rows = read_manifest(root)
+    metadata = {"dataset.json", "manifest.csv", *meta.get("files", {})}
+    if meta["kind"] == "synthetic":
+        metadata.add("pastes.jsonl")
+    if "masks" in meta:
+        metadata.add("masks.jsonl")
+    if os.path.isfile(Path(root) / "README.md"):
+        metadata.add("README.md")
+    order = {name: i for i, name in enumerate(METADATA_FILES)}
+    names = sorted(metadata, key=lambda n: (order.get(n, len(order)), n))
+    for row in rows:
+        names += [row["path"], row["mask_path"]] if row["mask_path"] else [row["path"]]
+    if meta["kind"] == "evaluation" and "masks" in meta:
+        records, _problems = read_mask_index(root, rows)
+        names += [e["path"] for r in records.values() for e in r["types"].values()]
+    for name in names:
+        safe_path(root, name)
+    return list(dict.fromkeys(names))
 
 
 def _file_problems(root: Path, relative: str, digest: str | None, listed_in: str) -> list[str]:

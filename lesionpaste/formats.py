@@ -7,3 +7,5 @@ DATASET_FORMAT = "lesionpaste-dataset"
 BANK_FORMAT = "lesionpaste-bank"
 #: PNG pictures the tools write carry this ``tEXt`` chunk (keyword ``Software``).
 PNG_SOFTWARE = b"LesionPaste"
+#: ``lesionpaste-export.json``'s ``format``: a dataset exported into another tool's layout.
+EXPORT_FORMAT = "lesionpaste-export"

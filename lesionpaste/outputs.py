@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import entries, is_temp_file
-from lesionpaste.formats import BANK_FORMAT, DATASET_FORMAT
+from lesionpaste.formats import BANK_FORMAT, DATASET_FORMAT, EXPORT_FORMAT
 from lesionpaste.images import is_marked_png
 from lesionpaste.jsonfiles import read_json_file
 
@@ -25,6 +25,8 @@ KINDS = {
     "evaluation": "an lp-eval / lp-knn evaluation folder",
     "bank": "a lesion bank file",
     "picture": "a PNG picture written by LesionPaste",
+    "archive": "a dataset archive written by lp-synth pack",
+    "export": "a folder written by lp-synth export",
 }
 
 _DATASET_TOP = {
@@ -36,6 +38,19 @@ _DATASET_TOP = {
     "images",
     "masks",
 }
+#: what ``lp-synth export`` writes at the top of its folder (mvtec and imagefolder layouts)
+EXPORT_RECORD = "lesionpaste-export.json"
+_EXPORT_TOP = {
+    EXPORT_RECORD,
+    "lesionpaste-dataset.json",
+    "LESIONPASTE_CARD.md",
+    "metadata.csv",
+    "train",
+    "test",
+    "ground_truth",
+    "normal",
+    "anomalous",
+}
 _EVALUATION_FILES = {"scores.csv", "metrics.json", "roc.png", "cam.png", "maps.png"}
 _RUN_FILES = {
     "config.json",
@@ -43,6 +58,7 @@ _RUN_FILES = {
     "log.jsonl",
     "weights_source.txt",
     "maps.json",
+    "thresholds.json",
     "fold.json",
     "scores.csv",
     "cv.json",
@@ -148,14 +164,23 @@ def foreign(path: Path, kind: str) -> str | None:
         if path.is_file() and is_marked_png(path):
             return None
         return _what(path, "a PNG written by LesionPaste")
+    if kind == "archive":
+        from lesionpaste.dataset_archive import is_dataset_archive
+
+        if path.is_file() and not path.is_symlink() and is_dataset_archive(path):
+            return None
+        return _what(path, "a dataset archive")
     if not path.is_dir():
         return _what(path, "a directory")
     found = entries(path)
     if not found:
         return None
-    return {"dataset": _foreign_dataset, "run": _foreign_run, "evaluation": _foreign_evaluation}[
-        kind
-    ](path, found)
+    return {
+        "dataset": _foreign_dataset,
+        "run": _foreign_run,
+        "evaluation": _foreign_evaluation,
+        "export": _foreign_export,
+    }[kind](path, found)
 
 
 def is_run(folder: Path, found: list[Path] | None = None) -> bool:
@@ -199,7 +224,12 @@ def _unexpected(entry: Path, kind: str) -> str:
     return f"it holds {entry.name!r}, which {_WRITER[kind]} does not write"
 
 
-_WRITER = {"dataset": "lp-synth", "run": "lp-train", "evaluation": "lp-eval"}
+_WRITER = {
+    "dataset": "lp-synth",
+    "run": "lp-train",
+    "evaluation": "lp-eval",
+    "export": "lp-synth export",
+}
 
 
 def _foreign_dataset(root: Path, found: list[Path]) -> str | None:
@@ -220,6 +250,24 @@ def _foreign_dataset(root: Path, found: list[Path]) -> str | None:
                 if inner.is_symlink() or not ours:
                     where = str(inner.relative_to(root))
                     return f"it holds {where!r}, which lp-synth does not write"
+    return None
+
+
+def _foreign_export(root: Path, found: list[Path]) -> str | None:
+    try:
+        record = read_json_file(root / EXPORT_RECORD)
+    except LesionPasteError:
+        return f"it has no readable {EXPORT_RECORD}"
+    if not isinstance(record, dict) or record.get("format") != EXPORT_FORMAT:
+        return f"its {EXPORT_RECORD} is not lp-synth export's"
+    for entry in found:
+        if entry.name not in _EXPORT_TOP or entry.is_symlink():
+            return _unexpected(entry, "export")
+        if entry.is_dir():
+            for inner in entry.rglob("*"):
+                if inner.is_symlink() or not (inner.is_dir() or inner.suffix == ".png"):
+                    where = str(inner.relative_to(root))
+                    return f"it holds {where!r}, which lp-synth export does not write"
     return None
 
 

@@ -74,7 +74,37 @@ def dataset_card(meta: dict) -> str:
             "the images derived from them (e.g. EyePACS/Kaggle images are for research use only)."
         ),
         "",
-        "Verify the files with `lp-synth verify DIR` (checks every sha256).",
+        *CITATION,
+        "",
+        *VERIFYING,
         "",
     ]
     return "\n".join(lines)
+
+
+#: how to cite the method and the sources (the paper's title and authors, as it gives them)
+CITATION = [
+    "## How to cite",
+    "",
+    "If you use this dataset, cite the method and the sources of its images:",
+    "",
+    (
+        "- the method: Weikai Huang, Yijin Huang and Xiaoying Tang, *LesionPaste: One-Shot "
+        "Anomaly Detection for Medical Images*;"
+    ),
+    "- the lesions: each source listed above, as its attribution names it;",
+    (
+        "- the normal images: the collection they came from, e.g. EyeQ (Fu et al., Evaluation "
+        "of retinal image quality assessment networks in different color-spaces, MICCAI 2019, "
+        "https://doi.org/10.1007/978-3-030-32239-7_6), EyePACS (the Kaggle Diabetic Retinopathy "
+        "Detection competition) or MosMedData (Morozov et al., arXiv:2005.06465, 2020)."
+    ),
+]
+#: how a receiver checks the dataset, as a directory or as the archive ``lp-synth pack`` makes
+VERIFYING = [
+    "## Verifying",
+    "",
+    "    lp-synth verify DIR        # schema, counts, safe paths and every file's sha256",
+    "    lp-synth verify DIR.tar    # the same on the archive (lp-synth pack), whose members are",
+    "                               # checked before anything is unpacked (also .tar.gz)",
+]

@@ -13,6 +13,7 @@ from lesionpaste import __version__
 from lesionpaste.bank_format import read_bank
 from lesionpaste.cli import Group, warn_to_stderr
 from lesionpaste.config import config_value
+from lesionpaste.dataset_archive import dataset_directory, extra_files, is_archive, pack, unpack
 from lesionpaste.dataset_format import (
     bank_source_ids,
     ids_of_sources,
@@ -26,6 +27,8 @@ from synth.augment import AugmentConfig
 from synth.card import dataset_card
 from synth.colour import colour_luts, pooled_normals_histogram
 from synth.evaluation import evaluation_images, leave_out_sources
+from synth.export import export_dataset
+from synth.export_layouts import LAYOUTS, Split
 from synth.ground_truth import check_mask_headers
 from synth.inputs import (
     bank_studies,
@@ -329,7 +332,8 @@ def cli(
 ) -> None:
     """Write one MixUp-pasted anomalous twin per normal image, as a shareable dataset.
 
-    Subcommands prepare an evaluation set, verify a dataset, or preview one.
+    Subcommands prepare an evaluation set, verify, preview, pack or unpack a dataset, or
+    export it into a layout other tools read.
     """
     if ctx.invoked_subcommand is not None:
         _refuse_options_before(ctx)
@@ -533,18 +537,115 @@ def _warn_prep(found, left_out: list[dict], masks_dir: Path | None) -> None:
 @cli.command(name="verify")
 @click.argument("dataset", type=click.Path(path_type=Path))
 def verify_command(dataset: Path) -> None:
-    """Check a dataset: schema, counts, safe paths and every sha256."""
-    problems = verify(dataset)
+    """Check a dataset: schema, counts, safe paths and every sha256.
+
+    DATASET is a dataset directory, or an archive of one (lp-synth pack, .tar or .tar.gz):
+    its members are checked first, then it is unpacked into a temporary directory, verified
+    there, and removed.
+    """
+    with dataset_directory(dataset, check=False) as root:
+        problems = (extra_files(root) if is_archive(dataset) else []) + verify(root)
+        meta = None if problems else read_dataset_json(root)
     if problems:
         for problem in problems[:20]:
             click.echo(f"{PROG}: {dataset}: {problem}", err=True)
         if len(problems) > 20:
             click.echo(f"{PROG}: ... {len(problems) - 20} more problems", err=True)
         raise click.exceptions.Exit(1)
-    meta = read_dataset_json(dataset)
     click.echo(
         f"{dataset}: OK ({meta['kind']}, {meta['counts']['images']} images, every sha256 matches)"
     )
+
+
+@cli.command(name="pack")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Archive to write: NAME.tar, or NAME.tar.gz / NAME.tgz (gzip). .tar.zst is not "
+    "offered: this Python's standard library has no zstd, and zstandard is not a dependency.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an earlier archive written by pack.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+def pack_command(dataset: Path, out: Path, overwrite: bool, quiet: bool) -> None:
+    """Write DATASET as one archive, dataset.json first: every file the dataset lists.
+
+    The dataset is verified first; links are never followed; the archive is written under a
+    temporary name and renamed when complete.
+    """
+    progress = _Progress(quiet, "files")
+    try:
+        names, left_out = pack(dataset, out, overwrite, progress)
+    finally:
+        progress.close()
+    if left_out:
+        shown = ", ".join(left_out[:5]) + (
+            f" and {len(left_out) - 5} more" if len(left_out) > 5 else ""
+        )
+        warn_to_stderr(PROG)(f"left out {shown}: not listed by the dataset")
+    if not quiet:
+        click.echo(f"wrote {out}: {len(names)} files")
+
+
+@cli.command(name="unpack")
+@click.argument("archive", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
+              help="Dataset directory to write.")  # fmt: skip
+@click.option("--overwrite", is_flag=True, help="Replace an earlier dataset there.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+def unpack_command(archive: Path, out: Path, overwrite: bool, quiet: bool) -> None:
+    """Unpack a dataset archive (lp-synth pack) into a dataset directory, safely.
+
+    Refused before anything is written: absolute names, '..', links, devices and FIFOs,
+    duplicate names, a first member other than dataset.json, and more members or bytes than
+    its dataset.json allows. The dataset is written beside OUT, verified, then swapped in; on
+    any failure nothing is left at OUT.
+    """
+    progress = _Progress(quiet, "files")
+    try:
+        meta = unpack(archive, out, overwrite, progress=progress)
+    finally:
+        progress.close()
+    if not quiet:
+        click.echo(f"wrote {out}: {meta['kind']}, {meta['counts']['images']} images, verified")
+
+
+@cli.command(name="export")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--to", "layout", type=click.Choice(LAYOUTS), required=True,
+              help="mvtec: train/good, test/good, test/lesion, ground_truth/lesion; "
+              "imagefolder: normal/, anomalous/, metadata.csv (no masks).")  # fmt: skip
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
+              help="Folder to write.")  # fmt: skip
+@click.option("--train-fraction", default=0.8, show_default=True,
+              help="mvtec, synthetic set: share of patients whose pairs go to train/.")  # fmt: skip
+@click.option("--split-seed", default=0, show_default=True)
+@click.option("--group-pattern", default=SPLIT_GROUP,
+              help="Regex whose first group is a twin id's patient (mvtec split).")  # fmt: skip
+@click.option("--overwrite", is_flag=True, help="Replace an earlier export there.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+def export_command(dataset, layout, out, train_fraction, split_seed, group_pattern, overwrite,
+                   quiet) -> None:  # fmt: skip
+    """Copy DATASET (a directory or archive) into a layout other tools read.
+
+    Pixel-identical copies, with the dataset's card, dataset.json and a record of every file
+    (lesionpaste-export.json). mvtec splits pairs by patient, never a pair across train and
+    test; a training pair's anomalous twin is left out.
+    """
+    if not 0 < train_fraction < 1:
+        raise LesionPasteError("--train-fraction must lie strictly between 0 and 1")
+    split = Split(train_fraction, split_seed, group_pattern)
+    progress = _Progress(quiet, "files")
+    try:
+        record = export_dataset(dataset, out, layout, command=provenance_command(), split=split,
+                                overwrite=overwrite, progress=progress)  # fmt: skip
+    finally:
+        progress.close()
+    if not quiet:
+        counts = ", ".join(f"{n} in {folder}/" for folder, n in record["counts"].items())
+        click.echo(f"wrote {out} ({layout}): {counts}")
 
 
 @cli.command()

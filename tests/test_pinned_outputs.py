@@ -11,8 +11,10 @@ The digests of every image, mask, manifest and ``pastes.jsonl`` were recorded be
 restructured (issue 12), with numpy, OpenCV and h5py as installed by ``make venv`` on 2026-12-01,
 and are unchanged since. Those of ``bank.h5``, ``dataset.json`` and the evaluation set's
 ``dataset.json`` were recorded again once the bank's ``--root`` was made relative here: the bank
-records its command, and the absolute path of the data differs between machines. If this test
-fails, the outputs changed: find out why before updating a digest.
+records its command, and the absolute path of the data differs between machines. Those of the
+two cards (``README.md``) were recorded again when the card gained its citation and verification
+sections (issue 17); nothing else changed then. If this test fails, the outputs changed: find
+out why before updating a digest.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ PINNED = {
         "bank.h5": "608f23ce8dfe278a1e95d2c67d2fc89f284a70b85cc822ab928336ed2042dd80",
     },
     "dataset": {
-        "README.md": "b52f62a134a579a36b726663b3e90de86198ae12984cab491147030324f96f63",
+        "README.md": "3aab30e88422a1193708c49ead8a85e9263abdc26c748dbdc98babec10e724d9",
         "dataset.json": "987eb52bd9e5b93d8e68b9b18b2d4969af72030da385d47fb1c274b3b7f2d5e3",
         "images/anomalous/10007_left.png": "f31de4af9ee4f7893ee17b19300abe8545727425c8df259d9df1bbf5a983538d",
         "images/anomalous/10007_right.png": "cbb7a930f34f047730673d0e932f33237b9088e0670d7279ed3119380110f0f9",
@@ -55,7 +57,7 @@ PINNED = {
         "pastes.jsonl": "a5d3b8192f7d52981d1446acf61d9b018faba2aa63624dea2ddf0e1f0b3cff2b",
     },
     "evaluation": {
-        "README.md": "c8b1d4192e67a9b746a7225dd3b87ab3d7bd9e1bd3bfd63491c54cf8b20e822d",
+        "README.md": "15e9f269c81919927f51721dfbc00c69dcb8155dce1950dbd7011ce252baa815",
         "dataset.json": "24c4ed7d6c29f702b85d2f95e14d62c69384d177900563a7bf3cc6eccf362dfa",
         "images/10007_left.png": "0523a747dc2cb5a8d8ef436b19935bd0cb5b5b3bb826e095dd3dc36048af9661",
         "images/10007_right.png": "04ee630a8bf7f7cf45ebee4b357fbb1ad027a5589f2b79f31cbd3b3866e9af29",

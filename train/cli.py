@@ -9,6 +9,7 @@ import click
 import numpy as np
 
 from lesionpaste.cli import Command
+from lesionpaste.dataset_archive import dataset_directory
 from lesionpaste.dataset_format import bank_source_ids, read_dataset_json
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.outputs import check_output
@@ -128,19 +129,24 @@ from train.scoring import eval_inputs, evaluate_run, print_metrics, write_evalua
 def train_command(
     dataset, run, eval_set, folds, group_pattern, no_verify, overwrite, quiet, **settings
 ) -> None:
-    """Train the normal (0) vs synthetic anomaly (1) classifier on DATASET."""
+    """Train the normal (0) vs synthetic anomaly (1) classifier on DATASET (a dataset
+    directory, or an archive of one made by lp-synth pack)."""
     check_output(run, "run", train_inputs(dataset, eval_set, settings["weights"]), overwrite)
     refuse_a_folder_that_is_not_a_run(run)
     if eval_set is not None and not folds:  # RUN/eval is written after training: check it now
         check_output(run / "eval", "evaluation", eval_inputs(run, eval_set, None), True)
-    _refuse_an_evaluation_set(dataset, settings["supervised"])
     if settings["epochs"] < 1 or settings["batch_size"] < 1 or settings["lr"] <= 0:
         raise LesionPasteError("--epochs, --batch-size and --lr must be positive")
     if settings["freeze"] < 0:
         raise LesionPasteError("--freeze must be 0 (none) or a number of stages")
     if settings["maps"] and settings["supervised"]:
         raise LesionPasteError("--maps learns the pasted masks: it needs a synthetic dataset")
-    data = load_dataset(dataset, verify=not no_verify, masks=settings["maps"])
+    # an archive (lp-synth pack) is unpacked safely into a temporary directory, read, removed
+    with dataset_directory(dataset, check=not no_verify) as root:
+        _refuse_an_evaluation_set(root, settings["supervised"], dataset)
+        data = load_dataset(root, verify=not no_verify, masks=settings["maps"])
+        manifest_sha256 = dataset_digest(root)
+    data.root = Path(dataset)
     if settings["maps"] and not data.masks[data.labels == 1].any():
         raise LesionPasteError(
             f"{dataset}: --maps learns the pasted masks, and its anomalous images have none"
@@ -150,7 +156,7 @@ def train_command(
     config = TrainConfig(
         **{**settings, "size": settings["size"] or int(data.images.shape[1])},
         dataset=str(Path(dataset).resolve()),
-        dataset_sha256=dataset_digest(dataset),
+        dataset_sha256=manifest_sha256,
         bank_sources=sorted(bank_source_ids(data.meta)),
     )
     if folds:
@@ -176,9 +182,10 @@ def train_command(
         evaluate_run(run, eval_set, run / "eval", None, settings["device"], True, quiet)
 
 
-def _refuse_an_evaluation_set(dataset: Path, supervised: bool) -> None:
-    """Training takes a synthetic dataset, or an evaluation set with ``--supervised``."""
-    if read_dataset_json(dataset)["kind"] != "synthetic" and not supervised:
+def _refuse_an_evaluation_set(root: Path, supervised: bool, dataset: Path) -> None:
+    """Training takes a synthetic dataset, or an evaluation set with ``--supervised``
+    (``root``: the dataset's directory, ``dataset``: as the user gave it)."""
+    if read_dataset_json(root)["kind"] != "synthetic" and not supervised:
         raise LesionPasteError(
             f"{dataset} is an evaluation set; train on a synthetic dataset, or pass "
             "--supervised to train on its real labels (the supervised baseline)"
