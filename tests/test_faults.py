@@ -182,6 +182,52 @@ def test_lp_synth_killed_at_random_points_ends_with_the_uninterrupted_dataset(tm
     assert run([*LP_SYNTH, "verify", "ds"], killed).returncode == 0
 
 
+def test_pack_and_unpack_killed_at_random_points_leave_nothing_half_written(tmp_path):
+    """A killed lp-synth pack leaves no archive or a whole one; a killed unpack leaves no
+    dataset or a whole one, and never a temporary folder or file once rerun."""
+    bank = make_fundus_bank(tmp_path / "bank.h5")
+    normals = make_normals(tmp_path / "normals", 40)
+    made = run([*LP_SYNTH, "--bank", bank, "--normals", normals, "--out", "ds", "--size", "128",
+                "-q"], tmp_path)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    pack = [*LP_SYNTH, "pack", tmp_path / "ds", "-o", "ds.tar"]
+    unpack = [*LP_SYNTH, "unpack", tmp_path / "clean" / "ds.tar", "-o", "got"]
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    clean.mkdir()
+    killed.mkdir()
+    pack_seconds = timed(pack, clean)
+    archive = (clean / "ds.tar").read_bytes()
+    unpack_seconds = timed(unpack, clean)
+    expected = tree_bytes(tmp_path / "ds")
+
+    def packed() -> bool:
+        if not (killed / "ds.tar").exists():
+            return False
+        assert (killed / "ds.tar").read_bytes() == archive
+        (killed / "ds.tar").unlink()
+        return True
+
+    def unpacked() -> bool:
+        if not (killed / "got").exists():
+            return False
+        assert tree_bytes(killed / "got") == expected
+        shutil.rmtree(killed / "got")
+        return True
+
+    kill_loop("lp-synth pack", pack, killed, pack_seconds, packed, salt=5)
+    kill_loop("lp-synth unpack", unpack, killed, unpack_seconds, unpacked, salt=6)
+    for argv, name in ((pack, "ds.tar"), (unpack, "got")):
+        if not (killed / name).exists():
+            done = run([*argv, "--overwrite"], killed)
+            assert done.returncode == 0, done.stderr
+    assert (killed / "ds.tar").read_bytes() == archive
+    assert tree_bytes(killed / "got") == expected
+    assert temp_files(killed) == [] and sorted(p.name for p in killed.iterdir()) == [
+        "ds.tar",
+        "got",
+    ]
+
+
 def test_lp_train_killed_at_random_points_resumes_to_the_uninterrupted_weights(tmp_path):
     data = synthetic(tmp_path / "data", pairs=24)
     args = [*LP_TRAIN, data, "--out", "run", *TRAIN_ARGS]
