@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 EXTRAS ?= dev,ct,dask,lite,cam
 
 DEMO_DATA := demo/data/idrid
-DEMO_OUT  := demo/out
+DEMO_OUT  ?= demo/out
+DEMO_REPORT ?= demo/report.html
 
 .PHONY: venv test bench demo lint clean train-eyeq train-mosmed fuzz faults mutate gpu-check
 
@@ -70,8 +71,10 @@ gpu-check: $(STAMP)
 ## with the --maps decoder, then two tests: where (pixel AUROC of the maps against the lesion
 ## masks of held-out IDRiD images, next to Grad-CAM) and whether (held-out children against
 ## their twins made with IDRiD_13's lesions, never seen in training). demo/out/summary.json.
-DEMO_TRAIN ?= --arch efficientnet_lite0 --epochs 60 --batch-size 12 --lr 0.05 --freeze 3 \
+DEMO_TRAIN ?= --arch efficientnet_lite0 --epochs 60 --batch-size 8 --lr 0.01 --freeze 5 \
 	--maps --val-fraction 0.25 --device cpu
+## CHASE_DB1's photographs are used as they are, with the lesions' colours matched to them
+DEMO_SYNTH ?= --size 256 --preprocess none --match-colour
 demo: $(STAMP)
 	mkdir -p $(DEMO_OUT)
 	date +%s > $(DEMO_OUT)/started
@@ -81,12 +84,12 @@ demo: $(STAMP)
 	$(BIN)/lp-bank info $(DEMO_OUT)/idrid_13.h5 --json > $(DEMO_OUT)/bank13.json
 	$(BIN)/lp-bank preview $(DEMO_OUT)/idrid_03.h5 -o $(DEMO_OUT)/bank_sheet.png --overwrite
 	$(BIN)/lp-synth --bank $(DEMO_OUT)/idrid_03.h5 --normals demo/data/chase_db1 --split train \
-		--split-fraction 0.5 --ratios 0.8,0.1,0.05,0.05 --size 256 --out $(DEMO_OUT)/twins \
+		--split-fraction 0.5 --ratios 0.8,0.1,0.05,0.05 $(DEMO_SYNTH) --out $(DEMO_OUT)/twins \
 		--overwrite -j 2
 	$(BIN)/lp-synth verify $(DEMO_OUT)/twins
 	$(BIN)/lp-synth preview $(DEMO_OUT)/twins -o $(DEMO_OUT)/twins.png --overwrite
 	$(BIN)/lp-synth --bank $(DEMO_OUT)/idrid_13.h5 --normals demo/data/chase_db1 --split rest \
-		--split-fraction 0.5 --size 256 --out $(DEMO_OUT)/unseen --overwrite -j 2
+		--split-fraction 0.5 $(DEMO_SYNTH) --out $(DEMO_OUT)/unseen --overwrite -j 2
 	$(BIN)/lp-synth prep --images $(DEMO_DATA) --bank $(DEMO_OUT)/idrid_03.h5 \
 		--like $(DEMO_OUT)/twins --out $(DEMO_OUT)/where --overwrite
 	$(BIN)/lp-train $(DEMO_OUT)/twins --out $(DEMO_OUT)/run $(DEMO_TRAIN) --overwrite
@@ -94,7 +97,7 @@ demo: $(STAMP)
 		--device cpu --overwrite
 	$(BIN)/lp-eval $(DEMO_OUT)/run $(DEMO_OUT)/unseen --out $(DEMO_OUT)/run/eval-whether \
 		--device cpu --overwrite
-	$(BIN)/python demo/report.py $(DEMO_OUT) demo/report.html
+	$(BIN)/python demo/report.py $(DEMO_OUT) $(DEMO_REPORT)
 
 ## The paper's EyeQ workflow; each step is skipped when its output is already there.
 train-eyeq: $(WORK)/run/eval/metrics.json

@@ -125,7 +125,7 @@ on images it never saw. Every figure below is computed by this run
 <h2>2. Normal photographs and their anomalous twins</h2>
 <p>{twins["counts"]["normal"]} CHASE_DB1 photographs of healthy children (the patients of the
 training split) and one twin each, lesions pasted with the paper's 80/10/5/5 grade mix at
-{twins["config"]["size"]}x{twins["config"]["size"]}.</p>
+{twins["config"]["size"]}x{twins["config"]["size"]}; {_normals_sentence(twins["config"])}</p>
 {img("twins.png", "twins")}
 <h2>3. Training</h2>
 <p>EfficientNet-Lite0 (ImageNet weights, first stages frozen) with the dense decoder of
@@ -156,6 +156,17 @@ anomalies are pasted.</p>
 <code>docs/results.md</code> gives the results on real EyePACS images, with their commands.</p>
 </body></html>
 """
+
+
+def _normals_sentence(config: dict) -> str:
+    """How the twins' normal photographs were prepared, from the dataset's configuration."""
+    if config.get("normals_preprocess") == "none":
+        how = "the photographs are used as they are"
+    else:
+        how = "the photographs get the bank's recipe"
+    if config.get("match_colour"):
+        how += ", and the lesions' colours are matched to theirs (<code>--match-colour</code>)"
+    return how + "."
 
 
 def main(out_dir: str = "demo/out", report: str = "demo/report.html") -> None:

@@ -1,0 +1,90 @@
+"""``make demo``'s steps at reduced scale (a small CNN, two epochs): the summary and the report
+must say what the run's own files say, with no number typed by hand."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = "--arch smallcnn --weights none --epochs 2 --batch-size 8 --maps --val-fraction 0.25 --device cpu"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    root = tmp_path_factory.mktemp("demo")
+    out, report = root / "out", root / "report.html"
+    done = subprocess.run(
+        [
+            "make", "-o", ".venv/.installed", "demo",  # this environment, installed or not
+            f"BIN={Path(sys.executable).parent}", f"DEMO_OUT={out}", f"DEMO_REPORT={report}",
+            f"DEMO_TRAIN={SMALL}",
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out, report, done.stdout
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_the_summary_holds_the_evaluations_own_figures(demo):
+    out, _, _ = demo
+    s = _json(out / "summary.json")
+    pixel = _json(out / "run" / "eval-where" / "metrics.json")["pixel"]
+    assert s["localisation"]["auroc"] == pixel["maps"]["auroc"]
+    assert s["localisation"]["ci_low"] == pixel["maps"]["auroc_ci_low"]
+    assert s["localisation"]["ci_high"] == pixel["maps"]["auroc_ci_high"]
+    assert s["localisation"]["aupro"] == pixel["maps"]["aupro"]
+    assert s["localisation"]["gradcam_auroc"] == pixel["gradcam"]["auroc"]
+    assert s["localisation"]["n_images"] == pixel["n_images"] > 0
+    where = (out / "where" / "manifest.csv").read_text().splitlines()[1:]
+    assert s["localisation"]["n_images"] == len(where)  # every held-out IDRiD image
+    detection = _json(out / "run" / "eval-whether" / "metrics.json")["auc"]["0v1"]
+    for key in ("auc", "ci_low", "ci_high", "n_pos", "n_neg"):
+        assert s["detection"][key] == detection[key]
+    unseen = _json(out / "unseen" / "dataset.json")
+    assert s["detection"]["n_neg"] == s["detection"]["n_pos"] == unseen["counts"]["normal"]
+    assert s["wall_seconds"] > 0
+
+
+def test_the_unseen_twins_come_from_another_bank_and_other_children(demo):
+    out, _, _ = demo
+    train = _json(out / "twins" / "dataset.json")
+    unseen = _json(out / "unseen" / "dataset.json")
+    assert train["bank"]["sha256"] != unseen["bank"]["sha256"]
+    sources = {s["id"] for s in train["bank"]["sources"]}
+    assert sources.isdisjoint({s["id"] for s in unseen["bank"]["sources"]})
+
+    def children(folder: Path) -> set[str]:
+        rows = (folder / "manifest.csv").read_text().splitlines()[1:]
+        return {re.sub(r"[LR]$", "", r.split(",")[0].split("/")[-1].rsplit(".", 1)[0]) for r in rows}
+
+    assert children(out / "twins").isdisjoint(children(out / "unseen"))
+
+
+def test_the_report_prints_the_summarys_figures_and_shows_the_runs_pictures(demo):
+    out, report, stdout = demo
+    s = _json(out / "summary.json")
+    page = report.read_text()
+    loc, det = s["localisation"], s["detection"]
+    assert f"Pixel AUROC {loc['auroc']:.3f} [{loc['ci_low']:.3f}, {loc['ci_high']:.3f}]" in page
+    assert f"AUC {det['auc']:.3f} [{det['ci_low']:.3f}, {det['ci_high']:.3f}]" in page
+    assert f"({s['wall_seconds']:.0f} s)" in page
+    for line in (out / "run" / "log.jsonl").read_text().splitlines():  # the training curve
+        entry = json.loads(line)
+        assert f"<td>{entry['epoch']}</td><td>{entry['loss']:.4f}</td>" in page
+    pictures = re.findall(r'<img src="([^"]+)"', page)
+    assert len(pictures) >= 4
+    assert all((report.parent / p).is_file() for p in pictures)
+    assert f"{loc['auroc']:.3f}" in stdout  # the last line of make demo says it too
