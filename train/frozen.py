@@ -142,12 +142,18 @@ def _memory_bytes() -> int:
         return 8 << 30
 
 
+#: images per forward pass while caching: on a CPU a few at a time, so that the early stages'
+#: large activations stay in the processor's caches (EfficientNet-Lite0's first stages at
+#: 256x256 ran about 3x faster per image at 4 than at 64 on this project's 2-core machine)
+CACHE_BATCH = {"cpu": 4, "cuda": 64}
+
+
 def cache_activations(
     tail: Tail,
     normalizer: nn.Module,
     images: torch.Tensor,
     device: torch.device,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     memory_budget: int | None = None,
 ) -> Activations:
     """Compute the frozen stages' outputs of every image once.
@@ -157,7 +163,7 @@ def cache_activations(
         normalizer: the run's ``Normalizer``.
         images: ``(N, H, W, C)`` ``uint8`` tensor.
         device: the device to compute on.
-        batch_size: images per forward pass.
+        batch_size: images per forward pass (default ``CACHE_BATCH`` for the device).
         memory_budget: bytes the cache may hold in memory (default ``MEMORY_SHARE`` of the
             machine's); beyond it the cache is a temporary file.
 
@@ -165,6 +171,7 @@ def cache_activations(
         The cached outputs, kept on the device when it is a GPU with room, else on the host.
     """
     tail.frozen.eval()
+    batch_size = batch_size or CACHE_BATCH.get(device.type, 64)
     budget = int(MEMORY_SHARE * _memory_bytes()) if memory_budget is None else memory_budget
     with torch.no_grad():
         first = tail.frozen_outputs(normalizer(images[:1].to(device)))
