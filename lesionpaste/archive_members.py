@@ -20,11 +20,15 @@ archive's first member) sets:
 from __future__ import annotations
 
 import tarfile
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from lesionpaste.dataset_format import METADATA_FILES, has_control_character, is_safe_relative
+from lesionpaste.dataset_format import (
+    METADATA_FILES,
+    has_control_character,
+    is_safe_relative,
+    name_key,
+)
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.images import max_pixels
 from lesionpaste.jsonfiles import MAX_JSON_BYTES
@@ -221,7 +225,7 @@ class MemberNames:
             LesionPasteError: the name was met before (exactly, or in another case or
                 Unicode form), or is both a file and a folder's name.
         """
-        key = unicodedata.normalize("NFC", name).casefold()
+        key = name_key(name)
         if key in self.folded:
             earlier = self.folded[key]
             same = "appears twice" if earlier == name else f"collides with {earlier!r}"

@@ -34,7 +34,7 @@ from pathlib import Path
 from lesionpaste.archive_members import ArchiveLimits, MemberNames, limits_for, member_kind
 from lesionpaste.dataset_format import check_dataset_meta, listed_files, verify
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.files import atomic_output, is_temp_file, open_regular, output_lock, swap_in
+from lesionpaste.files import atomic_output, building_folder, is_temp_file, open_regular
 from lesionpaste.jsonfiles import MAX_JSON_BYTES, parse_json
 from lesionpaste.outputs import check_output, real
 
@@ -367,25 +367,16 @@ def unpack(
             f"{archive}: its members take {plan.total_bytes:,} bytes, and {target.parent} has "
             f"{free:,} free; free some space; nothing was written"
         )
-    work = target.with_name(f".{target.name}.unpack.partial")
-    with output_lock(target, "lp-synth unpack"):
-        shutil.rmtree(work, ignore_errors=True)  # what a killed unpack left
-        try:
-            _extract(archive, plan, work, progress)
-            if check:
-                problems = extra_files(work) + verify(work)
-                if problems:
-                    raise LesionPasteError(
-                        f"{archive}: {problems[0]}"
-                        + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else "")
-                        + "; nothing was unpacked"
-                    )
-            if os.path.lexists(target) and not overwrite:
-                raise LesionPasteError(f"{out} already exists; pass --overwrite to replace it")
-            swap_in(work, target)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
+    with building_folder(target, "lp-synth unpack", "unpack", out, overwrite) as work:
+        _extract(archive, plan, work, progress)
+        if check:
+            problems = extra_files(work) + verify(work)
+            if problems:
+                raise LesionPasteError(
+                    f"{archive}: {problems[0]}"
+                    + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else "")
+                    + "; nothing was unpacked"
+                )
     return plan.meta
 
 

@@ -633,8 +633,16 @@ def bank_source_ids(meta: dict) -> set[str]:
     return ids_of_sources(bank.get("sources", []), "dataset.json's bank")
 
 
-def _id_key(text: str) -> str:
-    """How ids compare: Unicode NFC, case folded (as output names collide)."""
+def name_key(text: str) -> str:
+    """How names and ids compare when files are shared: Unicode NFC, case folded, as they
+    collide on file systems that ignore case or Unicode form (macOS, Windows).
+
+    Args:
+        text: a file name, path or id.
+
+    Returns:
+        Its comparison key.
+    """
     return unicodedata.normalize("NFC", text).casefold()
 
 
@@ -653,13 +661,13 @@ def source_images_in(rows: Iterable[dict], source_ids: Iterable[str]) -> list[st
     """
     exact, volumes = set(), set()
     for source in source_ids:
-        exact.add(_id_key(source))
+        exact.add(name_key(source))
         if ":" in source:
-            volumes.add(_id_key(source.split(":", 1)[0]))
+            volumes.add(name_key(source.split(":", 1)[0]))
     found: dict[str, None] = {}
     for row in rows:
         image_id = str(row["twin_id"])
-        key = _id_key(image_id)
+        key = name_key(image_id)
         if key in exact or key in volumes or any(key.startswith(v + "_") for v in volumes):
             found[image_id] = None
     return list(found)

@@ -186,6 +186,41 @@ def swap_in(new: Path, out: Path) -> None:
     shutil.rmtree(old)
 
 
+@contextlib.contextmanager
+def building_folder(target: Path, tool: str, kind: str, shown: Path, overwrite: bool):
+    """Build a directory beside ``target`` and swap it in when the block ends without error.
+
+    Under ``target``'s lock: what a killed run left is removed, the block fills the hidden
+    sibling ``.NAME.KIND.partial`` (which it creates), then ``target`` is refused if it
+    appeared meanwhile (without ``overwrite``) and the new folder swapped in (``swap_in``). On
+    any error, or a kill, the sibling is removed and ``target`` is left as it was.
+
+    Args:
+        target: the final directory (its real path).
+        tool: the tool's name, for the lock.
+        kind: a word naming the work (``unpack``, ``export``) in the sibling's name.
+        shown: ``target`` as the user gave it, for the error message.
+        overwrite: whether an earlier output at ``target`` may be replaced.
+
+    Yields:
+        The sibling directory to fill (not yet created).
+
+    Raises:
+        LesionPasteError: ``target`` exists at the end and ``overwrite`` is false.
+    """
+    work = target.with_name(f".{target.name}.{kind}.partial")
+    with output_lock(target, tool):
+        shutil.rmtree(work, ignore_errors=True)  # what a killed run left
+        try:
+            yield work
+            if os.path.lexists(target) and not overwrite:
+                raise LesionPasteError(f"{shown} already exists; pass --overwrite to replace it")
+            swap_in(work, target)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """``write_atomic`` for UTF-8 text.
 

@@ -78,6 +78,29 @@ class DrawTable:
     hue: np.ndarray
     saturation: np.ndarray
 
+    @classmethod
+    def of(cls, draws: list[AugmentDraw]) -> DrawTable:
+        """The columns of some draws.
+
+        Args:
+            draws: the lesions' draws.
+
+        Returns:
+            Their table, one row each.
+        """
+        return cls(*(np.array([getattr(d, f) for d in draws]) for f in cls.__dataclass_fields__))
+
+    def take(self, rows: np.ndarray) -> DrawTable:
+        """Some rows of the table.
+
+        Args:
+            rows: integer row indices.
+
+        Returns:
+            A table of those rows, in that order.
+        """
+        return DrawTable(*(getattr(self, f)[rows] for f in self.__dataclass_fields__))
+
     def draw(self, i: int) -> AugmentDraw:
         """The ``i``-th lesion's parameters as one ``AugmentDraw``.
 

@@ -28,7 +28,7 @@ from lesionpaste.dataset_archive import dataset_directory
 from lesionpaste.dataset_format import read_dataset_json, read_manifest, safe_path, verify
 from lesionpaste.digests import sha256_bytes, sha256_file
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.files import output_lock, read_regular_file, swap_in
+from lesionpaste.files import building_folder, read_regular_file
 from lesionpaste.formats import EXPORT_FORMAT
 from lesionpaste.images import decode, encode_png
 from lesionpaste.outputs import EXPORT_RECORD, check_output, real
@@ -95,22 +95,13 @@ def export_dataset(
             files = imagefolder_files(rows)
         target = real(out)
         target.parent.mkdir(parents=True, exist_ok=True)
-        work = target.with_name(f".{target.name}.export.partial")
-        with output_lock(target, "lp-synth export"):
-            shutil.rmtree(work, ignore_errors=True)  # what a killed export left
-            try:
-                work.mkdir()
-                copied = [_copy(root, work, f, progress, len(files)) for f in files]
-                if layout == "imagefolder":
-                    (work / "metadata.csv").write_text(metadata_csv(files), encoding="utf-8")
-                record = _record(root, meta, layout, split, command, copied)
-                _provenance(root, work, record)
-                if os.path.lexists(target) and not overwrite:
-                    raise LesionPasteError(f"{out} already exists; pass --overwrite to replace it")
-                swap_in(work, target)
-            except BaseException:
-                shutil.rmtree(work, ignore_errors=True)
-                raise
+        with building_folder(target, "lp-synth export", "export", out, overwrite) as work:
+            work.mkdir()
+            copied = [_copy(root, work, f, progress, len(files)) for f in files]
+            if layout == "imagefolder":
+                (work / "metadata.csv").write_text(metadata_csv(files), encoding="utf-8")
+            record = _record(root, meta, layout, split, command, copied)
+            _provenance(root, work, record)
     return record
 
 

@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import csv
 import io
-import unicodedata
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from lesionpaste.dataset_format import name_key
 from lesionpaste.errors import LesionPasteError
 from synth.normals import SPLIT_GROUP, in_training_split, patient_of
 
@@ -173,7 +173,7 @@ def _unique(files: list[ExportedFile]) -> list[ExportedFile]:
     """Refuse two files with one name (also where case or Unicode form is ignored)."""
     seen: dict[str, str] = {}
     for f in files:
-        key = unicodedata.normalize("NFC", f.path).casefold()
+        key = name_key(f.path)
         if key in seen:
             raise LesionPasteError(
                 f"{f.source} and {seen[key]} would both be exported as {f.path}; rename one"

@@ -9,7 +9,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from lesionpaste.dataset_format import has_control_character
+from lesionpaste.dataset_format import has_control_character, name_key
 from lesionpaste.errors import LesionPasteError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".tif", ".tiff", ".dcm")
@@ -136,7 +136,7 @@ def _unique(images: list[NormalImage], where) -> list[NormalImage]:
     ignores case or Unicode form (macOS, Windows): a dataset is shared."""
     seen: dict[str, Path] = {}
     for image in images:
-        key = unicodedata.normalize("NFC", image.image_id).casefold()
+        key = name_key(image.image_id)
         if key in seen:
             raise LesionPasteError(
                 f"{where}: two images map to one output name {image.image_id!r} "

@@ -249,7 +249,7 @@ def paste_record(
     Returns:
         The JSON-ready record (floats rounded to 6 decimals).
     """
-    columns = DrawTable(*(np.array([getattr(draw, f)]) for f in DrawTable.__dataclass_fields__))
+    columns = DrawTable.of([draw])
     placed = [(index, lesion_type, source, y, x, *mask.shape, int(mask.sum()))]
     return paste_records(placed, np.array([scale]), columns, np.array([lam]))[0]
 
@@ -381,8 +381,7 @@ def synthesize_twin(
         placed.append((index, table.types[index], source_ids[source], y, x, h, w, area))
     pending.blend_all(image, union)
     rows = np.array(kept, dtype=np.int64)
-    columns = DrawTable(*(getattr(draws, f)[rows] for f in DrawTable.__dataclass_fields__))
-    pastes = paste_records(placed, factors[rows], columns, lams[rows])
+    pastes = paste_records(placed, factors[rows], draws.take(rows), lams[rows])
     return Twin(image=image, mask=union, tier=tier, n_drawn=n, pastes=pastes)
 
 

@@ -22,7 +22,7 @@ def demo(tmp_path_factory):
         pytest.skip("make is not installed")
     root = tmp_path_factory.mktemp("demo")
     out, report = root / "out", root / "report.html"
-    done = subprocess.run(
+    done = subprocess.run(  # noqa: PLW1510 (the return code is asserted with the output)
         [
             "make", "-o", ".venv/.installed", "demo",  # this environment, installed or not
             f"BIN={Path(sys.executable).parent}", f"DEMO_OUT={out}", f"DEMO_REPORT={report}",
@@ -68,7 +68,9 @@ def test_the_unseen_twins_come_from_another_bank_and_other_children(demo):
 
     def children(folder: Path) -> set[str]:
         rows = (folder / "manifest.csv").read_text().splitlines()[1:]
-        return {re.sub(r"[LR]$", "", r.split(",")[0].split("/")[-1].rsplit(".", 1)[0]) for r in rows}
+        return {
+            re.sub(r"[LR]$", "", r.split(",")[0].split("/")[-1].rsplit(".", 1)[0]) for r in rows
+        }
 
     assert children(out / "twins").isdisjoint(children(out / "unseen"))
 

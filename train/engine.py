@@ -304,6 +304,7 @@ class _Session:
     tail: Tail | None = None  # with --freeze: the trainable part, fed the frozen activations
     cache: Activations | None = None  # the frozen activations (None: recomputed each step)
     val_normalised: torch.Tensor | None = None  # the validation images, normalised once
+    val_outputs: tuple | None = None  # the last validation's (probabilities, maps)
 
 
 def _device_of(config: TrainConfig, world: int) -> torch.device:
@@ -521,7 +522,7 @@ def _validate(s: _Session, labels: np.ndarray) -> dict:
     if not len(s.val_idx) or len(set(labels[s.val_idx])) != 2:
         return {}
     started = time.perf_counter()
-    probabilities, maps = _validation_outputs(s)
+    probabilities, maps = s.val_outputs = _validation_outputs(s)
     if maps is not None:
         aucs = validation_aucs(image_scores(probabilities, maps), labels[s.val_idx])
         entry = {"val_auc": aucs["classifier"], "val_auc_by_score": aucs}
@@ -586,8 +587,9 @@ def _write_validation_choices(
 ) -> None:
     """What the trained model's scores of the validation pairs decide: with maps, the image
     score and pixel threshold (``maps.json``); always, the thresholds that let 95% and 90% of
-    the validation normals pass (``thresholds.json``), in that image score."""
-    probabilities, maps = _validation_outputs(s)
+    the validation normals pass (``thresholds.json``), in that image score. The last epoch's
+    validation outputs serve (computed here only for a run that trained no epoch now)."""
+    probabilities, maps = s.val_outputs or _validation_outputs(s)
     labels = data.labels[s.val_idx]
     scores, score_name = probabilities, "classifier"
     if maps is not None:

@@ -23,8 +23,8 @@ import math
 
 import numpy as np
 
-from lesionpaste.errors import LesionPasteError
 from train.evaluate import comparisons
+from train.pixel_metrics import check_n_boot, percentile_interval
 
 #: the specificities at which sensitivity is reported, and the reverse
 TARGETS = (0.90, 0.95)
@@ -101,19 +101,6 @@ def _resamples(y: np.ndarray, n_boot: int, rng: np.random.Generator):
         yield np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
 
 
-def _interval(samples: list[float]) -> tuple[float, float]:
-    low, high = np.percentile(np.asarray(samples, np.float64), [2.5, 97.5])
-    return float(low), float(high)
-
-
-def _check_n_boot(n_boot: int) -> int:
-    if int(n_boot) != n_boot or n_boot < 1:
-        raise LesionPasteError(
-            f"the bootstrap needs a positive whole number of resamples, not {n_boot}"
-        )
-    return int(n_boot)
-
-
 def operating_points(
     scores: np.ndarray, labels: np.ndarray, n_boot: int, rng: np.random.Generator
 ) -> dict:
@@ -134,7 +121,7 @@ def operating_points(
     Raises:
         LesionPasteError: ``n_boot`` is not a positive whole number.
     """
-    n_boot = _check_n_boot(n_boot)
+    n_boot = check_n_boot(n_boot)
     out = {}
     for name, chosen in comparisons(labels).items():
         s, y = scores[chosen].astype(np.float64), (labels[chosen] > 0).astype(int)
@@ -144,7 +131,7 @@ def operating_points(
         boots = [_point_values(s[i], y[i]) for i in _resamples(y, n_boot, rng)]
         entry = {}
         for key, value in point.items():
-            low, high = _interval([b[key] for b in boots])
+            low, high, _ = percentile_interval([b[key] for b in boots])
             entry[key] = {"value": value, "ci_low": low, "ci_high": high}
         out[name] = {**entry, "n_pos": int(y.sum()), "n_neg": int((y == 0).sum())}
     return out
@@ -175,7 +162,7 @@ def _share(flags: np.ndarray, n_boot: int, rng: np.random.Generator) -> dict:
     if not len(flags):
         return {"value": float("nan"), "ci_low": float("nan"), "ci_high": float("nan")}
     boots = [float(flags[rng.integers(0, len(flags), len(flags))].mean()) for _ in range(n_boot)]
-    low, high = _interval(boots)
+    low, high, _ = percentile_interval(boots)
     return {"value": float(flags.mean()), "ci_low": low, "ci_high": high}
 
 
@@ -204,7 +191,7 @@ def apply_thresholds(
     Raises:
         LesionPasteError: ``n_boot`` is not a positive whole number.
     """
-    n_boot = _check_n_boot(n_boot)
+    n_boot = check_n_boot(n_boot)
     scores = np.asarray(scores, np.float64)
     out: dict = {"n_validation_normals": thresholds["n_normals"]}
     for rate in PASS_RATES:

@@ -291,7 +291,16 @@ def _boot(hist: _Histograms, weights: np.ndarray, metric: str, max_fpr: float) -
     return out
 
 
-def _interval(samples: np.ndarray) -> tuple[float, float, int]:
+def percentile_interval(samples: np.ndarray) -> tuple[float, float, int]:
+    """A percentile 95% bootstrap interval (2.5 and 97.5, linear interpolation).
+
+    Args:
+        samples: the statistic over the resamples (``nan`` where a resample had none).
+
+    Returns:
+        ``(low, high, resamples used)``; ``nan`` bounds when none was usable.
+    """
+    samples = np.asarray(samples, np.float64)
     kept = samples[~np.isnan(samples)]
     if kept.size == 0:
         return float("nan"), float("nan"), 0
@@ -299,7 +308,18 @@ def _interval(samples: np.ndarray) -> tuple[float, float, int]:
     return float(low), float(high), int(kept.size)
 
 
-def _check_n_boot(n_boot: int) -> int:
+def check_n_boot(n_boot: int) -> int:
+    """A number of bootstrap resamples, checked.
+
+    Args:
+        n_boot: the number asked for.
+
+    Returns:
+        It, as an ``int``.
+
+    Raises:
+        LesionPasteError: not a positive whole number.
+    """
     if int(n_boot) != n_boot or n_boot < 1:
         raise LesionPasteError(f"n_boot must be a positive whole number, not {n_boot}")
     return int(n_boot)
@@ -466,7 +486,7 @@ def pixel_report(
     """
     max_fpr = _check_max_fpr(max_fpr)
     threshold = _check_threshold(threshold)
-    n_boot = _check_n_boot(n_boot)
+    n_boot = check_n_boot(n_boot)
     images = _prepare(maps, masks, fovs, regions=True)
     counts = _counts(images, threshold)
     dice, iou = _dice_iou_from_counts(counts.sum(axis=0))
@@ -487,7 +507,7 @@ def pixel_report(
     }
     used = {}
     for name, values in samples.items():
-        low, high, used[name] = _interval(values)
+        low, high, used[name] = percentile_interval(values)
         report[f"{name}_ci_low"], report[f"{name}_ci_high"] = low, high
     report.update(
         n_boot_used=used,
@@ -541,7 +561,7 @@ def paired_difference(
     if metric not in _METRICS:
         raise LesionPasteError(f"metric must be one of {', '.join(_METRICS)}, not {metric!r}")
     max_fpr = _check_max_fpr(max_fpr)
-    n_boot = _check_n_boot(n_boot)
+    n_boot = check_n_boot(n_boot)
     if len(maps_a) != len(maps_b):
         raise LesionPasteError(f"{len(maps_a)} maps_a but {len(maps_b)} maps_b: pair them")
     regions = metric == "aupro"
@@ -555,7 +575,7 @@ def paired_difference(
         points = [_exact_aupro(images, max_fpr) for images in kinds]
     weights = _multiplicities(len(kinds[0]), n_boot, _rng(seed))
     a, b = (_boot(_histograms(images), weights, metric, max_fpr) for images in kinds)
-    low, high, used = _interval(a - b)
+    low, high, used = percentile_interval(a - b)
     return {
         "difference": points[0] - points[1],
         "ci_low": low,
