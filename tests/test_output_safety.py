@@ -229,7 +229,7 @@ def test_a_failed_replacement_of_a_run_keeps_the_earlier_run(ws, tmp_path, monke
     shutil.copytree(ws / "run", tmp_path / "run")
     before = snapshot(tmp_path)
 
-    def fails(data, run, config, quiet=False):
+    def fails(data, run, config, quiet=False, heldout=None):
         (run / "checkpoint.pt").write_bytes(b"half a checkpoint")
         raise OSError(28, "No space left on device")
 

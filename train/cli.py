@@ -20,11 +20,13 @@ from train.engine import (
     TrainConfig,
     pick_device,
     train,
+    validation_mask,
 )
 from train.evaluate import (
     metrics,
 )
 from train.folds import DEFAULT_GROUP
+from train.heldout import heldout_pairs
 from train.map_scores import IMAGE_SCORES
 from train.models import ARCHS
 from train.runs import (
@@ -38,6 +40,7 @@ from train.runs import (
     work_dir,
 )
 from train.scoring import eval_inputs, evaluate_run, print_metrics, write_evaluation
+from train.selection import CRITERIA, criteria_against_real, run_row
 
 
 @click.command(cls=Command)
@@ -69,6 +72,13 @@ from train.scoring import eval_inputs, evaluate_run, print_metrics, write_evalua
     default=0.1,
     show_default=True,
     help="Twin pairs held out to watch training (never the evaluation set).",
+)
+@click.option(
+    "--heldout-val",
+    type=click.Path(path_type=Path),
+    help="Also validate, every epoch, on twins of the same validation normals pasted from "
+    "another annotated image's lesions (lp-synth with another bank, same normals and "
+    "preparation): logged as heldout_val_auc, a criterion the training lesions cannot flatter.",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cuda or cpu.")
 @click.option("--compile", "compile", is_flag=True, help="torch.compile the model.")
@@ -127,11 +137,21 @@ from train.scoring import eval_inputs, evaluate_run, print_metrics, write_evalua
 )
 @click.option("-q", "--quiet", is_flag=True)
 def train_command(
-    dataset, run, eval_set, folds, group_pattern, no_verify, overwrite, quiet, **settings
+    dataset,
+    run,
+    eval_set,
+    heldout_val,
+    folds,
+    group_pattern,
+    no_verify,
+    overwrite,
+    quiet,
+    **settings,
 ) -> None:
     """Train the normal (0) vs synthetic anomaly (1) classifier on DATASET (a dataset
     directory, or an archive of one made by lp-synth pack)."""
-    check_output(run, "run", train_inputs(dataset, eval_set, settings["weights"]), overwrite)
+    inputs = train_inputs(dataset, eval_set, settings["weights"], heldout_val)
+    check_output(run, "run", inputs, overwrite)
     refuse_a_folder_that_is_not_a_run(run)
     if eval_set is not None and not folds:  # RUN/eval is written after training: check it now
         check_output(run / "eval", "evaluation", eval_inputs(run, eval_set, None), True)
@@ -141,6 +161,10 @@ def train_command(
         raise LesionPasteError("--freeze must be 0 (none) or a number of stages")
     if settings["maps"] and settings["supervised"]:
         raise LesionPasteError("--maps learns the pasted masks: it needs a synthetic dataset")
+    if heldout_val is not None and (settings["supervised"] or folds):
+        raise LesionPasteError(
+            "--heldout-val validates a synthetic run; not with --supervised or --folds"
+        )
     # an archive (lp-synth pack) is unpacked safely into a temporary directory, read, removed
     with dataset_directory(dataset, check=not no_verify) as root:
         _refuse_an_evaluation_set(root, settings["supervised"], dataset)
@@ -158,7 +182,14 @@ def train_command(
         dataset=str(Path(dataset).resolve()),
         dataset_sha256=manifest_sha256,
         bank_sources=sorted(bank_source_ids(data.meta)),
+        heldout_val=str(Path(heldout_val).resolve()) if heldout_val is not None else "",
     )
+    heldout = None
+    if heldout_val is not None:  # checked and taken before the run is made
+        with dataset_directory(heldout_val, check=not no_verify) as root:
+            other = load_dataset(root, verify=not no_verify)
+        other.root = Path(heldout_val)
+        heldout = heldout_pairs(data, other, validation_mask(data, config))
     if folds:
         if eval_set is None:
             raise LesionPasteError("--folds needs --eval EVALSET (the images to split into folds)")
@@ -172,11 +203,13 @@ def train_command(
     work = work_dir(run, overwrite)
     with locked(run), replacing(work, run):
         prepare_run(work, config)
-        entry = train(data, work, config, quiet=quiet)
+        entry = train(data, work, config, quiet=quiet, heldout=heldout)
     if rank() != 0:
         return
     if not quiet and entry:
         val = f", validation AUC {entry['val_auc']:.4f}" if "val_auc" in entry else ""
+        if "heldout_val_auc" in entry:
+            val += f", held-out-lesion validation AUC {entry['heldout_val_auc']:.4f}"
         click.echo(f"trained {run}: epoch {entry['epoch']}, loss {entry['loss']:.4f}{val}")
     if eval_set is not None:
         evaluate_run(run, eval_set, run / "eval", None, settings["device"], True, quiet)
@@ -279,6 +312,51 @@ def knn_command(train_set, eval_set, out, arch, k, size, device, overwrite, quie
         print_metrics(result, out)
 
 
+@click.command(cls=Command)
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--by",
+    type=click.Choice(sorted(CRITERIA)),
+    default="heldout",
+    show_default=True,
+    help="Rank by the held-out-lesion validation AUC (lp-train --heldout-val) or the "
+    "same-bank one.",
+)
+@click.option(
+    "--eval",
+    "evaluation",
+    default="eval",
+    show_default=True,
+    help="Each run's lp-eval folder (RUN/EVAL) whose real AUC is shown where it exists.",
+)
+@click.option("--comparison", default="0vall", show_default=True, help="The real AUC shown.")
+def select_command(runs, by, evaluation, comparison) -> None:
+    """Rank trained RUNS by a synthetic validation AUC (no real anomaly needed); where runs
+    have been evaluated on real images, show how well each criterion ranks them as the real
+    AUC does (Spearman's rank correlation)."""
+    rows = [run_row(run, evaluation, comparison) for run in runs]
+    if all(getattr(r, by) is None for r in rows):
+        raise LesionPasteError(
+            f"no run logged a {CRITERIA[by]}; train with --heldout-val, or rank --by val"
+        )
+    rows.sort(key=lambda r: -1.0 if getattr(r, by) is None else getattr(r, by), reverse=True)
+
+    def cell(v: float | None) -> str:
+        return "-" if v is None else f"{v:.4f}"
+
+    click.echo(f"{'run':<40} {'epoch':>5} {'val':>7} {'heldout':>7} {comparison:>7}")
+    for r in rows:
+        click.echo(
+            f"{r.run!s:<40} {r.epoch:>5} {cell(r.val):>7} {cell(r.heldout):>7} {cell(r.real):>7}"
+        )
+    for name, result in criteria_against_real(rows).items():
+        if result is not None:
+            click.echo(
+                f"{name} against the real {comparison} AUC: Spearman rho {result['rho']:+.3f} "
+                f"(p = {result['p']:.3g}, {result['runs']} runs)"
+            )
+
+
 def main_train() -> None:
     """Console entry point of ``lp-train``."""
     train_command(prog_name="lp-train")
@@ -292,3 +370,8 @@ def main_eval() -> None:
 def main_knn() -> None:
     """Console entry point of ``lp-knn``."""
     knn_command(prog_name="lp-knn")
+
+
+def main_select() -> None:
+    """Console entry point of ``lp-select``."""
+    select_command(prog_name="lp-select")

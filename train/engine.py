@@ -25,6 +25,7 @@ from train.data import LoadedDataset
 from train.dense import MapModel, collect_outputs, map_loss, map_outputs
 from train.evaluate import write_metrics
 from train.frozen import Activations, Tail, cache_activations
+from train.heldout import HeldoutPairs
 from train.map_scores import image_scores, map_summary, validation_aucs
 from train.models import build_model, input_normalization
 from train.operating_points import validation_thresholds
@@ -62,6 +63,7 @@ class TrainConfig:
     image_score: str = "auto"  # with maps: train/map_scores.py's IMAGE_SCORES, or auto
     bank_sources: list[str] = field(default_factory=list)  # never evaluated on (lp-eval)
     freeze: int = 0  # the first stages kept frozen, their activations cached (train/frozen.py)
+    heldout_val: str = ""  # twins of the validation normals with other lesions (train/heldout.py)
 
 
 def pick_device(name: str) -> torch.device:
@@ -305,6 +307,7 @@ class _Session:
     cache: Activations | None = None  # the frozen activations (None: recomputed each step)
     val_normalised: torch.Tensor | None = None  # the validation images, normalised once
     val_outputs: tuple | None = None  # the last validation's (probabilities, maps)
+    heldout: HeldoutPairs | None = None  # with --heldout-val: the validation normals' other twins
 
 
 def _device_of(config: TrainConfig, world: int) -> torch.device:
@@ -317,14 +320,30 @@ def _device_of(config: TrainConfig, world: int) -> torch.device:
     return device
 
 
-def _set_up(data: LoadedDataset, config: TrainConfig) -> _Session:
-    """Place the data, build the model, its optimizer and schedule (nothing read from a run)."""
+def validation_mask(data: LoadedDataset, config: TrainConfig) -> np.ndarray:
+    """The run's validation images: whole pairs, chosen by its seed.
+
+    Args:
+        data: the training dataset.
+        config: the run's configuration (``val_fraction``, ``seed``).
+
+    Returns:
+        ``(N,)`` boolean, True for a validation image.
+    """
+    return split_by_twin(data.twin_ids, config.val_fraction, config.seed)
+
+
+def _set_up(
+    data: LoadedDataset, config: TrainConfig, heldout: HeldoutPairs | None = None
+) -> _Session:
+    """Place the data, build the model, its optimizer and schedule (nothing read from a run);
+    ``heldout``: the held-out-lesion pairs of the validation normals (train/heldout.py)."""
     rank, world = _distributed()
     device = _device_of(config, world)
     torch.manual_seed(config.seed)
     if set(np.unique(data.labels)) - {0, 1}:
         raise LesionPasteError(f"{data.root}: training needs labels 0/1 (a synthetic dataset)")
-    val = split_by_twin(data.twin_ids, config.val_fraction, config.seed)
+    val = validation_mask(data, config)
     images, on_device = place_images(data.images, device)
     model, source = build_model(config.arch, config.weights)
     masks = None
@@ -356,6 +375,7 @@ def _set_up(data: LoadedDataset, config: TrainConfig) -> _Session:
         source=source,
         masks=masks,
         tail=tail,
+        heldout=heldout,
     )
 
 
@@ -528,7 +548,21 @@ def _validate(s: _Session, labels: np.ndarray) -> dict:
         entry = {"val_auc": aucs["classifier"], "val_auc_by_score": aucs}
     else:
         entry = {"val_auc": float(roc_auc_score(labels[s.val_idx], probabilities))}
+    if s.heldout is not None and len(set(s.heldout.labels)) == 2:
+        entry.update(_validate_heldout(s))
     return {**entry, "seconds_val": time.perf_counter() - started}
+
+
+def _validate_heldout(s: _Session) -> dict:
+    """``{"heldout_val_auc": ...}``: the classifier's AUC on the held-out-lesion pairs (and
+    with maps, each image score's, as ``heldout_val_auc_by_score``)."""
+    images = torch.from_numpy(s.heldout.images)
+    if s.masks is None:
+        probabilities = scores_of(s.model, s.normalizer, images, s.device)
+        return {"heldout_val_auc": float(roc_auc_score(s.heldout.labels, probabilities))}
+    probabilities, maps = map_outputs(s.model, s.normalizer, images, s.device)
+    aucs = validation_aucs(image_scores(probabilities, maps), s.heldout.labels)
+    return {"heldout_val_auc": aucs["classifier"], "heldout_val_auc_by_score": aucs}
 
 
 def _record(s: _Session, run: Path, config: TrainConfig, entry: dict, quiet: bool) -> None:
@@ -537,6 +571,8 @@ def _record(s: _Session, run: Path, config: TrainConfig, entry: dict, quiet: boo
         return
     if not quiet:
         val = f", validation AUC {entry['val_auc']:.4f}" if "val_auc" in entry else ""
+        if "heldout_val_auc" in entry:
+            val += f", held-out lesions {entry['heldout_val_auc']:.4f}"
         tqdm.write(
             f"epoch {entry['epoch']}/{config.epochs}: loss {entry['loss']:.4f}{val}, "
             f"{entry['images_per_s']:.1f} images/s, {entry['seconds']:.0f} s"
@@ -548,7 +584,12 @@ def _record(s: _Session, run: Path, config: TrainConfig, entry: dict, quiet: boo
 
 
 def train(
-    data: LoadedDataset, run: Path, config: TrainConfig, quiet: bool = False, cache: bool = True
+    data: LoadedDataset,
+    run: Path,
+    config: TrainConfig,
+    quiet: bool = False,
+    cache: bool = True,
+    heldout: HeldoutPairs | None = None,
 ) -> dict:
     """Train (or resume) a run in ``run``.
 
@@ -559,11 +600,14 @@ def train(
         quiet: no progress bar or per-epoch lines.
         cache: with ``config.freeze``, compute the frozen activations once (False: every
             step, the reference the cache is tested against).
+        heldout: with ``config.heldout_val``, that dataset's pairs of the validation normals
+            (``train.heldout.heldout_pairs`` of ``validation_mask``), scored every epoch too
+            (``heldout_val_auc``).
 
     Returns:
         The last epoch's log entry (empty when the run was already trained).
     """
-    s = _set_up(data, config)
+    s = _set_up(data, config, heldout)
     _resume(s, run, config, quiet)
     _wrap(s, config, cache and s.start_epoch < config.epochs)
     entry = {}

@@ -116,20 +116,28 @@ def replacing(work: Path, run: Path):
     swap_in(work, run)
 
 
-def train_inputs(dataset: Path, eval_set: Path | None, weights: str) -> list:
+def train_inputs(
+    dataset: Path, eval_set: Path | None, weights: str, heldout: Path | None = None
+) -> list:
     """What ``lp-train`` reads (an output must not overlap them): the dataset, the
-    evaluation set and a weights file.
+    evaluation set, a weights file and the held-out validation dataset.
 
     Args:
         dataset: the synthetic dataset directory.
         eval_set: the evaluation set, or None.
         weights: the ``--weights`` value (a path unless ``imagenet`` or ``none``).
+        heldout: the ``--heldout-val`` dataset, or None.
 
     Returns:
         ``(what, path)`` pairs for ``check_output``; a path is None when not given.
     """
     weights_file = Path(weights) if weights not in ("imagenet", "none") else None
-    return [("dataset", dataset), ("evaluation set", eval_set), ("weights file", weights_file)]
+    return [
+        ("dataset", dataset),
+        ("evaluation set", eval_set),
+        ("weights file", weights_file),
+        ("held-out validation dataset", heldout),
+    ]
 
 
 def refuse_a_folder_that_is_not_a_run(run: Path) -> None:

@@ -1,0 +1,164 @@
+"""lp-train --heldout-val: the run's validation normals with twins pasted from another bank's
+lesions (train/heldout.py), scored every epoch."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from lesionpaste.dataset_format import dataset_json_text, manifest_text, read_dataset_json
+from lesionpaste.digests import sha256_bytes
+from lesionpaste.errors import LesionPasteError
+from tests.test_train_cli import FAST, invoke
+from tests.train_fixtures import synthetic
+from train.data import LoadedDataset
+from train.heldout import heldout_pairs
+
+
+def _loaded(twins: list[str], labels: list[int], images: np.ndarray, sources=()) -> LoadedDataset:
+    meta = {"kind": "synthetic", "bank": {"sources": [{"id": s} for s in sources]}}
+    paths = [f"images/{i}.png" for i in range(len(twins))]
+    return LoadedDataset(Path("d"), meta, images, np.array(labels), twins, paths)
+
+
+def _pairs(n: int, rng: np.random.Generator) -> tuple[list[str], list[int], np.ndarray]:
+    twins = [f"t{i // 2}" for i in range(2 * n)]
+    return twins, [0, 1] * n, rng.integers(0, 255, (2 * n, 4, 4, 3), dtype=np.uint8)
+
+
+def test_the_pairs_of_exactly_the_validation_normals_are_taken_from_the_heldout_set():
+    rng = np.random.default_rng(0)
+    twins, labels, images = _pairs(6, rng)
+    data = _loaded(twins, labels, images, ["IDRiD_03"])
+    # the held-out set: the same normals with other twins, in another order (t2 twin
+    # first), and a pair of a normal the training set does not hold
+    normal = {twins[i]: images[i] for i in range(0, 12, 2)}
+    other = {t: rng.integers(0, 255, (4, 4, 3), dtype=np.uint8) for t in [*normal, "t9"]}
+    normal["t9"] = rng.integers(0, 255, (4, 4, 3), dtype=np.uint8)
+    rows = [("t2", 1), ("t2", 0), ("t0", 0), ("t0", 1), ("t9", 0), ("t9", 1),
+            ("t1", 0), ("t1", 1), ("t5", 0), ("t5", 1), ("t3", 0), ("t3", 1),
+            ("t4", 0), ("t4", 1)]  # fmt: skip
+    heldout = _loaded(
+        [t for t, _ in rows],
+        [y for _, y in rows],
+        np.stack([other[t] if y else normal[t] for t, y in rows]),
+        ["IDRiD_19"],
+    )
+    val = np.isin(np.array(twins), ["t1", "t2"])
+    pairs = heldout_pairs(data, heldout, val)
+    assert pairs.labels.tolist() == [0, 1, 0, 1]
+    assert np.array_equal(pairs.images[0], images[2]) and np.array_equal(pairs.images[2], images[4])
+    assert np.array_equal(pairs.images[1], other["t1"]) and np.array_equal(
+        pairs.images[3], other["t2"]
+    )
+    assert not np.array_equal(pairs.images[1], images[3])  # not the training bank's twin
+
+
+@pytest.mark.parametrize("case", ["same source", "no twin", "other pixels", "evaluation set"])
+def test_a_heldout_set_that_cannot_serve_is_refused(case):
+    rng = np.random.default_rng(1)
+    twins, labels, images = _pairs(4, rng)
+    data = _loaded(twins, labels, images, ["IDRiD_03"])
+    heldout = _loaded(list(twins), list(labels), images.copy(), ["IDRiD_19"])
+    if case == "same source":
+        heldout.meta["bank"]["sources"].append({"id": "IDRiD_03"})
+    elif case == "no twin":
+        heldout.labels[3] = 0  # t1 has no anomalous twin any more
+    elif case == "other pixels":
+        heldout.images[2, 0, 0, 0] ^= 1
+    else:
+        heldout.meta["kind"] = "evaluation"
+    message = {"same source": "shares IDRiD_03", "no twin": "no pair for the validation normal t1",
+               "other pixels": "its normal t1 differs", "evaluation set": "synthetic"}  # fmt: skip
+    with pytest.raises(LesionPasteError, match=message[case]):
+        heldout_pairs(data, heldout, np.isin(np.array(twins), ["t1"]))
+
+
+def _with_other_twins(source: Path, out: Path, bank_id: str, seed: int) -> Path:
+    """A copy of a synthetic dataset whose anomalous images are re-pasted (a bright square
+    elsewhere on their normal), as if made from another bank's lesions."""
+    shutil.copytree(source, out)
+    rng = np.random.default_rng(seed)
+    with open(out / "manifest.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    normals = {r["twin_id"]: r["path"] for r in rows if r["label"] == "0"}
+    for row in rows:
+        if row["label"] != "1":
+            continue
+        image = cv2.imread(str(out / normals[row["twin_id"]]))
+        y, x = rng.integers(2, image.shape[0] - 8, 2)
+        image[y : y + 6, x : x + 6] = 250
+        _ok, encoded = cv2.imencode(".png", image)
+        (out / row["path"]).write_bytes(encoded.tobytes())
+        row["sha256"] = sha256_bytes(encoded)
+    (out / "manifest.csv").write_text(manifest_text(rows), encoding="utf-8")
+    meta = read_dataset_json(out)
+    meta["bank"] = {"sources": [{"id": bank_id}]}
+    (out / "dataset.json").write_text(dataset_json_text(meta), encoding="utf-8")
+    return out
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("heldout")
+    data = synthetic(root / "train", pairs=24)
+    meta = read_dataset_json(data)
+    meta["bank"] = {"sources": [{"id": "IDRiD_03"}]}
+    (data / "dataset.json").write_text(dataset_json_text(meta), encoding="utf-8")
+    return data, _with_other_twins(data, root / "other", "IDRiD_19", 5)
+
+
+def test_lp_train_logs_the_heldout_auc_of_every_epoch_as_the_model_scores_them(datasets, tmp_path):
+    from train.cli import train_command
+    from train.data import load_dataset
+    from train.schedule import split_by_twin
+    from train.scoring import score
+
+    data, other = datasets
+    run = tmp_path / "run"
+    r = invoke(train_command, data, "--out", run, "--epochs", "2", "--val-fraction", "0.25",
+               "--heldout-val", other, *FAST)  # fmt: skip
+    assert r.code == 0, r.stderr
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all("heldout_val_auc" in e for e in log)
+    assert json.loads((run / "config.json").read_text())["heldout_val"] == str(other.resolve())
+    loaded, held = load_dataset(data), load_dataset(other)
+    chosen = {loaded.twin_ids[i] for i in np.flatnonzero(split_by_twin(loaded.twin_ids, 0.25, 0))}
+    mine = np.array([t in chosen for t in held.twin_ids])
+    scores = score(run, held, "cpu")
+    expected = roc_auc_score(held.labels[mine], scores[mine])
+    assert log[-1]["heldout_val_auc"] == pytest.approx(expected, abs=1e-6)
+    assert log[-1]["heldout_val_auc"] != pytest.approx(log[-1]["val_auc"], abs=1e-9)
+
+
+def test_lp_train_refuses_a_heldout_set_of_the_same_bank_in_one_line(datasets, tmp_path):
+    from train.cli import train_command
+
+    data, _ = datasets
+    same = _with_other_twins(data, tmp_path / "same", "IDRiD_03", 6)
+    run = tmp_path / "run"
+    r = invoke(train_command, data, "--out", run, "--epochs", "1", "--heldout-val", same, *FAST)
+    assert r.code != 0 and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "shares IDRiD_03" in r.stderr
+    assert not run.exists()
+
+
+def test_lp_train_refuses_a_heldout_set_of_other_normals(datasets, tmp_path):
+    from train.cli import train_command
+
+    data, _ = datasets
+    others = synthetic(tmp_path / "others", pairs=24, seed=3)  # other normal images
+    meta = read_dataset_json(others)
+    meta["bank"] = {"sources": [{"id": "IDRiD_19"}]}
+    (others / "dataset.json").write_text(dataset_json_text(meta), encoding="utf-8")
+    r = invoke(train_command, data, "--out", tmp_path / "run", "--epochs", "1",
+               "--heldout-val", others, *FAST)  # fmt: skip
+    assert r.code != 0 and "differs from the training dataset's" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()

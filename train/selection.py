@@ -1,0 +1,140 @@
+"""Choosing among runs without real anomalies (``lp-select``): each run's synthetic validation
+AUCs, the same-bank one and the held-out-lesion one (``lp-train --heldout-val``), next to its
+real AUC where it has been evaluated, and how well each criterion ranks the runs as the real
+AUC does (Spearman's rank correlation)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from lesionpaste.errors import LesionPasteError
+from lesionpaste.jsonfiles import json_lines, read_json_file
+
+#: the synthetic criteria a run's log holds, as ``lp-select`` names them
+CRITERIA = {"val": "val_auc", "heldout": "heldout_val_auc"}
+
+
+@dataclass
+class RunRow:
+    """One run: its last epoch's validation AUCs (None when not logged) and its real AUC
+    (None when not evaluated)."""
+
+    run: Path
+    epoch: int
+    val: float | None
+    heldout: float | None
+    real: float | None
+
+
+def last_epoch(run: Path) -> dict:
+    """The last valid entry of ``RUN/log.jsonl``.
+
+    Args:
+        run: an ``lp-train`` run directory.
+
+    Returns:
+        The last epoch's log entry (a line that is not valid JSON is passed over).
+
+    Raises:
+        LesionPasteError: no log, or no epoch in it.
+    """
+    log = run / "log.jsonl"
+    if not log.is_file():
+        raise LesionPasteError(f"{run}: no log.jsonl; not a trained lp-train run")
+    entries = [v for _, v in json_lines(log) if isinstance(v, dict) and "epoch" in v]
+    if not entries:
+        raise LesionPasteError(f"{log}: no epoch logged")
+    return entries[-1]
+
+
+def real_auc(metrics_file: Path, comparison: str) -> float | None:
+    """A comparison's AUC in an ``lp-eval`` ``metrics.json``.
+
+    Args:
+        metrics_file: the evaluation's ``metrics.json``.
+        comparison: ``0vall``, ``0v1`` and so on.
+
+    Returns:
+        The AUC, or None when the file does not exist.
+
+    Raises:
+        LesionPasteError: the file exists but is damaged or lacks that comparison.
+    """
+    if not metrics_file.exists():
+        return None
+    metrics = read_json_file(metrics_file)
+    try:
+        value = metrics["auc"][comparison]["auc"]
+    except (KeyError, TypeError):
+        raise LesionPasteError(f"{metrics_file}: no {comparison} AUC") from None
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise LesionPasteError(f"{metrics_file}: its {comparison} AUC is not a number")
+    return float(value)
+
+
+def run_row(run: Path, evaluation: str, comparison: str) -> RunRow:
+    """A run's row.
+
+    Args:
+        run: an ``lp-train`` run directory.
+        evaluation: the name of its ``lp-eval`` folder inside it.
+        comparison: the real AUC read from that evaluation.
+
+    Returns:
+        Its last epoch's criteria and the real AUC (None where not evaluated).
+
+    Raises:
+        LesionPasteError: no log, or a damaged evaluation.
+    """
+    entry = last_epoch(run)
+
+    def value(key: str) -> float | None:
+        v = entry.get(key)
+        return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+    return RunRow(
+        run=run,
+        epoch=int(entry["epoch"]),
+        val=value(CRITERIA["val"]),
+        heldout=value(CRITERIA["heldout"]),
+        real=real_auc(run / evaluation / "metrics.json", comparison),
+    )
+
+
+def rank_correlation(criterion: list[float], real: list[float]) -> dict | None:
+    """Spearman's rank correlation between a criterion and the real AUC over runs.
+
+    Args:
+        criterion: each run's synthetic validation AUC.
+        real: the same runs' real AUCs.
+
+    Returns:
+        ``{"rho", "p", "runs"}``, or None with fewer than three runs or a constant column.
+    """
+    if len(criterion) < 3 or len(set(criterion)) < 2 or len(set(real)) < 2:
+        return None
+    result = spearmanr(np.asarray(criterion), np.asarray(real))
+    return {"rho": float(result.statistic), "p": float(result.pvalue), "runs": len(criterion)}
+
+
+def criteria_against_real(rows: list[RunRow]) -> dict:
+    """Each criterion's rank correlation with the real AUC.
+
+    Args:
+        rows: the runs (``run_row``).
+
+    Returns:
+        ``{criterion: rank_correlation}``, over the runs that have both the criterion and a
+        real AUC.
+    """
+    out = {}
+    for name in CRITERIA:
+        both = [(getattr(r, name), r.real) for r in rows]
+        both = [(c, t) for c, t in both if c is not None and t is not None]
+        out[name] = rank_correlation([c for c, _ in both], [t for _, t in both])
+    return out
