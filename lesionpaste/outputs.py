@@ -55,6 +55,7 @@ _EVALUATION_FILES = {"scores.csv", "metrics.json", "roc.png", "cam.png", "maps.p
 _RUN_FILES = {
     "config.json",
     "checkpoint.pt",
+    "best.pt",
     "log.jsonl",
     "weights_source.txt",
     "maps.json",

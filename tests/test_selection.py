@@ -82,3 +82,10 @@ def test_lp_select_refuses_in_one_line(tmp_path, case):
     r = invoke(select_command, *runs)
     assert r.code != 0 and expected in r.stderr and "Traceback" not in r.stderr
     assert r.stderr.strip().count("\n") == 0
+
+
+def test_a_keep_best_run_is_read_at_its_kept_epoch(tmp_path):
+    run = _run(tmp_path, "a", 0.4, 0.3, 0.6)  # epoch 1 logs 0.5 / 0.5, epoch 2 0.4 / 0.3
+    (run / "config.json").write_text(json.dumps({"keep_best": "val"}))
+    row = run_row(run, "eval", "0vall")
+    assert (row.epoch, row.val, row.heldout) == (1, 0.5, 0.5)

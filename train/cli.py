@@ -80,6 +80,13 @@ from train.selection import CRITERIA, criteria_against_real, run_row
     "another annotated image's lesions (lp-synth with another bank, same normals and "
     "preparation): logged as heldout_val_auc, a criterion the training lesions cannot flatter.",
 )
+@click.option(
+    "--keep-best",
+    type=click.Choice(sorted(CRITERIA)),
+    help="Early stopping on synthetic validation only: keep the epoch of the best validation "
+    "AUC (val: the same-bank pairs; heldout: --heldout-val's) as the run's model (best.pt), "
+    "for lp-eval and the thresholds. Default: the last epoch, the paper's.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cuda or cpu.")
 @click.option("--compile", "compile", is_flag=True, help="torch.compile the model.")
 @click.option(
@@ -161,6 +168,11 @@ def train_command(
         raise LesionPasteError("--freeze must be 0 (none) or a number of stages")
     if settings["maps"] and settings["supervised"]:
         raise LesionPasteError("--maps learns the pasted masks: it needs a synthetic dataset")
+    if settings["keep_best"] == "heldout" and heldout_val is None:
+        raise LesionPasteError("--keep-best heldout needs --heldout-val (the held-out pairs)")
+    if settings["keep_best"] and not settings["val_fraction"] > 0:
+        raise LesionPasteError("--keep-best chooses on the validation pairs: --val-fraction > 0")
+    settings["keep_best"] = settings["keep_best"] or ""
     if heldout_val is not None and (settings["supervised"] or folds):
         raise LesionPasteError(
             "--heldout-val validates a synthetic run; not with --supervised or --folds"
@@ -210,7 +222,8 @@ def train_command(
         val = f", validation AUC {entry['val_auc']:.4f}" if "val_auc" in entry else ""
         if "heldout_val_auc" in entry:
             val += f", held-out-lesion validation AUC {entry['heldout_val_auc']:.4f}"
-        click.echo(f"trained {run}: epoch {entry['epoch']}, loss {entry['loss']:.4f}{val}")
+        kept = f" kept (best {settings['keep_best']})" if settings["keep_best"] else ""
+        click.echo(f"trained {run}: epoch {entry['epoch']}{kept}, loss {entry['loss']:.4f}{val}")
     if eval_set is not None:
         evaluate_run(run, eval_set, run / "eval", None, settings["device"], True, quiet)
 

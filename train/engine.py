@@ -37,6 +37,7 @@ from train.schedule import (
     split_by_twin,
     steps_per_epoch,
 )
+from train.selection import best_epoch, logged_epochs
 
 
 @dataclass
@@ -64,6 +65,7 @@ class TrainConfig:
     bank_sources: list[str] = field(default_factory=list)  # never evaluated on (lp-eval)
     freeze: int = 0  # the first stages kept frozen, their activations cached (train/frozen.py)
     heldout_val: str = ""  # twins of the validation normals with other lesions (train/heldout.py)
+    keep_best: str = ""  # "", or the criterion (train/selection.py) whose best epoch is kept
 
 
 def pick_device(name: str) -> torch.device:
@@ -399,6 +401,28 @@ def _resume(s: _Session, run: Path, config: TrainConfig, quiet: bool) -> None:
             )
     if s.rank == 0:  # lines past the checkpoint (or any, without one) belong to lost epochs
         _truncate_log(run / "log.jsonl", s.start_epoch)
+        if config.keep_best and s.start_epoch:
+            _mend_best(s, run, config)
+
+
+#: the kept epoch's model with ``--keep-best`` (a checkpoint; checkpoint.pt stays the last)
+BEST = "best.pt"
+
+
+def _mend_best(s: _Session, run: Path, config: TrainConfig) -> None:
+    """On resume with ``--keep-best``: a kill between an epoch's checkpoint and its
+    ``best.pt`` leaves that epoch (the checkpoint's) best in the log but not saved; save it."""
+    best = best_epoch(logged_epochs(run / "log.jsonl"), config.keep_best)
+    if best is None:
+        return
+    saved = load_checkpoint(run / BEST)["epoch"] + 1 if (run / BEST).exists() else None
+    if saved == best[0]:
+        return
+    if best[0] != s.start_epoch:
+        raise LesionPasteError(
+            f"{run}/{BEST} does not hold the best epoch ({best[0]}); use --overwrite"
+        )
+    save_checkpoint(run / BEST, s.model, s.optimizer, s.scheduler, best[0] - 1, config)
 
 
 def with_defaults(saved: dict) -> dict | None:
@@ -581,6 +605,18 @@ def _record(s: _Session, run: Path, config: TrainConfig, entry: dict, quiet: boo
         fh.write(json.dumps(entry) + "\n")  # drops lines past the checkpoint
     epoch = entry["epoch"] - 1
     save_checkpoint(run / "checkpoint.pt", s.model, s.optimizer, s.scheduler, epoch, config)
+    if config.keep_best:  # after the checkpoint: a kill in between is mended on resume
+        best = best_epoch(logged_epochs(run / "log.jsonl"), config.keep_best)
+        if best is not None and best[0] == entry["epoch"]:
+            save_checkpoint(run / BEST, s.model, s.optimizer, s.scheduler, epoch, config)
+
+
+def _restore_best(s: _Session, run: Path) -> None:
+    """Put the kept epoch's weights (``best.pt``) into the model, for the validation
+    choices written after training."""
+    if (run / BEST).exists():
+        _bare(s.model).load_state_dict(load_checkpoint(run / BEST)["model"])
+        s.val_outputs = None  # they were the last epoch's
 
 
 def train(
@@ -605,7 +641,8 @@ def train(
             (``heldout_val_auc``).
 
     Returns:
-        The last epoch's log entry (empty when the run was already trained).
+        The last epoch's log entry, or with ``config.keep_best`` the kept epoch's (empty
+        when the run was already trained).
     """
     s = _set_up(data, config, heldout)
     _resume(s, run, config, quiet)
@@ -618,6 +655,11 @@ def train(
             _record(s, run, config, entry, quiet)
         if s.rank == 0:
             write_text_atomic(run / "weights_source.txt", s.source + "\n")
+            if config.keep_best:
+                _restore_best(s, run)
+                kept = best_epoch(logged_epochs(run / "log.jsonl"), config.keep_best)
+                entries = {e["epoch"]: e for e in logged_epochs(run / "log.jsonl")}
+                entry = entries.get(kept[0], entry) if entry and kept else entry
             if len(s.val_idx):
                 _write_validation_choices(s, run, data, config)
     finally:

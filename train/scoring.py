@@ -21,6 +21,7 @@ from lesionpaste.outputs import check_output
 from train.data import load_dataset
 from train.dense import MapModel, map_outputs
 from train.engine import (
+    BEST,
     Normalizer,
     TrainConfig,
     load_checkpoint,
@@ -39,7 +40,8 @@ def restore(run: Path, device_name: str):
     """The trained model of a run, its normalizer and configuration, on the device.
 
     Args:
-        run: the run directory (its ``checkpoint.pt`` is read).
+        run: the run directory (its ``checkpoint.pt`` is read, and with ``--keep-best`` the
+            kept epoch's ``best.pt``).
         device_name: ``"auto"``, ``"cuda"`` or ``"cpu"``.
 
     Returns:
@@ -50,6 +52,8 @@ def restore(run: Path, device_name: str):
             device.
     """
     state = load_checkpoint(run / "checkpoint.pt")
+    if isinstance(state.get("config"), dict) and state["config"].get("keep_best"):
+        state = load_checkpoint(run / BEST)  # the kept epoch (lp-train --keep-best)
     try:
         config = TrainConfig(**state["config"])
         model, _ = build_model(config.arch, "none")

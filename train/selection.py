@@ -1,7 +1,10 @@
-"""Choosing among runs without real anomalies (``lp-select``): each run's synthetic validation
-AUCs, the same-bank one and the held-out-lesion one (``lp-train --heldout-val``), next to its
-real AUC where it has been evaluated, and how well each criterion ranks the runs as the real
-AUC does (Spearman's rank correlation)."""
+"""Choosing without real anomalies, by a synthetic validation AUC: the same-bank one, or the
+held-out-lesion one (``lp-train --heldout-val``).
+
+- Among a run's epochs (``lp-train --keep-best``): the epoch of the best criterion.
+- Among runs (``lp-select``): each run's criteria next to its real AUC where it has been
+  evaluated, and how well each criterion ranks the runs as the real AUC does (Spearman's rank
+  correlation)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.jsonfiles import json_lines, read_json_file
+from lesionpaste.jsonfiles import json_lines, read_json_file, saved_json
 
 #: the synthetic criteria a run's log holds, as ``lp-select`` names them
 CRITERIA = {"val": "val_auc", "heldout": "heldout_val_auc"}
@@ -31,6 +34,40 @@ class RunRow:
     real: float | None
 
 
+def logged_epochs(log: Path) -> list[dict]:
+    """The valid epoch entries of a run's ``log.jsonl`` (a line that is not JSON is passed
+    over).
+
+    Args:
+        log: the log file.
+
+    Returns:
+        The entries with an ``epoch``, in order; empty when the file does not exist.
+    """
+    if not log.is_file():
+        return []
+    return [v for _, v in json_lines(log) if isinstance(v, dict) and "epoch" in v]
+
+
+def best_epoch(entries: list[dict], criterion: str) -> tuple[int, float] | None:
+    """The epoch whose criterion is highest (the first, on a tie).
+
+    Args:
+        entries: a run's log entries (``logged_epochs``).
+        criterion: a key of ``CRITERIA``.
+
+    Returns:
+        ``(epoch, value)``, the epoch 1-based as logged; None when no entry holds it.
+    """
+    key, best = CRITERIA[criterion], None
+    for entry in entries:
+        value = entry.get(key)
+        valid = isinstance(value, (int, float)) and math.isfinite(value)
+        if valid and (best is None or value > best[1]):
+            best = (int(entry["epoch"]), float(value))
+    return best
+
+
 def last_epoch(run: Path) -> dict:
     """The last valid entry of ``RUN/log.jsonl``.
 
@@ -46,7 +83,7 @@ def last_epoch(run: Path) -> dict:
     log = run / "log.jsonl"
     if not log.is_file():
         raise LesionPasteError(f"{run}: no log.jsonl; not a trained lp-train run")
-    entries = [v for _, v in json_lines(log) if isinstance(v, dict) and "epoch" in v]
+    entries = logged_epochs(log)
     if not entries:
         raise LesionPasteError(f"{log}: no epoch logged")
     return entries[-1]
@@ -86,12 +123,18 @@ def run_row(run: Path, evaluation: str, comparison: str) -> RunRow:
         comparison: the real AUC read from that evaluation.
 
     Returns:
-        Its last epoch's criteria and the real AUC (None where not evaluated).
+        Its last epoch's criteria (with ``--keep-best``, the kept epoch's) and the real AUC
+        (None where not evaluated).
 
     Raises:
         LesionPasteError: no log, or a damaged evaluation.
     """
     entry = last_epoch(run)
+    config = saved_json(run / "config.json")
+    kept = config.get("keep_best") if isinstance(config, dict) else None
+    best = best_epoch(logged_epochs(run / "log.jsonl"), kept) if kept in CRITERIA else None
+    if best is not None:  # lp-train --keep-best: the run's model is that epoch's
+        entry = next(e for e in logged_epochs(run / "log.jsonl") if e["epoch"] == best[0])
 
     def value(key: str) -> float | None:
         v = entry.get(key)
