@@ -646,6 +646,20 @@ def name_key(text: str) -> str:
     return unicodedata.normalize("NFC", text).casefold()
 
 
+def source_patient(source_id: str) -> str:
+    """The comparison key of the patient a bank source comes from: the id itself, or for a
+    slice of a volume (``study_0255:z012``) the volume's (``study_0255``), in ``name_key``
+    form.
+
+    Args:
+        source_id: a bank source id.
+
+    Returns:
+        The key; two sources of one patient have the same key.
+    """
+    return name_key(source_id.split(":", 1)[0])
+
+
 def source_images_in(rows: Iterable[dict], source_ids: Iterable[str]) -> list[str]:
     """The ids of the evaluation rows that are bank sources: the same id (``IDRiD_03``), or
     for a source that is a slice of a volume (``study_0255:z012``) any slice of that volume
@@ -663,7 +677,7 @@ def source_images_in(rows: Iterable[dict], source_ids: Iterable[str]) -> list[st
     for source in source_ids:
         exact.add(name_key(source))
         if ":" in source:
-            volumes.add(name_key(source.split(":", 1)[0]))
+            volumes.add(source_patient(source))
     found: dict[str, None] = {}
     for row in rows:
         image_id = str(row["twin_id"])

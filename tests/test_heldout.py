@@ -61,7 +61,11 @@ def test_the_pairs_of_exactly_the_validation_normals_are_taken_from_the_heldout_
     assert not np.array_equal(pairs.images[1], images[3])  # not the training bank's twin
 
 
-@pytest.mark.parametrize("case", ["same source", "no twin", "other pixels", "evaluation set"])
+@pytest.mark.parametrize(
+    "case",
+    ["same source", "same source, another case", "same volume", "no source recorded", "no twin",
+     "other pixels", "evaluation set"],
+)  # fmt: skip
 def test_a_heldout_set_that_cannot_serve_is_refused(case):
     rng = np.random.default_rng(1)
     twins, labels, images = _pairs(4, rng)
@@ -69,13 +73,22 @@ def test_a_heldout_set_that_cannot_serve_is_refused(case):
     heldout = _loaded(list(twins), list(labels), images.copy(), ["IDRiD_19"])
     if case == "same source":
         heldout.meta["bank"]["sources"].append({"id": "IDRiD_03"})
+    elif case == "same source, another case":
+        heldout.meta["bank"]["sources"] = [{"id": "idrid_03"}]
+    elif case == "same volume":  # another slice of a training source's volume: one patient
+        data.meta["bank"]["sources"] = [{"id": "study_0255:z012"}]
+        heldout.meta["bank"]["sources"] = [{"id": "study_0255:z040"}]
+    elif case == "no source recorded":
+        heldout.meta["bank"]["sources"] = []
     elif case == "no twin":
         heldout.labels[3] = 0  # t1 has no anomalous twin any more
     elif case == "other pixels":
         heldout.images[2, 0, 0, 0] ^= 1
     else:
         heldout.meta["kind"] = "evaluation"
-    message = {"same source": "shares IDRiD_03", "no twin": "no pair for the validation normal t1",
+    message = {"same source": "shares IDRiD_03", "same source, another case": "shares idrid_03",
+               "same volume": "shares study_0255:z040", "no source recorded": "no bank source",
+               "no twin": "no pair for the validation normal t1",
                "other pixels": "its normal t1 differs", "evaluation set": "synthetic"}  # fmt: skip
     with pytest.raises(LesionPasteError, match=message[case]):
         heldout_pairs(data, heldout, np.isin(np.array(twins), ["t1"]))

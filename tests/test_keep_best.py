@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from lesionpaste.dataset_format import dataset_json_text, read_dataset_json
 from tests.test_train_cli import FAST, invoke
 from tests.train_fixtures import graded, synthetic
 from train.selection import best_epoch
@@ -110,6 +111,59 @@ def test_a_kill_between_the_checkpoint_and_best_pt_is_mended_on_resume(data, tmp
     assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["epoch"] == 1
 
 
+def test_a_kill_in_mid_training_before_best_pt_is_mended_when_resumed(data, tmp_path, monkeypatch):
+    import train.engine
+    from train.cli import train_command
+
+    train_set, _ = data
+    args = [train_set, "--out", tmp_path / "run", "--val-fraction", "0.25", "--keep-best", "val"]
+    _falling_validation(monkeypatch, [0.6, 0.8, 0.7])
+    save, saved = train.engine.save_checkpoint, []
+
+    def killed_at_epoch_2s_best(path, *rest):
+        if path.name == "best.pt" and rest[-2] == 1:
+            raise RuntimeError("killed")  # after epoch 2's checkpoint.pt, before its best.pt
+        saved.append((path.name, rest[-2]))
+        save(path, *rest)
+
+    monkeypatch.setattr(train.engine, "save_checkpoint", killed_at_epoch_2s_best)
+    with pytest.raises(RuntimeError, match="killed"):
+        invoke(train_command, *args, "--epochs", "3", *FAST)
+    assert saved[-1] == ("checkpoint.pt", 1)  # epoch 2 checkpointed; best.pt still epoch 1
+    assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["epoch"] == 0
+    monkeypatch.setattr(train.engine, "save_checkpoint", save)
+    r = invoke(train_command, *args, "--epochs", "3", *FAST)  # resumes at epoch 3 (0.7)
+    assert r.code == 0, r.stderr
+    assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["epoch"] == 1
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [1, 2, 3] and best_epoch(log, "val") == (2, 0.8)
+
+
+def test_keep_best_heldout_keeps_the_epoch_of_the_best_heldout_auc(tmp_path, monkeypatch):
+    import train.engine
+    from tests.test_heldout import _with_other_twins
+    from train.cli import train_command
+
+    train_set = synthetic(tmp_path / "train", pairs=24)
+    meta = read_dataset_json(train_set)
+    meta["bank"] = {"sources": [{"id": "IDRiD_03"}]}
+    (train_set / "dataset.json").write_text(dataset_json_text(meta), encoding="utf-8")
+    other = _with_other_twins(train_set, tmp_path / "other", "IDRiD_19", 5)
+    real, aucs = train.engine._validate_heldout, iter([0.6, 0.9, 0.5])
+
+    def heldout(s):  # scored as usual, the logged value forced: epoch 2 is best
+        return {**real(s), "heldout_val_auc": next(aucs)}
+
+    monkeypatch.setattr(train.engine, "_validate_heldout", heldout)
+    r = invoke(train_command, train_set, "--out", tmp_path / "run", "--epochs", "3",
+               "--val-fraction", "0.25", "--heldout-val", other, "--keep-best", "heldout",
+               *FAST)  # fmt: skip
+    assert r.code == 0, r.stderr
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert best_epoch(log, "heldout") == (2, 0.9)
+    assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["epoch"] == 1
+
+
 def test_a_lost_best_pt_of_an_earlier_epoch_is_refused_not_replaced(data, tmp_path, monkeypatch):
     from train.cli import train_command
 
@@ -127,7 +181,9 @@ def test_a_lost_best_pt_of_an_earlier_epoch_is_refused_not_replaced(data, tmp_pa
     "extra, message",
     [
         (["--keep-best", "heldout"], "--keep-best heldout needs --heldout-val"),
-        (["--keep-best", "val", "--val-fraction", "0"], "--val-fraction > 0"),
+        (["--keep-best", "val", "--val-fraction", "0"], "not both classes"),
+        (["--keep-best", "val", "--val-fraction", "0.01"], "hold 0 image(s)"),  # round(0.24)
+        (["--keep-best", "val", "--folds", "2"], "not with --folds"),
     ],
 )
 def test_keep_best_without_its_pairs_is_refused_in_one_line(data, tmp_path, extra, message):

@@ -37,8 +37,9 @@ def test_spearman_against_values_counted_by_hand():
     assert rank_correlation([0.9, 0.9, 0.9], [0.6, 0.7, 0.8]) is None  # a constant criterion
 
 
-def test_the_last_epoch_is_read_and_a_damaged_line_is_passed_over(tmp_path):
-    run = _run(tmp_path, "a", 0.91, 0.72, 0.66, extra_lines=["{not json"])
+def test_the_last_epoch_is_read_and_damaged_lines_are_passed_over(tmp_path):
+    odd = ["{not json", '{"epoch": null}', '{"epoch": true, "val_auc": 1}', '{"epoch": "4"}']
+    run = _run(tmp_path, "a", 0.91, 0.72, 0.66, extra_lines=odd)
     row = run_row(run, "eval", "0vall")
     assert (row.epoch, row.val, row.heldout, row.real) == (2, 0.91, 0.72, 0.66)
     rows = [row, run_row(_run(tmp_path, "b", 0.95, 0.70, 0.62), "eval", "0vall"),

@@ -170,8 +170,8 @@ def train_command(
         raise LesionPasteError("--maps learns the pasted masks: it needs a synthetic dataset")
     if settings["keep_best"] == "heldout" and heldout_val is None:
         raise LesionPasteError("--keep-best heldout needs --heldout-val (the held-out pairs)")
-    if settings["keep_best"] and not settings["val_fraction"] > 0:
-        raise LesionPasteError("--keep-best chooses on the validation pairs: --val-fraction > 0")
+    if settings["keep_best"] and folds:
+        raise LesionPasteError("--keep-best keeps one run's epoch; not with --folds")
     settings["keep_best"] = settings["keep_best"] or ""
     if heldout_val is not None and (settings["supervised"] or folds):
         raise LesionPasteError(
@@ -189,19 +189,31 @@ def train_command(
         )
     if settings["supervised"]:  # normal (grade 0) against every abnormal grade
         data.labels = (data.labels > 0).astype(np.int64)
+    other, other_sha256 = None, ""
+    if heldout_val is not None:
+        with dataset_directory(heldout_val, check=not no_verify) as root:
+            other = load_dataset(root, verify=not no_verify)
+            other_sha256 = dataset_digest(root)
+        other.root = Path(heldout_val)
     config = TrainConfig(
         **{**settings, "size": settings["size"] or int(data.images.shape[1])},
         dataset=str(Path(dataset).resolve()),
         dataset_sha256=manifest_sha256,
         bank_sources=sorted(bank_source_ids(data.meta)),
         heldout_val=str(Path(heldout_val).resolve()) if heldout_val is not None else "",
+        heldout_val_sha256=other_sha256,
     )
-    heldout = None
-    if heldout_val is not None:  # checked and taken before the run is made
-        with dataset_directory(heldout_val, check=not no_verify) as root:
-            other = load_dataset(root, verify=not no_verify)
-        other.root = Path(heldout_val)
-        heldout = heldout_pairs(data, other, validation_mask(data, config))
+    heldout = None  # checked and taken before the run is made
+    if config.keep_best or other is not None:
+        validation = validation_mask(data, config)
+        if len(set(data.labels[validation].tolist())) != 2:
+            raise LesionPasteError(
+                f"--val-fraction {config.val_fraction}: the validation images hold "
+                f"{int(validation.sum())} image(s), not both classes; --keep-best and "
+                "--heldout-val choose on them"
+            )
+        if other is not None:
+            heldout = heldout_pairs(data, other, validation)
     if folds:
         if eval_set is None:
             raise LesionPasteError("--folds needs --eval EVALSET (the images to split into folds)")

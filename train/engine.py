@@ -65,6 +65,7 @@ class TrainConfig:
     bank_sources: list[str] = field(default_factory=list)  # never evaluated on (lp-eval)
     freeze: int = 0  # the first stages kept frozen, their activations cached (train/frozen.py)
     heldout_val: str = ""  # twins of the validation normals with other lesions (train/heldout.py)
+    heldout_val_sha256: str = ""  # that dataset's digest: a resume with another one is refused
     keep_best: str = ""  # "", or the criterion (train/selection.py) whose best epoch is kept
 
 
@@ -614,9 +615,10 @@ def _record(s: _Session, run: Path, config: TrainConfig, entry: dict, quiet: boo
 def _restore_best(s: _Session, run: Path) -> None:
     """Put the kept epoch's weights (``best.pt``) into the model, for the validation
     choices written after training."""
-    if (run / BEST).exists():
-        _bare(s.model).load_state_dict(load_checkpoint(run / BEST)["model"])
-        s.val_outputs = None  # they were the last epoch's
+    if not (run / BEST).exists():
+        raise LesionPasteError(f"{run}: no epoch logged a validation AUC to keep ({BEST})")
+    _bare(s.model).load_state_dict(load_checkpoint(run / BEST)["model"])
+    s.val_outputs = None  # they were the last epoch's
 
 
 def train(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lesionpaste.dataset_format import bank_source_ids
+from lesionpaste.dataset_format import bank_source_ids, source_patient
 from lesionpaste.errors import LesionPasteError
 from train.data import LoadedDataset
 
@@ -42,17 +42,25 @@ def heldout_pairs(
         Every validation normal (as ``heldout`` holds it) and its twin in ``heldout``.
 
     Raises:
-        LesionPasteError: ``heldout`` is not synthetic, shares a lesion source with the
-            training bank, lacks a validation normal or its twin, or holds it with other
+        LesionPasteError: ``heldout`` is not synthetic, either dataset records no bank
+            source, ``heldout`` shares a source (or a volume's patient) with the training
+            bank, lacks a validation normal or its twin, or holds it with other
             pixels (another preparation or size).
     """
     where = heldout.root
     if heldout.meta.get("kind") != "synthetic":
         raise LesionPasteError(f"{where}: --heldout-val takes a synthetic dataset (lp-synth)")
-    shared = bank_source_ids(data.meta) & bank_source_ids(heldout.meta)
+    mine, theirs = bank_source_ids(data.meta), bank_source_ids(heldout.meta)
+    if not mine or not theirs:
+        raise LesionPasteError(
+            f"{where if not theirs else data.root}: its dataset.json records no bank source, "
+            "so held-out lesions cannot be told from the training ones"
+        )
+    patients = {source_patient(s) for s in mine}
+    shared = sorted(s for s in theirs if source_patient(s) in patients)
     if shared:
         raise LesionPasteError(
-            f"{where}: its bank shares {', '.join(sorted(shared))} with the training bank; "
+            f"{where}: its bank shares {', '.join(shared)} with the training bank; "
             "held-out validation needs lesions of another annotated image"
         )
     index = {(t, int(y)): i for i, (t, y) in enumerate(zip(heldout.twin_ids, heldout.labels))}

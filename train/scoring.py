@@ -51,9 +51,9 @@ def restore(run: Path, device_name: str):
         LesionPasteError: no loadable checkpoint, one of another version, or an unavailable
             device.
     """
-    state = load_checkpoint(run / "checkpoint.pt")
+    state, name = load_checkpoint(run / "checkpoint.pt"), "checkpoint.pt"
     if isinstance(state.get("config"), dict) and state["config"].get("keep_best"):
-        state = load_checkpoint(run / BEST)  # the kept epoch (lp-train --keep-best)
+        state, name = load_checkpoint(run / BEST), BEST  # the kept epoch (--keep-best)
     try:
         config = TrainConfig(**state["config"])
         model, _ = build_model(config.arch, "none")
@@ -62,7 +62,7 @@ def restore(run: Path, device_name: str):
         model.load_state_dict(state["model"])
     except (TypeError, KeyError, RuntimeError) as exc:
         raise LesionPasteError(
-            f"{run}/checkpoint.pt does not hold a model of this version ({exc})"
+            f"{run}/{name} does not hold a model of this version ({exc})"
         ) from None
     device = pick_device(device_name)
     model = model.to(device, memory_format=torch.channels_last)

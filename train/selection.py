@@ -46,7 +46,15 @@ def logged_epochs(log: Path) -> list[dict]:
     """
     if not log.is_file():
         return []
-    return [v for _, v in json_lines(log) if isinstance(v, dict) and "epoch" in v]
+    return [v for _, v in json_lines(log) if isinstance(v, dict) and _is_count(v.get("epoch"))]
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_auc(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def best_epoch(entries: list[dict], criterion: str) -> tuple[int, float] | None:
@@ -62,8 +70,7 @@ def best_epoch(entries: list[dict], criterion: str) -> tuple[int, float] | None:
     key, best = CRITERIA[criterion], None
     for entry in entries:
         value = entry.get(key)
-        valid = isinstance(value, (int, float)) and math.isfinite(value)
-        if valid and (best is None or value > best[1]):
+        if _is_auc(value) and (best is None or value > best[1]):
             best = (int(entry["epoch"]), float(value))
     return best
 
@@ -109,7 +116,7 @@ def real_auc(metrics_file: Path, comparison: str) -> float | None:
         value = metrics["auc"][comparison]["auc"]
     except (KeyError, TypeError):
         raise LesionPasteError(f"{metrics_file}: no {comparison} AUC") from None
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not _is_auc(value):
         raise LesionPasteError(f"{metrics_file}: its {comparison} AUC is not a number")
     return float(value)
 
@@ -138,7 +145,7 @@ def run_row(run: Path, evaluation: str, comparison: str) -> RunRow:
 
     def value(key: str) -> float | None:
         v = entry.get(key)
-        return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+        return float(v) if _is_auc(v) else None
 
     return RunRow(
         run=run,
