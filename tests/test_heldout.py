@@ -128,7 +128,10 @@ def datasets(tmp_path_factory):
     return data, _with_other_twins(data, root / "other", "IDRiD_19", 5)
 
 
-def test_lp_train_logs_the_heldout_auc_of_every_epoch_as_the_model_scores_them(datasets, tmp_path):
+@pytest.mark.parametrize("freeze", [[], ["--freeze", "2"]], ids=["full", "frozen, cached"])
+def test_lp_train_logs_the_heldout_auc_of_every_epoch_as_the_model_scores_them(
+    datasets, tmp_path, freeze
+):
     from train.cli import train_command
     from train.data import load_dataset
     from train.schedule import split_by_twin
@@ -137,7 +140,7 @@ def test_lp_train_logs_the_heldout_auc_of_every_epoch_as_the_model_scores_them(d
     data, other = datasets
     run = tmp_path / "run"
     r = invoke(train_command, data, "--out", run, "--epochs", "2", "--val-fraction", "0.25",
-               "--heldout-val", other, *FAST)  # fmt: skip
+               "--heldout-val", other, *freeze, *FAST)  # fmt: skip
     assert r.code == 0, r.stderr
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert len(log) == 2 and all("heldout_val_auc" in e for e in log)
@@ -175,3 +178,32 @@ def test_lp_train_refuses_a_heldout_set_of_other_normals(datasets, tmp_path):
                "--heldout-val", others, *FAST)  # fmt: skip
     assert r.code != 0 and "differs from the training dataset's" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
+
+
+def test_a_run_is_not_resumed_with_another_heldout_set_of_the_same_name(datasets, tmp_path):
+    from train.cli import train_command
+
+    data, other = datasets
+    held = shutil.copytree(other, tmp_path / "held")
+    args = [data, "--out", tmp_path / "run", "--epochs", "2", "--heldout-val", held, *FAST]
+    assert invoke(train_command, *args).code == 0
+    shutil.rmtree(held)
+    _with_other_twins(data, held, "IDRiD_19", 9)  # remade: other twins, same path
+    r = invoke(train_command, *args)
+    assert r.code != 0 and "another configuration" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_lp_train_refuses_a_heldout_set_without_the_validation_normals(datasets, tmp_path):
+    from train.cli import train_command
+
+    data, other = datasets
+    renamed = shutil.copytree(other, tmp_path / "renamed")
+    with open(renamed / "manifest.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        row["twin_id"] = "x" + row["twin_id"]  # none of the training set's normals
+    (renamed / "manifest.csv").write_text(manifest_text(rows), encoding="utf-8")
+    r = invoke(train_command, data, "--out", tmp_path / "run", "--epochs", "1",
+               "--heldout-val", renamed, *FAST)  # fmt: skip
+    assert r.code != 0 and "holds none of the" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "run").exists()

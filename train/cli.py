@@ -21,6 +21,7 @@ from train.engine import (
     pick_device,
     train,
     validation_mask,
+    validation_text,
 )
 from train.evaluate import (
     metrics,
@@ -189,22 +190,15 @@ def train_command(
         )
     if settings["supervised"]:  # normal (grade 0) against every abnormal grade
         data.labels = (data.labels > 0).astype(np.int64)
-    other, other_sha256 = None, ""
-    if heldout_val is not None:
-        with dataset_directory(heldout_val, check=not no_verify) as root:
-            other = load_dataset(root, verify=not no_verify)
-            other_sha256 = dataset_digest(root)
-        other.root = Path(heldout_val)
     config = TrainConfig(
         **{**settings, "size": settings["size"] or int(data.images.shape[1])},
         dataset=str(Path(dataset).resolve()),
         dataset_sha256=manifest_sha256,
         bank_sources=sorted(bank_source_ids(data.meta)),
         heldout_val=str(Path(heldout_val).resolve()) if heldout_val is not None else "",
-        heldout_val_sha256=other_sha256,
     )
     heldout = None  # checked and taken before the run is made
-    if config.keep_best or other is not None:
+    if config.keep_best or heldout_val is not None:
         validation = validation_mask(data, config)
         if len(set(data.labels[validation].tolist())) != 2:
             raise LesionPasteError(
@@ -212,8 +206,13 @@ def train_command(
                 f"{int(validation.sum())} image(s), not both classes; --keep-best and "
                 "--heldout-val choose on them"
             )
-        if other is not None:
-            heldout = heldout_pairs(data, other, validation)
+    if heldout_val is not None:  # only the validation normals' pairs are read
+        wanted = {data.twin_ids[i] for i in np.flatnonzero(validation)}
+        with dataset_directory(heldout_val, check=not no_verify) as root:
+            other = load_dataset(root, verify=not no_verify, twins=wanted)
+            config.heldout_val_sha256 = dataset_digest(root)
+        other.root = Path(heldout_val)
+        heldout = heldout_pairs(data, other, validation)
     if folds:
         if eval_set is None:
             raise LesionPasteError("--folds needs --eval EVALSET (the images to split into folds)")
@@ -231,11 +230,11 @@ def train_command(
     if rank() != 0:
         return
     if not quiet and entry:
-        val = f", validation AUC {entry['val_auc']:.4f}" if "val_auc" in entry else ""
-        if "heldout_val_auc" in entry:
-            val += f", held-out-lesion validation AUC {entry['heldout_val_auc']:.4f}"
         kept = f" kept (best {settings['keep_best']})" if settings["keep_best"] else ""
-        click.echo(f"trained {run}: epoch {entry['epoch']}{kept}, loss {entry['loss']:.4f}{val}")
+        click.echo(
+            f"trained {run}: epoch {entry['epoch']}{kept}, loss {entry['loss']:.4f}"
+            f"{validation_text(entry)}"
+        )
     if eval_set is not None:
         evaluate_run(run, eval_set, run / "eval", None, settings["device"], True, quiet)
 

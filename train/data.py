@@ -29,7 +29,9 @@ class LoadedDataset:
     masks: np.ndarray | None = None  # (N, H, W) uint8 0/1 when loaded; empty for a normal
 
 
-def load_dataset(root: Path, verify: bool = True, masks: bool = False) -> LoadedDataset:
+def load_dataset(
+    root: Path, verify: bool = True, masks: bool = False, twins: set[str] | None = None
+) -> LoadedDataset:
     """Every image of a dataset in memory, after checking each file's sha256 (``verify``).
 
     Args:
@@ -37,6 +39,7 @@ def load_dataset(root: Path, verify: bool = True, masks: bool = False) -> Loaded
         verify: check each image against its sha256 in the manifest.
         masks: also read every image's lesion mask (checked against its recorded sha256);
             an image without one gets an empty mask.
+        twins: read only the images of these twin ids (None: all); the others are not read.
 
     Returns:
         The dataset: ``(N, H, W, C)`` ``uint8`` images, ``(N,)`` ``int64`` labels, twin ids
@@ -44,10 +47,16 @@ def load_dataset(root: Path, verify: bool = True, masks: bool = False) -> Loaded
         masks.
 
     Raises:
-        LesionPasteError: not a dataset, a hostile or damaged manifest or image, or images of
-            several sizes.
+        LesionPasteError: not a dataset, a hostile or damaged manifest or image, images of
+            several sizes, or none of ``twins``.
     """
     opened = open_dataset(root)
+    if twins is not None:
+        opened = OpenedDataset(
+            opened.root, opened.meta, [r for r in opened.rows if r["twin_id"] in twins]
+        )
+        if not len(opened):
+            raise LesionPasteError(f"{opened.root}: holds none of the {len(twins)} twins asked for")
     images = [opened.image(i, check=verify) for i in range(len(opened))]
     shapes = {im.shape for im in images}
     if len(shapes) != 1:

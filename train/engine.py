@@ -6,6 +6,7 @@ of every global batch, so the result matches one process on the same global batc
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -37,7 +38,7 @@ from train.schedule import (
     split_by_twin,
     steps_per_epoch,
 )
-from train.selection import best_epoch, logged_epochs
+from train.selection import best_entry, best_epoch, logged_epochs
 
 
 @dataclass
@@ -311,6 +312,7 @@ class _Session:
     val_normalised: torch.Tensor | None = None  # the validation images, normalised once
     val_outputs: tuple | None = None  # the last validation's (probabilities, maps)
     heldout: HeldoutPairs | None = None  # with --heldout-val: the validation normals' other twins
+    heldout_cache: Activations | None = None  # with --freeze: their frozen activations
 
 
 def _device_of(config: TrainConfig, world: int) -> torch.device:
@@ -450,6 +452,9 @@ def _wrap(s: _Session, config: TrainConfig, cache: bool = True) -> None:
         s.trained = s.tail
         if cache:
             s.cache = cache_activations(s.tail, s.normalizer, s.images, s.device)
+            if s.heldout is not None:  # computed once, not every epoch
+                images = torch.from_numpy(s.heldout.images)
+                s.heldout_cache = cache_activations(s.tail, s.normalizer, images, s.device)
     if s.world > 1:
         s.trained = nn.parallel.DistributedDataParallel(
             s.trained, device_ids=[s.device.index] if s.device.type == "cuda" else None
@@ -529,9 +534,7 @@ def _validation_outputs(s: _Session) -> tuple[np.ndarray, np.ndarray | None]:
     idx, maps = s.val_idx, s.masks is not None
     step = 64 if maps else 128  # the batches of map_outputs and scores_of
     if s.tail is not None:
-        module = s.tail
-        inputs = (_inputs(s, torch.from_numpy(idx[i : i + step])) for i in range(0, len(idx), step))
-        return collect_outputs(module, inputs, s.device, maps)
+        return _tail_outputs(s, lambda batch: _inputs(s, batch), idx)
     normalised = _normalised_validation(s)
     if normalised is None:
         images = s.images[torch.from_numpy(idx).to(s.images.device)]
@@ -540,6 +543,15 @@ def _validation_outputs(s: _Session) -> tuple[np.ndarray, np.ndarray | None]:
         return scores_of(s.model, s.normalizer, images, s.device), None
     inputs = (normalised[i : i + step].to(s.device) for i in range(0, len(idx), step))
     return collect_outputs(s.model, inputs, s.device, maps)
+
+
+def _tail_outputs(s: _Session, inputs_of, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The tail's outputs (probabilities, and maps with ``--maps``) of some images, whose
+    tail inputs ``inputs_of(batch indices)`` gives, in batches."""
+    maps = s.masks is not None
+    step = 64 if maps else 128  # the batches of map_outputs and scores_of
+    batches = (inputs_of(torch.from_numpy(idx[i : i + step])) for i in range(0, len(idx), step))
+    return collect_outputs(s.tail, batches, s.device, maps)
 
 
 #: the most bytes of normalised validation images kept for the run
@@ -580,14 +592,35 @@ def _validate(s: _Session, labels: np.ndarray) -> dict:
 
 def _validate_heldout(s: _Session) -> dict:
     """``{"heldout_val_auc": ...}``: the classifier's AUC on the held-out-lesion pairs (and
-    with maps, each image score's, as ``heldout_val_auc_by_score``)."""
+    with maps, each image score's, as ``heldout_val_auc_by_score``); through their cached
+    frozen activations with ``--freeze``."""
     images = torch.from_numpy(s.heldout.images)
-    if s.masks is None:
-        probabilities = scores_of(s.model, s.normalizer, images, s.device)
+    if s.heldout_cache is not None:
+        inputs_of = functools.partial(s.heldout_cache.batch, device=s.device)
+        probabilities, maps = _tail_outputs(s, inputs_of, np.arange(len(images)))
+    elif s.masks is None:
+        probabilities, maps = scores_of(s.model, s.normalizer, images, s.device), None
+    else:
+        probabilities, maps = map_outputs(s.model, s.normalizer, images, s.device)
+    if maps is None:
         return {"heldout_val_auc": float(roc_auc_score(s.heldout.labels, probabilities))}
-    probabilities, maps = map_outputs(s.model, s.normalizer, images, s.device)
     aucs = validation_aucs(image_scores(probabilities, maps), s.heldout.labels)
     return {"heldout_val_auc": aucs["classifier"], "heldout_val_auc_by_score": aucs}
+
+
+def validation_text(entry: dict) -> str:
+    """How an epoch's validation AUCs are printed.
+
+    Args:
+        entry: the epoch's log entry.
+
+    Returns:
+        ``", validation AUC 0.9000, held-out lesions 0.8000"`` (each part only when logged).
+    """
+    text = f", validation AUC {entry['val_auc']:.4f}" if "val_auc" in entry else ""
+    if "heldout_val_auc" in entry:
+        text += f", held-out lesions {entry['heldout_val_auc']:.4f}"
+    return text
 
 
 def _record(s: _Session, run: Path, config: TrainConfig, entry: dict, quiet: bool) -> None:
@@ -595,11 +628,9 @@ def _record(s: _Session, run: Path, config: TrainConfig, entry: dict, quiet: boo
     if s.rank != 0:
         return
     if not quiet:
-        val = f", validation AUC {entry['val_auc']:.4f}" if "val_auc" in entry else ""
-        if "heldout_val_auc" in entry:
-            val += f", held-out lesions {entry['heldout_val_auc']:.4f}"
         tqdm.write(
-            f"epoch {entry['epoch']}/{config.epochs}: loss {entry['loss']:.4f}{val}, "
+            f"epoch {entry['epoch']}/{config.epochs}: loss {entry['loss']:.4f}"
+            f"{validation_text(entry)}, "
             f"{entry['images_per_s']:.1f} images/s, {entry['seconds']:.0f} s"
         )
     with open(run / "log.jsonl", "a", encoding="utf-8") as fh:  # the log line first: a resume
@@ -659,14 +690,15 @@ def train(
             write_text_atomic(run / "weights_source.txt", s.source + "\n")
             if config.keep_best:
                 _restore_best(s, run)
-                kept = best_epoch(logged_epochs(run / "log.jsonl"), config.keep_best)
-                entries = {e["epoch"]: e for e in logged_epochs(run / "log.jsonl")}
-                entry = entries.get(kept[0], entry) if entry and kept else entry
+                if entry:  # trained now: say which epoch is kept
+                    kept = best_entry(logged_epochs(run / "log.jsonl"), config.keep_best)
+                    entry = kept or entry
             if len(s.val_idx):
                 _write_validation_choices(s, run, data, config)
     finally:
-        if s.cache is not None:
-            s.cache.close()
+        for cached in (s.cache, s.heldout_cache):
+            if cached is not None:
+                cached.close()
     return entry
 
 

@@ -73,9 +73,7 @@ def heldout_pairs(
                 f"{where}: no pair for the validation normal {twin}; make it with lp-synth "
                 "from the same normal images as the training dataset"
             )
-        if heldout.images[normal].shape != data.images[i].shape or not np.array_equal(
-            heldout.images[normal], data.images[i]
-        ):
+        if not np.array_equal(heldout.images[normal], data.images[i]):  # shapes included
             raise LesionPasteError(
                 f"{where}: its normal {twin} differs from the training dataset's; make it "
                 "with the same --size and preparation"

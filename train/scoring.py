@@ -51,9 +51,10 @@ def restore(run: Path, device_name: str):
         LesionPasteError: no loadable checkpoint, one of another version, or an unavailable
             device.
     """
-    state, name = load_checkpoint(run / "checkpoint.pt"), "checkpoint.pt"
-    if isinstance(state.get("config"), dict) and state["config"].get("keep_best"):
-        state, name = load_checkpoint(run / BEST), BEST  # the kept epoch (--keep-best)
+    name = BEST if (run / BEST).exists() else "checkpoint.pt"  # BEST: the kept epoch
+    state = load_checkpoint(run / name)
+    if name != BEST and isinstance(state.get("config"), dict) and state["config"].get("keep_best"):
+        raise LesionPasteError(f"{run}/{BEST}: no checkpoint (the kept epoch of --keep-best)")
     try:
         config = TrainConfig(**state["config"])
         model, _ = build_model(config.arch, "none")

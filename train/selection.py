@@ -57,8 +57,26 @@ def _is_auc(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def best_entry(entries: list[dict], criterion: str) -> dict | None:
+    """The entry of the epoch whose criterion is highest (the first, on a tie).
+
+    Args:
+        entries: a run's log entries (``logged_epochs``).
+        criterion: a key of ``CRITERIA``.
+
+    Returns:
+        That epoch's log entry; None when no entry holds the criterion.
+    """
+    key, best = CRITERIA[criterion], None
+    for entry in entries:
+        value = entry.get(key)
+        if _is_auc(value) and (best is None or value > best[key]):
+            best = entry
+    return best
+
+
 def best_epoch(entries: list[dict], criterion: str) -> tuple[int, float] | None:
-    """The epoch whose criterion is highest (the first, on a tie).
+    """The epoch whose criterion is highest (the first, on a tie), and that value.
 
     Args:
         entries: a run's log entries (``logged_epochs``).
@@ -67,33 +85,8 @@ def best_epoch(entries: list[dict], criterion: str) -> tuple[int, float] | None:
     Returns:
         ``(epoch, value)``, the epoch 1-based as logged; None when no entry holds it.
     """
-    key, best = CRITERIA[criterion], None
-    for entry in entries:
-        value = entry.get(key)
-        if _is_auc(value) and (best is None or value > best[1]):
-            best = (int(entry["epoch"]), float(value))
-    return best
-
-
-def last_epoch(run: Path) -> dict:
-    """The last valid entry of ``RUN/log.jsonl``.
-
-    Args:
-        run: an ``lp-train`` run directory.
-
-    Returns:
-        The last epoch's log entry (a line that is not valid JSON is passed over).
-
-    Raises:
-        LesionPasteError: no log, or no epoch in it.
-    """
-    log = run / "log.jsonl"
-    if not log.is_file():
-        raise LesionPasteError(f"{run}: no log.jsonl; not a trained lp-train run")
-    entries = logged_epochs(log)
-    if not entries:
-        raise LesionPasteError(f"{log}: no epoch logged")
-    return entries[-1]
+    best = best_entry(entries, criterion)
+    return None if best is None else (best["epoch"], float(best[CRITERIA[criterion]]))
 
 
 def real_auc(metrics_file: Path, comparison: str) -> float | None:
@@ -136,12 +129,16 @@ def run_row(run: Path, evaluation: str, comparison: str) -> RunRow:
     Raises:
         LesionPasteError: no log, or a damaged evaluation.
     """
-    entry = last_epoch(run)
+    log = run / "log.jsonl"
+    if not log.is_file():
+        raise LesionPasteError(f"{run}: no log.jsonl; not a trained lp-train run")
+    entries = logged_epochs(log)
+    if not entries:
+        raise LesionPasteError(f"{log}: no epoch logged")
     config = saved_json(run / "config.json")
     kept = config.get("keep_best") if isinstance(config, dict) else None
-    best = best_epoch(logged_epochs(run / "log.jsonl"), kept) if kept in CRITERIA else None
-    if best is not None:  # lp-train --keep-best: the run's model is that epoch's
-        entry = next(e for e in logged_epochs(run / "log.jsonl") if e["epoch"] == best[0])
+    # lp-train --keep-best: the run's model is the kept epoch's
+    entry = (best_entry(entries, kept) if kept in CRITERIA else None) or entries[-1]
 
     def value(key: str) -> float | None:
         v = entry.get(key)
