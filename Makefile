@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-EXTRAS ?= dev,ct,dask,lite,cam
+EXTRAS ?= dev,ct,dask,lite,cam,onnx
 
 DEMO_DATA := demo/data/idrid
 DEMO_OUT  ?= demo/out

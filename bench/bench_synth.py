@@ -87,7 +87,7 @@ def preparation_only(items, out: Path) -> float:
     """The floor plus the preparation every twin needs before any lesion is pasted (disc
     estimate, crop, resize, Graham's recipe): what lp-synth would reach with free pasting."""
     from lesionpaste.images import read_rgb_at_least
-    from synth.prepare import prepare_fundus
+    from lesionpaste.preparation import prepare_fundus
 
     outputs = {}
     for item in items:

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 
-from lesionpaste.digests import sha256_bytes
+from lesionpaste.digests import sha256_bytes, sha256_file
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.images import read_bytes
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
 def is_dicom(path: Path) -> bool:
@@ -119,3 +122,68 @@ def axial(volume: np.ndarray, z: int) -> np.ndarray:
         ``(Y, X)`` C-contiguous slice, of the volume's dtype.
     """
     return np.ascontiguousarray(np.flipud(volume[:, :, z].T))
+
+
+def is_nifti(path: Path) -> bool:
+    """Whether ``path`` names a NIfTI volume (``.nii`` or ``.nii.gz``).
+
+    Args:
+        path: the file (only its name is looked at).
+
+    Returns:
+        Whether its name ends in ``.nii`` or ``.nii.gz`` (any case).
+    """
+    return Path(path).name.lower().endswith(NIFTI_SUFFIXES)
+
+
+_VOLUME: dict[Path, tuple[np.ndarray, list[float]]] = {}
+
+
+def read_axial_hu(path: Path, z: int) -> tuple[np.ndarray, list[float]]:
+    """Axial slice ``z`` (canonical orientation) in HU, with its pixel spacing (row, column).
+
+    The last volume read is kept, so the consecutive slices of one study decode it once.
+
+    Args:
+        path: the NIfTI volume.
+        z: the axial slice index.
+
+    Returns:
+        ``(hu, spacing)``: the ``(Y, X)`` ``float32`` slice in HU and ``[row_mm, col_mm]``.
+
+    Raises:
+        LesionPasteError: an unreadable volume, or no such slice.
+    """
+    path = Path(path)
+    if path not in _VOLUME:
+        image, _ = load_nifti(path)
+        zooms = image.header.get_zooms()
+        _VOLUME.clear()
+        _VOLUME[path] = (image.get_fdata(dtype=np.float32), [float(zooms[1]), float(zooms[0])])
+    volume, spacing = _VOLUME[path]
+    if not 0 <= z < volume.shape[2]:
+        raise LesionPasteError(f"{path}: no axial slice {z} (the volume has {volume.shape[2]})")
+    return axial(volume, z), spacing
+
+
+def nifti_sha256(path: Path) -> str:
+    """The sha256 of a NIfTI volume's file, computed once for the consecutive slices of one
+    volume (the last volume's digest is kept, as ``read_axial_hu`` keeps its voxels).
+
+    Args:
+        path: the NIfTI file.
+
+    Returns:
+        The file's hex sha256.
+
+    Raises:
+        LesionPasteError: the file is missing, unreadable or not regular.
+    """
+    key = (str(path), os.stat(path).st_mtime_ns) if os.path.exists(path) else (str(path), 0)
+    if key not in _DIGEST:
+        _DIGEST.clear()
+        _DIGEST[key] = sha256_file(Path(path))
+    return _DIGEST[key]
+
+
+_DIGEST: dict[tuple[str, int], str] = {}

@@ -25,6 +25,8 @@ from lesionpaste.formats import PNG_SOFTWARE
 DEFAULT_MAX_PIXELS = 250_000_000
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: the files taken as images in a folder of images (DICOM slices among them)
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".tif", ".tiff", ".dcm")
 
 
 def max_pixels() -> int:
@@ -377,7 +379,25 @@ def read_rgb(path: Path) -> tuple[np.ndarray, str]:
     return read_rgb_at_least(path, 0)
 
 
-def read_gray(path: Path, eight_bit_only: bool = False) -> tuple[np.ndarray, str]:
+def is_grey(image: np.ndarray) -> bool:
+    """Whether a three-channel image's channels are equal everywhere (a grey picture stored in
+    colour).
+
+    Args:
+        image: ``(H, W, 3)`` image.
+
+    Returns:
+        True when all three channels hold the same values.
+    """
+    return bool(
+        np.array_equal(image[:, :, 0], image[:, :, 1])
+        and np.array_equal(image[:, :, 1], image[:, :, 2])
+    )
+
+
+def read_gray(
+    path: Path, eight_bit_only: bool = False, refuse_colour: bool = False
+) -> tuple[np.ndarray, str]:
     """Read an image as an ``(H, W)`` single-channel ``uint8`` array, with its sha256.
 
     ``eight_bit_only`` refuses 16-bit files instead of scaling them (a 16-bit CT export holds
@@ -386,13 +406,16 @@ def read_gray(path: Path, eight_bit_only: bool = False) -> tuple[np.ndarray, str
     Args:
         path: the image file (a colour one is converted to grey).
         eight_bit_only: refuse images that are not 8-bit.
+        refuse_colour: refuse an image whose colour channels differ (a colour photograph
+            where a grey slice is expected).
 
     Returns:
         ``(gray, sha256)``: the ``(H, W)`` ``uint8`` image and the file's hex sha256.
 
     Raises:
         LesionPasteError: the file is missing, empty, not regular, oversized, truncated or
-            unreadable, 16-bit with ``eight_bit_only``, or of an unsupported pixel type.
+            unreadable, 16-bit with ``eight_bit_only``, colour with ``refuse_colour``, or of an
+            unsupported pixel type.
     """
     data = read_bytes(path)
     image = decode(data, path, cv2.IMREAD_UNCHANGED)
@@ -402,6 +425,8 @@ def read_gray(path: Path, eight_bit_only: bool = False) -> tuple[np.ndarray, str
             "DICOM or NIfTI, or as 8-bit exports already windowed"
         )
     image = to_uint8(image, path)
+    if refuse_colour and image.ndim == 3 and image.shape[2] >= 3 and not is_grey(image[:, :, :3]):
+        raise LesionPasteError(f"{path}: a colour image, where a grey CT slice is expected")
     if image.ndim == 3:
         code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
         image = cv2.cvtColor(image, code)

@@ -63,6 +63,9 @@ _RUN_FILES = {
     "fold.json",
     "scores.csv",
     "cv.json",
+    "contract.json",
+    "README.md",
+    "evaluation.json",
 }
 _FOLD = re.compile(r"fold_[0-9]+")
 

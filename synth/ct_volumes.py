@@ -15,25 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lesionpaste.ct_files import axial, load_nifti
+from lesionpaste.ct_files import load_nifti
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.mosmed_files import locate
 from synth.normals import NormalImage
 
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 NORMAL_CATEGORY = "CT-0"
-
-
-def is_nifti(path: Path) -> bool:
-    """Whether ``path`` names a NIfTI volume (``.nii`` or ``.nii.gz``).
-
-    Args:
-        path: the file (only its name is looked at).
-
-    Returns:
-        Whether its name ends in ``.nii`` or ``.nii.gz`` (any case).
-    """
-    return Path(path).name.lower().endswith(NIFTI_SUFFIXES)
 
 
 def is_mosmed_root(path: Path) -> bool:
@@ -193,33 +180,3 @@ def evaluation_slices(
     if not any(item.label == 1 for item in items):
         raise LesionPasteError(f"{root}: no annotated study (masks/*_mask.nii.gz) with a lesion")
     return items, unreadable
-
-
-_VOLUME: dict[Path, tuple[np.ndarray, list[float]]] = {}
-
-
-def read_axial_hu(path: Path, z: int) -> tuple[np.ndarray, list[float]]:
-    """Axial slice ``z`` (canonical orientation) in HU, with its pixel spacing (row, column).
-
-    The last volume read is kept, so the consecutive slices of one study decode it once.
-
-    Args:
-        path: the NIfTI volume.
-        z: the axial slice index.
-
-    Returns:
-        ``(hu, spacing)``: the ``(Y, X)`` ``float32`` slice in HU and ``[row_mm, col_mm]``.
-
-    Raises:
-        LesionPasteError: an unreadable volume, or no such slice.
-    """
-    path = Path(path)
-    if path not in _VOLUME:
-        image, _ = load_nifti(path)
-        zooms = image.header.get_zooms()
-        _VOLUME.clear()
-        _VOLUME[path] = (image.get_fdata(dtype=np.float32), [float(zooms[1]), float(zooms[0])])
-    volume, spacing = _VOLUME[path]
-    if not 0 <= z < volume.shape[2]:
-        raise LesionPasteError(f"{path}: no axial slice {z} (the volume has {volume.shape[2]})")
-    return axial(volume, z), spacing

@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
+from lesionpaste.preparation import Prepared
 from synth.paste import find_position, mixup_paste
-from synth.prepare import Prepared
 from synth.twin import Twin
 
 AREA_RATIO = (0.02, 0.15)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from lesionpaste.dataset_format import has_control_character, name_key
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.images import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".tif", ".tiff", ".dcm")
 QUALITY = {"good": 0, "usable": 1, "reject": 2}
 #: The longest id (UTF-8 bytes): with ``.png`` and a temporary prefix it stays one file name.
 MAX_ID_BYTES = 200

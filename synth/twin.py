@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from lesionpaste.bank_format import Bank
+from lesionpaste.preparation import Prepared
 from synth.augment import (
     AugmentConfig,
     AugmentDraw,
@@ -20,7 +21,6 @@ from synth.augment import (
     stack_lesion,
 )
 from synth.paste import blend_inside, blend_pixels, feathered_weights, find_position
-from synth.prepare import Prepared
 from synth.tiers import Tier
 
 STREAMS = ("select", "augment", "place", "mix")

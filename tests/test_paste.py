@@ -10,6 +10,7 @@ import pytest
 from bank_builder.annotated import FUNDUS_TYPES, AnnotatedImage
 from bank_builder.build import build_bank
 from lesionpaste.bank_format import read_bank
+from lesionpaste.preparation import Prepared
 from lesionpaste.recipes import NoRecipe
 from synth.augment import (
     AugmentConfig,
@@ -17,7 +18,6 @@ from synth.augment import (
     augment_lesion,
 )
 from synth.paste import find_position, mixup_paste
-from synth.prepare import Prepared
 from synth.tiers import Tier
 from synth.twin import PasteConfig, image_generators, synthesize_twin
 

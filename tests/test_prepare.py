@@ -1,4 +1,4 @@
-"""A ground-truth mask prepared exactly like its image (synth/prepare.py): a known square is
+"""A ground-truth mask prepared exactly like its image (lesionpaste/preparation.py, synth/prepare.py): a known square is
 drawn into a generated photograph (or CT slice) and into its mask, both are prepared, and the
 prepared mask must be exactly where the square lands in the prepared image, to the pixel."""
 
@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.recipes import GrahamRecipe, NoRecipe, estimate_fundus_disc
-from synth.prepare import (
+from lesionpaste.preparation import (
     crop_square,
     fundus_geometry,
     prepare_ct,
     prepare_fundus,
-    prepare_mask,
     resize_square,
 )
+from lesionpaste.recipes import GrahamRecipe, NoRecipe, estimate_fundus_disc
+from synth.prepare import prepare_mask
 
 BACKGROUND, SQUARE = 100, 200
 

@@ -425,8 +425,8 @@ def test_real_full_resolution_and_chase_normals(lp_synth, bank, tmp_path):
 
 def test_ct_twins_land_in_the_lungs(lp_synth, tmp_path):
     from bank_builder.cli import cli as bank_cli
+    from lesionpaste.preparation import ct_region
     from lesionpaste.recipes import WindowRecipe
-    from synth.prepare import ct_region
 
     dicoms = sorted(shared("ct", "tcia_dicom").glob("*.dcm"))
     mask = np.zeros((512, 512), bool)
@@ -591,8 +591,8 @@ def test_hu_normals_with_a_bank_cut_from_8_bit_slices_need_a_window(lp_synth, tm
     normals: the normals' window is asked for, recorded, and reused by prep --like."""
     from bank_builder.cli import cli as bank_cli
     from lesionpaste.ct_files import read_dicom_hu
+    from lesionpaste.preparation import ct_region
     from lesionpaste.recipes import WindowRecipe, window_hu
-    from synth.prepare import ct_region
 
     r = CliRunner().invoke(
         bank_cli,

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from lesionpaste.bank_format import read_bank
+from lesionpaste.preparation import Prepared
 from synth.augment import (
     AugmentConfig,
     AugmentDraw,
     draw_augmentation,
 )
-from synth.prepare import Prepared
 from synth.tiers import make_tiers
 from synth.twin import (
     STREAMS,

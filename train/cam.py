@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from lesionpaste.errors import LesionPasteError
+from train.overlays import heat_colour
 
 
 def target_layer(model: nn.Module, arch: str) -> nn.Module:
@@ -28,20 +29,6 @@ def target_layer(model: nn.Module, arch: str) -> nn.Module:
     if arch == "efficientnet_lite0":
         return model._blocks[-1]
     return model.features[-1]
-
-
-def heat_colour(heat: np.ndarray) -> np.ndarray:
-    """A [0, 1] map as an RGB jet image.
-
-    Args:
-        heat: ``(H, W)`` float map with values in [0, 1].
-
-    Returns:
-        ``(H, W, 3)`` RGB ``uint8`` jet-coloured image.
-    """
-    return cv2.cvtColor(
-        cv2.applyColorMap(np.uint8(255 * heat), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB
-    )
 
 
 def cam_maps(

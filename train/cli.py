@@ -8,13 +8,15 @@ from pathlib import Path
 import click
 import numpy as np
 
-from lesionpaste.cli import Command
+from lesionpaste.cli import Command, warn_to_stderr
+from lesionpaste.contract import Preparation, preparation_of
 from lesionpaste.dataset_archive import dataset_directory
 from lesionpaste.dataset_format import bank_source_ids, read_dataset_json
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.outputs import check_output
 from train.crossval import cross_validate
 from train.data import load_dataset
+from train.detector import write_run_contract
 from train.engine import (
     Normalizer,
     TrainConfig,
@@ -184,6 +186,7 @@ def train_command(
         data = load_dataset(root, verify=not no_verify, masks=settings["maps"])
         manifest_sha256 = dataset_digest(root)
     data.root = Path(dataset)
+    preparation = _preparation(data.meta, dataset, quiet)  # the run's input contract
     if settings["maps"] and not data.masks[data.labels == 1].any():
         raise LesionPasteError(
             f"{dataset}: --maps learns the pasted masks, and its anomalous images have none"
@@ -227,6 +230,8 @@ def train_command(
     with locked(run), replacing(work, run):
         prepare_run(work, config)
         entry = train(data, work, config, quiet=quiet, heldout=heldout)
+        if rank() == 0 and preparation is not None:  # how a raw image becomes its input
+            write_run_contract(work, preparation)
     if rank() != 0:
         return
     if not quiet and entry:
@@ -237,6 +242,20 @@ def train_command(
         )
     if eval_set is not None:
         evaluate_run(run, eval_set, run / "eval", None, settings["device"], True, quiet)
+
+
+def _preparation(meta: dict, dataset: Path, quiet: bool) -> Preparation | None:
+    """How the dataset's images were prepared (the run's input contract), or None with a
+    warning for a dataset that does not record it (one written by other code)."""
+    try:
+        return preparation_of(meta, dataset)
+    except LesionPasteError as exc:
+        if not quiet:
+            warn_to_stderr("lp-train")(
+                f"{exc}: the run records no input contract, so lp-predict and lp-export will "
+                "need --like DATASET (a dataset prepared as its images were)"
+            )
+        return None
 
 
 def _refuse_an_evaluation_set(root: Path, supervised: bool, dataset: Path) -> None:

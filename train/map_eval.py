@@ -25,7 +25,7 @@ from lesionpaste.dataset import OpenedDataset
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.images import encode_png
 from lesionpaste.recipes import Disc, disc_mask
-from train.cam import heat_colour
+from train.overlays import as_rgb, map_overlay, outlined
 from train.pixel_metrics import paired_difference, pixel_report
 
 #: Dice/IoU threshold of the Grad-CAM maps (scaled to [0, 1] per image)
@@ -57,25 +57,6 @@ def map_files(
     return files
 
 
-def outlined(rgb: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """An image with the outlines of its true lesions drawn in green.
-
-    Args:
-        rgb: ``(H, W, 3)`` ``uint8`` image.
-        mask: ``(H, W)`` boolean mask, or None (the image is returned unchanged).
-
-    Returns:
-        ``(H, W, 3)`` ``uint8`` copy with the outlines.
-    """
-    out = rgb.copy()
-    if mask is not None and mask.any():
-        contours, _ = cv2.findContours(
-            mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
-        )
-        cv2.drawContours(out, contours, -1, (0, 255, 0), 1)
-    return out
-
-
 def panel(image: np.ndarray, heat: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """One image's row: the image, its true lesions outlined, the map, the map overlaid.
 
@@ -89,10 +70,9 @@ def panel(image: np.ndarray, heat: np.ndarray, mask: np.ndarray | None) -> np.nd
     Returns:
         ``(H, 4 W, 3)`` RGB ``uint8`` picture.
     """
-    rgb = image if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
-    coloured = heat_colour(np.clip(heat / max(float(heat.max()), 1e-6), 0, 1))
-    overlay = outlined(cv2.addWeighted(rgb, 0.55, coloured, 0.45, 0), mask)
-    return np.concatenate([rgb, outlined(rgb, mask), coloured, overlay], axis=1)
+    rgb = as_rgb(image)
+    coloured, overlay = map_overlay(image, heat)
+    return np.concatenate([rgb, outlined(rgb, mask), coloured, outlined(overlay, mask)], axis=1)
 
 
 def maps_picture(panels: list[np.ndarray], titles: list[str]) -> np.ndarray:

@@ -106,13 +106,47 @@ def score_and_maps(
     Raises:
         LesionPasteError: the run's model cannot be restored, or its ``maps.json`` is missing.
     """
-    model, normalizer, config, device = restored or restore(run, device_name)
-    images, _ = place_images(dataset.images, device)
+    restored = restored or restore(run, device_name)
+    probabilities, maps = model_outputs(restored, dataset.images)
+    if maps is None:
+        return probabilities, None
+    return image_scores(probabilities, maps)[map_choices(run)["image_score"]], maps
+
+
+def model_outputs(restored: tuple, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The restored model's outputs for prepared images: the one scoring path of ``lp-eval``,
+    ``lp-predict`` and ``lesionpaste.load_detector``.
+
+    Args:
+        restored: ``restore(run, device)``.
+        images: ``(N, H, W, C)`` ``uint8`` prepared images.
+
+    Returns:
+        ``(probabilities, maps)``: ``(N,)`` ``float32`` class-1 probabilities and, for a run
+        with maps, ``(N, h, w)`` ``float32`` map probabilities (else None).
+    """
+    model, normalizer, config, device = restored
+    tensor, _ = place_images(np.ascontiguousarray(images), device)
     if not config.maps:
-        return scores_of(model, normalizer, images, device), None
-    choice = map_choices(run)["image_score"]
-    probabilities, maps = map_outputs(model, normalizer, images, device)
-    return image_scores(probabilities, maps)[choice], maps
+        return scores_of(model, normalizer, tensor, device), None
+    return map_outputs(model, normalizer, tensor, device)
+
+
+def run_scorer(run: Path, device_name: str):
+    """A run's model as a scorer of prepared images (``train.detector.Scorer``).
+
+    Args:
+        run: the run directory.
+        device_name: ``"auto"``, ``"cuda"`` or ``"cpu"``.
+
+    Returns:
+        A function of ``(N, S, S, C)`` ``uint8`` images giving ``model_outputs``.
+
+    Raises:
+        LesionPasteError: the run's model cannot be restored.
+    """
+    restored = restore(run, device_name)
+    return lambda images: model_outputs(restored, images)
 
 
 def map_choices(run: Path) -> dict:
