@@ -7,6 +7,12 @@ It imports none of the three parts and no torch. For someone who received a data
     import lesionpaste
     data = lesionpaste.open_dataset("eyeq-synth")   # checked now, images read when asked
     sample = data[0]                                # .image (H, W, C) uint8, .label, .mask
+
+and for someone who received a trained detector (a run, or an ``lp-export`` folder)::
+
+    detector = lesionpaste.load_detector("runs/eyeq")
+    result = detector.predict(["photo1.jpeg", "photo2.jpeg"])   # raw files, prepared by its
+    result.scores, result.flagged["pass_95"]                    # input contract, then scored
 """
 
 from importlib import metadata as _metadata
@@ -18,9 +24,14 @@ except _metadata.PackageNotFoundError:  # running from a source tree that was no
 
 
 def __getattr__(name: str):
-    """``lesionpaste.open_dataset``, imported when first used (the core's modules stay cheap)."""
+    """``lesionpaste.open_dataset`` and ``lesionpaste.load_detector``, imported when first used
+    (the core's modules stay cheap; the detector's needs the trainer, ``train``)."""
     if name == "open_dataset":
         from lesionpaste.dataset import open_dataset
 
         return open_dataset
+    if name == "load_detector":
+        from train.detector import load_detector
+
+        return load_detector
     raise AttributeError(f"module 'lesionpaste' has no attribute {name!r}")

@@ -27,6 +27,8 @@ KINDS = {
     "picture": "a PNG picture written by LesionPaste",
     "archive": "a dataset archive written by lp-synth pack",
     "export": "a folder written by lp-synth export",
+    "predictions": "a folder written by lp-predict",
+    "model": "a model folder written by lp-export",
 }
 
 _DATASET_TOP = {
@@ -68,6 +70,13 @@ _RUN_FILES = {
     "evaluation.json",
 }
 _FOLD = re.compile(r"fold_[0-9]+")
+#: what lp-predict writes: its record, the table, the report, and PNG folders
+PREDICTION_RECORD = "prediction.json"
+_PREDICTION_FILES = {PREDICTION_RECORD, "predictions.csv", "predictions.html"}
+_PREDICTION_DIRS = {"thumbs", "maps"}
+#: what lp-export writes: the model, its description and its card
+MODEL_RECORD = "model.json"
+_MODEL_FILES = {MODEL_RECORD, "model.onnx", "model.ts", "README.md"}
 
 
 def real(path: Path) -> Path:
@@ -184,6 +193,8 @@ def foreign(path: Path, kind: str) -> str | None:
         "run": _foreign_run,
         "evaluation": _foreign_evaluation,
         "export": _foreign_export,
+        "predictions": _foreign_predictions,
+        "model": _foreign_model,
     }[kind](path, found)
 
 
@@ -233,6 +244,8 @@ _WRITER = {
     "run": "lp-train",
     "evaluation": "lp-eval",
     "export": "lp-synth export",
+    "predictions": "lp-predict",
+    "model": "lp-export",
 }
 
 
@@ -308,4 +321,36 @@ def _foreign_run(root: Path, found: list[Path]) -> str | None:
             if not inner:
                 continue
         return _unexpected(entry, "run")
+    return None
+
+
+def _foreign_predictions(root: Path, found: list[Path]) -> str | None:
+    if not (root / PREDICTION_RECORD).is_file():
+        return f"it has no {PREDICTION_RECORD}"
+    for entry in found:
+        if entry.is_symlink():
+            return _unexpected(entry, "predictions")
+        if entry.name in _PREDICTION_DIRS and entry.is_dir():
+            for inner in entry.iterdir():  # a thumbnail (and a map) per image
+                if inner.is_symlink() or not inner.is_file():
+                    return f"it holds {str(inner.relative_to(root))!r}, which lp-predict does not write"
+                if inner.suffix != ".png" and not is_temp_file(inner):
+                    return f"it holds {str(inner.relative_to(root))!r}, which lp-predict does not write"
+            continue
+        if entry.name in _PREDICTION_FILES and entry.is_file():
+            continue
+        if is_temp_file(entry):
+            continue
+        return _unexpected(entry, "predictions")
+    return None
+
+
+def _foreign_model(root: Path, found: list[Path]) -> str | None:
+    if not (root / MODEL_RECORD).is_file():
+        return f"it has no {MODEL_RECORD}"
+    for entry in found:
+        if entry.is_symlink() or not entry.is_file():
+            return _unexpected(entry, "model")
+        if entry.name not in _MODEL_FILES and not is_temp_file(entry):
+            return _unexpected(entry, "model")
     return None

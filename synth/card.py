@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from lesionpaste.citation import METHOD
+
 
 def dataset_card(meta: dict) -> str:
     """Markdown describing a dataset from its ``dataset.json`` content.
@@ -88,10 +90,7 @@ CITATION = [
     "",
     "If you use this dataset, cite the method and the sources of its images:",
     "",
-    (
-        "- the method: Weikai Huang, Yijin Huang and Xiaoying Tang, *LesionPaste: One-Shot "
-        "Anomaly Detection for Medical Images*;"
-    ),
+    f"- the method: {METHOD};",
     "- the lesions: each source listed above, as its attribution names it;",
     (
         "- the normal images: the collection they came from, e.g. EyeQ (Fu et al., Evaluation "

@@ -48,9 +48,15 @@ def test_each_part_imports_only_the_core_and_itself(part):
         f"{path.relative_to(ROOT)} imports {name}"
         for path in _modules(part)
         for name in imports_of(path)
-        if name.split(".")[0] in PARTS and name.split(".")[0] not in ALLOWED[part]
+        if name.split(".")[0] in PARTS
+        and name.split(".")[0] not in ALLOWED[part]
+        and (str(path.relative_to(ROOT)), name) not in PUBLIC_API
     }
     assert not wrong, sorted(wrong)
+
+
+#: the one exception: the package's public API hands out the detector (imported when used)
+PUBLIC_API = {("lesionpaste/__init__.py", "train.detector")}
 
 
 @pytest.mark.parametrize("part", ["lesionpaste", "bank_builder", "synth"])

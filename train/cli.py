@@ -31,6 +31,7 @@ from train.evaluate import (
 from train.folds import DEFAULT_GROUP
 from train.heldout import heldout_pairs
 from train.map_scores import IMAGE_SCORES
+from train.model_card import write_card
 from train.models import ARCHS
 from train.runs import (
     dataset_digest,
@@ -230,8 +231,9 @@ def train_command(
     with locked(run), replacing(work, run):
         prepare_run(work, config)
         entry = train(data, work, config, quiet=quiet, heldout=heldout)
-        if rank() == 0 and preparation is not None:  # how a raw image becomes its input
-            write_run_contract(work, preparation)
+        if rank() == 0:  # how a raw image becomes its input, and the model card
+            contract = write_run_contract(work, preparation) if preparation else None
+            write_card(work, contract, data.meta)
     if rank() != 0:
         return
     if not quiet and entry:

@@ -27,6 +27,7 @@ from lesionpaste.contract import (
     read_contract,
 )
 from lesionpaste.dataset_format import read_dataset_json
+from lesionpaste.digests import sha256_file
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import write_text_atomic
 from lesionpaste.jsonfiles import read_json_file
@@ -63,10 +64,15 @@ class Detector:
         scorer: the model, as a function of prepared ``uint8`` images.
         source: the run or export it was loaded from.
         kind: ``"run"``, ``"torchscript"`` or ``"onnx"``.
+        model_sha256: the digest of the model's file (the run's checkpoint, or the export's
+            model), which ``lp-predict`` records.
     """
 
-    def __init__(self, contract: InputContract, scorer: Scorer, source: Path, kind: str):
+    def __init__(
+        self, contract: InputContract, scorer: Scorer, source: Path, kind: str, model_sha256: str
+    ):
         self.contract, self._scorer, self.source, self.kind = contract, scorer, source, kind
+        self.model_sha256 = model_sha256
 
     def score(self, images: np.ndarray) -> Scored:
         """Score images already prepared by the contract.
@@ -144,9 +150,10 @@ def load_detector(path: str | Path, like: str | Path | None = None, device: str 
             f"{path}: neither an lp-train run (checkpoint.pt) nor an lp-export folder (model.json)"
         )
     contract = run_contract(path, like)
-    from train.scoring import run_scorer
+    from train.scoring import model_file, run_scorer
 
-    return Detector(contract, run_scorer(path, device), path, "run")
+    digest = sha256_file(model_file(path))
+    return Detector(contract, run_scorer(path, device), path, "run", digest)
 
 
 def run_contract(run: Path, like: str | Path | None = None) -> InputContract:

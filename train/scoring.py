@@ -31,6 +31,7 @@ from train.engine import (
 )
 from train.evaluate import compare, metrics, read_scores, write_metrics, write_scores
 from train.map_scores import IMAGE_SCORES, image_scores, upsample_maps
+from train.model_card import record_evaluation
 from train.models import build_model
 from train.operating_points import apply_thresholds, operating_points
 from train.roc_plot import roc_picture
@@ -51,7 +52,7 @@ def restore(run: Path, device_name: str):
         LesionPasteError: no loadable checkpoint, one of another version, or an unavailable
             device.
     """
-    name = BEST if (run / BEST).exists() else "checkpoint.pt"  # BEST: the kept epoch
+    name = model_file(run).name
     state = load_checkpoint(run / name)
     if name != BEST and isinstance(state.get("config"), dict) and state["config"].get("keep_best"):
         raise LesionPasteError(f"{run}/{BEST}: no checkpoint (the kept epoch of --keep-best)")
@@ -68,6 +69,19 @@ def restore(run: Path, device_name: str):
     device = pick_device(device_name)
     model = model.to(device, memory_format=torch.channels_last)
     return model, Normalizer(config.size, True, config.arch).to(device), config, device
+
+
+def model_file(run: Path) -> Path:
+    """The checkpoint holding a run's model: ``best.pt`` (the kept epoch of ``--keep-best``)
+    when there is one, else ``checkpoint.pt``.
+
+    Args:
+        run: the run directory.
+
+    Returns:
+        The checkpoint's path.
+    """
+    return run / BEST if (run / BEST).exists() else run / "checkpoint.pt"
 
 
 def score(run: Path, dataset, device_name: str) -> np.ndarray:
@@ -239,9 +253,35 @@ def evaluate_run(
             raise LesionPasteError(f"--maps: {run} was trained without --maps (no map to write)")
         extra, result["pixel"] = _map_outputs(run, restored, eval_set, data, low_maps, n_boot)
     write_evaluation(out, data, scores, result, panels, extra)
+    record_evaluation(run, evaluation_summary(result, eval_set, out))
     if not quiet:
         print_metrics(result, out)
     return result
+
+
+def evaluation_summary(result: dict, eval_set: Path, out: Path) -> dict:
+    """What the model card and an export keep of an evaluation: the AUCs with their
+    intervals, and each synthetic threshold's sensitivity and specificity.
+
+    Args:
+        result: the metrics written to ``metrics.json``.
+        eval_set: the evaluation set.
+        out: the evaluation folder.
+
+    Returns:
+        ``{"evaluation_set", "out", "auc", "synthetic_thresholds"}``.
+    """
+    thresholds = {
+        name: {k: t[k]["value"] for k in ("sensitivity", "specificity")}
+        for name, t in (result.get("synthetic_thresholds") or {}).items()
+        if isinstance(t, dict) and "sensitivity" in t
+    }
+    return {
+        "evaluation_set": str(eval_set),
+        "out": str(out),
+        "auc": result["auc"],
+        "synthetic_thresholds": thresholds,
+    }
 
 
 #: the seed of the operating points' bootstrap (recorded in metrics.json)

@@ -1,0 +1,358 @@
+"""lp-predict and the input contract on real data: the scores of raw images prepared by a run's
+contract equal lp-eval's on the same images made by lp-synth prep (a Graham-recipe fundus run
+on full-resolution EyePACS photographs, a --preprocess none run on eyepacs256, a CT run on DICOM
+slices); the predictions file, resume, the report, the Python API, the model card, and every
+refusal of bad input in one line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import Result, shared
+
+SMALL = ["--arch", "smallcnn", "--weights", "none", "--epochs", "1", "--batch-size", "8"]
+SMALL += ["--device", "cpu", "--val-fraction", "0.3", "-q"]
+
+
+def invoke(command, *args, prog: str) -> Result:
+    r = CliRunner().invoke(command, [str(a) for a in args], prog_name=prog)
+    if r.exception and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return Result(r.exit_code, r.stdout, r.stderr)
+
+
+def lp_bank(*args) -> Result:
+    from bank_builder.cli import cli
+
+    return invoke(cli, *args, prog="lp-bank")
+
+
+def lp_synth(*args) -> Result:
+    from synth.cli import cli
+
+    return invoke(cli, *args, prog="lp-synth")
+
+
+def lp_train(*args) -> Result:
+    from train.cli import train_command
+
+    return invoke(train_command, *args, prog="lp-train")
+
+
+def lp_eval(*args) -> Result:
+    from train.cli import eval_command
+
+    return invoke(eval_command, *args, prog="lp-eval")
+
+
+def lp_predict(*args) -> Result:
+    from train.predict_cli import predict_command
+
+    return invoke(predict_command, *args, prog="lp-predict")
+
+
+def ok(r: Result) -> Result:
+    assert r.code == 0, r.stderr
+    return r
+
+
+def one_error(r: Result, expected: str) -> None:
+    assert r.code != 0
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "error:" in lines[0], r.stderr
+    assert expected in lines[0], lines[0]
+    assert "Traceback" not in r.stderr
+
+
+def predictions(out: Path) -> list[dict]:
+    with open(out / "predictions.csv", encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def eval_scores(folder: Path) -> dict[str, float]:
+    """lp-eval's scores by image id (the file name without its suffix)."""
+    with open(folder / "scores.csv", encoding="utf-8", newline="") as fh:
+        return {Path(r["path"]).stem: float(r["score"]) for r in csv.DictReader(fh)}
+
+
+def link_all(paths: list[Path], folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for p in paths:
+        os.symlink(p, folder / p.name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def fundus(tmp_path_factory) -> dict:
+    """A Graham-recipe run on twins of full-resolution EyePACS photographs, and lp-eval of the
+    other photographs made by lp-synth prep --like."""
+    root = tmp_path_factory.mktemp("fundus")
+    full = shared("eyepacs_fullres", "images")
+    photos = sorted(full.glob("*.jpeg"))
+    ok(lp_bank("build", "idrid_03", "--root", shared("idrid"), "-o", root / "bank.h5", "-q"))
+    normals = link_all(photos[:10], root / "normals")
+    tests = link_all(photos[10:], root / "tests")
+    ok(lp_synth("--bank", root / "bank.h5", "--normals", normals, "--size", "64",
+                "-o", root / "twins", "-q"))  # fmt: skip
+    ok(lp_train(root / "twins", "-o", root / "run", *SMALL))
+    ok(lp_synth("prep", "--images", tests, "--labels", shared("eyepacs_fullres", "labels.csv"),
+                "--bank", root / "bank.h5", "--like", root / "twins", "-o", root / "evalset",
+                "-q"))  # fmt: skip
+    ok(lp_eval(root / "run", root / "evalset", "-o", root / "eval", "--device", "cpu", "-q"))
+    return {"root": root, "run": root / "run", "tests": tests, "twins": root / "twins",
+            "bank": root / "bank.h5"}  # fmt: skip
+
+
+def _parity(run: Path, images: Path, eval_folder: Path, out: Path) -> float:
+    ok(lp_predict(run, images, "-o", out, "--device", "cpu", "-q"))
+    rows = predictions(out)
+    expected = eval_scores(eval_folder)
+    assert {r["id"] for r in rows} == set(expected)
+    assert all(r["status"] == "scored" for r in rows)
+    return max(abs(float(r["score"]) - expected[r["id"]]) for r in rows)
+
+
+def test_a_run_records_its_input_contract(fundus):
+    contract = json.loads((fundus["run"] / "contract.json").read_text())
+    assert contract["preparation"]["modality"] == "fundus"
+    assert contract["preparation"]["recipe"]["name"] == "graham"
+    assert contract["preparation"]["size"] == 64
+    assert contract["network_input"]["mean"] == [0.485, 0.456, 0.406]
+    saved = json.loads((fundus["run"] / "thresholds.json").read_text())
+    assert contract["thresholds"] == {k: saved[k] for k in ("pass_95", "pass_90")}
+    assert contract["n_normals"] == saved["n_normals"]
+
+
+def test_parity_on_full_resolution_photographs_with_graham(fundus, tmp_path):
+    assert _parity(fundus["run"], fundus["tests"], fundus["root"] / "eval", tmp_path / "p") <= 1e-6
+
+
+def test_parity_with_preprocess_none_on_eyepacs256(tmp_path, fundus):
+    images = sorted(shared("eyepacs256").rglob("*.jpeg"))[:24]
+    normals = link_all(images[:14], tmp_path / "normals")
+    tests = link_all(images[14:], tmp_path / "tests")
+    ok(lp_synth("--bank", fundus["bank"], "--normals", normals, "--size", "64", "--preprocess",
+                "none", "--match-colour", "-o", tmp_path / "twins", "-q"))  # fmt: skip
+    ok(lp_train(tmp_path / "twins", "-o", tmp_path / "run", *SMALL))
+    contract = json.loads((tmp_path / "run" / "contract.json").read_text())
+    assert contract["preparation"]["recipe"] == {"name": "none"}
+    ok(lp_synth("prep", "--images", tests, "--label", "0", "--bank", fundus["bank"],
+                "--like", tmp_path / "twins", "-o", tmp_path / "ev", "-q"))  # fmt: skip
+    ok(lp_eval(tmp_path / "run", tmp_path / "ev", "-o", tmp_path / "eval", "--device", "cpu"))
+    assert _parity(tmp_path / "run", tests, tmp_path / "eval", tmp_path / "p") <= 1e-6
+
+
+@pytest.fixture(scope="module")
+def ct(tmp_path_factory) -> dict:
+    """A CT run: a bank cut from a DICOM slice (HU, windowed), twins of other DICOM slices."""
+    root = tmp_path_factory.mktemp("ct")
+    dicoms = sorted(shared("ct", "tcia_dicom").glob("*.dcm"))
+    mask = np.zeros((512, 512), np.uint8)
+    mask[250:262, 120:134] = 255
+    cv2.imwrite(str(root / "m.png"), mask)
+    ok(lp_bank("build", "--image", dicoms[0], "--mask", f"COVID={root / 'm.png'}",
+               "-o", root / "ct.h5", "-q"))  # fmt: skip
+    normals = link_all(dicoms[1:9], root / "normals")
+    tests = link_all(dicoms[9:15], root / "tests")
+    ok(lp_synth("--bank", root / "ct.h5", "--normals", normals, "--size", "64",
+                "-o", root / "twins", "-q"))  # fmt: skip
+    ok(lp_train(root / "twins", "-o", root / "run", *SMALL))
+    return {"root": root, "run": root / "run", "tests": tests, "bank": root / "ct.h5"}
+
+
+def test_parity_on_dicom_slices(ct, tmp_path):
+    contract = json.loads((ct["run"] / "contract.json").read_text())
+    assert contract["preparation"]["modality"] == "ct"
+    assert contract["preparation"]["recipe"]["name"] == "window"
+    assert contract["preparation"]["channels"] == 1
+    ok(lp_synth("prep", "--images", ct["tests"], "--label", "0", "--bank", ct["bank"],
+                "--like", ct["root"] / "twins", "-o", tmp_path / "ev", "-q"))  # fmt: skip
+    ok(lp_eval(ct["run"], tmp_path / "ev", "-o", tmp_path / "eval", "--device", "cpu", "-q"))
+    assert _parity(ct["run"], ct["tests"], tmp_path / "eval", tmp_path / "p") <= 1e-6
+
+
+def test_the_wrong_modality_is_recorded_and_skipped(fundus, ct, tmp_path):
+    photo = min(fundus["tests"].iterdir())
+    grey = tmp_path / "grey.png"
+    cv2.imwrite(str(grey), cv2.imread(str(photo), cv2.IMREAD_GRAYSCALE))
+    ok(lp_predict(ct["run"], photo, "-o", tmp_path / "a", "--device", "cpu", "-q"))
+    (row,) = predictions(tmp_path / "a")
+    assert row["status"] == "skipped" and "colour image" in row["reason"]
+    dicom = min(ct["tests"].iterdir())
+    ok(lp_predict(fundus["run"], dicom, grey, "-o", tmp_path / "b", "--device", "cpu", "-q"))
+    reasons = [r["reason"] for r in predictions(tmp_path / "b")]
+    assert "a CT file" in reasons[0] and "a grey image" in reasons[1]
+    one_error(
+        lp_predict(fundus["run"], grey, "-o", tmp_path / "c", "--strict", "--device", "cpu"),
+        "a grey image",
+    )
+
+
+def test_a_csv_carries_its_columns_and_records_missing_images(fundus, tmp_path):
+    photos = sorted(fundus["tests"].iterdir())[:3]
+    listing = tmp_path / "list.csv"
+    lines = ["image,clinic,score"] + [f"{p},north,{i}" for i, p in enumerate(photos)]
+    lines.append("does_not_exist.jpeg,south,9")
+    listing.write_text("\n".join(lines) + "\n")
+    r = ok(lp_predict(fundus["run"], listing, "-o", tmp_path / "p", "--device", "cpu"))
+    assert "scored 3 image(s), skipped 1" in r.stdout
+    rows = predictions(tmp_path / "p")
+    assert [r["clinic"] for r in rows] == ["north", "north", "north", "south"]
+    assert [r["input_score"] for r in rows] == ["0", "1", "2", "9"]  # renamed: ours is score
+    assert rows[3]["status"] == "skipped" and rows[3]["reason"] == "no file of that name"
+    import hashlib
+
+    assert rows[0]["sha256"] == hashlib.sha256(photos[0].read_bytes()).hexdigest()
+
+
+def test_flags_follow_the_thresholds_and_the_report_is_sorted(fundus, tmp_path):
+    ok(lp_predict(fundus["run"], fundus["tests"], "-o", tmp_path / "p", "--device", "cpu", "-q"))
+    contract = json.loads((fundus["run"] / "contract.json").read_text())
+    rows = predictions(tmp_path / "p")
+    for name, t in contract["thresholds"].items():
+        assert all(int(r[f"flagged_{name}"]) == (float(r["score"]) > t) for r in rows)
+    report = (tmp_path / "p" / "predictions.html").read_text()
+    order = sorted(rows, key=lambda r: -float(r["score"]))
+    positions = [report.index(f"<td>{r['id']}</td>") for r in order]
+    assert positions == sorted(positions)
+    assert "threshold pass_95" in report and "threshold pass_90" in report
+    for r in rows:
+        assert (tmp_path / "p" / r["thumbnail"]).is_file()
+
+
+def test_a_rerun_scores_only_what_is_missing(fundus, tmp_path):
+    out = tmp_path / "p"
+    ok(lp_predict(fundus["run"], fundus["tests"], "-o", out, "--device", "cpu", "-q"))
+    whole = predictions(out)
+    lines = (out / "predictions.csv").read_text().splitlines(keepends=True)
+    (out / "predictions.csv").write_text("".join(lines[:4]) + lines[4][:20])  # killed mid-line
+    r = ok(lp_predict(fundus["run"], fundus["tests"], "-o", out, "--device", "cpu"))
+    assert f"scored {len(whole) - 3} image(s)" in r.stdout and "3 already done" in r.stdout
+    again = predictions(out)
+    assert [(a["id"], a["score"]) for a in again] == [(w["id"], w["score"]) for w in whole]
+
+
+def test_python_api_scores_as_lp_predict(fundus, tmp_path):
+    import lesionpaste
+
+    ok(lp_predict(fundus["run"], fundus["tests"], "-o", tmp_path / "p", "--device", "cpu", "-q"))
+    rows = predictions(tmp_path / "p")
+    detector = lesionpaste.load_detector(fundus["run"], device="cpu")
+    result = detector.predict([r["input"] for r in rows])
+    assert np.abs(result.scores - np.array([float(r["score"]) for r in rows])).max() <= 1e-6
+    prepared = np.stack([detector.contract.preparation.prepare(Path(r["input"])).image
+                         for r in rows])  # fmt: skip
+    assert np.array_equal(detector.score(prepared).scores, result.scores)
+
+
+def test_a_run_without_a_contract_needs_like(fundus, tmp_path):
+    run = tmp_path / "old"
+    shutil.copytree(fundus["run"], run)
+    (run / "contract.json").unlink()
+    one_error(lp_predict(run, fundus["tests"], "-o", tmp_path / "p", "--device", "cpu"), "--like")
+    ok(lp_predict(run, fundus["tests"], "-o", tmp_path / "p", "--like", fundus["twins"],
+                  "--device", "cpu", "-q"))  # fmt: skip
+    ok(lp_predict(fundus["run"], fundus["tests"], "-o", tmp_path / "q", "--device", "cpu", "-q"))
+    assert [r["score"] for r in predictions(tmp_path / "p")] == [
+        r["score"] for r in predictions(tmp_path / "q")
+    ]
+
+
+def _damaged(contract: dict, how: str) -> str:
+    c = json.loads(json.dumps(contract))
+    if how == "infinite threshold":
+        return json.dumps(c).replace(f'"pass_95": {c["thresholds"]["pass_95"]}', '"pass_95": 1e400')
+    if how == "negative count":
+        c["n_normals"] = -3
+    elif how == "size as text":
+        c["preparation"]["size"] = "64"
+    elif how == "recipe not a number":
+        c["preparation"]["recipe"]["gain"] = "strong"
+    elif how == "unknown modality":
+        c["preparation"]["modality"] = "xray"
+    elif how == "unknown version":
+        c["schema_version"] = 99
+    elif how == "unknown score":
+        c["image_score"] = "best"
+    elif how == "nested":
+        return "[" * 200_000 + "]" * 200_000
+    elif how == "enormous":
+        return json.dumps({**c, "pad": "x" * (2 << 20)})
+    return json.dumps(c)
+
+
+@pytest.mark.parametrize(
+    "how, expected",
+    [
+        ("infinite threshold", "pass_95 is inf"),
+        ("negative count", "n_normals is -3"),
+        ("size as text", "the prepared size is '64'"),
+        ("recipe not a number", "the recipe's gain is 'strong'"),
+        ("unknown modality", "unknown modality 'xray'"),
+        ("unknown version", "schema version 99"),
+        ("unknown score", "unknown image_score 'best'"),
+        ("nested", "nested too deeply"),
+        ("enormous", "contract.json"),
+        ("pickle", "not valid JSON"),
+    ],
+)
+def test_a_damaged_contract_is_refused_in_one_line(fundus, tmp_path, how, expected):
+    run = tmp_path / "run"
+    shutil.copytree(fundus["run"], run)
+    contract = json.loads((run / "contract.json").read_text())
+    if how == "pickle":
+        (run / "contract.json").write_bytes(pickle.dumps(contract))
+    else:
+        (run / "contract.json").write_text(_damaged(contract, how))
+    r = lp_predict(run, fundus["tests"], "-o", tmp_path / "p", "--device", "cpu")
+    one_error(r, expected)
+    assert "contract.json" in r.stderr
+    assert not (tmp_path / "p").exists()
+
+
+def test_outputs_are_guarded(fundus, tmp_path):
+    images = tmp_path / "images"
+    shutil.copytree(fundus["tests"], images, symlinks=True)
+    one_error(lp_predict(fundus["run"], images, "-o", images, "--device", "cpu"), "is the input")
+    one_error(
+        lp_predict(fundus["run"], images, "-o", images / "p", "--device", "cpu"),
+        "lies inside the input",
+    )
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    for extra in ([], ["--overwrite"]):
+        r = lp_predict(fundus["run"], images, "-o", mine, "--device", "cpu", *extra)
+        assert r.code != 0 and "Traceback" not in r.stderr
+    assert (mine / "notes.txt").read_text() == "keep me"
+    out = tmp_path / "p"
+    ok(lp_predict(fundus["run"], images, "-o", out, "--device", "cpu", "-q"))
+    one_error(
+        lp_predict(fundus["run"], min(images.iterdir()), "-o", out, "--device", "cpu"),
+        "another detector or other inputs",
+    )
+    ok(lp_predict(fundus["run"], min(images.iterdir()), "-o", out, "--overwrite",
+                  "--device", "cpu", "-q"))  # fmt: skip
+    assert len(predictions(out)) == 1
+
+
+def test_the_model_card_says_what_the_run_is(fundus, tmp_path):
+    card = (fundus["run"] / "README.md").read_text()
+    contract = json.loads((fundus["run"] / "contract.json").read_text())
+    assert "IDRiD_03" in card and '"name": "graham"' in card
+    assert f"`pass_95` = {contract['thresholds']['pass_95']:.6g}" in card
+    metrics = json.loads((fundus["root"] / "eval" / "metrics.json").read_text())
+    auc = metrics["auc"]["0vall"]
+    assert f"0vall: {auc['auc']:.4f} [{auc['ci_low']:.4f}, {auc['ci_high']:.4f}]" in card
+    recorded = json.loads((fundus["run"] / "evaluation.json").read_text())
+    assert recorded["auc"]["0vall"]["auc"] == auc["auc"]

@@ -1,0 +1,75 @@
+"""``lp-predict`` and ``lp-export``: a trained detector scoring new images, and shipped as one
+model file with its contract. They parse, check the output, and call the library
+(``train.detector``, ``train.predict``, ``train.exported``); no torch is imported here, so an
+ONNX export is scored without it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import click
+
+from lesionpaste.cli import Command
+from lesionpaste.errors import LesionPasteError
+from lesionpaste.files import entries, output_lock
+from lesionpaste.outputs import check_output, foreign
+from train.detector import load_detector
+from train.predict import predict
+from train.predict_inputs import list_inputs
+
+
+@click.command(cls=Command)
+@click.argument("detector", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
+@click.option(
+    "--like",
+    type=click.Path(path_type=Path),
+    help="For a run trained before runs recorded their input contract: a dataset prepared as "
+    "its training images were (its training dataset).",
+)
+@click.option("-j", "--jobs", default=1, show_default=True, help="Processes preparing images.")
+@click.option("--strict", is_flag=True, help="Stop at the first unreadable image.")
+@click.option("--device", default="auto", show_default=True, help="auto, cuda or cpu.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier lp-predict output at OUT.")
+@click.option("-q", "--quiet", is_flag=True)
+def predict_command(detector, inputs, out, like, jobs, strict, device, overwrite, quiet) -> None:
+    """Score new images with DETECTOR (an lp-train run, or an lp-export folder).
+
+    INPUTS are image files, folders of them, CSV files listing them (a path, image, file or
+    filename column; the other columns are carried through), DICOM slices or NIfTI volumes.
+    Each image is prepared as the detector's training images were (its input contract),
+    scored, and flagged at each synthetic threshold: OUT/predictions.csv and
+    OUT/predictions.html. A rerun after an interruption scores only what is missing.
+    """
+    if jobs < 1:
+        raise LesionPasteError("-j/--jobs must be at least 1")
+    check_output(
+        out, "predictions", [("detector", detector), *(("input", p) for p in inputs)], overwrite
+    )
+    if os.path.lexists(out) and not overwrite and foreign(out, "predictions") is not None:
+        raise LesionPasteError(
+            f"{out} exists and is not an lp-predict output; choose another -o (nothing was touched)"
+        )
+    items, carried = list_inputs(list(inputs))
+    loaded = load_detector(detector, like, device)
+    with output_lock(out, "lp-predict"):
+        if overwrite and os.path.lexists(out):
+            for entry in entries(out):  # check_output found only lp-predict's own files
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        counts = predict(loaded, items, carried, out, jobs, strict, quiet)
+    if not quiet:
+        flagged = ", ".join(f"{n} above {name}" for name, n in counts["flagged"].items())
+        click.echo(
+            f"scored {counts['scored']} image(s), skipped {counts['skipped']}"
+            + (f", {counts['resumed']} already done" if counts["resumed"] else "")
+            + (f"; flagged {flagged}" if flagged else "")
+            + f"; wrote {out}/predictions.csv and predictions.html"
+        )
+
+
+def main_predict() -> None:
+    """Console entry point of ``lp-predict``."""
+    predict_command(prog_name="lp-predict")
