@@ -36,11 +36,15 @@ def _training_lines(config: dict, meta: dict, source: str) -> list[str]:
         "seen no real diseased image unless it was trained with --supervised"
         + (" (this one was)." if config.get("supervised") else "."),
         "",
-        f"- training dataset: `{config.get('dataset')}`, manifest sha256 "
-        f"`{config.get('dataset_sha256')}`",
-        f"- images: {counts.get('normal', '?')} normal and {counts.get('anomalous', '?')} "
-        f"anomalous twins ({counts.get('images', '?')} in all); bank modality "
-        f"{bank.get('modality', '?')}, bank sha256 `{bank.get('sha256', '?')}`",
+        (
+            f"- training dataset: `{config.get('dataset')}`, manifest sha256 "
+            f"`{config.get('dataset_sha256')}`"
+        ),
+        (
+            f"- images: {counts.get('normal', '?')} normal and {counts.get('anomalous', '?')} "
+            f"anomalous twins ({counts.get('images', '?')} in all); bank modality "
+            f"{bank.get('modality', '?')}, bank sha256 `{bank.get('sha256', '?')}`"
+        ),
         f"- weights started from: {source or 'not recorded'}",
         "- the dataset's own card (`README.md` in the dataset) names its sources and licences",
         "",
@@ -51,8 +55,10 @@ def _contract_lines(contract: InputContract | None) -> list[str]:
     lines = ["## How its inputs are prepared (the input contract, `contract.json`)", ""]
     if contract is None:
         return lines + [
-            "Not recorded (the training dataset did not say how its images were prepared): "
-            "`lp-predict` and `lp-export` need `--like DATASET`.",
+            (
+                "Not recorded (the training dataset did not say how its images were prepared): "
+                "`lp-predict` and `lp-export` need `--like DATASET`."
+            ),
             "",
         ]
     p = contract.preparation.describe()
@@ -60,13 +66,17 @@ def _contract_lines(contract: InputContract | None) -> list[str]:
         f"- modality: {p['modality']}; colour: {p['colour']}",
         f"- recipe: `{json.dumps(p['recipe'], sort_keys=True)}`",
         f"- field of view: {p['field_of_view']}",
-        f"- prepared size: {p['size'] or 'the source resolution'} pixels square; network input "
-        f"{contract.input_size} pixels, mean {list(contract.mean)}, std {list(contract.std)}",
+        (
+            f"- prepared size: {p['size'] or 'the source resolution'} pixels square; network input "
+            f"{contract.input_size} pixels, mean {list(contract.mean)}, std {list(contract.std)}"
+        ),
         f"- image score: {contract.image_score}"
         + (" (with an anomaly map)" if contract.maps else ""),
         "",
-        "`lp-predict RUN IMAGES -o OUT` prepares raw images this way; so does `lp-synth prep "
-        "--like` for an evaluation set.",
+        (
+            "`lp-predict RUN IMAGES -o OUT` prepares raw images this way; so does `lp-synth prep "
+            "--like` for an evaluation set."
+        ),
         "",
     ]
 
@@ -116,9 +126,11 @@ def _threshold_lines(contract: InputContract | None) -> list[str]:
         )
     return lines + [
         "",
-        "They were chosen without any real anomaly. Real normal images from another camera, "
-        "clinic or population may score higher or lower, so the share that passes can differ "
-        "from the nominal one: check it on a few hundred real normals before relying on it.",
+        (
+            "They were chosen without any real anomaly. Real normal images from another camera, "
+            "clinic or population may score higher or lower, so the share that passes can differ "
+            "from the nominal one: check it on a few hundred real normals before relying on it."
+        ),
         "",
     ]
 
@@ -156,16 +168,22 @@ def evaluation_lines(evaluation: dict | None) -> list[str]:
 LIMITS = [
     "## Limits",
     "",
-    "- It learnt pasted lesions of the types in its bank. Real disease that looks otherwise, "
-    "and early disease with only a few tiny lesions, may score low.",
-    "- Images must be of the modality and kind it was trained on, prepared by its contract "
-    "(lp-predict does this, and refuses images of the other modality).",
+    (
+        "- It learnt pasted lesions of the types in its bank. Real disease that looks otherwise, "
+        "and early disease with only a few tiny lesions, may score low."
+    ),
+    (
+        "- Images must be of the modality and kind it was trained on, prepared by its contract "
+        "(lp-predict does this, and refuses images of the other modality)."
+    ),
     "- It is a research tool, not a medical device.",
     "",
     "## How to cite",
     "",
-    f"The method: {METHOD}; and the sources of the lesion bank and the normal images, as the "
-    "training dataset's card names them.",
+    (
+        f"The method: {METHOD}; and the sources of the lesion bank and the normal images, as the "
+        "training dataset's card names them."
+    ),
     "",
 ]
 
