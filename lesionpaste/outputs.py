@@ -76,7 +76,7 @@ _PREDICTION_FILES = {PREDICTION_RECORD, "predictions.csv", "predictions.html"}
 _PREDICTION_DIRS = {"thumbs", "maps"}
 #: what lp-export writes: the model, its description and its card
 MODEL_RECORD = "model.json"
-_MODEL_FILES = {MODEL_RECORD, "model.onnx", "model.ts", "README.md"}
+_MODEL_FILES = {MODEL_RECORD, "model.onnx", "model.pt", "README.md"}
 
 
 def real(path: Path) -> Path:

@@ -356,3 +356,131 @@ def test_the_model_card_says_what_the_run_is(fundus, tmp_path):
     assert f"0vall: {auc['auc']:.4f} [{auc['ci_low']:.4f}, {auc['ci_high']:.4f}]" in card
     recorded = json.loads((fundus["run"] / "evaluation.json").read_text())
     assert recorded["auc"]["0vall"]["auc"] == auc["auc"]
+
+
+# ---- lp-export: one model file with model.json; the same scores without this code's model
+
+
+def lp_export(*args) -> Result:
+    from train.export_cli import export_command
+
+    return invoke(export_command, *args, prog="lp-export")
+
+
+@pytest.fixture(scope="module")
+def mapped_run(fundus, tmp_path_factory) -> Path:
+    """A run with the --maps decoder on the fundus twins (their pasted masks)."""
+    run = tmp_path_factory.mktemp("maps") / "run"
+    ok(lp_train(fundus["twins"], "-o", run, *SMALL, "--maps"))
+    return run
+
+
+@pytest.mark.parametrize("kind", ["onnx", "torchscript"])
+@pytest.mark.parametrize("maps", [False, True])
+def test_an_export_scores_as_its_run(fundus, mapped_run, tmp_path, kind, maps):
+    from train.detector import load_detector
+
+    pytest.importorskip("onnxruntime")
+    run = mapped_run if maps else fundus["run"]
+    ok(lp_export(run, "--format", kind, "-o", tmp_path / "x", "-q"))
+    described = json.loads((tmp_path / "x" / "model.json").read_text())
+    assert described["contract"] == json.loads((run / "contract.json").read_text())
+    assert (
+        described["training"]["dataset_sha256"]
+        == json.loads((run / "config.json").read_text())["dataset_sha256"]
+    )
+    assert (tmp_path / "x" / "README.md").read_text() == (run / "README.md").read_text()
+    photos = sorted(fundus["tests"].iterdir())
+    ours = load_detector(run, device="cpu").predict(photos)
+    theirs = load_detector(tmp_path / "x", device="cpu").predict(photos)
+    assert np.abs(ours.scores - theirs.scores).max() <= 1e-4
+    assert (ours.maps is None) == (not maps) and (theirs.maps is None) == (not maps)
+    if maps:
+        assert np.abs(ours.maps - theirs.maps).max() <= 1e-4
+    ok(lp_predict(tmp_path / "x", fundus["tests"], "-o", tmp_path / "p", "-q"))
+    rows = predictions(tmp_path / "p")
+    assert all(r["map"] for r in rows) == maps
+
+
+def test_an_onnx_export_scores_without_torch(fundus, tmp_path):
+    import subprocess
+    import sys
+
+    pytest.importorskip("onnxruntime")
+    ok(lp_export(fundus["run"], "-o", tmp_path / "x", "-q"))
+    script = (
+        "import sys\n"
+        "from train.predict_cli import predict_command\n"
+        "try:\n"
+        f"    predict_command([{str(tmp_path / 'x')!r}, {str(fundus['tests'])!r}, '-o', "
+        f"{str(tmp_path / 'p')!r}, '-q'])\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "print('torch loaded' if 'torch' in sys.modules else 'no torch')\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "no torch"
+    assert len(predictions(tmp_path / "p")) == len(list(fundus["tests"].iterdir()))
+
+
+class _Trap:
+    """A pickle that, if ever unpickled, writes a file: proof that nothing unpickles it."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path(self.path).write_text, ("unpickled",))
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        ("nested", "nested too deeply"),
+        ("enormous", "model.json"),
+        ("wrong size", "does not match its model"),
+        ("other file name", "model_file '../model.onnx'"),
+        ("altered model", "not the model file model.json describes"),
+        ("pickle", "not a TorchScript archive"),
+    ],
+)
+def test_a_damaged_export_is_refused_in_one_line(fundus, tmp_path, damage, expected):
+    from lesionpaste.digests import sha256_file
+
+    kind = "torchscript" if damage == "pickle" else "onnx"
+    if kind == "onnx":
+        pytest.importorskip("onnxruntime")
+    x = tmp_path / "x"
+    ok(lp_export(fundus["run"], "--format", kind, "-o", x, "-q"))
+    described = json.loads((x / "model.json").read_text())
+    model = x / described["model_file"]
+    if damage == "nested":
+        (x / "model.json").write_text("{" * 0 + "[" * 100_000 + "]" * 100_000)
+    elif damage == "enormous":
+        (x / "model.json").write_text(json.dumps({**described, "pad": "x" * (2 << 20)}))
+    elif damage == "wrong size":
+        described["contract"]["preparation"]["size"] = 128
+    elif damage == "other file name":
+        described["model_file"] = "../model.onnx"
+    elif damage == "altered model":
+        model.write_bytes(model.read_bytes()[:-10] + b"0123456789")
+    elif damage == "pickle":
+        model.write_bytes(pickle.dumps(_Trap(str(tmp_path / "trap"))))
+        described["model_sha256"] = sha256_file(model)
+    if damage in ("wrong size", "other file name", "pickle"):
+        (x / "model.json").write_text(json.dumps(described))
+    r = lp_predict(x, fundus["tests"], "-o", tmp_path / "p", "--device", "cpu")
+    one_error(r, expected)
+    assert not (tmp_path / "trap").exists() and not (tmp_path / "p").exists()
+
+
+def test_lp_export_guards_its_output(fundus, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    one_error(lp_export(fundus["run"], "-o", mine, "--overwrite"), "nothing was touched")
+    one_error(lp_export(fundus["run"], "-o", fundus["run"] / "x"), "lies inside the run")
+    assert (mine / "notes.txt").read_text() == "keep me"
