@@ -484,3 +484,22 @@ def test_lp_export_guards_its_output(fundus, tmp_path):
     one_error(lp_export(fundus["run"], "-o", mine, "--overwrite"), "nothing was touched")
     one_error(lp_export(fundus["run"], "-o", fundus["run"] / "x"), "lies inside the run")
     assert (mine / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('{"pass_95": 1e400, "pass_90": 0.5, "n_normals": 3}', "pass_95 is inf"),
+        ('{"pass_95": 0.9, "pass_90": -1e400, "n_normals": 3}', "pass_90 is -inf"),
+        ('{"pass_95": 0.9, "pass_90": 0.5, "n_normals": -3}', "n_normals is -3"),
+        ('{"pass_95": 0.5, "pass_90": 0.9, "n_normals": 3}', "pass_90 (0.9) is above pass_95"),
+        ("[" * 200_000 + "]" * 200_000, "nested too deeply"),
+    ],
+)
+def test_lp_eval_refuses_damaged_thresholds_in_one_line(fundus, tmp_path, text, expected):
+    run = tmp_path / "run"
+    shutil.copytree(fundus["run"], run)
+    (run / "thresholds.json").write_text(text)
+    r = lp_eval(run, fundus["root"] / "evalset", "-o", tmp_path / "e", "--device", "cpu")
+    one_error(r, expected)
+    assert "thresholds.json" in r.stderr and not (tmp_path / "e").exists()

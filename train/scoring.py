@@ -11,12 +11,13 @@ import click
 import numpy as np
 import torch
 
+from lesionpaste.contract import check_thresholds
 from lesionpaste.dataset import open_dataset
 from lesionpaste.dataset_format import source_images_in
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import swap_in
 from lesionpaste.images import encode_png
-from lesionpaste.jsonfiles import saved_json
+from lesionpaste.jsonfiles import read_json_file, saved_json
 from lesionpaste.outputs import check_output
 from train.data import load_dataset
 from train.dense import MapModel, map_outputs
@@ -315,13 +316,11 @@ def decisions(run: Path, scores: np.ndarray, labels: np.ndarray, n_boot: int) ->
         },
     }
     path = run / "thresholds.json"
-    if path.exists():
-        saved = saved_json(path)
-        if not isinstance(saved, dict) or not all(
-            isinstance(saved.get(k), (int, float)) for k in ("pass_95", "pass_90", "n_normals")
-        ):
-            raise LesionPasteError(f"{path}: missing or damaged (train the run again)")
-        out["synthetic_thresholds"] = apply_thresholds(scores, labels, saved, n_boot, rng)
+    if path.exists():  # the safe reader (size, depth), then every value checked
+        saved = read_json_file(path, 1 << 20)
+        thresholds, n_normals = check_thresholds(saved, path)
+        thresholds["n_normals"] = n_normals
+        out["synthetic_thresholds"] = apply_thresholds(scores, labels, thresholds, n_boot, rng)
         out["synthetic_thresholds"]["image_score"] = saved.get("image_score", "classifier")
     return out
 
