@@ -52,11 +52,19 @@ class Preparation:
 
     @property
     def channels(self) -> int:
-        """Channels of a prepared image: 3 (RGB) for fundus photographs, 1 for CT."""
+        """Channels of a prepared image.
+
+        Returns:
+            3 (RGB) for fundus photographs, 1 for CT.
+        """
         return 3 if self.modality == "fundus" else 1
 
     def recipe_object(self) -> Recipe:
-        """The recipe as an object of ``lesionpaste.recipes``."""
+        """The recipe as an object.
+
+        Returns:
+            The ``lesionpaste.recipes`` recipe.
+        """
         return recipe_from_dict(self.recipe)
 
     def describe(self) -> dict:
@@ -221,7 +229,11 @@ class InputContract:
     map_threshold: float | None = None
 
     def to_dict(self) -> dict:
-        """The contract as ``contract.json`` (and ``model.json``'s ``contract``) records it."""
+        """The contract as a file records it.
+
+        Returns:
+            The JSON-ready dict of ``contract.json`` (and of ``model.json``'s ``contract``).
+        """
         return {
             "format": CONTRACT_FORMAT,
             "schema_version": CONTRACT_VERSION,

@@ -1,7 +1,7 @@
 """The exported model files (TorchScript, ONNX) score as the trained model does, and their
 runners refuse what is not theirs with one line.
 
-Small networks at 64 pixels (``smallcnn``, and ``efficientnet_lite0`` for its TensorFlow-style
+Small networks at 32 pixels (``smallcnn``, and ``efficientnet_lite0`` for its TensorFlow-style
 padding), as classifiers and as ``MapModel`` (whose decoder is fed by forward hooks), with
 randomised batch-norm statistics so that eval mode matters. The reference is the trainer's own
 ``collect_outputs`` on the CPU.
@@ -31,7 +31,7 @@ from train.models import build_model
 from train.onnx_runner import OnnxScorer
 
 ROOT = Path(__file__).resolve().parents[1]
-SIDE = 64
+SIDE = 32
 CASES = [("smallcnn", False), ("smallcnn", True), ("efficientnet_lite0", False),
          ("efficientnet_lite0", True)]  # fmt: skip
 
@@ -99,6 +99,7 @@ EXPORTERS = {
 def exported(tmp_path_factory):
     """``exported(arch, maps, kind, channels)`` -> ``(graph, path)``, each file written once."""
     done: dict = {}
+    graphs: dict = {}
     base = tmp_path_factory.mktemp("exported")
 
     def get(arch: str, maps: bool, kind: str, channels: int = 3):
@@ -106,7 +107,9 @@ def exported(tmp_path_factory):
             _onnx_available()
         key = (arch, maps, kind, channels)
         if key not in done:
-            graph = make_graph(arch, maps)
+            if (arch, maps) not in graphs:
+                graphs[arch, maps] = make_graph(arch, maps)
+            graph = graphs[arch, maps]  # one network for both formats
             graph.train()  # the export uses eval mode and gives the mode back
             path = base / f"{arch}-{maps}-{channels}.{'onnx' if kind == 'onnx' else 'pt'}"
             EXPORTERS[kind][0](graph, SIDE, channels, path)
@@ -150,7 +153,7 @@ def test_a_grey_model_takes_one_channel_and_refuses_three(exported, kind):
     expected, expected_maps = eager(graph, batch)
     assert np.abs(probabilities - expected).max() < 1e-4
     assert np.abs(maps - expected_maps).max() < 1e-4
-    with pytest.raises(LesionPasteError, match=r"\(N, 64, 64, 1\) uint8"):
+    with pytest.raises(LesionPasteError, match=rf"\(N, {SIDE}, {SIDE}, 1\) uint8"):
         scorer.score(images(3, channels=3))
 
 
@@ -159,10 +162,10 @@ def test_images_that_do_not_fit_the_model_are_refused(exported, kind):
     _, path = exported("smallcnn", False, kind)
     scorer = EXPORTERS[kind][1](path)
     wrong = [
-        np.zeros((2, 32, 32, 3), np.uint8),  # another side
-        np.zeros((2, 64, 48, 3), np.uint8),  # not square
-        np.zeros((2, 64, 64, 3), np.float32),  # not uint8
-        np.zeros((64, 64, 3), np.uint8),  # one image without its batch axis
+        np.zeros((2, 2 * SIDE, 2 * SIDE, 3), np.uint8),  # another side
+        np.zeros((2, SIDE, SIDE - 8, 3), np.uint8),  # not square
+        np.zeros((2, SIDE, SIDE, 3), np.float32),  # not uint8
+        np.zeros((SIDE, SIDE, 3), np.uint8),  # one image without its batch axis
         [[0]],  # not an array
     ]
     for bad in wrong:
@@ -329,7 +332,7 @@ def test_export_is_atomic_and_never_replaces_a_file_unasked(exported, kind, tmp_
     assert os.listdir(tmp_path / "out") == ["model"]  # no temporary file left
 
 
-@pytest.mark.parametrize(("side", "channels"), [(0, 3), (64, 2), (64.0, 3)])
+@pytest.mark.parametrize(("side", "channels"), [(0, 3), (32, 2), (32.0, 3)])
 def test_a_bad_input_contract_is_refused(side, channels, tmp_path):
     with pytest.raises(LesionPasteError):
         export_torchscript(make_graph("smallcnn", False), side, channels, tmp_path / "out" / "m.pt")

@@ -443,7 +443,7 @@ class _Trap:
         ("enormous", "model.json"),
         ("wrong size", "does not match its model"),
         ("other file name", "model_file '../model.onnx'"),
-        ("altered model", "not the model file model.json describes"),
+        ("altered model", "not the one recorded at export"),
         ("pickle", "not a TorchScript archive"),
     ],
 )

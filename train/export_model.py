@@ -45,7 +45,7 @@ from train.onnx_runner import (
     read_model_file,
 )
 
-#: the ONNX opset written: the first with antialiased Resize; ONNX Runtime 1.14+ runs it
+#: the ONNX opset written: the first with antialiased Resize (torch writes IR version 10 with it)
 OPSET = 18
 #: the largest difference from the eager scores that a written file may show
 TOLERANCE = 1e-3
@@ -96,7 +96,12 @@ def _check_input(side: int, channels: int) -> None:
 
 
 def _examples(side: int, channels: int, count: int) -> np.ndarray:
-    return np.random.default_rng(count).integers(0, 256, (count, side, side, channels), np.uint8)
+    """Images of different levels, gradients and noise (plain noise may saturate a model)."""
+    rng = np.random.default_rng(count)
+    level = rng.uniform(20, 235, (count, 1, 1, channels))
+    ramp = np.linspace(-1, 1, side)[None, :, None, None] * rng.uniform(-80, 80, (count, 1, 1, 1))
+    noise = rng.normal(0, 40, (count, side, side, channels))
+    return np.clip(level + ramp + noise, 0, 255).astype(np.uint8)
 
 
 @contextlib.contextmanager
@@ -122,10 +127,21 @@ def _quietly():
     return stack
 
 
-def _verify(graph: InferenceGraph, scorer, path: Path, side: int, channels: int) -> None:
-    """Refuse a written model whose scores (or maps) differ from the eager graph's."""
+def _checked_outputs(
+    graph: InferenceGraph, side: int, channels: int, path: Path
+) -> tuple[np.ndarray, tuple[torch.Tensor, ...]]:
+    """The check images and the eager graph's outputs for them (which the file must match)."""
     images = _examples(side, channels, _CHECK_BATCH)
-    expected = graph(torch.from_numpy(images))
+    try:
+        return images, graph(torch.from_numpy(images))
+    except Exception as exc:  # noqa: BLE001 - any failure of the network itself
+        raise LesionPasteError(
+            f"{path}: the model does not run on {side}x{side}x{channels} images ({first_line(exc)})"
+        ) from None
+
+
+def _verify(images: np.ndarray, expected: tuple[torch.Tensor, ...], scorer, path: Path) -> None:
+    """Refuse a written model whose scores (or maps) differ from the eager graph's."""
     probabilities, maps = scorer.score(images)
     got = (probabilities,) if maps is None else (probabilities, maps)
     if len(got) != len(expected) or any(g.shape != e.shape for g, e in zip(got, expected)):
@@ -162,9 +178,9 @@ def export_torchscript(
     _check_input(side, channels)
     path = Path(path)
     with _on_cpu_in_eval(graph) as cpu, atomic_output(path, overwrite) as tmp:
+        images, expected = _checked_outputs(cpu, side, channels, path)
         example = torch.from_numpy(_examples(side, channels, _EXAMPLE_BATCH))
         try:
-            outputs = cpu(example)
             with _quietly():
                 traced = torch.jit.trace(cpu, (example,), check_trace=False)
         except Exception as exc:  # noqa: BLE001 - the tracer raises many types
@@ -176,11 +192,11 @@ def export_torchscript(
             "side": side,
             "channels": channels,
             "has_map": cpu.has_map,
-            "map_size": list(outputs[1].shape[1:]) if cpu.has_map else None,
+            "map_size": list(expected[1].shape[1:]) if cpu.has_map else None,
         }
         with _quietly():
             torch.jit.save(traced, str(tmp), _extra_files={METADATA: json.dumps(metadata)})
-        _verify(cpu, TorchScriptScorer(tmp), path, side, channels)
+        _verify(images, expected, TorchScriptScorer(tmp), path)
 
 
 def export_onnx(
@@ -214,6 +230,7 @@ def export_onnx(
             "ONNX export needs the onnx extra: pip install 'lesionpaste[onnx]'"
         ) from None
     with _on_cpu_in_eval(graph) as cpu, atomic_output(path, overwrite) as tmp:
+        images, expected = _checked_outputs(cpu, side, channels, path)
         example = torch.from_numpy(_examples(side, channels, _EXAMPLE_BATCH))
         names = [PROBABILITY, MAP] if cpu.has_map else [PROBABILITY]
         try:
@@ -234,7 +251,7 @@ def export_onnx(
             raise LesionPasteError(
                 f"{path}: could not export the model to ONNX ({first_line(exc)})"
             ) from None
-        _verify(cpu, OnnxScorer(tmp), path, side, channels)
+        _verify(images, expected, OnnxScorer(tmp), path)
 
 
 def _device(name: str | torch.device) -> torch.device:
@@ -258,9 +275,17 @@ def _metadata(raw: bytes, path: Path) -> dict:
             meta["format"] == 1
             and type(side) is int
             and side >= 1
+            and type(channels) is int
             and channels in (1, 3)
             and type(has_map) is bool
-            and (not has_map or (isinstance(size, list) and len(size) == 2))
+            and (
+                not has_map
+                or (
+                    isinstance(size, list)
+                    and len(size) == 2
+                    and all(type(v) is int and v >= 1 for v in size)
+                )
+            )
         )
     except (ValueError, TypeError, KeyError):
         valid = False

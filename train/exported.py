@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from lesionpaste.contract import contract_from_dict
-from lesionpaste.digests import sha256_file
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.jsonfiles import read_json_file
 from train.detector import Detector
@@ -80,17 +79,16 @@ def load_export(folder: Path, device: str = "auto") -> Detector:
     data = check_model_json(read_json_file(where, 1 << 20), where)
     contract = contract_from_dict(data.get("contract"), where)
     model = folder / data["model_file"]
-    if sha256_file(model) != data["model_sha256"]:
-        raise LesionPasteError(f"{model}: not the model file {MODEL_JSON} describes (its digest)")
+    digest = data["model_sha256"]  # the bytes loaded are the bytes checked: read once
     if data["model_format"] == "onnx":
         from train.onnx_runner import OnnxScorer
 
-        scorer = OnnxScorer(model)
+        scorer = OnnxScorer(model, sha256=digest)
     else:
         from train.engine import pick_device
         from train.export_model import TorchScriptScorer
 
-        scorer = TorchScriptScorer(model, pick_device(device))
+        scorer = TorchScriptScorer(model, pick_device(device), sha256=digest)
     p = contract.preparation
     if (scorer.side, scorer.channels, scorer.has_map) != (p.size, p.channels, contract.maps):
         raise LesionPasteError(

@@ -42,7 +42,11 @@ class Item:
 
     @property
     def key(self) -> str:
-        """The item's key in ``predictions.csv``: its input, and its slice for a volume."""
+        """The item's key in ``predictions.csv``.
+
+        Returns:
+            Its input, with ``#SLICE`` for a slice of a volume.
+        """
         return self.input if self.slice_index is None else f"{self.input}#{self.slice_index}"
 
 
