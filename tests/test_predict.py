@@ -503,3 +503,21 @@ def test_lp_eval_refuses_damaged_thresholds_in_one_line(fundus, tmp_path, text, 
     r = lp_eval(run, fundus["root"] / "evalset", "-o", tmp_path / "e", "--device", "cpu")
     one_error(r, expected)
     assert "thresholds.json" in r.stderr and not (tmp_path / "e").exists()
+
+
+def test_a_nifti_volume_is_scored_slice_by_slice_as_its_dicom_slices(ct, tmp_path):
+    nib = pytest.importorskip("nibabel")
+    from lesionpaste.ct_files import read_dicom_hu
+
+    dicoms = sorted(ct["tests"].iterdir())[:3]
+    slices = [read_dicom_hu(p)[0] for p in dicoms]
+    # axial(volume, z) is flipud(volume[:, :, z].T): store each slice so that it reads back
+    volume = np.stack([np.flipud(s).T for s in slices], axis=2).astype(np.float32)
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), tmp_path / "vol.nii.gz")
+    ok(lp_predict(ct["run"], tmp_path / "vol.nii.gz", "-o", tmp_path / "v", "--device", "cpu"))
+    ok(lp_predict(ct["run"], *dicoms, "-o", tmp_path / "d", "--device", "cpu", "-q"))
+    volume_rows, dicom_rows = predictions(tmp_path / "v"), predictions(tmp_path / "d")
+    assert [r["id"] for r in volume_rows] == ["vol_z000", "vol_z001", "vol_z002"]
+    assert [r["slice"] for r in volume_rows] == ["0", "1", "2"]
+    for v, d in zip(volume_rows, dicom_rows):
+        assert abs(float(v["score"]) - float(d["score"])) <= 1e-6
