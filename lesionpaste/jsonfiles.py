@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,3 +101,22 @@ def saved_json(path: Path) -> object | None:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def finite_json(value: object) -> object:
+    """A JSON-ready value with every non-finite number (NaN, infinities) as ``null``, for files
+    other tools read (strict JSON has no NaN).
+
+    Args:
+        value: dicts, lists and scalars.
+
+    Returns:
+        A copy with each non-finite float replaced by None.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value

@@ -521,3 +521,18 @@ def test_a_nifti_volume_is_scored_slice_by_slice_as_its_dicom_slices(ct, tmp_pat
     assert [r["slice"] for r in volume_rows] == ["0", "1", "2"]
     for v, d in zip(volume_rows, dicom_rows):
         assert abs(float(v["score"]) - float(d["score"])) <= 1e-6
+
+
+def test_an_evaluation_without_a_figure_travels_as_null(ct, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(ct["run"], run)
+    ok(lp_synth("prep", "--images", ct["tests"], "--label", "0", "--bank", ct["bank"],
+                "--like", ct["root"] / "twins", "-o", tmp_path / "ev", "-q"))  # fmt: skip
+    ok(lp_eval(run, tmp_path / "ev", "-o", tmp_path / "eval", "--device", "cpu", "-q"))
+    recorded = json.loads((run / "evaluation.json").read_text())  # strict JSON: no NaN
+    sensitivity = recorded["synthetic_thresholds"]["pass_95"]["sensitivity"]
+    assert sensitivity is None  # no anomalous image: no sensitivity
+    assert "sensitivity n/a" in (run / "README.md").read_text()
+    pytest.importorskip("onnxruntime")
+    ok(lp_export(run, "-o", tmp_path / "x", "-q"))
+    assert json.loads((tmp_path / "x" / "model.json").read_text())["evaluation"] == recorded

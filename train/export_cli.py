@@ -13,7 +13,7 @@ import lesionpaste
 from lesionpaste.cli import Command
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import building_folder, write_text_atomic
-from lesionpaste.jsonfiles import read_json_file
+from lesionpaste.jsonfiles import finite_json, read_json_file
 from lesionpaste.outputs import check_output, real
 from train.detector import run_contract
 from train.exported import MODEL_FILES, MODEL_FORMAT, MODEL_JSON, MODEL_VERSION
@@ -107,7 +107,7 @@ def export_command(run, kind, out, like, overwrite, quiet) -> None:
         from lesionpaste.digests import sha256_file
 
         description = model_description(run, contract, kind, sha256_file(model_path))
-        text = json.dumps(description, indent=1, allow_nan=False) + "\n"
+        text = json.dumps(finite_json(description), indent=1, allow_nan=False) + "\n"
         write_text_atomic(work / MODEL_JSON, text)
         if (run / CARD).is_file():
             shutil.copyfile(run / CARD, work / CARD)

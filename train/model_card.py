@@ -9,12 +9,13 @@ mean, the real evaluation when there is one, its limits, and how to cite it.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from lesionpaste.citation import METHOD
 from lesionpaste.contract import InputContract
 from lesionpaste.files import write_text_atomic
-from lesionpaste.jsonfiles import read_json_file
+from lesionpaste.jsonfiles import finite_json, read_json_file
 from train.selection import logged_epochs
 
 CARD = "README.md"
@@ -155,14 +156,22 @@ def evaluation_lines(evaluation: dict | None) -> list[str]:
     lines.append("")
     for name, e in (evaluation.get("auc") or {}).items():
         lines.append(
-            f"- {name}: {e['auc']:.4f} [{e['ci_low']:.4f}, {e['ci_high']:.4f}] "
-            f"({e['n_pos']} anomalous vs {e['n_neg']} normal)"
+            f"- {name}: {_figure(e.get('auc'))} [{_figure(e.get('ci_low'))}, "
+            f"{_figure(e.get('ci_high'))}] ({e.get('n_pos')} anomalous vs {e.get('n_neg')} normal)"
         )
     for name, t in (evaluation.get("synthetic_thresholds") or {}).items():
         lines.append(
-            f"- at `{name}`: sensitivity {t['sensitivity']:.3f}, specificity {t['specificity']:.3f}"
+            f"- at `{name}`: sensitivity {_figure(t.get('sensitivity'), 3)}, specificity "
+            f"{_figure(t.get('specificity'), 3)}"
         )
     return lines + [""]
+
+
+def _figure(value: object, digits: int = 4) -> str:
+    """A figure of the card: the number, or ``n/a`` where it could not be computed."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return f"{value:.{digits}f}"
+    return "n/a"
 
 
 LIMITS = [
@@ -236,7 +245,7 @@ def record_evaluation(run: Path, evaluation: dict) -> None:
         run: the run directory.
         evaluation: ``{"evaluation_set", "out", "auc", "synthetic_thresholds"}``.
     """
-    text = json.dumps(evaluation, indent=1, allow_nan=True) + "\n"
+    text = json.dumps(finite_json(evaluation), indent=1, allow_nan=False) + "\n"
     try:
         write_text_atomic(run / EVALUATION, text)
         card = run / CARD
