@@ -75,6 +75,9 @@ DEMO_TRAIN ?= --arch efficientnet_lite0 --epochs 60 --batch-size 8 --lr 0.01 --f
 	--maps --val-fraction 0.25 --device cpu
 ## CHASE_DB1's photographs are used as they are, with the lesions' colours matched to them
 DEMO_SYNTH ?= --size 256 --preprocess none --match-colour
+## then the detector at work: lp-predict on the IDRiD photographs (raw, diseased), and the same
+## through its ONNX export (lp-export): demo/out/predictions/predictions.html
+DEMO_PHOTOS := $(DEMO_DATA)/A. Segmentation/1. Original Images/a. Training Set
 demo: $(STAMP)
 	mkdir -p $(DEMO_OUT)
 	date +%s > $(DEMO_OUT)/started
@@ -97,6 +100,11 @@ demo: $(STAMP)
 		--device cpu --overwrite
 	$(BIN)/lp-eval $(DEMO_OUT)/run $(DEMO_OUT)/unseen --out $(DEMO_OUT)/run/eval-whether \
 		--device cpu --overwrite
+	$(BIN)/lp-predict $(DEMO_OUT)/run "$(DEMO_PHOTOS)" -o $(DEMO_OUT)/predictions --overwrite \
+		--device cpu
+	$(BIN)/lp-export $(DEMO_OUT)/run --format onnx -o $(DEMO_OUT)/export --overwrite
+	$(BIN)/lp-predict $(DEMO_OUT)/export "$(DEMO_PHOTOS)" -o $(DEMO_OUT)/predictions-onnx \
+		--overwrite -q
 	$(BIN)/python demo/report.py $(DEMO_OUT) $(DEMO_REPORT)
 
 ## The paper's EyeQ workflow; each step is skipped when its output is already there.

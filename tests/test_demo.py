@@ -90,3 +90,20 @@ def test_the_report_prints_the_summarys_figures_and_shows_the_runs_pictures(demo
     assert len(pictures) >= 4
     assert all((report.parent / p).is_file() for p in pictures)
     assert f"{loc['auroc']:.3f}" in stdout  # the last line of make demo says it too
+
+
+def test_the_demo_scores_the_photographs_and_its_onnx_export_agrees(demo):
+    import csv
+
+    out, _, stdout = demo
+
+    def scores(folder: str) -> dict[str, float]:
+        with open(out / folder / "predictions.csv", encoding="utf-8", newline="") as fh:
+            return {r["id"]: float(r["score"]) for r in csv.DictReader(fh)}
+
+    run, onnx = scores("predictions"), scores("predictions-onnx")
+    photos = REPO / "demo" / "data" / "idrid" / "A. Segmentation" / "1. Original Images"
+    assert set(run) == {p.stem for p in (photos / "a. Training Set").iterdir()}
+    assert all(abs(run[k] - onnx[k]) <= 1e-4 for k in run)
+    assert (out / "predictions" / "predictions.html").is_file()
+    assert "scored 11 image(s)" in stdout
