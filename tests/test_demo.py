@@ -107,3 +107,29 @@ def test_the_demo_scores_the_photographs_and_its_onnx_export_agrees(demo):
     assert all(abs(run[k] - onnx[k]) <= 1e-4 for k in run)
     assert (out / "predictions" / "predictions.html").is_file()
     assert "scored 11 image(s)" in stdout
+
+
+def _readme_block(language: str, marker: str) -> str:
+    """The README's fenced block of ``language`` that holds ``marker``."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+    return next(b for b in blocks if marker in b)
+
+
+def test_the_readme_examples_of_scoring_run_as_written(demo, tmp_path):
+    import shlex
+
+    out, _, _ = demo
+    bin_dir = Path(sys.executable).parent
+    block = _readme_block("sh", ".venv/bin/lp-predict demo/out/run")
+    for line in block.strip().splitlines():
+        words = [w.replace("demo/out", str(out)) for w in shlex.split(line)]
+        words[0] = str(bin_dir / Path(words[0]).name)
+        done = subprocess.run(words, cwd=REPO, capture_output=True, text=True, timeout=600)  # noqa: PLW1510
+        assert done.returncode == 0, done.stderr
+    code = _readme_block("python", "load_detector").replace("demo/out", str(out))
+    done = subprocess.run(  # noqa: PLW1510
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    assert "[" in done.stdout  # the scores and flags were printed
