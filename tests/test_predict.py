@@ -536,3 +536,31 @@ def test_an_evaluation_without_a_figure_travels_as_null(ct, tmp_path):
     pytest.importorskip("onnxruntime")
     ok(lp_export(run, "-o", tmp_path / "x", "-q"))
     assert json.loads((tmp_path / "x" / "model.json").read_text())["evaluation"] == recorded
+
+
+@pytest.mark.mutation
+def test_predict_in_batches_equals_scoring_everything_at_once(tmp_path):
+    """Detector.predict prepares and scores a batch at a time; the result is the whole's."""
+    from lesionpaste.contract import InputContract, Preparation
+    from tests.conftest import synthetic_fundus, write_rgb
+    from train.detector import BATCH, Detector
+
+    paths = [write_rgb(tmp_path / f"{i:03d}.png", synthetic_fundus(seed=i)) for i in range(70)]
+    preparation = Preparation("fundus", {"name": "none"}, 32)
+
+    def scorer(images: np.ndarray):  # a stand-in model: the mean brightness, in [0, 1]
+        return images.reshape(len(images), -1).mean(axis=1) / 255, None
+
+    means = scorer(np.stack([preparation.prepare(p).image for p in paths]))[0]
+    thresholds = {"pass_95": float(np.quantile(means, 0.7)), "pass_90": float(np.median(means))}
+    contract = InputContract(preparation, 32, (0.5,) * 3, (0.5,) * 3, thresholds=thresholds,
+                             n_normals=10)  # fmt: skip
+
+    detector = Detector(contract, scorer, tmp_path, "run", "0" * 64)
+    result = detector.predict(paths)
+    whole = detector.score(np.stack([preparation.prepare(p).image for p in paths]))
+    assert len(paths) > 2 * BATCH and np.array_equal(result.scores, whole.scores)
+    assert len(set(result.scores.round(6))) > 10  # the images do score differently
+    for name, t in contract.thresholds.items():
+        assert np.array_equal(result.flagged[name], whole.scores > t)
+        assert 0 < result.flagged[name].sum() < len(paths)

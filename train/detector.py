@@ -118,10 +118,21 @@ class Detector:
             LesionPasteError: a file that cannot be read or prepared (of the other modality,
                 say); ``lp-predict`` records and skips such files instead.
         """
-        prepared = [self.contract.preparation.prepare(Path(p)).image for p in paths]
-        if not prepared:
+        paths = [Path(p) for p in paths]
+        parts = []
+        for start in range(0, len(paths), BATCH):  # a batch prepared at a time: flat memory
+            chunk = paths[start : start + BATCH]
+            parts.append(self.score(np.stack([self.contract.preparation.prepare(p).image
+                                              for p in chunk])))  # fmt: skip
+        if not parts:
             return self.score(np.zeros((0, 1, 1, self.contract.preparation.channels), np.uint8))
-        return self.score(np.stack(prepared))
+        maps = None if parts[0].maps is None else np.concatenate([p.maps for p in parts])
+        return Scored(
+            np.concatenate([p.scores for p in parts]),
+            np.concatenate([p.probabilities for p in parts]),
+            maps,
+            {k: np.concatenate([p.flagged[k] for p in parts]) for k in parts[0].flagged},
+        )
 
 
 def load_detector(path: str | Path, like: str | Path | None = None, device: str = "auto"):
