@@ -39,6 +39,7 @@ for _name in ("LP_BANK", "LP_NORMALS", "LP_CONFIG", "LP_IDRID_ROOT"):
 LP_BANK = [sys.executable, "-c", "from bank_builder.cli import main; main()"]
 LP_SYNTH = [sys.executable, "-c", "from synth.cli import main; main()"]
 LP_TRAIN = [sys.executable, "-c", "from train.cli import main_train; main_train()"]
+LP_PREDICT = [sys.executable, "-c", "from train.predict_cli import main_predict; main_predict()"]
 
 BANK_ARGS = ["build", "idrid_03", "--root", str(IDRID_ROOT), "-o", "bank.h5", "-q"]
 TRAIN_ARGS = ["--arch", "smallcnn", "--weights", "none", "--device", "cpu", "--epochs", "4"]
@@ -263,6 +264,47 @@ def test_lp_train_killed_at_random_points_resumes_to_the_uninterrupted_weights(t
         assert torch.equal(a["model"][key], b["model"][key]), key
     log = [json.loads(line)["epoch"] for line in (killed / "run" / "log.jsonl").open()]
     assert log == list(range(1, 5))
+    assert temp_files(killed) == []
+
+
+def test_lp_predict_killed_at_random_points_resumes_to_the_uninterrupted_predictions(tmp_path):
+    from lesionpaste.contract import Preparation
+    from tests.conftest import synthetic_fundus, write_rgb
+    from train.detector import write_run_contract
+
+    data = synthetic(tmp_path / "data", pairs=8)
+    assert run([*LP_TRAIN, data, "--out", tmp_path / "run", *TRAIN_ARGS], tmp_path).returncode == 0
+    write_run_contract(tmp_path / "run", Preparation("fundus", {"name": "none"}, 32))
+    for i in range(200):
+        write_rgb(tmp_path / "photos" / f"{i:03d}.png", synthetic_fundus(seed=i))
+    args = [*LP_PREDICT, tmp_path / "run", tmp_path / "photos", "-o", "p", "--device", "cpu", "-q"]
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    clean.mkdir()
+    killed.mkdir()
+    seconds = timed(args, clean)
+    expected = (clean / "p" / "predictions.csv").read_text().splitlines()
+
+    def check() -> bool:  # the rows there are whole rows of the uninterrupted run, in order
+        out = killed / "p"
+        if not (out / "predictions.csv").exists():
+            return False
+        lines = (out / "predictions.csv").read_text().splitlines()
+        whole = (
+            lines if lines and (out / "predictions.csv").read_text().endswith("\n") else lines[:-1]
+        )
+        assert whole == expected[: len(whole)]
+        if not (out / "predictions.html").exists():
+            return False
+        assert lines == expected
+        shutil.rmtree(out)
+        return True
+
+    kill_loop("lp-predict", args, killed, seconds, check, salt=7)
+    done = run(args, killed)  # resumes
+    assert done.returncode == 0, done.stderr
+    for name in ("predictions.csv", "predictions.html", "prediction.json"):
+        assert (killed / "p" / name).read_bytes() == (clean / "p" / name).read_bytes(), name
+    assert tree_bytes(killed / "p" / "thumbs") == tree_bytes(clean / "p" / "thumbs")
     assert temp_files(killed) == []
 
 
