@@ -564,3 +564,25 @@ def test_predict_in_batches_equals_scoring_everything_at_once(tmp_path):
     for name, t in contract.thresholds.items():
         assert np.array_equal(result.flagged[name], whole.scores > t)
         assert 0 < result.flagged[name].sum() < len(paths)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('{"image_score": "best"}', "no known image_score"),
+        ('{"image_score": "map_max", "pixel_threshold": 1e400}', "pixel_threshold is inf"),
+        ('{"image_score": "map_max", "pixel_threshold": "low"}', "pixel_threshold is 'low'"),
+        ("[" * 200_000 + "]" * 200_000, "nested too deeply"),
+    ],
+)
+def test_a_damaged_maps_json_is_refused_in_one_line(mapped_run, fundus, tmp_path, text, expected):
+    run = tmp_path / "run"
+    shutil.copytree(mapped_run, run)
+    (run / "contract.json").unlink()  # the contract is then made from maps.json (with --like)
+    (run / "maps.json").write_text(text)
+    r = lp_predict(run, fundus["tests"], "-o", tmp_path / "p", "--like", fundus["twins"],
+                   "--device", "cpu")  # fmt: skip
+    one_error(r, expected)
+    assert "maps.json" in r.stderr
+    r = lp_eval(run, fundus["root"] / "evalset", "-o", tmp_path / "e", "--device", "cpu")
+    one_error(r, expected)

@@ -174,11 +174,22 @@ def map_choices(run: Path) -> dict:
         ``maps.json``: the image score, the pixel threshold, and their validation figures.
 
     Raises:
-        LesionPasteError: the file is missing or names an unknown image score.
+        LesionPasteError: the file is missing, oversized, nested absurdly deep, names an
+            unknown image score, or holds a pixel threshold that is not a number in [0, 1].
     """
-    choices = saved_json(run / "maps.json")
+    path = run / "maps.json"
+    if not path.exists():
+        raise LesionPasteError(f"{path}: missing (train the run again)")
+    choices = read_json_file(path, 1 << 20)
     if not isinstance(choices, dict) or choices.get("image_score") not in IMAGE_SCORES:
-        raise LesionPasteError(f"{run}/maps.json: missing or damaged (train the run again)")
+        raise LesionPasteError(f"{path}: damaged, no known image_score (train the run again)")
+    threshold = choices.get("pixel_threshold")
+    if threshold is not None and not (
+        isinstance(threshold, (int, float))
+        and not isinstance(threshold, bool)
+        and 0.0 <= threshold <= 1.0  # False for NaN
+    ):
+        raise LesionPasteError(f"{path}: pixel_threshold is {threshold!r}, not a number in [0, 1]")
     return choices
 
 
