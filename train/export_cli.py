@@ -97,7 +97,7 @@ def export_command(run, kind, out, like, overwrite, quiet) -> None:
             f"{run} was trained on images of their source resolution (--size 0); an export "
             "takes one fixed size"
         )
-    model, normalizer, _config, _ = restore(run, "cpu")
+    model, normalizer, _config, _ = restore(run, "cpu", fused=False)  # as trained
     graph = InferenceGraph(model, normalizer)
     writer = export_onnx if kind == "onnx" else export_torchscript
     with building_folder(real(out), "lp-export", "export", out, overwrite) as work:
