@@ -58,6 +58,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_train.py --arch smallcnn --size 64 --device cpu
 	$(BIN)/python bench/bench_train.py --arch efficientnet_lite0 --size 256 --batch-size 32 \
 		--images 128 --steps 3 --device cpu --freeze 5
+	$(BIN)/python bench/bench_inference.py
+	$(BIN)/python bench/bench_predict.py
 
 ## The GPU check: CUDA tests, training benchmarks, a short real-data run, torchrun, --maps;
 ## every figure into $(OUT)/gpu_check.json (or ./gpu_check.json) and a table. About 8 minutes
