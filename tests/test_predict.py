@@ -119,7 +119,9 @@ def _parity(run: Path, images: Path, eval_folder: Path, out: Path) -> float:
     expected = eval_scores(eval_folder)
     assert {r["id"] for r in rows} == set(expected)
     assert all(r["status"] == "scored" for r in rows)
-    return max(abs(float(r["score"]) - expected[r["id"]]) for r in rows)
+    worst = max(abs(float(r["score"]) - expected[r["id"]]) for r in rows)
+    print(f"\nparity {run}: {len(rows)} images, largest difference {worst:.3g}")  # pytest -s
+    return worst
 
 
 def test_a_run_records_its_input_contract(fundus):
