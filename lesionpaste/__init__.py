@@ -31,7 +31,7 @@ def __getattr__(name: str):
 
         return open_dataset
     if name == "load_detector":
-        from train.detector import load_detector
+        from train.loading import load_detector
 
         return load_detector
     raise AttributeError(f"module 'lesionpaste' has no attribute {name!r}")

@@ -270,7 +270,7 @@ def test_lp_train_killed_at_random_points_resumes_to_the_uninterrupted_weights(t
 def test_lp_predict_killed_at_random_points_resumes_to_the_uninterrupted_predictions(tmp_path):
     from lesionpaste.contract import Preparation
     from tests.conftest import synthetic_fundus, write_rgb
-    from train.detector import write_run_contract
+    from train.run_contract import write_run_contract
 
     data = synthetic(tmp_path / "data", pairs=8)
     assert run([*LP_TRAIN, data, "--out", tmp_path / "run", *TRAIN_ARGS], tmp_path).returncode == 0

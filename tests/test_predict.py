@@ -380,7 +380,7 @@ def mapped_run(fundus, tmp_path_factory) -> Path:
 @pytest.mark.parametrize("kind", ["onnx", "torchscript"])
 @pytest.mark.parametrize("maps", [False, True])
 def test_an_export_scores_as_its_run(fundus, mapped_run, tmp_path, kind, maps):
-    from train.detector import load_detector
+    from train.loading import load_detector
 
     pytest.importorskip("onnxruntime")
     run = mapped_run if maps else fundus["run"]

@@ -16,7 +16,6 @@ from lesionpaste.errors import LesionPasteError
 from lesionpaste.outputs import check_output
 from train.crossval import cross_validate
 from train.data import load_dataset
-from train.detector import write_run_contract
 from train.engine import (
     Normalizer,
     TrainConfig,
@@ -33,6 +32,7 @@ from train.heldout import heldout_pairs
 from train.map_scores import IMAGE_SCORES
 from train.model_card import write_card
 from train.models import ARCHS
+from train.run_contract import write_run_contract
 from train.runs import (
     dataset_digest,
     locked,

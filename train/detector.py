@@ -1,17 +1,14 @@
-"""A trained detector put to work: its input contract and a scorer, from a run or an export.
+"""A trained detector: its input contract and a scorer (``train.loading.load_detector`` gives
+one for a run or an export).
 
-``load_detector(PATH)`` takes a run directory (``lp-train``'s) or an export folder
-(``lp-export``'s ``model.json`` beside an ONNX or TorchScript model). ``.score(images)`` scores
-images already prepared; ``.predict(paths)`` reads and prepares raw files by the contract first.
-The scores are those ``lp-eval`` gives: one scoring path (``train.scoring.model_outputs``), the
-image score the run chose, and a flag at each synthetic threshold.
-
-This module imports no torch itself: an ONNX export is scored through ONNX Runtime alone.
+``.score(images)`` scores images already prepared; ``.predict(paths)`` reads and prepares raw
+files by the contract first. The scores are those ``lp-eval`` gives: one scoring path
+(``train.scoring.model_outputs``), the image score the run chose, and a flag at each synthetic
+threshold. This module imports no torch: an ONNX export is scored through ONNX Runtime alone.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,18 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from lesionpaste.contract import (
-    CONTRACT_FILE,
     InputContract,
-    Preparation,
-    check_thresholds,
-    preparation_of,
-    read_contract,
 )
-from lesionpaste.dataset_format import read_dataset_json
-from lesionpaste.digests import sha256_file
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.files import write_text_atomic
-from lesionpaste.jsonfiles import read_json_file
 from train.map_scores import image_scores
 
 #: a scorer: ``(N, S, S, C)`` prepared ``uint8`` images -> class-1 probabilities and maps
@@ -133,123 +121,3 @@ class Detector:
             maps,
             {k: np.concatenate([p.flagged[k] for p in parts]) for k in parts[0].flagged},
         )
-
-
-def load_detector(path: str | Path, like: str | Path | None = None, device: str = "auto"):
-    """A trained detector from a run directory or an export folder.
-
-    Args:
-        path: an ``lp-train`` run, or an ``lp-export`` folder (``model.json``).
-        like: for a run trained before runs recorded their input contract, a dataset prepared
-            as its training images were (its training dataset): it supplies the preparation.
-        device: ``"auto"``, ``"cuda"`` or ``"cpu"`` (a run or TorchScript export).
-
-    Returns:
-        The ``Detector``.
-
-    Raises:
-        LesionPasteError: neither a run nor an export, a damaged contract, model or
-            ``model.json``, or a run without a contract and no ``like``.
-    """
-    path = Path(path)
-    if (path / "model.json").exists() or path.name == "model.json":
-        from train.exported import load_export
-
-        return load_export(path if path.is_dir() else path.parent, device)
-    if not (path / "checkpoint.pt").exists() and not (path / CONTRACT_FILE).exists():
-        raise LesionPasteError(
-            f"{path}: neither an lp-train run (checkpoint.pt) nor an lp-export folder (model.json)"
-        )
-    contract = run_contract(path, like)
-    from train.scoring import model_file, run_scorer
-
-    digest = sha256_file(model_file(path))
-    return Detector(contract, run_scorer(path, device), path, "run", digest)
-
-
-def run_contract(run: Path, like: str | Path | None = None) -> InputContract:
-    """A run's input contract: its ``contract.json``, or for a run made before runs recorded
-    one, assembled from ``like``'s preparation and the run's own files.
-
-    Args:
-        run: the run directory.
-        like: a dataset prepared as the run's training images were, or None.
-
-    Returns:
-        The contract.
-
-    Raises:
-        LesionPasteError: a damaged contract, or no contract and no ``like``.
-    """
-    run = Path(run)
-    if (run / CONTRACT_FILE).exists():
-        return read_contract(run / CONTRACT_FILE)
-    if like is None:
-        raise LesionPasteError(
-            f"{run} records no input contract (trained before LesionPaste 0.2); pass --like "
-            "DATASET, its training dataset (or one prepared the same way), to say how to "
-            "prepare images"
-        )
-    like = Path(like)
-    return contract_of_run(run, preparation_of(read_dataset_json(like), like))
-
-
-def contract_of_run(run: Path, preparation: Preparation) -> InputContract:
-    """The contract of a trained run: the given preparation, the network's input from its
-    configuration, the image score from ``maps.json`` and the thresholds from
-    ``thresholds.json`` (each read through the safe reader and checked).
-
-    Args:
-        run: the run directory (``config.json`` and, when present, ``maps.json`` and
-            ``thresholds.json``).
-        preparation: how its training images were prepared.
-
-    Returns:
-        The contract.
-
-    Raises:
-        LesionPasteError: a missing or damaged configuration, ``maps.json`` or
-            ``thresholds.json``.
-    """
-    from train.models import ARCHS, input_normalization
-
-    config = read_json_file(run / "config.json", 1 << 20)
-    arch, size, maps = (
-        (config.get(k) for k in ("arch", "size", "maps"))
-        if isinstance(config, dict)
-        else (None, None, None)
-    )
-    if arch not in ARCHS or isinstance(size, bool) or not isinstance(size, int) or size < 8:
-        raise LesionPasteError(f"{run}/config.json: missing or damaged (arch, size)")
-    image_score, map_threshold = "classifier", None
-    if maps:
-        from train.scoring import map_choices
-
-        choices = map_choices(run)
-        image_score, map_threshold = choices["image_score"], choices.get("pixel_threshold")
-    thresholds, n_normals = {}, 0
-    if (run / "thresholds.json").exists():
-        thresholds, n_normals = check_thresholds(
-            read_json_file(run / "thresholds.json", 1 << 20), run / "thresholds.json"
-        )
-    mean, std = input_normalization(arch)
-    return InputContract(
-        preparation, size, tuple(mean), tuple(std), image_score, thresholds, n_normals, arch,
-        bool(maps), map_threshold,
-    )  # fmt: skip
-
-
-def write_run_contract(run: Path, preparation: Preparation) -> InputContract:
-    """Record a trained run's input contract in it (``contract.json``), from its own files.
-
-    Args:
-        run: the trained run directory (rank 0, holding its lock).
-        preparation: how its training images were prepared (``preparation_of`` its dataset).
-
-    Returns:
-        The contract written.
-    """
-    contract = contract_of_run(run, preparation)
-    text = json.dumps(contract.to_dict(), indent=2, allow_nan=False) + "\n"
-    write_text_atomic(run / CONTRACT_FILE, text)
-    return contract

@@ -15,9 +15,9 @@ from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import building_folder, write_text_atomic
 from lesionpaste.jsonfiles import finite_json, read_json_file
 from lesionpaste.outputs import check_output, real
-from train.detector import run_contract
 from train.exported import MODEL_FILES, MODEL_FORMAT, MODEL_JSON, MODEL_VERSION
 from train.model_card import CARD, EVALUATION
+from train.run_contract import run_contract
 
 
 def model_description(run: Path, contract, kind: str, digest: str) -> dict:

@@ -1,6 +1,6 @@
 """``lp-predict`` and ``lp-export``: a trained detector scoring new images, and shipped as one
 model file with its contract. They parse, check the output, and call the library
-(``train.detector``, ``train.predict``, ``train.exported``); no torch is imported here, so an
+(``train.loading``, ``train.predict``, ``train.exported``); no torch is imported here, so an
 ONNX export is scored without it."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from lesionpaste.cli import Command
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import entries, output_lock
 from lesionpaste.outputs import check_output, foreign
-from train.detector import load_detector
+from train.loading import load_detector
 from train.predict import predict
 from train.predict_inputs import list_inputs
 
