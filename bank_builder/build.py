@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from lesionpaste.bank_builder.annotated import AnnotatedImage
+from lesionpaste.bank_builder.extract import extract_lesions
 
-from bank_builder.annotated import AnnotatedImage
-from bank_builder.extract import extract_lesions
 from lesionpaste import __version__
 from lesionpaste.bank_format import BankMeta, Lesion, write_bank
 from lesionpaste.errors import LesionPasteError

@@ -26,11 +26,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-
-from train.dense import MapModel, map_outputs
-from train.engine import Normalizer, pick_device, place_images, scores_of
-from train.inference import for_inference, keep_freed_memory
-from train.models import build_model
+from lesionpaste.train.dense import MapModel, map_outputs
+from lesionpaste.train.engine import Normalizer, pick_device, place_images, scores_of
+from lesionpaste.train.inference import for_inference, keep_freed_memory
+from lesionpaste.train.models import build_model
 
 SHARED_DATA = Path(
     os.environ.get("LP_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -32,15 +32,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 from bench_bank import full_build  # bench/ is the script's folder: first on sys.path
+from lesionpaste.bank_builder import idrid
+from lesionpaste.synth.job import Job
+from lesionpaste.synth.normals import list_folder, read_label_file
+from lesionpaste.synth.runner import run_synthesis
+from lesionpaste.synth.tiers import make_tiers
+from lesionpaste.synth.twin import PasteConfig
 
-from bank_builder import idrid
 from lesionpaste.bank_format import read_bank
 from lesionpaste.recipes import GrahamRecipe
-from synth.job import Job
-from synth.normals import list_folder, read_label_file
-from synth.runner import run_synthesis
-from synth.tiers import make_tiers
-from synth.twin import PasteConfig
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -149,11 +149,11 @@ PEAK = """
 import resource, sys, tempfile
 from pathlib import Path
 from lesionpaste.bank_format import read_bank
-from synth.normals import NormalImage
-from synth.job import Job
-from synth.worker import make_one
-from synth.tiers import make_tiers
-from synth.twin import PasteConfig
+from lesionpaste.synth.normals import NormalImage
+from lesionpaste.synth.job import Job
+from lesionpaste.synth.worker import make_one
+from lesionpaste.synth.tiers import make_tiers
+from lesionpaste.synth.twin import PasteConfig
 bank = read_bank(sys.argv[1])
 job = Job(bank_path=Path(sys.argv[1]), bank_sha256=bank.sha256, size=int(sys.argv[3]),
           tiers=tuple(make_tiers("fundus", bank.counts())), paste=PasteConfig())

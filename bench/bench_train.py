@@ -23,11 +23,10 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lesionpaste.train.engine import Normalizer, pick_device, place_images
+from lesionpaste.train.models import build_model
+from lesionpaste.train.schedule import optimizer_and_schedule
 from torch.utils.flop_counter import FlopCounterMode
-
-from train.engine import Normalizer, pick_device, place_images
-from train.models import build_model
-from train.schedule import optimizer_and_schedule
 
 
 def timed(fn, steps: int, device: torch.device) -> float:
@@ -132,7 +131,7 @@ def _frozen_rows(args, device, amp, images, labels, normalizer, gen, t_step: flo
     """With ``--freeze N``: the step on cached activations, and the caching itself."""
     if not args.freeze:
         return
-    from train.frozen import Tail, cache_activations
+    from lesionpaste.train.frozen import Tail, cache_activations
 
     model, _ = build_model(args.arch, "none")
     model = model.to(device, memory_format=torch.channels_last)
@@ -167,7 +166,7 @@ def _timed_with_maps(args, device, amp, images, labels, normalizer, gen) -> floa
     """Seconds per training step of the same backbone with the dense decoder and pixel loss."""
     if not args.maps:
         return None
-    from train.dense import MapModel, map_loss
+    from lesionpaste.train.dense import MapModel, map_loss
 
     backbone, _ = build_model(args.arch, "none")
     model = MapModel(backbone, args.arch).to(device, memory_format=torch.channels_last)

@@ -16,6 +16,16 @@ and for someone who received a trained detector (a run, or an ``lp-export`` fold
 """
 
 from importlib import metadata as _metadata
+from pathlib import Path as _Path
+
+# The parts (bank_builder/, synth/, train/) stay at the top of the repository, beside this
+# folder (the design card), and install as lesionpaste.bank_builder, .synth and .train. An
+# installed copy finds them in this package; a source tree (a checkout, or mutmut's copy of one)
+# finds them beside it: its root is searched after this folder, so an installed copy is never
+# shadowed.
+_ROOT = _Path(__file__).resolve().parent.parent
+if all((_ROOT / part / "__init__.py").is_file() for part in ("bank_builder", "synth", "train")):
+    __path__.append(str(_ROOT))
 
 try:
     __version__ = _metadata.version("lesionpaste")
@@ -31,7 +41,7 @@ def __getattr__(name: str):
 
         return open_dataset
     if name == "load_detector":
-        from train.loading import load_detector
+        from lesionpaste.train.loading import load_detector
 
         return load_detector
     raise AttributeError(f"module 'lesionpaste' has no attribute {name!r}")

@@ -7,6 +7,28 @@ import shlex
 from pathlib import Path
 
 import click
+from lesionpaste.synth.augment import AugmentConfig
+from lesionpaste.synth.card import dataset_card
+from lesionpaste.synth.colour import colour_luts, pooled_normals_histogram
+from lesionpaste.synth.evaluation import evaluation_images, leave_out_sources
+from lesionpaste.synth.export import export_dataset
+from lesionpaste.synth.export_layouts import LAYOUTS, Split
+from lesionpaste.synth.ground_truth import check_mask_headers
+from lesionpaste.synth.inputs import (
+    bank_studies,
+    normals_inputs,
+    refuse_volumes_for_fundus,
+    resolve_bank,
+    resolve_normals,
+    select,
+    setting,
+)
+from lesionpaste.synth.job import Job
+from lesionpaste.synth.normals import SPLIT_GROUP, patients_with_disease
+from lesionpaste.synth.preview import twin_grid
+from lesionpaste.synth.runner import chunk_size_for, run_synthesis
+from lesionpaste.synth.tiers import Tier, make_tiers
+from lesionpaste.synth.twin import PasteConfig
 from tqdm import tqdm
 
 from lesionpaste import __version__
@@ -23,28 +45,6 @@ from lesionpaste.dataset_format import (
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.outputs import check_output
 from lesionpaste.recipes import parse_window
-from synth.augment import AugmentConfig
-from synth.card import dataset_card
-from synth.colour import colour_luts, pooled_normals_histogram
-from synth.evaluation import evaluation_images, leave_out_sources
-from synth.export import export_dataset
-from synth.export_layouts import LAYOUTS, Split
-from synth.ground_truth import check_mask_headers
-from synth.inputs import (
-    bank_studies,
-    normals_inputs,
-    refuse_volumes_for_fundus,
-    resolve_bank,
-    resolve_normals,
-    select,
-    setting,
-)
-from synth.job import Job
-from synth.normals import SPLIT_GROUP, patients_with_disease
-from synth.preview import twin_grid
-from synth.runner import chunk_size_for, run_synthesis
-from synth.tiers import Tier, make_tiers
-from synth.twin import PasteConfig
 
 PROG = "lp-synth"
 #: Options that change how a run executes, not what it writes: left out of the recorded

@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from synth.tiers import Tier
-from synth.twin import PasteConfig
+from lesionpaste.synth.tiers import Tier
+from lesionpaste.synth.twin import PasteConfig
 
 
 @dataclass(frozen=True)

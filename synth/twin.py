@@ -8,10 +8,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-
-from lesionpaste.bank_format import Bank
-from lesionpaste.preparation import Prepared
-from synth.augment import (
+from lesionpaste.synth.augment import (
     AugmentConfig,
     AugmentDraw,
     DrawTable,
@@ -20,8 +17,11 @@ from synth.augment import (
     one_pixel_lesions,
     stack_lesion,
 )
-from synth.paste import blend_inside, blend_pixels, feathered_weights, find_position
-from synth.tiers import Tier
+from lesionpaste.synth.paste import blend_inside, blend_pixels, feathered_weights, find_position
+from lesionpaste.synth.tiers import Tier
+
+from lesionpaste.bank_format import Bank
+from lesionpaste.preparation import Prepared
 
 STREAMS = ("select", "augment", "place", "mix")
 

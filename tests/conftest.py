@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tests.mutmut_names import install_under_mutmut
+
+install_under_mutmut()  # before any test module imports lesionpaste.train, .synth or .bank_builder
+
 import cv2
 import numpy as np
 import pytest
@@ -53,7 +57,7 @@ class Result:
 @pytest.fixture
 def lp_bank(monkeypatch):
     """Run ``lp-bank`` in-process; returns exit code, stdout and stderr."""
-    from bank_builder.cli import cli
+    from lesionpaste.bank_builder.cli import cli
 
     monkeypatch.delenv("LP_IDRID_ROOT", raising=False)
     monkeypatch.delenv("LP_MOSMED_ROOT", raising=False)

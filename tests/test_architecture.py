@@ -23,6 +23,8 @@ ALLOWED = {
     "synth": {"lesionpaste", "synth"},
     "train": {"lesionpaste", "train"},
 }
+#: the parts' import names: one namespace (their folders stay at the top of the repository)
+NAMESPACE = {f"lesionpaste.{part}": part for part in PARTS[1:]}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -38,6 +40,16 @@ def imports_of(path: Path) -> set[str]:
     return found
 
 
+def part_of(name: str) -> str | None:
+    """The part a module name belongs to (``lesionpaste.train.x`` -> ``train``, any other
+    ``lesionpaste.x`` -> ``lesionpaste``, a bare part name -> that part), or None."""
+    for prefix, part in NAMESPACE.items():
+        if name == prefix or name.startswith(prefix + "."):
+            return part
+    first = name.split(".")[0]
+    return first if first in PARTS else None
+
+
 def _modules(part: str) -> list[Path]:
     return sorted((ROOT / part).rglob("*.py"))
 
@@ -48,15 +60,28 @@ def test_each_part_imports_only_the_core_and_itself(part):
         f"{path.relative_to(ROOT)} imports {name}"
         for path in _modules(part)
         for name in imports_of(path)
-        if name.split(".")[0] in PARTS
-        and name.split(".")[0] not in ALLOWED[part]
+        if part_of(name) is not None
+        and part_of(name) not in ALLOWED[part]
         and (str(path.relative_to(ROOT)), name) not in PUBLIC_API
     }
     assert not wrong, sorted(wrong)
 
 
 #: the one exception: the package's public API hands out the detector (imported when used)
-PUBLIC_API = {("lesionpaste/__init__.py", "train.loading")}
+PUBLIC_API = {("lesionpaste/__init__.py", "lesionpaste.train.loading")}
+
+
+@pytest.mark.parametrize("folder", [*PARTS, "tests", "bench", "demo"])
+def test_every_import_of_a_part_goes_through_the_namespace(folder):
+    """``import train.x`` would load a second copy of a module (and, installed, fails: only
+    ``lesionpaste`` goes into site-packages)."""
+    wrong = {
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for name in imports_of(path)
+        if name.split(".")[0] in PARTS[1:]
+    }
+    assert not wrong, sorted(wrong)
 
 
 @pytest.mark.parametrize("part", ["lesionpaste", "bank_builder", "synth"])
@@ -83,9 +108,12 @@ def test_the_rules_see_a_forbidden_import(tmp_path):
     module = tmp_path / "synth" / "x.py"
     module.parent.mkdir()
     module.write_text(
-        "import os\nfrom bank_builder.build import build_bank\ndef f():\n    import torch\n"
+        "import os\nfrom lesionpaste.bank_builder.build import build_bank\ndef f():\n"
+        "    import torch\n"
     )
-    assert imports_of(module) == {"os", "bank_builder.build", "torch"}
+    assert imports_of(module) == {"os", "lesionpaste.bank_builder.build", "torch"}
+    assert part_of("lesionpaste.bank_builder.build") == "bank_builder"
+    assert part_of("lesionpaste.files") == "lesionpaste" and part_of("train.cli") == "train"
 
 
 #: runs a console script in this process, then says whether torch was ever imported

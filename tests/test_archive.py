@@ -35,13 +35,13 @@ def invoke(command, *args, prog: str = "lp-synth") -> Result:
 
 
 def lp_synth(*args) -> Result:
-    from synth.cli import cli
+    from lesionpaste.synth.cli import cli
 
     return invoke(cli, *args)
 
 
 def lp_train(*args) -> Result:
-    from train.cli import train_command
+    from lesionpaste.train.cli import train_command
 
     return invoke(train_command, *args, prog="lp-train")
 

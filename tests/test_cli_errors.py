@@ -96,7 +96,7 @@ def test_existing_output_is_kept_without_overwrite(tiny_idrid, lp_bank, tmp_path
 def test_a_failure_while_writing_leaves_the_old_bank_and_no_partial_file(
     tiny_idrid, lp_bank, tmp_path, monkeypatch
 ):
-    import bank_builder.build as build_module
+    import lesionpaste.bank_builder.build as build_module
 
     out = tmp_path / "b.h5"
     assert build(lp_bank, tiny_idrid, out).code == 0

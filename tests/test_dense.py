@@ -6,12 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from lesionpaste.train.dense import MapModel, map_loss, map_outputs, probability_maps
+from lesionpaste.train.engine import Normalizer
+from lesionpaste.train.map_scores import upsample_maps
+from lesionpaste.train.models import ARCHS, build_model
 from sklearn.metrics import roc_auc_score
-
-from train.dense import MapModel, map_loss, map_outputs, probability_maps
-from train.engine import Normalizer
-from train.map_scores import upsample_maps
-from train.models import ARCHS, build_model
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -7,10 +7,17 @@ import json
 
 import numpy as np
 import pytest
+from lesionpaste.train.evaluate import (
+    compare,
+    comparisons,
+    metrics,
+    read_scores,
+    write_metrics,
+    write_scores,
+)
 from sklearn.metrics import roc_auc_score
 
 from lesionpaste.errors import LesionPasteError
-from train.evaluate import compare, comparisons, metrics, read_scores, write_metrics, write_scores
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 

@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from lesionpaste.synth.normals import in_training_split, patient_of
 
 from lesionpaste.dataset_format import manifest_text
-from synth.normals import in_training_split, patient_of
 from tests.conftest import Result
 from tests.synth_fixtures import make_fundus_bank, make_normals, tree_bytes
 from tests.train_fixtures import graded, synthetic
@@ -25,7 +25,7 @@ PROVENANCE = {"lesionpaste-dataset.json", "lesionpaste-export.json"}
 
 
 def lp_synth(*args) -> Result:
-    from synth.cli import cli
+    from lesionpaste.synth.cli import cli
 
     r = CliRunner().invoke(cli, [str(a) for a in args], prog_name="lp-synth")
     if r.exception and not isinstance(r.exception, SystemExit):
@@ -218,7 +218,7 @@ def test_export_output_safety(made, tmp_path, monkeypatch):
     one_error(lp_synth("export", made, "--to", "mvtec", "-o", mine, "--overwrite"), "no readable")
     assert os.listdir(mine) == ["photo.jpg"]
 
-    from synth import export
+    from lesionpaste.synth import export
 
     real_copy, calls = export._copy, []
 

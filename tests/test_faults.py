@@ -36,10 +36,14 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 for _name in ("LP_BANK", "LP_NORMALS", "LP_CONFIG", "LP_IDRID_ROOT"):
     ENV.pop(_name, None)
 
-LP_BANK = [sys.executable, "-c", "from bank_builder.cli import main; main()"]
-LP_SYNTH = [sys.executable, "-c", "from synth.cli import main; main()"]
-LP_TRAIN = [sys.executable, "-c", "from train.cli import main_train; main_train()"]
-LP_PREDICT = [sys.executable, "-c", "from train.predict_cli import main_predict; main_predict()"]
+LP_BANK = [sys.executable, "-c", "from lesionpaste.bank_builder.cli import main; main()"]
+LP_SYNTH = [sys.executable, "-c", "from lesionpaste.synth.cli import main; main()"]
+LP_TRAIN = [sys.executable, "-c", "from lesionpaste.train.cli import main_train; main_train()"]
+LP_PREDICT = [
+    sys.executable,
+    "-c",
+    "from lesionpaste.train.predict_cli import main_predict; main_predict()",
+]
 
 BANK_ARGS = ["build", "idrid_03", "--root", str(IDRID_ROOT), "-o", "bank.h5", "-q"]
 TRAIN_ARGS = ["--arch", "smallcnn", "--weights", "none", "--device", "cpu", "--epochs", "4"]
@@ -268,9 +272,10 @@ def test_lp_train_killed_at_random_points_resumes_to_the_uninterrupted_weights(t
 
 
 def test_lp_predict_killed_at_random_points_resumes_to_the_uninterrupted_predictions(tmp_path):
+    from lesionpaste.train.run_contract import write_run_contract
+
     from lesionpaste.contract import Preparation
     from tests.conftest import synthetic_fundus, write_rgb
-    from train.run_contract import write_run_contract
 
     data = synthetic(tmp_path / "data", pairs=8)
     assert run([*LP_TRAIN, data, "--out", tmp_path / "run", *TRAIN_ARGS], tmp_path).returncode == 0

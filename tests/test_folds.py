@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lesionpaste.train.data import LoadedDataset
+from lesionpaste.train.evaluate import read_scores, write_scores
+from lesionpaste.train.folds import DEFAULT_GROUP, fold_plan, groups_of, subset, summarise
 
 from lesionpaste.errors import LesionPasteError
-from train.data import LoadedDataset
-from train.evaluate import read_scores, write_scores
-from train.folds import DEFAULT_GROUP, fold_plan, groups_of, subset, summarise
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 
@@ -117,7 +117,7 @@ def test_scores_round_trip_with_any_path(tmp_path):
 def test_groups_come_from_eyepacs_and_mosmed_ids():
     ids = ["10007_left", "10007_right", "study_0255_z012", "IDRiD_03", "patient 1 (1)"]
     assert groups_of(ids, r"^(.*?)(?:_(?:left|right))?$").tolist()[:2] == ["10007", "10007"]
-    from train.folds import DEFAULT_GROUP
+    from lesionpaste.train.folds import DEFAULT_GROUP
 
     assert groups_of(["study_0255_z012", "study_0255_z013"], DEFAULT_GROUP).tolist() == [
         "study_0255",

@@ -9,15 +9,15 @@ import os
 import numpy as np
 import pytest
 import torch
+from lesionpaste.train.data import load_dataset
+from lesionpaste.train.dense import MapModel
+from lesionpaste.train.engine import Normalizer, TrainConfig, train
+from lesionpaste.train.frozen import Tail, cache_activations
+from lesionpaste.train.models import ARCHS, build_model
+from lesionpaste.train.stages import split
 
 from lesionpaste.errors import LesionPasteError
 from tests.train_fixtures import synthetic
-from train.data import load_dataset
-from train.dense import MapModel
-from train.engine import Normalizer, TrainConfig, train
-from train.frozen import Tail, cache_activations
-from train.models import ARCHS, build_model
-from train.stages import split
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -101,7 +101,7 @@ def test_validation_on_images_normalised_once_equals_normalising_every_epoch(
 ):
     import json
 
-    from train import engine
+    from lesionpaste.train import engine
 
     data = load_dataset(synthetic(tmp_path / "data", pairs=20, masks=maps), masks=maps)
     logs, kept = [], []

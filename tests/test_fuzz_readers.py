@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from lesionpaste.synth.normals import read_label_file
+from lesionpaste.train.data import load_dataset
 
 from lesionpaste.bank_format import read_bank
 from lesionpaste.dataset_format import MANIFEST_COLUMNS, read_dataset_json, verify
 from lesionpaste.errors import LesionPasteError
-from synth.normals import read_label_file
 from tests.conftest import SHARED_DATA
 from tests.synth_fixtures import make_fundus_bank
-from train.data import load_dataset
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from lesionpaste.train.data import LoadedDataset
+from lesionpaste.train.heldout import heldout_pairs
 from sklearn.metrics import roc_auc_score
 
 from lesionpaste.dataset_format import dataset_json_text, manifest_text, read_dataset_json
@@ -18,8 +20,6 @@ from lesionpaste.digests import sha256_bytes
 from lesionpaste.errors import LesionPasteError
 from tests.test_train_cli import FAST, invoke
 from tests.train_fixtures import synthetic
-from train.data import LoadedDataset
-from train.heldout import heldout_pairs
 
 
 def _loaded(twins: list[str], labels: list[int], images: np.ndarray, sources=()) -> LoadedDataset:
@@ -132,10 +132,10 @@ def datasets(tmp_path_factory):
 def test_lp_train_logs_the_heldout_auc_of_every_epoch_as_the_model_scores_them(
     datasets, tmp_path, freeze
 ):
-    from train.cli import train_command
-    from train.data import load_dataset
-    from train.schedule import split_by_twin
-    from train.scoring import score
+    from lesionpaste.train.cli import train_command
+    from lesionpaste.train.data import load_dataset
+    from lesionpaste.train.schedule import split_by_twin
+    from lesionpaste.train.scoring import score
 
     data, other = datasets
     run = tmp_path / "run"
@@ -155,7 +155,7 @@ def test_lp_train_logs_the_heldout_auc_of_every_epoch_as_the_model_scores_them(
 
 
 def test_lp_train_refuses_a_heldout_set_of_the_same_bank_in_one_line(datasets, tmp_path):
-    from train.cli import train_command
+    from lesionpaste.train.cli import train_command
 
     data, _ = datasets
     same = _with_other_twins(data, tmp_path / "same", "IDRiD_03", 6)
@@ -167,7 +167,7 @@ def test_lp_train_refuses_a_heldout_set_of_the_same_bank_in_one_line(datasets, t
 
 
 def test_lp_train_refuses_a_heldout_set_of_other_normals(datasets, tmp_path):
-    from train.cli import train_command
+    from lesionpaste.train.cli import train_command
 
     data, _ = datasets
     others = synthetic(tmp_path / "others", pairs=24, seed=3)  # other normal images
@@ -181,7 +181,7 @@ def test_lp_train_refuses_a_heldout_set_of_other_normals(datasets, tmp_path):
 
 
 def test_a_run_is_not_resumed_with_another_heldout_set_of_the_same_name(datasets, tmp_path):
-    from train.cli import train_command
+    from lesionpaste.train.cli import train_command
 
     data, other = datasets
     held = shutil.copytree(other, tmp_path / "held")
@@ -194,7 +194,7 @@ def test_a_run_is_not_resumed_with_another_heldout_set_of_the_same_name(datasets
 
 
 def test_lp_train_refuses_a_heldout_set_without_the_validation_normals(datasets, tmp_path):
-    from train.cli import train_command
+    from lesionpaste.train.cli import train_command
 
     data, other = datasets
     renamed = shutil.copytree(other, tmp_path / "renamed")

@@ -74,7 +74,7 @@ CASES = [absolute, dot_dot, link_out, same_path_twice, same_id_twice, wrong_chec
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    from train.cli import train_command
+    from lesionpaste.train.cli import train_command
 
     base = tmp_path_factory.mktemp("hostile")
     out = base / "run"
@@ -102,7 +102,7 @@ def _one_error(result, prog: str, expected: str) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.__name__)
 def test_lp_synth_verify_refuses(tmp_path, case):
-    from synth.cli import cli
+    from lesionpaste.synth.cli import cli
 
     root, expected = _damaged(tmp_path, lambda p: graded(p, per_grade=2), case)
     r = CliRunner().invoke(cli, ["verify", str(root)], prog_name="lp-synth")
@@ -112,7 +112,7 @@ def test_lp_synth_verify_refuses(tmp_path, case):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.__name__)
 def test_lp_train_refuses(tmp_path, case):
-    from train.cli import train_command
+    from lesionpaste.train.cli import train_command
 
     root, expected = _damaged(tmp_path, lambda p: synthetic(p, pairs=4), case)
     out = tmp_path / "run"
@@ -125,7 +125,7 @@ def test_lp_train_refuses(tmp_path, case):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.__name__)
 def test_lp_eval_refuses(tmp_path, run, case):
-    from train.cli import eval_command
+    from lesionpaste.train.cli import eval_command
 
     root, expected = _damaged(tmp_path, lambda p: graded(p, per_grade=2), case)
     out = tmp_path / "eval"

@@ -7,14 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from lesionpaste.train.dense import MapModel, stage_modules
+from lesionpaste.train.efficientnet_lite import SameConv2d
+from lesionpaste.train.engine import Normalizer
+from lesionpaste.train.inference import _POINTWISE, FusedConv2d, fold_batch_norm, for_inference
+from lesionpaste.train.models import ARCHS, build_model
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-
-from train.dense import MapModel, stage_modules
-from train.efficientnet_lite import SameConv2d
-from train.engine import Normalizer
-from train.inference import _POINTWISE, FusedConv2d, fold_batch_norm, for_inference
-from train.models import ARCHS, build_model
 
 #: the heavy backbones' equality tests are not run against every mutant
 _HEAVY = {"vgg16", "resnet50"}
@@ -227,7 +226,7 @@ def test_the_model_stays_differentiable_with_respect_to_its_input():
 @pytest.mark.parametrize(("arch", "maps"), [("efficientnet_lite0", False), ("smallcnn", True)])
 def test_grad_cam_of_the_folded_model_is_the_trained_models(arch, maps):
     pytest.importorskip("pytorch_grad_cam")
-    from train.cam import cam_maps
+    from lesionpaste.train.cam import cam_maps
 
     before = _restored(arch, maps)
     after = for_inference(_restored(arch, maps, before.state_dict()))

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from train.map_scores import (
+from lesionpaste.train.map_scores import (
     IMAGE_SCORES,
     TOP_K_FRACTION,
     choose_image_score,

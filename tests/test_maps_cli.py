@@ -8,16 +8,16 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from lesionpaste.train.map_scores import IMAGE_SCORES
 
 from tests.test_train_cli import FAST, invoke
 from tests.train_fixtures import graded, synthetic
-from train.map_scores import IMAGE_SCORES
 
 
 @pytest.fixture(scope="module")
 def mapped(tmp_path_factory):
     """A run trained with --maps on squares whose masks are recorded, and a graded set."""
-    from train.cli import train_command
+    from lesionpaste.train.cli import train_command
 
     root = tmp_path_factory.mktemp("maps")
     data = synthetic(root / "train", pairs=40, masks=True)
@@ -43,7 +43,7 @@ def test_a_run_with_maps_records_its_choices_on_the_validation_pairs(mapped):
 
 
 def test_lp_eval_maps_writes_each_map_and_its_picture(mapped, tmp_path):
-    from train.cli import eval_command
+    from lesionpaste.train.cli import eval_command
 
     run, evaluation = mapped
     r = invoke(eval_command, run, evaluation, "--out", tmp_path / "ev", "--maps", "--device", "cpu")
@@ -71,7 +71,7 @@ def test_lp_eval_maps_writes_each_map_and_its_picture(mapped, tmp_path):
 
 
 def test_a_bright_square_lights_up_the_written_map(mapped, tmp_path):
-    from train.cli import eval_command
+    from lesionpaste.train.cli import eval_command
 
     run, _ = mapped
     ev = graded(tmp_path / "sq", per_grade=2, seed=3)  # grades > 0 carry a bright square
@@ -84,7 +84,7 @@ def test_a_bright_square_lights_up_the_written_map(mapped, tmp_path):
 
 
 def test_lp_eval_maps_refuses_a_run_without_maps(tmp_path):
-    from train.cli import eval_command, train_command
+    from lesionpaste.train.cli import eval_command, train_command
 
     data = synthetic(tmp_path / "train", pairs=8)
     run = tmp_path / "run"
@@ -96,7 +96,7 @@ def test_lp_eval_maps_refuses_a_run_without_maps(tmp_path):
 
 
 def test_lp_train_maps_needs_masks(tmp_path):
-    from train.cli import train_command
+    from lesionpaste.train.cli import train_command
 
     data = synthetic(tmp_path / "train", pairs=4)  # no masks recorded
     r = invoke(train_command, data, "--out", tmp_path / "run", "--maps", *FAST)
@@ -105,7 +105,7 @@ def test_lp_train_maps_needs_masks(tmp_path):
 
 
 def test_a_run_saved_before_maps_existed_still_evaluates(tmp_path):
-    from train.cli import eval_command, train_command
+    from lesionpaste.train.cli import eval_command, train_command
 
     data = synthetic(tmp_path / "train", pairs=8)
     run = tmp_path / "run"
@@ -129,7 +129,7 @@ def test_a_run_saved_before_maps_existed_still_evaluates(tmp_path):
 
 def test_lp_eval_maps_scores_the_maps_against_the_masks_next_to_grad_cam(mapped, tmp_path):
     pytest.importorskip("pytorch_grad_cam")
-    from train.cli import eval_command
+    from lesionpaste.train.cli import eval_command
 
     run, _ = mapped
     ev = graded(tmp_path / "masked", per_grade=2, seed=5, masks=True)
@@ -159,7 +159,7 @@ def test_lp_eval_maps_scores_the_maps_against_the_masks_next_to_grad_cam(mapped,
 
 
 def test_lp_eval_refuses_an_evaluation_set_holding_a_bank_source(tmp_path):
-    from train.cli import eval_command, train_command
+    from lesionpaste.train.cli import eval_command, train_command
 
     data = synthetic(tmp_path / "train", pairs=8)
     meta = json.loads((data / "dataset.json").read_text())

@@ -79,7 +79,7 @@ def mosmed(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def bank(mosmed, tmp_path_factory) -> Path:
-    from bank_builder.cli import cli
+    from lesionpaste.bank_builder.cli import cli
 
     out = tmp_path_factory.mktemp("bank") / "ct.h5"
     r = CliRunner().invoke(
@@ -90,7 +90,7 @@ def bank(mosmed, tmp_path_factory) -> Path:
 
 
 def _synth(*args) -> None:
-    from synth.cli import cli
+    from lesionpaste.synth.cli import cli
 
     r = CliRunner().invoke(cli, [str(a) for a in args], prog_name="lp-synth")
     assert r.exit_code == 0, r.stderr
@@ -192,7 +192,7 @@ def test_volumes_stored_in_another_axis_order_and_damaged_ones(mosmed, bank, tmp
         np.testing.assert_array_equal(a, b)
     skipped = json.loads((out / "dataset.json").read_text())["skipped"]
     assert [s["id"] for s in skipped] == ["study_0010"]
-    from synth.cli import cli
+    from lesionpaste.synth.cli import cli
 
     r = CliRunner().invoke(
         cli,
@@ -212,7 +212,8 @@ def test_volumes_stored_in_another_axis_order_and_damaged_ones(mosmed, bank, tmp
 
 
 def test_a_mosmed_folder_refuses_labels_and_a_fundus_bank(mosmed, tmp_path):
-    from synth.cli import cli
+    from lesionpaste.synth.cli import cli
+
     from tests.synth_fixtures import make_fundus_bank
 
     fundus = make_fundus_bank(tmp_path / "f.h5")

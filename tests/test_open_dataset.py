@@ -18,7 +18,7 @@ from tests.synth_fixtures import make_fundus_bank, make_normals
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    from synth.cli import cli
+    from lesionpaste.synth.cli import cli
 
     root = tmp_path_factory.mktemp("received")
     bank = make_fundus_bank(root / "bank.h5")
@@ -80,8 +80,7 @@ def test_what_is_not_a_dataset_is_refused_when_opened(tmp_path):
 
 def test_the_torch_dataset_gives_channel_first_uint8_tensors_and_labels(dataset):
     import torch
-
-    from train.data import TorchDataset
+    from lesionpaste.train.data import TorchDataset
 
     torch_data = TorchDataset(dataset)
     batches = list(torch.utils.data.DataLoader(torch_data, batch_size=4))
@@ -99,7 +98,8 @@ def test_the_torch_dataset_gives_channel_first_uint8_tensors_and_labels(dataset)
 def evaluation(tmp_path_factory) -> Path:
     """An evaluation set of three white 64x64 photographs prepared at 32 px (the disc is the
     whole picture): one with MA and HE masks, one with an HE mask only, one with none."""
-    from synth.cli import cli
+    from lesionpaste.synth.cli import cli
+
     from tests.conftest import write_mask
 
     root = tmp_path_factory.mktemp("received-eval")

@@ -8,11 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_curve
-
-from tests.test_train_cli import FAST, invoke
-from tests.train_fixtures import graded, synthetic
-from train.operating_points import (
+from lesionpaste.train.operating_points import (
     apply_thresholds,
     normal_quantile,
     operating_points,
@@ -20,6 +16,10 @@ from train.operating_points import (
     specificity_at_sensitivity,
     validation_thresholds,
 )
+from sklearn.metrics import roc_curve
+
+from tests.test_train_cli import FAST, invoke
+from tests.train_fixtures import graded, synthetic
 
 # 10 normals scored 1..10 and 10 anomalous images: counted by hand in each test
 NORMALS = np.arange(1.0, 11.0)
@@ -127,7 +127,7 @@ def test_applied_thresholds_count_each_grade_by_hand():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from train.cli import train_command
+    from lesionpaste.train.cli import train_command
 
     root = tmp_path_factory.mktemp("points")
     data = synthetic(root / "train", pairs=40)
@@ -138,9 +138,9 @@ def trained(tmp_path_factory):
 
 
 def test_lp_train_records_thresholds_from_its_validation_normals(trained):
-    from train.data import load_dataset
-    from train.schedule import split_by_twin
-    from train.scoring import score
+    from lesionpaste.train.data import load_dataset
+    from lesionpaste.train.schedule import split_by_twin
+    from lesionpaste.train.scoring import score
 
     data, run, _ = trained
     saved = json.loads((run / "thresholds.json").read_text())
@@ -155,8 +155,8 @@ def test_lp_train_records_thresholds_from_its_validation_normals(trained):
 
 
 def test_lp_eval_reports_operating_points_and_the_synthetic_thresholds(trained, tmp_path):
-    from train.cli import eval_command
-    from train.evaluate import read_scores
+    from lesionpaste.train.cli import eval_command
+    from lesionpaste.train.evaluate import read_scores
 
     _, run, evaluation = trained
     r = invoke(eval_command, run, evaluation, "--out", tmp_path / "ev", "--boot", "100",
@@ -190,7 +190,7 @@ def test_a_run_without_thresholds_is_still_evaluated_and_a_damaged_file_is_refus
 ):
     import shutil
 
-    from train.cli import eval_command
+    from lesionpaste.train.cli import eval_command
 
     _, run, evaluation = trained
     old = tmp_path / "old-run"

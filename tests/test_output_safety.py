@@ -23,9 +23,9 @@ from tests.synth_fixtures import make_normals
 
 def invoke(tool: str, *args) -> tuple[int, str]:
     """Run one of the five console tools in-process; returns (exit code, stderr)."""
-    from bank_builder.cli import cli as bank_cli
-    from synth.cli import cli as synth_cli
-    from train.cli import eval_command, knn_command, train_command
+    from lesionpaste.bank_builder.cli import cli as bank_cli
+    from lesionpaste.synth.cli import cli as synth_cli
+    from lesionpaste.train.cli import eval_command, knn_command, train_command
 
     command = {
         "lp-bank": bank_cli,
@@ -224,7 +224,7 @@ def test_overwrite_refuses_an_earlier_output_holding_a_users_file(ws, tmp_path, 
 def test_a_failed_replacement_of_a_run_keeps_the_earlier_run(ws, tmp_path, monkeypatch):
     import shutil
 
-    import train.cli
+    from lesionpaste.train import cli as train_cli
 
     shutil.copytree(ws / "run", tmp_path / "run")
     before = snapshot(tmp_path)
@@ -233,7 +233,7 @@ def test_a_failed_replacement_of_a_run_keeps_the_earlier_run(ws, tmp_path, monke
         (run / "checkpoint.pt").write_bytes(b"half a checkpoint")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(train.cli, "train", fails)
+    monkeypatch.setattr(train_cli, "train", fails)
     train_args = [a.format(ws=ws) for a in TRAIN if "eval" not in a]
     code, err = invoke("lp-train", *train_args, "--seed", "5", "--out", tmp_path / "run",
                        "--overwrite")  # fmt: skip

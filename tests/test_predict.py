@@ -32,31 +32,31 @@ def invoke(command, *args, prog: str) -> Result:
 
 
 def lp_bank(*args) -> Result:
-    from bank_builder.cli import cli
+    from lesionpaste.bank_builder.cli import cli
 
     return invoke(cli, *args, prog="lp-bank")
 
 
 def lp_synth(*args) -> Result:
-    from synth.cli import cli
+    from lesionpaste.synth.cli import cli
 
     return invoke(cli, *args, prog="lp-synth")
 
 
 def lp_train(*args) -> Result:
-    from train.cli import train_command
+    from lesionpaste.train.cli import train_command
 
     return invoke(train_command, *args, prog="lp-train")
 
 
 def lp_eval(*args) -> Result:
-    from train.cli import eval_command
+    from lesionpaste.train.cli import eval_command
 
     return invoke(eval_command, *args, prog="lp-eval")
 
 
 def lp_predict(*args) -> Result:
-    from train.predict_cli import predict_command
+    from lesionpaste.train.predict_cli import predict_command
 
     return invoke(predict_command, *args, prog="lp-predict")
 
@@ -364,7 +364,7 @@ def test_the_model_card_says_what_the_run_is(fundus, tmp_path):
 
 
 def lp_export(*args) -> Result:
-    from train.export_cli import export_command
+    from lesionpaste.train.export_cli import export_command
 
     return invoke(export_command, *args, prog="lp-export")
 
@@ -380,7 +380,7 @@ def mapped_run(fundus, tmp_path_factory) -> Path:
 @pytest.mark.parametrize("kind", ["onnx", "torchscript"])
 @pytest.mark.parametrize("maps", [False, True])
 def test_an_export_scores_as_its_run(fundus, mapped_run, tmp_path, kind, maps):
-    from train.loading import load_detector
+    from lesionpaste.train.loading import load_detector
 
     pytest.importorskip("onnxruntime")
     run = mapped_run if maps else fundus["run"]
@@ -412,7 +412,7 @@ def test_an_onnx_export_scores_without_torch(fundus, tmp_path):
     ok(lp_export(fundus["run"], "-o", tmp_path / "x", "-q"))
     script = (
         "import sys\n"
-        "from train.predict_cli import predict_command\n"
+        "from lesionpaste.train.predict_cli import predict_command\n"
         "try:\n"
         f"    predict_command([{str(tmp_path / 'x')!r}, {str(fundus['tests'])!r}, '-o', "
         f"{str(tmp_path / 'p')!r}, '-q'])\n"
@@ -543,9 +543,10 @@ def test_an_evaluation_without_a_figure_travels_as_null(ct, tmp_path):
 @pytest.mark.mutation
 def test_predict_in_batches_equals_scoring_everything_at_once(tmp_path):
     """Detector.predict prepares and scores a batch at a time; the result is the whole's."""
+    from lesionpaste.train.detector import BATCH, Detector
+
     from lesionpaste.contract import InputContract, Preparation
     from tests.conftest import synthetic_fundus, write_rgb
-    from train.detector import BATCH, Detector
 
     paths = [write_rgb(tmp_path / f"{i:03d}.png", synthetic_fundus(seed=i)) for i in range(70)]
     preparation = Preparation("fundus", {"name": "none"}, 32)

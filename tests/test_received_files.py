@@ -29,10 +29,10 @@ from tests.synth_fixtures import make_normals
 from tests.test_output_safety import invoke
 
 TOOLS = {
-    "lp-synth": "from synth.cli import main; main()",
-    "lp-train": "from train.cli import main_train; main_train()",
-    "lp-eval": "from train.cli import main_eval; main_eval()",
-    "lp-bank": "from bank_builder.cli import main; main()",
+    "lp-synth": "from lesionpaste.synth.cli import main; main()",
+    "lp-train": "from lesionpaste.train.cli import main_train; main_train()",
+    "lp-eval": "from lesionpaste.train.cli import main_eval; main_eval()",
+    "lp-bank": "from lesionpaste.bank_builder.cli import main; main()",
 }
 
 

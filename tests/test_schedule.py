@@ -8,8 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from train.schedule import (
+from lesionpaste.train.schedule import (
     batches,
     epoch_order,
     optimizer_and_schedule,
@@ -106,7 +105,7 @@ def test_momentum_and_weight_decay_reach_the_update():
 
 
 def test_the_validation_split_keeps_twin_pairs_together_and_is_pinned():
-    from train.schedule import split_by_twin
+    from lesionpaste.train.schedule import split_by_twin
 
     twin_ids = [f"t{i:02d}" for i in range(20) for _ in range(2)]
     val = split_by_twin(twin_ids, 0.25, seed=0)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from lesionpaste.train.selection import criteria_against_real, rank_correlation, run_row
 
 from tests.test_train_cli import invoke
-from train.selection import criteria_against_real, rank_correlation, run_row
 
 
 def _run(root, name, val, heldout, real=None, extra_lines=()):
@@ -51,7 +51,7 @@ def test_the_last_epoch_is_read_and_damaged_lines_are_passed_over(tmp_path):
 
 
 def test_lp_select_ranks_by_the_heldout_auc_and_reports_both_correlations(tmp_path):
-    from train.cli import select_command
+    from lesionpaste.train.cli import select_command
 
     runs = [_run(tmp_path, "a", 0.91, 0.72, 0.66), _run(tmp_path, "b", 0.95, 0.70, 0.62),
             _run(tmp_path, "c", 0.85, 0.74, 0.70), _run(tmp_path, "d", 0.80, None)]  # fmt: skip
@@ -69,7 +69,7 @@ def test_lp_select_ranks_by_the_heldout_auc_and_reports_both_correlations(tmp_pa
 
 @pytest.mark.parametrize("case", ["no log", "no heldout", "damaged metrics"])
 def test_lp_select_refuses_in_one_line(tmp_path, case):
-    from train.cli import select_command
+    from lesionpaste.train.cli import select_command
 
     if case == "no log":
         (tmp_path / "x").mkdir()

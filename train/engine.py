@@ -16,21 +16,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
-from torch import nn
-from tqdm import tqdm
-
-from lesionpaste.errors import LesionPasteError
-from lesionpaste.files import atomic_output, open_regular, write_text_atomic
-from train.data import LoadedDataset
-from train.dense import MapModel, collect_outputs, map_loss, map_outputs
-from train.evaluate import write_metrics
-from train.frozen import Activations, Tail, cache_activations
-from train.heldout import HeldoutPairs
-from train.map_scores import image_scores, map_summary, validation_aucs
-from train.models import build_model, input_normalization
-from train.operating_points import validation_thresholds
-from train.schedule import (
+from lesionpaste.train.data import LoadedDataset
+from lesionpaste.train.dense import MapModel, collect_outputs, map_loss, map_outputs
+from lesionpaste.train.evaluate import write_metrics
+from lesionpaste.train.frozen import Activations, Tail, cache_activations
+from lesionpaste.train.heldout import HeldoutPairs
+from lesionpaste.train.map_scores import image_scores, map_summary, validation_aucs
+from lesionpaste.train.models import build_model, input_normalization
+from lesionpaste.train.operating_points import validation_thresholds
+from lesionpaste.train.schedule import (
     batches,
     epoch_order,
     optimizer_and_schedule,
@@ -38,7 +32,13 @@ from train.schedule import (
     split_by_twin,
     steps_per_epoch,
 )
-from train.selection import best_entry, best_epoch, logged_epochs
+from lesionpaste.train.selection import best_entry, best_epoch, logged_epochs
+from sklearn.metrics import roc_auc_score
+from torch import nn
+from tqdm import tqdm
+
+from lesionpaste.errors import LesionPasteError
+from lesionpaste.files import atomic_output, open_regular, write_text_atomic
 
 
 @dataclass

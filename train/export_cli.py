@@ -8,6 +8,9 @@ import shutil
 from pathlib import Path
 
 import click
+from lesionpaste.train.exported import MODEL_FILES, MODEL_FORMAT, MODEL_JSON, MODEL_VERSION
+from lesionpaste.train.model_card import CARD, EVALUATION
+from lesionpaste.train.run_contract import run_contract
 
 import lesionpaste
 from lesionpaste.cli import Command
@@ -15,9 +18,6 @@ from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import building_folder, write_text_atomic
 from lesionpaste.jsonfiles import finite_json, read_json_file
 from lesionpaste.outputs import check_output, real
-from train.exported import MODEL_FILES, MODEL_FORMAT, MODEL_JSON, MODEL_VERSION
-from train.model_card import CARD, EVALUATION
-from train.run_contract import run_contract
 
 
 def model_description(run: Path, contract, kind: str, digest: str) -> dict:
@@ -86,8 +86,8 @@ def export_command(run, kind, out, like, overwrite, quiet) -> None:
     """Export RUN's model as one ONNX or TorchScript file into OUT, with model.json (its input
     contract, thresholds, training data and evaluation) and its model card; lp-predict OUT
     scores with it, and an ONNX export needs only ONNX Runtime."""
-    from train.export_model import InferenceGraph, export_onnx, export_torchscript
-    from train.scoring import restore
+    from lesionpaste.train.export_model import InferenceGraph, export_onnx, export_torchscript
+    from lesionpaste.train.scoring import restore
 
     check_output(out, "model", [("run", run)], overwrite)
     contract = run_contract(run, like)

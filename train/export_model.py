@@ -29,12 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
-
-from lesionpaste.errors import LesionPasteError
-from lesionpaste.files import atomic_output
-from train.dense import MapModel
-from train.onnx_runner import (
+from lesionpaste.train.dense import MapModel
+from lesionpaste.train.onnx_runner import (
     INPUT,
     MAP,
     PROBABILITY,
@@ -44,6 +40,10 @@ from train.onnx_runner import (
     first_line,
     read_model_file,
 )
+from torch import nn
+
+from lesionpaste.errors import LesionPasteError
+from lesionpaste.files import atomic_output
 
 #: the ONNX opset written: the first with antialiased Resize (torch writes IR version 10 with it)
 OPSET = 18

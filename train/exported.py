@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lesionpaste.train.detector import Detector
+
 from lesionpaste.contract import contract_from_dict
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.jsonfiles import read_json_file
-from train.detector import Detector
 
 MODEL_JSON = "model.json"
 MODEL_FORMAT = "lesionpaste-model"
@@ -81,12 +82,12 @@ def load_export(folder: Path, device: str = "auto") -> Detector:
     model = folder / data["model_file"]
     digest = data["model_sha256"]  # the bytes loaded are the bytes checked: read once
     if data["model_format"] == "onnx":
-        from train.onnx_runner import OnnxScorer
+        from lesionpaste.train.onnx_runner import OnnxScorer
 
         scorer = OnnxScorer(model, sha256=digest)
     else:
-        from train.engine import pick_device
-        from train.export_model import TorchScriptScorer
+        from lesionpaste.train.engine import pick_device
+        from lesionpaste.train.export_model import TorchScriptScorer
 
         scorer = TorchScriptScorer(model, pick_device(device), sha256=digest)
     p = contract.preparation

@@ -26,9 +26,8 @@ from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
+from lesionpaste.train.efficientnet_lite import EfficientNetLite0, MBConv, SameConv2d
 from torch import nn
-
-from train.efficientnet_lite import EfficientNetLite0, MBConv, SameConv2d
 
 #: the side of the probe image whose forward pass shows which convolution feeds which norm
 _PROBE = 64

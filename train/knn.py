@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from lesionpaste.train.models import build_model
 from sklearn.neighbors import NearestNeighbors
 from torch import nn
-
-from train.models import build_model
 
 
 def feature_extractor(arch: str) -> nn.Module:

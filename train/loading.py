@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lesionpaste.train.detector import Detector
+from lesionpaste.train.run_contract import run_contract
+
 from lesionpaste.contract import CONTRACT_FILE
 from lesionpaste.digests import sha256_file
 from lesionpaste.errors import LesionPasteError
-from train.detector import Detector
-from train.run_contract import run_contract
 
 
 def load_detector(path: str | Path, like: str | Path | None = None, device: str = "auto"):
@@ -31,7 +32,7 @@ def load_detector(path: str | Path, like: str | Path | None = None, device: str 
     """
     path = Path(path)
     if (path / "model.json").exists() or path.name == "model.json":
-        from train.exported import load_export
+        from lesionpaste.train.exported import load_export
 
         return load_export(path if path.is_dir() else path.parent, device)
     if not (path / "checkpoint.pt").exists() and not (path / CONTRACT_FILE).exists():
@@ -39,7 +40,7 @@ def load_detector(path: str | Path, like: str | Path | None = None, device: str 
             f"{path}: neither an lp-train run (checkpoint.pt) nor an lp-export folder (model.json)"
         )
     contract = run_contract(path, like)
-    from train.scoring import model_file, run_scorer
+    from lesionpaste.train.scoring import model_file, run_scorer
 
     digest = sha256_file(model_file(path))
     return Detector(contract, run_scorer(path, device), path, "run", digest)

@@ -108,7 +108,7 @@ def map_summary(
         "val_dice", "val_iou", "n_val", "top_k_fraction"}``: the image score used (the best
         on validation with ``auto``) and the pixel threshold with the best pooled Dice.
     """
-    from train.pixel_metrics import best_threshold, dice_iou
+    from lesionpaste.train.pixel_metrics import best_threshold, dice_iou
 
     aucs = validation_aucs(image_scores(probabilities, maps), labels)
     chosen = choose_image_score(aucs) if image_score == "auto" else image_score

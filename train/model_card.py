@@ -12,11 +12,12 @@ import json
 import math
 from pathlib import Path
 
+from lesionpaste.train.selection import logged_epochs
+
 from lesionpaste.citation import METHOD
 from lesionpaste.contract import InputContract
 from lesionpaste.files import write_text_atomic
 from lesionpaste.jsonfiles import finite_json, read_json_file
-from train.selection import logged_epochs
 
 CARD = "README.md"
 EVALUATION = "evaluation.json"
@@ -87,7 +88,7 @@ def _training_run_lines(config: dict, run: Path) -> list[str]:
     kept = config.get("keep_best")
     last = entries[-1] if entries else {}
     if kept:
-        from train.selection import best_entry
+        from lesionpaste.train.selection import best_entry
 
         last = best_entry(entries, kept) or last
     lines = [

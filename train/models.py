@@ -24,7 +24,7 @@ def input_normalization(arch: str) -> tuple[tuple[float, ...], tuple[float, ...]
         ``(mean, std)``, three values each (RGB order).
     """
     if arch == "efficientnet_lite0":
-        from train.efficientnet_lite import MEAN, STD
+        from lesionpaste.train.efficientnet_lite import MEAN, STD
 
         return MEAN, STD
     return IMAGENET_MEAN, IMAGENET_STD
@@ -135,7 +135,7 @@ def load_state_dict_file(path: Path) -> dict:
 
 
 def _efficientnet_lite0(weights: str, classes: int) -> tuple[nn.Module, str]:
-    from train.efficientnet_lite import EfficientNetLite0, packaged_weights_path
+    from lesionpaste.train.efficientnet_lite import EfficientNetLite0, packaged_weights_path
 
     model = EfficientNetLite0(classes=1000)
     if weights == "imagenet":

@@ -22,9 +22,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from train.evaluate import comparisons
-from train.pixel_metrics import check_n_boot, percentile_interval
+from lesionpaste.train.evaluate import comparisons
+from lesionpaste.train.pixel_metrics import check_n_boot, percentile_interval
 
 #: the specificities at which sensitivity is reported, and the reverse
 TARGETS = (0.90, 0.95)

@@ -65,7 +65,7 @@ def contract_of_run(run: Path, preparation: Preparation) -> InputContract:
         LesionPasteError: a missing or damaged configuration, ``maps.json`` or
             ``thresholds.json``.
     """
-    from train.models import ARCHS, input_normalization
+    from lesionpaste.train.models import ARCHS, input_normalization
 
     config = read_json_file(run / "config.json", 1 << 20)
     arch, size, maps = (
@@ -77,7 +77,7 @@ def contract_of_run(run: Path, preparation: Preparation) -> InputContract:
         raise LesionPasteError(f"{run}/config.json: missing or damaged (arch, size)")
     image_score, map_threshold = "classifier", None
     if maps:
-        from train.scoring import map_choices
+        from lesionpaste.train.scoring import map_choices
 
         choices = map_choices(run)
         image_score, map_threshold = choices["image_score"], choices.get("pixel_threshold")

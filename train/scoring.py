@@ -10,6 +10,24 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
+from lesionpaste.train.data import load_dataset
+from lesionpaste.train.dense import MapModel, map_outputs
+from lesionpaste.train.engine import (
+    BEST,
+    Normalizer,
+    TrainConfig,
+    load_checkpoint,
+    pick_device,
+    place_images,
+    scores_of,
+)
+from lesionpaste.train.evaluate import compare, metrics, read_scores, write_metrics, write_scores
+from lesionpaste.train.inference import for_inference, keep_freed_memory
+from lesionpaste.train.map_scores import IMAGE_SCORES, image_scores, upsample_maps
+from lesionpaste.train.model_card import record_evaluation
+from lesionpaste.train.models import build_model
+from lesionpaste.train.operating_points import apply_thresholds, operating_points
+from lesionpaste.train.roc_plot import roc_picture
 
 from lesionpaste.contract import check_thresholds
 from lesionpaste.dataset import open_dataset
@@ -19,24 +37,6 @@ from lesionpaste.files import swap_in
 from lesionpaste.images import encode_png
 from lesionpaste.jsonfiles import read_json_file, saved_json
 from lesionpaste.outputs import check_output
-from train.data import load_dataset
-from train.dense import MapModel, map_outputs
-from train.engine import (
-    BEST,
-    Normalizer,
-    TrainConfig,
-    load_checkpoint,
-    pick_device,
-    place_images,
-    scores_of,
-)
-from train.evaluate import compare, metrics, read_scores, write_metrics, write_scores
-from train.inference import for_inference, keep_freed_memory
-from train.map_scores import IMAGE_SCORES, image_scores, upsample_maps
-from train.model_card import record_evaluation
-from train.models import build_model
-from train.operating_points import apply_thresholds, operating_points
-from train.roc_plot import roc_picture
 
 
 def restore(run: Path, device_name: str, fused: bool = True):
@@ -204,7 +204,7 @@ def map_choices(run: Path) -> dict:
 
 def _cam_picture(restored: tuple, data, scores: np.ndarray, count: int) -> np.ndarray:
     """Grad-CAM panels for the ``count`` highest-scored anomalous images."""
-    from train.cam import cam_panels
+    from lesionpaste.train.cam import cam_panels
 
     model, normalizer, config, _ = restored
     anomalous = np.flatnonzero(data.labels > 0)
@@ -370,7 +370,7 @@ def refuse_bank_sources(run: Path, eval_set: Path) -> None:
 
 def _map_outputs(run, restored, eval_set, data, low_maps, n_boot) -> tuple[dict, dict]:
     """The files of ``--maps`` and the pixel metrics (where the set has masks)."""
-    from train.map_eval import (
+    from lesionpaste.train.map_eval import (
         CAM_THRESHOLD,
         field_of_view,
         map_files,
@@ -395,7 +395,7 @@ def _map_outputs(run, restored, eval_set, data, low_maps, n_boot) -> tuple[dict,
     threshold = map_choices(run).get("pixel_threshold")
     kinds = {"maps": ([full[i] for i in scored], 0.5 if threshold is None else threshold)}
     model, normalizer, config, _ = restored
-    from train.cam import cam_maps
+    from lesionpaste.train.cam import cam_maps
 
     cams = cam_maps(model, config.arch, normalizer, data.images[scored], what="--maps")
     for name, values in cams.items():

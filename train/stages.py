@@ -90,7 +90,7 @@ def split(model: nn.Module, arch: str) -> tuple[list[nn.Module], nn.Module]:
         pools = [i for i, layer in enumerate(layers) if isinstance(layer, nn.MaxPool2d)]
         stages = _cut(layers, pools)
     elif arch == "efficientnet_lite0":
-        from train.efficientnet_lite import STAGES
+        from lesionpaste.train.efficientnet_lite import STAGES
 
         ends = list(torch.cumsum(torch.tensor([s[0] for s in STAGES]), 0) - 1)
         stages = [_Stem(model), *_cut(list(model._blocks), [int(e) for e in ends])]
