@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from lesionpaste.bank_builder.annotated import AnnotatedImage
-from lesionpaste.bank_builder.extract import extract_lesions
 
 from lesionpaste import __version__
+from lesionpaste.bank_builder.annotated import AnnotatedImage
+from lesionpaste.bank_builder.extract import extract_lesions
 from lesionpaste.bank_format import BankMeta, Lesion, write_bank
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import atomic_output, refuse_existing

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import click
 import numpy as np
+from tqdm import tqdm
+
+from lesionpaste import __version__, mosmed_files
 from lesionpaste.bank_builder import idrid, mosmed
 from lesionpaste.bank_builder.annotated import FUNDUS_TYPES
 from lesionpaste.bank_builder.build import build_bank
 from lesionpaste.bank_builder.loaders import load_ct_slice, load_fundus
 from lesionpaste.bank_builder.sheet import contact_sheet
-from tqdm import tqdm
-
-from lesionpaste import __version__, mosmed_files
 from lesionpaste.bank_format import read_bank
 from lesionpaste.cli import Group, command_line, warn_to_stderr
 from lesionpaste.config import resolve_root

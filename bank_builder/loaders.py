@@ -8,8 +8,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from lesionpaste.bank_builder.annotated import AnnotatedImage, check_mask_shape
 
+from lesionpaste.bank_builder.annotated import AnnotatedImage, check_mask_shape
 from lesionpaste.ct_files import is_dicom, read_dicom_hu
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.images import read_gray, read_mask, read_rgb

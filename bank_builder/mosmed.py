@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from lesionpaste.bank_builder.annotated import AnnotatedImage
 
+from lesionpaste.bank_builder.annotated import AnnotatedImage
 from lesionpaste.ct_files import axial, load_nifti
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.mosmed_files import locate

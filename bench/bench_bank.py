@@ -16,11 +16,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from lesionpaste.bank_builder import idrid
 from lesionpaste.bank_builder.annotated import FUNDUS_TYPES
 from lesionpaste.bank_builder.build import build_bank
 from lesionpaste.bank_builder.loaders import load_fundus
-
 from lesionpaste.recipes import GrahamRecipe
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "idrid"

@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+
 from lesionpaste.train.dense import MapModel, map_outputs
 from lesionpaste.train.engine import Normalizer, pick_device, place_images, scores_of
 from lesionpaste.train.inference import for_inference, keep_freed_memory

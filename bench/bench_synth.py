@@ -32,15 +32,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 from bench_bank import full_build  # bench/ is the script's folder: first on sys.path
+
 from lesionpaste.bank_builder import idrid
+from lesionpaste.bank_format import read_bank
+from lesionpaste.recipes import GrahamRecipe
 from lesionpaste.synth.job import Job
 from lesionpaste.synth.normals import list_folder, read_label_file
 from lesionpaste.synth.runner import run_synthesis
 from lesionpaste.synth.tiers import make_tiers
 from lesionpaste.synth.twin import PasteConfig
-
-from lesionpaste.bank_format import read_bank
-from lesionpaste.recipes import GrahamRecipe
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

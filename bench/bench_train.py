@@ -23,10 +23,11 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
 from lesionpaste.train.engine import Normalizer, pick_device, place_images
 from lesionpaste.train.models import build_model
 from lesionpaste.train.schedule import optimizer_and_schedule
-from torch.utils.flop_counter import FlopCounterMode
 
 
 def timed(fn, steps: int, device: torch.device) -> float:

@@ -22,9 +22,8 @@ import cv2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lesionpaste.synth.mask_resize import resize_mask
-
 from lesionpaste.idrid_files import lesion_masks, locate
+from lesionpaste.synth.mask_resize import resize_mask
 
 SHARED = ROOT.parent / "shared" / "data"
 OUT = ROOT / "demo" / "data"

@@ -7,6 +7,22 @@ import shlex
 from pathlib import Path
 
 import click
+from tqdm import tqdm
+
+from lesionpaste import __version__
+from lesionpaste.bank_format import read_bank
+from lesionpaste.cli import Group, warn_to_stderr
+from lesionpaste.config import config_value
+from lesionpaste.dataset_archive import dataset_directory, extra_files, is_archive, pack, unpack
+from lesionpaste.dataset_format import (
+    bank_source_ids,
+    ids_of_sources,
+    read_dataset_json,
+    verify,
+)
+from lesionpaste.errors import LesionPasteError
+from lesionpaste.outputs import check_output
+from lesionpaste.recipes import parse_window
 from lesionpaste.synth.augment import AugmentConfig
 from lesionpaste.synth.card import dataset_card
 from lesionpaste.synth.colour import colour_luts, pooled_normals_histogram
@@ -29,22 +45,6 @@ from lesionpaste.synth.preview import twin_grid
 from lesionpaste.synth.runner import chunk_size_for, run_synthesis
 from lesionpaste.synth.tiers import Tier, make_tiers
 from lesionpaste.synth.twin import PasteConfig
-from tqdm import tqdm
-
-from lesionpaste import __version__
-from lesionpaste.bank_format import read_bank
-from lesionpaste.cli import Group, warn_to_stderr
-from lesionpaste.config import config_value
-from lesionpaste.dataset_archive import dataset_directory, extra_files, is_archive, pack, unpack
-from lesionpaste.dataset_format import (
-    bank_source_ids,
-    ids_of_sources,
-    read_dataset_json,
-    verify,
-)
-from lesionpaste.errors import LesionPasteError
-from lesionpaste.outputs import check_output
-from lesionpaste.recipes import parse_window
 
 PROG = "lp-synth"
 #: Options that change how a run executes, not what it writes: left out of the recorded

@@ -4,10 +4,10 @@ histograms compared are ``lesionpaste.histograms.channel_histograms``)."""
 from __future__ import annotations
 
 import numpy as np
-from lesionpaste.synth.load_normal import normals_recipe, prepare_normal
 
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.histograms import channel_histograms
+from lesionpaste.synth.load_normal import normals_recipe, prepare_normal
 
 
 def matching_lut(source: np.ndarray, target: np.ndarray) -> np.ndarray:

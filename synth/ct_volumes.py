@@ -14,11 +14,11 @@ import io
 from pathlib import Path
 
 import numpy as np
-from lesionpaste.synth.normals import NormalImage
 
 from lesionpaste.ct_files import load_nifti
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.mosmed_files import locate
+from lesionpaste.synth.normals import NormalImage
 
 NORMAL_CATEGORY = "CT-0"
 

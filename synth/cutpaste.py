@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from lesionpaste.synth.paste import find_position, mixup_paste
-from lesionpaste.synth.twin import Twin
 
 from lesionpaste.preparation import Prepared
+from lesionpaste.synth.paste import find_position, mixup_paste
+from lesionpaste.synth.twin import Twin
 
 AREA_RATIO = (0.02, 0.15)
 ASPECT_RATIO = (0.3, 1 / 0.3)

@@ -8,14 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lesionpaste.dataset_format import source_images_in
+from lesionpaste.errors import LesionPasteError
+from lesionpaste.idrid_files import is_idrid_root
 from lesionpaste.synth.ct_volumes import evaluation_slices, is_mosmed_root
 from lesionpaste.synth.ground_truth import attach_folder_masks, idrid_images
 from lesionpaste.synth.inputs import bank_studies, refuse_volumes_for_fundus
 from lesionpaste.synth.normals import NormalImage, image_folder, list_folder, read_label_file
-
-from lesionpaste.dataset_format import source_images_in
-from lesionpaste.errors import LesionPasteError
-from lesionpaste.idrid_files import is_idrid_root
 
 #: why a bank source is left out, as ``dataset.json``'s ``skipped`` records it
 LEFT_OUT_REASON = (

@@ -22,14 +22,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from lesionpaste.synth.export_layouts import (
-    LAYOUTS,
-    ExportedFile,
-    Split,
-    imagefolder_files,
-    metadata_csv,
-    mvtec_files,
-)
 
 from lesionpaste import __version__
 from lesionpaste.dataset_archive import dataset_directory
@@ -40,6 +32,14 @@ from lesionpaste.files import building_folder, read_regular_file
 from lesionpaste.formats import EXPORT_FORMAT
 from lesionpaste.images import decode, encode_png
 from lesionpaste.outputs import EXPORT_RECORD, check_output, real
+from lesionpaste.synth.export_layouts import (
+    LAYOUTS,
+    ExportedFile,
+    Split,
+    imagefolder_files,
+    metadata_csv,
+    mvtec_files,
+)
 
 CARD = "LESIONPASTE_CARD.md"
 DATASET_COPY = "lesionpaste-dataset.json"

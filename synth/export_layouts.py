@@ -33,10 +33,9 @@ import io
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from lesionpaste.synth.normals import SPLIT_GROUP, in_training_split, patient_of
-
 from lesionpaste.dataset_format import name_key
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.synth.normals import SPLIT_GROUP, in_training_split, patient_of
 
 LAYOUTS = ("mvtec", "imagefolder")
 #: the MVTec defect type every lesion image is filed under

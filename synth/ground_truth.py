@@ -14,14 +14,14 @@ import unicodedata
 from pathlib import Path
 
 import numpy as np
-from lesionpaste.synth.normals import NormalImage
-from lesionpaste.synth.prepare import prepare_mask
 
 from lesionpaste import idrid_files
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import open_regular
 from lesionpaste.images import check_complete, header_size, read_bytes, read_mask
 from lesionpaste.preparation import Prepared
+from lesionpaste.synth.normals import NormalImage
+from lesionpaste.synth.prepare import prepare_mask
 
 MASK_SUFFIXES = (".png", ".tif", ".tiff")
 #: how image files begin: PNG, JPEG, TIFF (little- and big-endian)

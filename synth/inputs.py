@@ -8,11 +8,10 @@ import os
 import re
 from pathlib import Path
 
-from lesionpaste.synth.ct_volumes import is_mosmed_root, normal_slices
-from lesionpaste.synth.normals import NormalImage, is_eyeq, list_folder, read_label_file, split
-
 from lesionpaste.config import config_value
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.synth.ct_volumes import is_mosmed_root, normal_slices
+from lesionpaste.synth.normals import NormalImage, is_eyeq, list_folder, read_label_file, split
 
 
 def setting(option, env: str, key: str) -> str | None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from lesionpaste.synth.tiers import Tier
 from lesionpaste.synth.twin import PasteConfig
 

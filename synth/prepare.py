@@ -4,10 +4,10 @@ image's ``lesionpaste.preparation.Geometry``. A pure function of arrays."""
 from __future__ import annotations
 
 import numpy as np
-from lesionpaste.synth.mask_resize import resize_mask
 
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.preparation import Prepared, crop_window
+from lesionpaste.synth.mask_resize import resize_mask
 
 
 def prepare_mask(mask: np.ndarray, prepared: Prepared) -> np.ndarray:

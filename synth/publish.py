@@ -6,9 +6,6 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from lesionpaste.synth.job import Job
-from lesionpaste.synth.worker import job_bank
-
 from lesionpaste import __version__
 from lesionpaste.dataset_format import (
     FORMAT,
@@ -21,6 +18,8 @@ from lesionpaste.dataset_format import (
 from lesionpaste.digests import sha256_file
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import swap_in, write_atomic
+from lesionpaste.synth.job import Job
+from lesionpaste.synth.worker import job_bank
 
 
 def _manifest_rows(records: list[dict], kind: str) -> list[dict]:

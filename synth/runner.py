@@ -18,16 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from joblib import Parallel, delayed, parallel_config
-from lesionpaste.synth.job import Job
-from lesionpaste.synth.normals import NormalImage
-from lesionpaste.synth.publish import publish
-from lesionpaste.synth.worker import make_chunk
 
 from lesionpaste.digests import sha256_file
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import output_lock, remove_temp_files, write_atomic
 from lesionpaste.images import jpeg_size
 from lesionpaste.jsonfiles import saved_json
+from lesionpaste.synth.job import Job
+from lesionpaste.synth.normals import NormalImage
+from lesionpaste.synth.publish import publish
+from lesionpaste.synth.worker import make_chunk
 
 
 def finished_record(work: Path, image_id: str) -> dict | None:

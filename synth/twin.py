@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
+from lesionpaste.bank_format import Bank
+from lesionpaste.preparation import Prepared
 from lesionpaste.synth.augment import (
     AugmentConfig,
     AugmentDraw,
@@ -19,9 +22,6 @@ from lesionpaste.synth.augment import (
 )
 from lesionpaste.synth.paste import blend_inside, blend_pixels, feathered_weights, find_position
 from lesionpaste.synth.tiers import Tier
-
-from lesionpaste.bank_format import Bank
-from lesionpaste.preparation import Prepared
 
 STREAMS = ("select", "augment", "place", "mix")
 

@@ -13,6 +13,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from lesionpaste.bank_format import Bank, read_bank
+from lesionpaste.errors import LesionPasteError
+from lesionpaste.files import write_atomic
+from lesionpaste.images import encode_png
+from lesionpaste.preparation import Prepared
 from lesionpaste.synth.cutpaste import cutpaste_twin
 from lesionpaste.synth.ground_truth import prepared_masks
 from lesionpaste.synth.job import Job
@@ -20,12 +26,6 @@ from lesionpaste.synth.load_normal import normals_recipe, prepare_normal
 from lesionpaste.synth.normals import NormalImage
 from lesionpaste.synth.tiers import Tier
 from lesionpaste.synth.twin import LesionTable, image_generators, lesion_table, synthesize_twin
-
-from lesionpaste.bank_format import Bank, read_bank
-from lesionpaste.errors import LesionPasteError
-from lesionpaste.files import write_atomic
-from lesionpaste.images import encode_png
-from lesionpaste.preparation import Prepared
 
 
 @lru_cache(maxsize=4)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from lesionpaste.bank_builder.annotated import FUNDUS_TYPES, AnnotatedImage
 from lesionpaste.bank_builder.build import build_bank
-
 from lesionpaste.recipes import GrahamRecipe, disc_mask, estimate_fundus_disc, graham
 from tests.conftest import synthetic_fundus, write_rgb
 

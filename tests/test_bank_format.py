@@ -6,8 +6,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from lesionpaste.bank_builder.extract import extract_lesions
 
+from lesionpaste.bank_builder.extract import extract_lesions
 from lesionpaste.bank_format import BankMeta, Lesion, read_bank, read_meta, write_bank
 from lesionpaste.errors import LesionPasteError
 

@@ -19,6 +19,7 @@ EIGHT = np.ones((3, 3))
 def idrid_03_bank(tmp_path_factory):
     """lp-bank build idrid_03 with the root from $LP_IDRID_ROOT, run once for the module."""
     from click.testing import CliRunner
+
     from lesionpaste.bank_builder.cli import cli
 
     idrid_image(3)  # skips when the real data is absent

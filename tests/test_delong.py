@@ -5,9 +5,10 @@ import math
 
 import numpy as np
 import pytest
-from lesionpaste.train.delong import auc_ci, delong_covariance, paired_test
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
+
+from lesionpaste.train.delong import auc_ci, delong_covariance, paired_test
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
+
 from lesionpaste.train.dense import MapModel, map_loss, map_outputs, probability_maps
 from lesionpaste.train.engine import Normalizer
 from lesionpaste.train.map_scores import upsample_maps
 from lesionpaste.train.models import ARCHS, build_model
-from sklearn.metrics import roc_auc_score
 
 
 @pytest.mark.parametrize("arch", ARCHS)

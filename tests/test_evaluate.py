@@ -7,6 +7,9 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
+
+from lesionpaste.errors import LesionPasteError
 from lesionpaste.train.evaluate import (
     compare,
     comparisons,
@@ -15,9 +18,6 @@ from lesionpaste.train.evaluate import (
     write_metrics,
     write_scores,
 )
-from sklearn.metrics import roc_auc_score
-
-from lesionpaste.errors import LesionPasteError
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 

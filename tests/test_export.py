@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from lesionpaste.synth.normals import in_training_split, patient_of
 
 from lesionpaste.dataset_format import manifest_text
+from lesionpaste.synth.normals import in_training_split, patient_of
 from tests.conftest import Result
 from tests.synth_fixtures import make_fundus_bank, make_normals, tree_bytes
 from tests.train_fixtures import graded, synthetic

@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
+from lesionpaste.errors import LesionPasteError
 from lesionpaste.train import export_model, onnx_runner
 from lesionpaste.train.dense import MapModel, collect_outputs
 from lesionpaste.train.engine import Normalizer
@@ -31,9 +34,6 @@ from lesionpaste.train.export_model import (
 )
 from lesionpaste.train.models import build_model
 from lesionpaste.train.onnx_runner import OnnxScorer
-from torch import nn
-
-from lesionpaste.errors import LesionPasteError
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDE = 32

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
-from lesionpaste.bank_builder.extract import component_boxes, extract_lesions
 from scipy import ndimage
+
+from lesionpaste.bank_builder.extract import component_boxes, extract_lesions
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 

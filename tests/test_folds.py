@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from lesionpaste.errors import LesionPasteError
 from lesionpaste.train.data import LoadedDataset
 from lesionpaste.train.evaluate import read_scores, write_scores
 from lesionpaste.train.folds import DEFAULT_GROUP, fold_plan, groups_of, subset, summarise
-
-from lesionpaste.errors import LesionPasteError
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 

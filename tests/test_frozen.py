@@ -9,14 +9,14 @@ import os
 import numpy as np
 import pytest
 import torch
+
+from lesionpaste.errors import LesionPasteError
 from lesionpaste.train.data import load_dataset
 from lesionpaste.train.dense import MapModel
 from lesionpaste.train.engine import Normalizer, TrainConfig, train
 from lesionpaste.train.frozen import Tail, cache_activations
 from lesionpaste.train.models import ARCHS, build_model
 from lesionpaste.train.stages import split
-
-from lesionpaste.errors import LesionPasteError
 from tests.train_fixtures import synthetic
 
 

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from lesionpaste.synth.normals import read_label_file
-from lesionpaste.train.data import load_dataset
 
 from lesionpaste.bank_format import read_bank
 from lesionpaste.dataset_format import MANIFEST_COLUMNS, read_dataset_json, verify
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.synth.normals import read_label_file
+from lesionpaste.train.data import load_dataset
 from tests.conftest import SHARED_DATA
 from tests.synth_fixtures import make_fundus_bank
 

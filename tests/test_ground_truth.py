@@ -9,6 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
+from lesionpaste.bank_format import read_bank
+from lesionpaste.errors import LesionPasteError
 from lesionpaste.synth.ground_truth import (
     attach_folder_masks,
     check_mask_headers,
@@ -18,9 +21,6 @@ from lesionpaste.synth.ground_truth import (
 )
 from lesionpaste.synth.load_normal import normals_recipe, prepare_normal
 from lesionpaste.synth.normals import NormalImage
-
-from lesionpaste.bank_format import read_bank
-from lesionpaste.errors import LesionPasteError
 from tests.conftest import write_mask
 from tests.synth_fixtures import make_fundus_bank
 

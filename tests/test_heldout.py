@@ -11,13 +11,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from lesionpaste.train.data import LoadedDataset
-from lesionpaste.train.heldout import heldout_pairs
 from sklearn.metrics import roc_auc_score
 
 from lesionpaste.dataset_format import dataset_json_text, manifest_text, read_dataset_json
 from lesionpaste.digests import sha256_bytes
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.train.data import LoadedDataset
+from lesionpaste.train.heldout import heldout_pairs
 from tests.test_train_cli import FAST, invoke
 from tests.train_fixtures import synthetic
 

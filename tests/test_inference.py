@@ -7,13 +7,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
 from lesionpaste.train.dense import MapModel, stage_modules
 from lesionpaste.train.efficientnet_lite import SameConv2d
 from lesionpaste.train.engine import Normalizer
 from lesionpaste.train.inference import _POINTWISE, FusedConv2d, fold_batch_norm, for_inference
 from lesionpaste.train.models import ARCHS, build_model
-from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 #: the heavy backbones' equality tests are not run against every mutant
 _HEAVY = {"vgg16", "resnet50"}

@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from lesionpaste.train.selection import best_epoch
 
 from lesionpaste.dataset_format import dataset_json_text, read_dataset_json
+from lesionpaste.train.selection import best_epoch
 from tests.test_train_cli import FAST, invoke
 from tests.train_fixtures import graded, synthetic
 
@@ -142,7 +142,6 @@ def test_a_kill_in_mid_training_before_best_pt_is_mended_when_resumed(data, tmp_
 def test_keep_best_heldout_keeps_the_epoch_of_the_best_heldout_auc(tmp_path, monkeypatch):
     from lesionpaste.train import engine
     from lesionpaste.train.cli import train_command
-
     from tests.test_heldout import _with_other_twins
 
     train_set = synthetic(tmp_path / "train", pairs=24)

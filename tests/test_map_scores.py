@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from lesionpaste.train.map_scores import (
     IMAGE_SCORES,
     TOP_K_FRACTION,

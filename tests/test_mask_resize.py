@@ -6,6 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+
 from lesionpaste.synth.mask_resize import area_coverage, area_weights, keep_components, resize_mask
 
 pytestmark = pytest.mark.mutation

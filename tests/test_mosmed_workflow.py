@@ -213,7 +213,6 @@ def test_volumes_stored_in_another_axis_order_and_damaged_ones(mosmed, bank, tmp
 
 def test_a_mosmed_folder_refuses_labels_and_a_fundus_bank(mosmed, tmp_path):
     from lesionpaste.synth.cli import cli
-
     from tests.synth_fixtures import make_fundus_bank
 
     fundus = make_fundus_bank(tmp_path / "f.h5")

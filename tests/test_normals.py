@@ -8,6 +8,8 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+
+from lesionpaste.errors import LesionPasteError
 from lesionpaste.synth.normals import (
     MAX_ID_BYTES,
     NormalImage,
@@ -19,8 +21,6 @@ from lesionpaste.synth.normals import (
     read_label_file,
     split,
 )
-
-from lesionpaste.errors import LesionPasteError
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 
@@ -216,9 +216,8 @@ def test_a_group_pattern_chooses_the_patient():
 
 
 def test_a_group_pattern_that_is_not_a_regular_expression_is_refused():
-    from lesionpaste.synth.inputs import select
-
     from lesionpaste.errors import LesionPasteError
+    from lesionpaste.synth.inputs import select
 
     run = {"strict": False, "split_part": "train", "split_fraction": 0.8, "split_seed": 0,
            "group_pattern": "(", "limit": None}  # fmt: skip

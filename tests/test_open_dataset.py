@@ -80,6 +80,7 @@ def test_what_is_not_a_dataset_is_refused_when_opened(tmp_path):
 
 def test_the_torch_dataset_gives_channel_first_uint8_tensors_and_labels(dataset):
     import torch
+
     from lesionpaste.train.data import TorchDataset
 
     torch_data = TorchDataset(dataset)
@@ -99,7 +100,6 @@ def evaluation(tmp_path_factory) -> Path:
     """An evaluation set of three white 64x64 photographs prepared at 32 px (the disc is the
     whole picture): one with MA and HE masks, one with an HE mask only, one with none."""
     from lesionpaste.synth.cli import cli
-
     from tests.conftest import write_mask
 
     root = tmp_path_factory.mktemp("received-eval")

@@ -8,6 +8,8 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_curve
+
 from lesionpaste.train.operating_points import (
     apply_thresholds,
     normal_quantile,
@@ -16,8 +18,6 @@ from lesionpaste.train.operating_points import (
     specificity_at_sensitivity,
     validation_thresholds,
 )
-from sklearn.metrics import roc_curve
-
 from tests.test_train_cli import FAST, invoke
 from tests.train_fixtures import graded, synthetic
 

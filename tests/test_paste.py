@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from lesionpaste.bank_builder.annotated import FUNDUS_TYPES, AnnotatedImage
 from lesionpaste.bank_builder.build import build_bank
+from lesionpaste.bank_format import read_bank
+from lesionpaste.preparation import Prepared
+from lesionpaste.recipes import NoRecipe
 from lesionpaste.synth.augment import (
     AugmentConfig,
     AugmentDraw,
@@ -16,10 +20,6 @@ from lesionpaste.synth.augment import (
 from lesionpaste.synth.paste import find_position, mixup_paste
 from lesionpaste.synth.tiers import Tier
 from lesionpaste.synth.twin import PasteConfig, image_generators, synthesize_twin
-
-from lesionpaste.bank_format import read_bank
-from lesionpaste.preparation import Prepared
-from lesionpaste.recipes import NoRecipe
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 

@@ -8,6 +8,10 @@ import itertools
 
 import numpy as np
 import pytest
+from scipy import ndimage
+from sklearn.metrics import roc_auc_score
+
+from lesionpaste.errors import LesionPasteError
 from lesionpaste.train.pixel_metrics import (
     aupro,
     best_threshold,
@@ -16,10 +20,6 @@ from lesionpaste.train.pixel_metrics import (
     pixel_auroc,
     pixel_report,
 )
-from scipy import ndimage
-from sklearn.metrics import roc_auc_score
-
-from lesionpaste.errors import LesionPasteError
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 

@@ -543,9 +543,8 @@ def test_an_evaluation_without_a_figure_travels_as_null(ct, tmp_path):
 @pytest.mark.mutation
 def test_predict_in_batches_equals_scoring_everything_at_once(tmp_path):
     """Detector.predict prepares and scores a batch at a time; the result is the whole's."""
-    from lesionpaste.train.detector import BATCH, Detector
-
     from lesionpaste.contract import InputContract, Preparation
+    from lesionpaste.train.detector import BATCH, Detector
     from tests.conftest import synthetic_fundus, write_rgb
 
     paths = [write_rgb(tmp_path / f"{i:03d}.png", synthetic_fundus(seed=i)) for i in range(70)]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from lesionpaste.synth.prepare import prepare_mask
 
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.preparation import (
@@ -18,6 +17,7 @@ from lesionpaste.preparation import (
     resize_square,
 )
 from lesionpaste.recipes import GrahamRecipe, NoRecipe, estimate_fundus_disc
+from lesionpaste.synth.prepare import prepare_mask
 
 BACKGROUND, SQUARE = 100, 200
 

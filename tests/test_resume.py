@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 
-from lesionpaste.synth.runner import finished_record
-
 from lesionpaste.digests import sha256_bytes
+from lesionpaste.synth.runner import finished_record
 
 
 def _work(tmp_path):

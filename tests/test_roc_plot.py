@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from lesionpaste.train.evaluate import metrics
 from lesionpaste.train.roc_plot import COLOURS, MARGIN, roc_picture
 

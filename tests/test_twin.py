@@ -8,6 +8,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
+from lesionpaste.bank_format import read_bank
+from lesionpaste.preparation import Prepared
 from lesionpaste.synth.augment import (
     AugmentConfig,
     AugmentDraw,
@@ -23,9 +26,6 @@ from lesionpaste.synth.twin import (
     paste_record,
     synthesize_twin,
 )
-
-from lesionpaste.bank_format import read_bank
-from lesionpaste.preparation import Prepared
 from tests.synth_fixtures import make_fundus_bank
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
@@ -167,6 +167,7 @@ def _scalar_twin(prepared, bank, tiers, pools, config, rngs, colour_luts=None):
     """The twin pasted one lesion at a time (augment_lesion, find_position, mixup_paste): the
     reference that the batched one-pixel path must reproduce exactly."""
     import cv2
+
     from lesionpaste.synth.augment import augment_lesion, draw_augmentations
     from lesionpaste.synth.paste import find_position, mixup_paste
 

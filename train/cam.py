@@ -5,10 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
-from lesionpaste.train.overlays import heat_colour
 from torch import nn
 
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.train.overlays import heat_colour
 
 
 def target_layer(model: nn.Module, arch: str) -> nn.Module:

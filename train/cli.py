@@ -7,6 +7,13 @@ from pathlib import Path
 
 import click
 import numpy as np
+
+from lesionpaste.cli import Command, warn_to_stderr
+from lesionpaste.contract import Preparation, preparation_of
+from lesionpaste.dataset_archive import dataset_directory
+from lesionpaste.dataset_format import bank_source_ids, read_dataset_json
+from lesionpaste.errors import LesionPasteError
+from lesionpaste.outputs import check_output
 from lesionpaste.train.crossval import cross_validate
 from lesionpaste.train.data import load_dataset
 from lesionpaste.train.engine import (
@@ -38,13 +45,6 @@ from lesionpaste.train.runs import (
 )
 from lesionpaste.train.scoring import eval_inputs, evaluate_run, print_metrics, write_evaluation
 from lesionpaste.train.selection import CRITERIA, criteria_against_real, run_row
-
-from lesionpaste.cli import Command, warn_to_stderr
-from lesionpaste.contract import Preparation, preparation_of
-from lesionpaste.dataset_archive import dataset_directory
-from lesionpaste.dataset_format import bank_source_ids, read_dataset_json
-from lesionpaste.errors import LesionPasteError
-from lesionpaste.outputs import check_output
 
 
 @click.command(cls=Command)

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import click
 import numpy as np
+
+from lesionpaste.digests import sha256_bytes
+from lesionpaste.errors import LesionPasteError
+from lesionpaste.files import remove_temp_files, write_text_atomic
 from lesionpaste.train.engine import (
     TrainConfig,
     train,
@@ -16,10 +20,6 @@ from lesionpaste.train.evaluate import metrics, write_metrics, write_scores
 from lesionpaste.train.folds import fold_plan, subset, summarise
 from lesionpaste.train.runs import prepare_run
 from lesionpaste.train.scoring import score
-
-from lesionpaste.digests import sha256_bytes
-from lesionpaste.errors import LesionPasteError
-from lesionpaste.files import remove_temp_files, write_text_atomic
 
 
 def cross_validate(

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from lesionpaste.train.map_scores import image_scores
 
 from lesionpaste.contract import (
     InputContract,
 )
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.train.map_scores import image_scores
 
 #: a scorer: ``(N, S, S, C)`` prepared ``uint8`` images -> class-1 probabilities and maps
 Scorer = Callable[[np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]

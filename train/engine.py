@@ -16,6 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+from torch import nn
+from tqdm import tqdm
+
+from lesionpaste.errors import LesionPasteError
+from lesionpaste.files import atomic_output, open_regular, write_text_atomic
 from lesionpaste.train.data import LoadedDataset
 from lesionpaste.train.dense import MapModel, collect_outputs, map_loss, map_outputs
 from lesionpaste.train.evaluate import write_metrics
@@ -33,12 +39,6 @@ from lesionpaste.train.schedule import (
     steps_per_epoch,
 )
 from lesionpaste.train.selection import best_entry, best_epoch, logged_epochs
-from sklearn.metrics import roc_auc_score
-from torch import nn
-from tqdm import tqdm
-
-from lesionpaste.errors import LesionPasteError
-from lesionpaste.files import atomic_output, open_regular, write_text_atomic
 
 
 @dataclass

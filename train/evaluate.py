@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-from lesionpaste.train.delong import auc_ci, paired_test
 from sklearn.metrics import roc_auc_score
 
 from lesionpaste.files import open_regular, write_text_atomic
+from lesionpaste.train.delong import auc_ci, paired_test
 
 
 def comparisons(labels: np.ndarray) -> dict[str, np.ndarray]:

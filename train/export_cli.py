@@ -8,9 +8,6 @@ import shutil
 from pathlib import Path
 
 import click
-from lesionpaste.train.exported import MODEL_FILES, MODEL_FORMAT, MODEL_JSON, MODEL_VERSION
-from lesionpaste.train.model_card import CARD, EVALUATION
-from lesionpaste.train.run_contract import run_contract
 
 import lesionpaste
 from lesionpaste.cli import Command
@@ -18,6 +15,9 @@ from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import building_folder, write_text_atomic
 from lesionpaste.jsonfiles import finite_json, read_json_file
 from lesionpaste.outputs import check_output, real
+from lesionpaste.train.exported import MODEL_FILES, MODEL_FORMAT, MODEL_JSON, MODEL_VERSION
+from lesionpaste.train.model_card import CARD, EVALUATION
+from lesionpaste.train.run_contract import run_contract
 
 
 def model_description(run: Path, contract, kind: str, digest: str) -> dict:

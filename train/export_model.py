@@ -29,6 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+
+from lesionpaste.errors import LesionPasteError
+from lesionpaste.files import atomic_output
 from lesionpaste.train.dense import MapModel
 from lesionpaste.train.onnx_runner import (
     INPUT,
@@ -40,10 +44,6 @@ from lesionpaste.train.onnx_runner import (
     first_line,
     read_model_file,
 )
-from torch import nn
-
-from lesionpaste.errors import LesionPasteError
-from lesionpaste.files import atomic_output
 
 #: the ONNX opset written: the first with antialiased Resize (torch writes IR version 10 with it)
 OPSET = 18

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lesionpaste.train.detector import Detector
-
 from lesionpaste.contract import contract_from_dict
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.jsonfiles import read_json_file
+from lesionpaste.train.detector import Detector
 
 MODEL_JSON = "model.json"
 MODEL_FORMAT = "lesionpaste-model"

@@ -11,10 +11,10 @@ import re
 from dataclasses import replace
 
 import numpy as np
-from lesionpaste.train.data import LoadedDataset
 from sklearn.model_selection import StratifiedGroupKFold
 
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.train.data import LoadedDataset
 
 DEFAULT_GROUP = r"^(.*?)(?:[_:-]z?\d+)?$"
 

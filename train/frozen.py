@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from lesionpaste.train.stages import freeze, split
 from torch import nn
 
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.train.stages import freeze, split
 
 #: the share of the machine's memory that cached activations may take before they go to a file
 MEMORY_SHARE = 0.4

@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from lesionpaste.train.data import LoadedDataset
 
 from lesionpaste.dataset_format import bank_source_ids, source_patient
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.train.data import LoadedDataset
 
 
 @dataclass

@@ -26,8 +26,9 @@ from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
-from lesionpaste.train.efficientnet_lite import EfficientNetLite0, MBConv, SameConv2d
 from torch import nn
+
+from lesionpaste.train.efficientnet_lite import EfficientNetLite0, MBConv, SameConv2d
 
 #: the side of the probe image whose forward pass shows which convolution feeds which norm
 _PROBE = 64

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from lesionpaste.train.models import build_model
 from sklearn.neighbors import NearestNeighbors
 from torch import nn
+
+from lesionpaste.train.models import build_model
 
 
 def feature_extractor(arch: str) -> nn.Module:

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lesionpaste.train.detector import Detector
-from lesionpaste.train.run_contract import run_contract
-
 from lesionpaste.contract import CONTRACT_FILE
 from lesionpaste.digests import sha256_file
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.train.detector import Detector
+from lesionpaste.train.run_contract import run_contract
 
 
 def load_detector(path: str | Path, like: str | Path | None = None, device: str = "auto"):

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from lesionpaste.train.overlays import as_rgb, map_overlay, outlined
-from lesionpaste.train.pixel_metrics import paired_difference, pixel_report
 
 from lesionpaste.dataset import OpenedDataset
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.images import encode_png
 from lesionpaste.recipes import Disc, disc_mask
+from lesionpaste.train.overlays import as_rgb, map_overlay, outlined
+from lesionpaste.train.pixel_metrics import paired_difference, pixel_report
 
 #: Dice/IoU threshold of the Grad-CAM maps (scaled to [0, 1] per image)
 CAM_THRESHOLD = 0.5

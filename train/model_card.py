@@ -12,12 +12,11 @@ import json
 import math
 from pathlib import Path
 
-from lesionpaste.train.selection import logged_epochs
-
 from lesionpaste.citation import METHOD
 from lesionpaste.contract import InputContract
 from lesionpaste.files import write_text_atomic
 from lesionpaste.jsonfiles import finite_json, read_json_file
+from lesionpaste.train.selection import logged_epochs
 
 CARD = "README.md"
 EVALUATION = "evaluation.json"

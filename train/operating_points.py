@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from lesionpaste.train.evaluate import comparisons
 from lesionpaste.train.pixel_metrics import check_n_boot, percentile_interval
 

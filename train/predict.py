@@ -22,9 +22,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 from joblib import Parallel, delayed
-from lesionpaste.train.detector import Detector
-from lesionpaste.train.overlays import as_rgb, map_overlay
-from lesionpaste.train.predict_inputs import Item
 from tqdm import tqdm
 
 from lesionpaste.contract import Preparation
@@ -32,6 +29,9 @@ from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import write_atomic, write_text_atomic
 from lesionpaste.images import encode_png
 from lesionpaste.jsonfiles import read_json_file
+from lesionpaste.train.detector import Detector
+from lesionpaste.train.overlays import as_rgb, map_overlay
+from lesionpaste.train.predict_inputs import Item
 
 PREDICTIONS = "predictions.csv"
 REPORT = "predictions.html"

@@ -10,14 +10,14 @@ import shutil
 from pathlib import Path
 
 import click
-from lesionpaste.train.loading import load_detector
-from lesionpaste.train.predict import predict
-from lesionpaste.train.predict_inputs import list_inputs
 
 from lesionpaste.cli import Command
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import entries, output_lock
 from lesionpaste.outputs import check_output, foreign
+from lesionpaste.train.loading import load_detector
+from lesionpaste.train.predict import predict
+from lesionpaste.train.predict_inputs import list_inputs
 
 
 @click.command(cls=Command)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from sklearn.metrics import roc_curve
+
 from lesionpaste.train.evaluate import comparisons
 from lesionpaste.train.operating_points import normal_quantile
-from sklearn.metrics import roc_curve
 
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (0, 0, 0)]
 MARGIN = 50

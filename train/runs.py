@@ -10,17 +10,16 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from lesionpaste.train.engine import (
-    TrainConfig,
-    load_checkpoint,
-    with_defaults,
-)
-
 from lesionpaste.digests import sha256_file
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import entries, output_lock, remove_temp_files, swap_in, write_text_atomic
 from lesionpaste.jsonfiles import saved_json
 from lesionpaste.outputs import is_run, real
+from lesionpaste.train.engine import (
+    TrainConfig,
+    load_checkpoint,
+    with_defaults,
+)
 
 
 def dataset_digest(root: Path) -> str:

@@ -10,6 +10,15 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
+
+from lesionpaste.contract import check_thresholds
+from lesionpaste.dataset import open_dataset
+from lesionpaste.dataset_format import source_images_in
+from lesionpaste.errors import LesionPasteError
+from lesionpaste.files import swap_in
+from lesionpaste.images import encode_png
+from lesionpaste.jsonfiles import read_json_file, saved_json
+from lesionpaste.outputs import check_output
 from lesionpaste.train.data import load_dataset
 from lesionpaste.train.dense import MapModel, map_outputs
 from lesionpaste.train.engine import (
@@ -28,15 +37,6 @@ from lesionpaste.train.model_card import record_evaluation
 from lesionpaste.train.models import build_model
 from lesionpaste.train.operating_points import apply_thresholds, operating_points
 from lesionpaste.train.roc_plot import roc_picture
-
-from lesionpaste.contract import check_thresholds
-from lesionpaste.dataset import open_dataset
-from lesionpaste.dataset_format import source_images_in
-from lesionpaste.errors import LesionPasteError
-from lesionpaste.files import swap_in
-from lesionpaste.images import encode_png
-from lesionpaste.jsonfiles import read_json_file, saved_json
-from lesionpaste.outputs import check_output
 
 
 def restore(run: Path, device_name: str, fused: bool = True):
