@@ -4,6 +4,8 @@ separate pad or clamp left in EfficientNet-Lite0's forward); hooks keep working.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -90,6 +92,24 @@ def _assert_same(before, after) -> None:
         assert (m0 - m1).abs().max() <= 1e-5
 
 
+#: backbones whose float32 rounding alone moves a random model's probabilities by more than
+#: 1e-5 (EfficientNet-B0: SiLU and squeeze-excitation over 16 blocks, 3e-5 against float64)
+_ROUNDING_BOUND = {"efficientnet_b0"}
+
+
+def _assert_as_close_as_float32(before, after, x, maps) -> None:
+    """The folded model is as close to the float64 computation as the unfolded float32 one
+    (within twice its distance, or 1e-5): folding adds no error beyond float32 rounding."""
+    exact = copy.deepcopy(before).double().to(memory_format=torch.contiguous_format)
+    if maps:
+        exact.decoder.float()  # the decoder computes in float32 (it casts its features)
+    reference = _outputs(exact, x.double().contiguous(), maps)
+    plain, folded = _outputs(before, x, maps), _outputs(after, x, maps)
+    for k in (1, 2) if maps else (1,):  # probabilities, and maps
+        bound = max(1e-5, 2 * float((plain[k].double() - reference[k]).abs().max()))
+        assert float((folded[k].double() - reference[k]).abs().max()) <= bound
+
+
 def _cases():
     for arch in ARCHS:
         for maps in (False, True):
@@ -105,7 +125,10 @@ def test_the_folded_model_gives_the_trained_models_probabilities_and_maps(arch, 
     # after); 75x66: odd and even sides at every level, in both dimensions
     for shape in ((2, 3, 64, 64), (2, 3, 75, 66)):
         x = torch.randn(*shape).contiguous(memory_format=torch.channels_last)
-        _assert_same(_outputs(before, x, maps), _outputs(after, x, maps))
+        if arch in _ROUNDING_BOUND:
+            _assert_as_close_as_float32(before, after, x, maps)
+        else:
+            _assert_same(_outputs(before, x, maps), _outputs(after, x, maps))
     assert not any(isinstance(m, nn.BatchNorm2d) for m in after.modules())
     assert not after.training
 

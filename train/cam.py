@@ -8,27 +8,21 @@ import torch
 from torch import nn
 
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.train.backbones import backbone
 from lesionpaste.train.overlays import heat_colour
 
 
 def target_layer(model: nn.Module, arch: str) -> nn.Module:
-    """The last convolutional stage of each architecture.
+    """The last convolutional stage of the architecture (``train.backbones``' ``cam_layer``).
 
     Args:
-        model: the network, built by ``build_model``.
+        model: the network, built by ``build_model`` (or a ``MapModel`` around one).
         arch: its architecture name (``train.models.ARCHS``).
 
     Returns:
         The module whose activations Grad-CAM weighs.
     """
-    model = getattr(model, "backbone", model)  # a MapModel: its backbone's last stage
-    if arch == "vgg16":
-        return model.features[-1]
-    if arch in ("resnet18", "resnet50"):
-        return model.layer4[-1]
-    if arch == "efficientnet_lite0":
-        return model._blocks[-1]
-    return model.features[-1]
+    return backbone(arch).cam_layer(getattr(model, "backbone", model))
 
 
 def cam_maps(

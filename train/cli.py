@@ -14,6 +14,7 @@ from lesionpaste.dataset_archive import dataset_directory
 from lesionpaste.dataset_format import bank_source_ids, read_dataset_json
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.outputs import check_output
+from lesionpaste.train.backbones import BACKBONES
 from lesionpaste.train.crossval import cross_validate
 from lesionpaste.train.data import load_dataset
 from lesionpaste.train.engine import (
@@ -315,7 +316,7 @@ def eval_command(run, eval_set, out, other, cam, maps, n_boot, device, overwrite
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
 @click.option(
     "--arch",
-    type=click.Choice(["efficientnet_lite0", "resnet18", "resnet50", "vgg16"]),
+    type=click.Choice([b.name for b in BACKBONES.values() if b.pretrained]),
     default="efficientnet_lite0",
     show_default=True,
     help="Pretrained feature network.",

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lesionpaste.train.backbones import backbone
+
 #: the decoder's channels: light (about 0.1 M parameters over VGG16's taps)
 DECODER_CHANNELS = 64
 #: the strides whose features feed the decoder, finest first
@@ -24,7 +26,8 @@ _PROBE = 64
 
 
 def stage_modules(model: nn.Module, arch: str) -> list[nn.Module]:
-    """The backbone's stages in forward order, among which the taps are chosen.
+    """The backbone's stages in forward order, among which the taps are chosen
+    (``train.backbones``' ``taps``).
 
     Args:
         model: a network built by ``train.models.build_model``.
@@ -33,11 +36,7 @@ def stage_modules(model: nn.Module, arch: str) -> list[nn.Module]:
     Returns:
         The modules whose outputs are candidate feature maps.
     """
-    if arch in ("resnet18", "resnet50"):
-        return [model.layer1, model.layer2, model.layer3, model.layer4]
-    if arch == "efficientnet_lite0":
-        return list(model._blocks)
-    return list(model.features)  # vgg16, smallcnn
+    return backbone(arch).taps(model)
 
 
 def find_taps(model: nn.Module, arch: str) -> tuple[list[int], list[int], list[int]]:

@@ -580,6 +580,7 @@ def _validate(s: _Session, labels: np.ndarray) -> dict:
         return {}
     started = time.perf_counter()
     probabilities, maps = s.val_outputs = _validation_outputs(s)
+    _refuse_diverged(probabilities, maps)
     if maps is not None:
         aucs = validation_aucs(image_scores(probabilities, maps), labels[s.val_idx])
         entry = {"val_auc": aucs["classifier"], "val_auc_by_score": aucs}
@@ -588,6 +589,15 @@ def _validate(s: _Session, labels: np.ndarray) -> dict:
     if s.heldout is not None and len(set(s.heldout.labels)) == 2:
         entry.update(_validate_heldout(s))
     return {**entry, "seconds_val": time.perf_counter() - started}
+
+
+def _refuse_diverged(probabilities: np.ndarray, maps: np.ndarray | None) -> None:
+    """Stop, in one line, a run whose model gives non-finite outputs (training diverged)."""
+    if not np.isfinite(probabilities).all() or (maps is not None and not np.isfinite(maps).all()):
+        raise LesionPasteError(
+            "training diverged: the model's outputs on the validation pairs are not finite "
+            "(NaN); lower --lr, raise --batch-size or --size, or start from pretrained weights"
+        )
 
 
 def _validate_heldout(s: _Session) -> dict:
@@ -602,6 +612,7 @@ def _validate_heldout(s: _Session) -> dict:
         probabilities, maps = scores_of(s.model, s.normalizer, images, s.device), None
     else:
         probabilities, maps = map_outputs(s.model, s.normalizer, images, s.device)
+    _refuse_diverged(probabilities, maps)
     if maps is None:
         return {"heldout_val_auc": float(roc_auc_score(s.heldout.labels, probabilities))}
     aucs = validation_aucs(image_scores(probabilities, maps), s.heldout.labels)

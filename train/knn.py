@@ -8,6 +8,7 @@ import torch
 from sklearn.neighbors import NearestNeighbors
 from torch import nn
 
+from lesionpaste.train.backbones import backbone
 from lesionpaste.train.models import build_model
 
 
@@ -24,13 +25,7 @@ def feature_extractor(arch: str) -> nn.Module:
         LesionPasteError: an unknown architecture, or ImageNet weights that are not available.
     """
     model, _ = build_model(arch, "imagenet", classes=1000)
-    if arch == "efficientnet_lite0":
-        model._fc = nn.Identity()
-        model._dropout = nn.Identity()
-    elif arch == "vgg16":
-        model.classifier = nn.Sequential(*list(model.classifier)[:-1])
-    else:
-        model.fc = nn.Identity()
+    backbone(arch).pooled(model)  # the classifier removed: pooled features out
     return model.eval()
 
 

