@@ -39,9 +39,8 @@ from lesionpaste.train.onnx_runner import (
     MAP,
     PROBABILITY,
     OnnxScorer,
-    check_batch_size,
-    check_images,
     first_line,
+    in_batches,
     read_model_file,
 )
 
@@ -353,17 +352,10 @@ class TorchScriptScorer:
         Raises:
             LesionPasteError: images of another shape or dtype, or a bad batch size.
         """
-        images = check_images(images, self.side, self.channels)
-        batch_size = check_batch_size(batch_size)
-        probabilities = [np.zeros(0, np.float32)]
-        maps = [np.zeros((0, *self._map_size), np.float32)]
+
+        def run(batch: np.ndarray, _start: int) -> list:
+            out = self._module(torch.tensor(batch, device=self._device))
+            return [o.float().cpu().numpy() for o in out]
+
         with torch.inference_mode():
-            for start in range(0, len(images), batch_size):
-                batch = torch.tensor(images[start : start + batch_size], device=self._device)
-                out = self._module(batch)
-                probabilities.append(out[0].float().cpu().numpy())
-                if self.has_map:
-                    maps.append(out[1].float().cpu().numpy())
-        if len(maps) > 1:
-            maps = maps[1:]  # the empty placeholder only shapes a result for no image
-        return np.concatenate(probabilities), (np.concatenate(maps) if self.has_map else None)
+            return in_batches(self, run, images, batch_size)

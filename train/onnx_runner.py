@@ -168,6 +168,37 @@ def _contract(session, path: Path) -> tuple[int, int, bool, tuple[int, int]]:
     return shape[1], shape[3], MAP in names, map_size
 
 
+def in_batches(scorer, run, images: np.ndarray, batch_size: int) -> tuple:
+    """A scorer's outputs for every image, a batch at a time (both exported formats).
+
+    Args:
+        scorer: an ``OnnxScorer`` or ``train.export_model.TorchScriptScorer`` (its ``side``,
+            ``channels``, ``has_map`` and map size).
+        run: ``(batch, start) -> (probabilities, maps)`` as arrays, for one batch.
+        images: ``(N, S, S, C)`` ``uint8`` images.
+        batch_size: images per batch.
+
+    Returns:
+        ``(probabilities, maps)``: ``(N,)`` ``float32``, and ``(N, h, w)`` ``float32`` (None
+        for a model without maps).
+
+    Raises:
+        LesionPasteError: images of another shape or dtype, or a bad batch size.
+    """
+    images = check_images(images, scorer.side, scorer.channels)
+    batch_size = check_batch_size(batch_size)
+    probabilities = [np.zeros(0, np.float32)]
+    maps = [np.zeros((0, *scorer._map_size), np.float32)]
+    for start in range(0, len(images), batch_size):
+        out = run(images[start : start + batch_size], start)
+        probabilities.append(np.asarray(out[0], np.float32))
+        if scorer.has_map:
+            maps.append(np.asarray(out[1], np.float32))
+    if len(maps) > 1:
+        maps = maps[1:]  # the empty placeholder only shapes a result for no image
+    return np.concatenate(probabilities), (np.concatenate(maps) if scorer.has_map else None)
+
+
 class OnnxScorer:
     """An ``lp-export`` ONNX model, ready to score ``(N, S, S, C)`` ``uint8`` images.
 
@@ -218,20 +249,13 @@ class OnnxScorer:
             LesionPasteError: images of another shape or dtype, a bad batch size, or a failure
                 inside ONNX Runtime.
         """
-        images = check_images(images, self.side, self.channels)
-        batch_size = check_batch_size(batch_size)
-        probabilities = [np.zeros(0, np.float32)]
-        maps = [np.zeros((0, *self._map_size), np.float32)]
-        for start in range(0, len(images), batch_size):
+
+        def run(batch: np.ndarray, start: int) -> list:
             try:
-                out = self._session.run(None, {INPUT: images[start : start + batch_size]})
+                return self._session.run(None, {INPUT: batch})
             except Exception as exc:  # noqa: BLE001 - ONNX Runtime's own types
                 raise LesionPasteError(
                     f"{self.path}: ONNX Runtime failed on images {start}.. ({first_line(exc)})"
                 ) from None
-            probabilities.append(np.asarray(out[0], np.float32))
-            if self.has_map:
-                maps.append(np.asarray(out[1], np.float32))
-        if len(maps) > 1:
-            maps = maps[1:]  # the empty placeholder only shapes a result for no image
-        return np.concatenate(probabilities), (np.concatenate(maps) if self.has_map else None)
+
+        return in_batches(self, run, images, batch_size)
