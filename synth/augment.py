@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from lesionpaste.errors import LesionPasteError
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -29,6 +31,22 @@ class AugmentConfig:
     brightness_range: tuple[float, float] = (0.8, 1.2)
     hue_shift: float = 0.05
     saturation_range: tuple[float, float] = (0.75, 1.25)
+
+    def __post_init__(self) -> None:
+        """Refuse ranges the operations cannot use (one place for these rules).
+
+        Raises:
+            LesionPasteError: a range that is reversed, not finite, or not above 0, or a hue
+                shift outside [0, 0.5].
+        """
+        for name in ("resize_range", "contrast_range", "brightness_range", "saturation_range"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high < float("inf"):  # False for NaN
+                raise LesionPasteError(
+                    f"augmentation {name} ({low:g}, {high:g}): expected 0 < LOW <= HIGH, finite"
+                )
+        if not 0 <= self.hue_shift <= 0.5:
+            raise LesionPasteError(f"augmentation hue_shift {self.hue_shift:g}: expected [0, 0.5]")
 
     def to_dict(self) -> dict:
         """The configuration as a JSON-ready dict (recorded in ``dataset.json``).

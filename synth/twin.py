@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from lesionpaste.bank_format import Bank
+from lesionpaste.errors import LesionPasteError
 from lesionpaste.preparation import Prepared
 from lesionpaste.synth.augment import (
     AugmentConfig,
@@ -54,6 +55,27 @@ class PasteConfig:
     tries: int = 100
     lesion_scale: float = 1.0  # times the matched scale (1: the paper's)
     edge_blur: float = 0.0  # feathered edge, sigma in output pixels (0: MixUp's hard edge)
+
+    def __post_init__(self) -> None:
+        """Refuse values the method cannot use, with the command line's one-line messages
+        (the one place these rules live: ``lp-synth`` builds this and lets it say no).
+
+        Raises:
+            LesionPasteError: a λ range outside [0, 1] or reversed, a lesion scale that is not
+                above 0, an edge blur below 0, or fewer than one placement try.
+        """
+        if self.lam is not None:
+            low, high = self.lam
+            if not 0 <= low <= high <= 1:  # False for NaN
+                raise LesionPasteError(
+                    f"--lambda {low:g},{high:g}: expected LOW,HIGH or one value in [0, 1], or none"
+                )
+        if not self.lesion_scale > 0 or not self.edge_blur >= 0:  # NaN fails both
+            raise LesionPasteError("--lesion-scale must be above 0 and --edge-blur at least 0")
+        if not math.isfinite(self.lesion_scale) or not math.isfinite(self.edge_blur):
+            raise LesionPasteError("--lesion-scale and --edge-blur must be finite")
+        if self.tries < 1:
+            raise LesionPasteError("placement tries must be at least 1")
 
     def to_dict(self) -> dict:
         """The configuration as a JSON-ready dict (recorded in ``dataset.json``).

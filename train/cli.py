@@ -3,6 +3,7 @@ and call the library (runs.py, crossval.py, scoring.py, engine.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -167,17 +168,16 @@ def train_command(
     refuse_a_folder_that_is_not_a_run(run)
     if eval_set is not None and not folds:  # RUN/eval is written after training: check it now
         check_output(run / "eval", "evaluation", eval_inputs(run, eval_set, None), True)
-    if settings["epochs"] < 1 or settings["batch_size"] < 1 or settings["lr"] <= 0:
-        raise LesionPasteError("--epochs, --batch-size and --lr must be positive")
-    if settings["freeze"] < 0:
-        raise LesionPasteError("--freeze must be 0 (none) or a number of stages")
-    if settings["maps"] and settings["supervised"]:
-        raise LesionPasteError("--maps learns the pasted masks: it needs a synthetic dataset")
-    if settings["keep_best"] == "heldout" and heldout_val is None:
-        raise LesionPasteError("--keep-best heldout needs --heldout-val (the held-out pairs)")
-    if settings["keep_best"] and folds:
-        raise LesionPasteError("--keep-best keeps one run's epoch; not with --folds")
     settings["keep_best"] = settings["keep_best"] or ""
+    # the configuration checks its own values now, before the dataset is read; the size,
+    # digest and sources the dataset gives are filled in once it is
+    config = TrainConfig(
+        **{**settings, "size": settings["size"] or 256},
+        dataset=str(Path(dataset).resolve()),
+        heldout_val=str(Path(heldout_val).resolve()) if heldout_val is not None else "",
+    )
+    if config.keep_best and folds:
+        raise LesionPasteError("--keep-best keeps one run's epoch; not with --folds")
     if heldout_val is not None and (settings["supervised"] or folds):
         raise LesionPasteError(
             "--heldout-val validates a synthetic run; not with --supervised or --folds"
@@ -195,12 +195,11 @@ def train_command(
         )
     if settings["supervised"]:  # normal (grade 0) against every abnormal grade
         data.labels = (data.labels > 0).astype(np.int64)
-    config = TrainConfig(
-        **{**settings, "size": settings["size"] or int(data.images.shape[1])},
-        dataset=str(Path(dataset).resolve()),
+    config = dataclasses.replace(
+        config,
+        size=settings["size"] or int(data.images.shape[1]),
         dataset_sha256=manifest_sha256,
         bank_sources=sorted(bank_source_ids(data.meta)),
-        heldout_val=str(Path(heldout_val).resolve()) if heldout_val is not None else "",
     )
     heldout = None  # checked and taken before the run is made
     if config.keep_best or heldout_val is not None:

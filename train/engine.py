@@ -69,6 +69,38 @@ class TrainConfig:
     heldout_val_sha256: str = ""  # that dataset's digest: a resume with another one is refused
     keep_best: str = ""  # "", or the criterion (train/selection.py) whose best epoch is kept
 
+    def __post_init__(self) -> None:
+        """Refuse a configuration that cannot train, with ``lp-train``'s one-line messages
+        (the one place these rules live: the command line builds this and lets it say no).
+
+        Raises:
+            LesionPasteError: an unknown architecture or image score, epochs, batch size or
+                learning rate that are not positive, a negative ``freeze``, a validation share
+                outside [0, 1), ``maps`` with ``supervised``, or ``keep_best`` with an unknown
+                criterion or ``heldout`` without a held-out set.
+        """
+        from lesionpaste.train.backbones import backbone
+        from lesionpaste.train.map_scores import IMAGE_SCORES
+        from lesionpaste.train.selection import CRITERIA
+
+        backbone(self.arch)
+        if self.epochs < 1 or self.batch_size < 1 or not 0 < self.lr < float("inf"):
+            raise LesionPasteError("--epochs, --batch-size and --lr must be positive")
+        if self.freeze < 0:
+            raise LesionPasteError("--freeze must be 0 (none) or a number of stages")
+        if self.size < 1:
+            raise LesionPasteError("--size must be a positive number of pixels")
+        if not 0 <= self.val_fraction < 1:
+            raise LesionPasteError("--val-fraction must be at least 0 and below 1")
+        if self.image_score not in ("auto", *IMAGE_SCORES):
+            raise LesionPasteError(f"--image-score {self.image_score!r}: unknown")
+        if self.maps and self.supervised:
+            raise LesionPasteError("--maps learns the pasted masks: it needs a synthetic dataset")
+        if self.keep_best not in ("", *CRITERIA):
+            raise LesionPasteError(f"--keep-best {self.keep_best!r}: unknown criterion")
+        if self.keep_best == "heldout" and not self.heldout_val:
+            raise LesionPasteError("--keep-best heldout needs --heldout-val (the held-out pairs)")
+
 
 def pick_device(name: str) -> torch.device:
     """The torch device for ``--device``: ``auto`` (CUDA when there is one), ``cuda`` or

@@ -1,0 +1,88 @@
+"""The option bundles check themselves when built, from Python as from the command line, with
+the command line's one-line messages (one place for each rule)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lesionpaste.errors import LesionPasteError
+from lesionpaste.synth.augment import AugmentConfig
+from lesionpaste.synth.twin import PasteConfig
+from lesionpaste.train.engine import TrainConfig
+
+
+@pytest.mark.mutation
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({"lesion_scale": -1}, "--lesion-scale must be above 0"),
+        ({"lesion_scale": 0}, "--lesion-scale must be above 0"),
+        ({"lesion_scale": math.nan}, "--lesion-scale must be above 0"),
+        ({"lesion_scale": math.inf}, "must be finite"),
+        ({"edge_blur": -0.5}, "--edge-blur at least 0"),
+        ({"lam": (0.8, 0.5)}, "--lambda 0.8,0.5"),
+        ({"lam": (0.5, 1.5)}, "--lambda 0.5,1.5"),
+        ({"lam": (-0.1, 0.5)}, "--lambda -0.1,0.5"),
+        ({"tries": 0}, "placement tries"),
+    ],
+)
+def test_a_paste_configuration_refuses_bad_values(kwargs, expected):
+    with pytest.raises(LesionPasteError, match=expected.replace("(", r"\(")):
+        PasteConfig(**kwargs)
+
+
+@pytest.mark.mutation
+def test_the_papers_paste_and_augment_settings_are_accepted():
+    paste = PasteConfig()
+    assert paste.lam == (0.5, 0.8) and paste.lesion_scale == 1.0
+    assert PasteConfig(lam=None).lam is None and PasteConfig(lam=(0.6, 0.6)).lam == (0.6, 0.6)
+    assert PasteConfig(lesion_scale=1.5, edge_blur=1.0).edge_blur == 1.0
+
+
+@pytest.mark.mutation
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"resize_range": (1.25, 0.75)},
+        {"contrast_range": (0.0, 1.0)},
+        {"brightness_range": (0.8, math.inf)},
+        {"saturation_range": (math.nan, 1.0)},
+        {"hue_shift": -0.1},
+        {"hue_shift": 0.6},
+    ],
+)
+def test_an_augment_configuration_refuses_bad_ranges(kwargs):
+    with pytest.raises(LesionPasteError, match="augmentation"):
+        AugmentConfig(**kwargs)
+
+
+@pytest.mark.mutation
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({"arch": "alexnet"}, "unknown --arch 'alexnet'"),
+        ({"epochs": 0}, "--epochs, --batch-size and --lr must be positive"),
+        ({"batch_size": 0}, "--epochs, --batch-size and --lr must be positive"),
+        ({"lr": 0.0}, "--epochs, --batch-size and --lr must be positive"),
+        ({"lr": math.nan}, "--epochs, --batch-size and --lr must be positive"),
+        ({"freeze": -1}, "--freeze must be 0"),
+        ({"size": 0}, "--size must be a positive"),
+        ({"val_fraction": 1.0}, "--val-fraction"),
+        ({"image_score": "best"}, "--image-score 'best'"),
+        ({"maps": True, "supervised": True}, "--maps learns the pasted masks"),
+        ({"keep_best": "last"}, "--keep-best 'last'"),
+        ({"keep_best": "heldout"}, "--keep-best heldout needs --heldout-val"),
+    ],
+)
+def test_a_training_configuration_refuses_bad_values(kwargs, expected):
+    with pytest.raises(LesionPasteError, match=expected.replace("(", r"\(")):
+        TrainConfig(dataset="d", **kwargs)
+
+
+@pytest.mark.mutation
+def test_the_papers_training_settings_are_accepted():
+    config = TrainConfig(dataset="d")
+    assert (config.arch, config.epochs, config.batch_size, config.lr) == ("vgg16", 50, 64, 1e-3)
+    assert TrainConfig(dataset="d", keep_best="heldout", heldout_val="v").keep_best == "heldout"
