@@ -20,13 +20,11 @@ unpacked into a temporary directory for the time of a block): what ``lp-synth ve
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
 import shutil
 import stat
 import tarfile
 import tempfile
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +32,10 @@ from pathlib import Path
 from lesionpaste.archive_members import ArchiveLimits, MemberNames, limits_for, member_kind
 from lesionpaste.dataset_format import check_dataset_meta, listed_files, verify
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.files import atomic_output, building_folder, is_temp_file, open_regular
+from lesionpaste.files import atomic_output, building_folder, is_temp_file
 from lesionpaste.jsonfiles import MAX_JSON_BYTES, parse_json
 from lesionpaste.outputs import check_output, real
+from lesionpaste.tar_archives import Recorder, open_tar
 
 #: the archive's name ends in one of these: how ``pack`` writes it
 WRITE_MODES = {".tar": "w", ".tar.gz": "w:gz", ".tgz": "w:gz"}
@@ -46,8 +45,6 @@ MAX_TRAILING_BYTES = 1 << 20
 _BLOCK = tarfile.BLOCKSIZE
 _CHUNK = 1 << 20
 #: what reading a damaged or foreign archive raises
-_READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
-GZIP_MAGIC = b"\x1f\x8b"
 
 #: ``progress(done, total)``: files written so far, of how many
 Progress = Callable[[int, int], None]
@@ -181,68 +178,6 @@ def _left_out(root: Path, packed: set[str]) -> list[str]:
     return found
 
 
-class _Recorder:
-    """A read-only stream that remembers its last read (where, and what): the block at which
-    ``tarfile`` stopped listing, without seeking back (a gzip stream seeks back by
-    decompressing it again from its start)."""
-
-    def __init__(self, stream):
-        self.stream = stream
-        self.last: tuple[int, bytes] = (-1, b"")
-
-    def read(self, size: int = -1) -> bytes:
-        """Read from the stream, remembering what was read.
-
-        Args:
-            size: the most bytes to read (-1: to the end).
-
-        Returns:
-            The bytes read.
-        """
-        where = self.stream.tell()
-        data = self.stream.read(size)
-        self.last = (where, data)
-        return data
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        """Move in the stream (forward: a gzip stream seeks back only by starting over).
-
-        Args:
-            offset: the position (for ``whence=SEEK_SET``).
-            whence: as for ``io.IOBase.seek``.
-
-        Returns:
-            The new position.
-        """
-        return self.stream.seek(offset, whence)
-
-    def tell(self) -> int:
-        """The stream's position.
-
-        Returns:
-            The position, in uncompressed bytes.
-        """
-        return self.stream.tell()
-
-
-@contextlib.contextmanager
-def _open_tar(archive: Path) -> Iterator[tuple[tarfile.TarFile, _Recorder]]:
-    """The archive (plain tar, or gzip-compressed) opened for reading, with its recording
-    stream; its read errors become one line."""
-    with open_regular(archive, "dataset archive") as fh:
-        compressed = fh.read(2) == GZIP_MAGIC
-        fh.seek(0)
-        stream = _Recorder(gzip.GzipFile(fileobj=fh, mode="rb") if compressed else fh)
-        try:
-            with tarfile.open(fileobj=stream, mode="r:") as tar:
-                yield tar, stream
-        except _READ_ERRORS as exc:
-            raise LesionPasteError(
-                f"{archive}: not a readable tar or tar.gz archive ({exc or type(exc).__name__});"
-                " nothing was written"
-            ) from None
-
-
 def read_plan(archive: Path) -> ArchivePlan:
     """Check an archive on its headers and ``dataset.json``, writing nothing.
 
@@ -259,7 +194,7 @@ def read_plan(archive: Path) -> ArchivePlan:
             ``dataset.json`` allows; data after the last member.
     """
     where = str(archive)
-    with _open_tar(archive) as (tar, stream):
+    with open_tar(archive) as (tar, stream):
         first = tar.next()
         if first is None:
             raise LesionPasteError(f"{where}: an empty archive; nothing was written")
@@ -305,9 +240,7 @@ def read_plan(archive: Path) -> ArchivePlan:
     return ArchivePlan(meta, tuple(members), limits, total)
 
 
-def _refuse_trailing_data(
-    tar: tarfile.TarFile, stream: _Recorder, where: str, last: Member
-) -> None:
+def _refuse_trailing_data(tar: tarfile.TarFile, stream: Recorder, where: str, last: Member) -> None:
     """After the last member only the end marker (zero blocks) may follow: other bytes are a
     member's data beyond its declared size (read as a bad header, which ends ``tarfile``'s
     listing silently) or a damaged archive."""
@@ -385,7 +318,7 @@ def _extract(archive: Path, plan: ArchivePlan, work: Path, progress: Progress | 
     where = str(archive)
     work.mkdir()
     files = sum(1 for m in plan.members if m.kind == "file")
-    with _open_tar(archive) as (tar, _stream):
+    with open_tar(archive) as (tar, _stream):
         for expected in plan.members:
             info = tar.next()
             found = None if info is None else Member(info.name, member_kind(info, where),
@@ -497,21 +430,3 @@ def dataset_directory(path: Path, check: bool = True) -> Iterator[Path]:
         return
     with unpacked(path, check) as root:
         yield root
-
-
-def is_dataset_archive(path: Path) -> bool:
-    """Whether ``path`` is an archive that ``pack`` could have written: a tar file (plain or
-    compressed) whose first member is ``dataset.json``.
-
-    Args:
-        path: the file.
-
-    Returns:
-        Whether it is one (False for anything unreadable).
-    """
-    try:
-        with _open_tar(Path(path)) as (tar, _stream):
-            first = tar.next()
-    except LesionPasteError:
-        return False
-    return first is not None and first.name == "dataset.json" and first.isreg()

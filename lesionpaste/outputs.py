@@ -17,6 +17,7 @@ from lesionpaste.files import entries, is_temp_file
 from lesionpaste.formats import BANK_FORMAT, DATASET_FORMAT, EXPORT_FORMAT
 from lesionpaste.images import is_marked_png
 from lesionpaste.jsonfiles import read_json_file
+from lesionpaste.tar_archives import is_dataset_archive
 
 #: What each kind of output is, in words.
 KINDS = {
@@ -178,8 +179,6 @@ def foreign(path: Path, kind: str) -> str | None:
             return None
         return _what(path, "a PNG written by LesionPaste")
     if kind == "archive":
-        from lesionpaste.dataset_archive import is_dataset_archive
-
         if path.is_file() and not path.is_symlink() and is_dataset_archive(path):
             return None
         return _what(path, "a dataset archive")
