@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from lesionpaste.contract import CONTRACT_FILE
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import entries, is_temp_file
 from lesionpaste.formats import BANK_FORMAT, DATASET_FORMAT, EXPORT_FORMAT
@@ -66,18 +67,24 @@ _RUN_FILES = {
     "fold.json",
     "scores.csv",
     "cv.json",
-    "contract.json",
+    CONTRACT_FILE,
     "README.md",
     "evaluation.json",
 }
 _FOLD = re.compile(r"fold_[0-9]+")
 #: what lp-predict writes: its record, the table, the report, and PNG folders
 PREDICTION_RECORD = "prediction.json"
-_PREDICTION_FILES = {PREDICTION_RECORD, "predictions.csv", "predictions.html"}
-_PREDICTION_DIRS = {"thumbs", "maps"}
+PREDICTIONS_CSV = "predictions.csv"
+PREDICTIONS_HTML = "predictions.html"
+THUMBS_DIR = "thumbs"
+MAPS_DIR = "maps"
+_PREDICTION_FILES = {PREDICTION_RECORD, PREDICTIONS_CSV, PREDICTIONS_HTML}
+_PREDICTION_DIRS = {THUMBS_DIR, MAPS_DIR}
 #: what lp-export writes: the model, its description and its card
 MODEL_RECORD = "model.json"
-_MODEL_FILES = {MODEL_RECORD, "model.onnx", "model.pt", "README.md"}
+#: each exported model format's one file name, beside MODEL_RECORD
+MODEL_FILES = {"onnx": "model.onnx", "torchscript": "model.pt"}
+_MODEL_FILES = {MODEL_RECORD, *MODEL_FILES.values(), "README.md"}
 
 
 def real(path: Path) -> Path:

@@ -227,7 +227,10 @@ def test_flags_follow_the_thresholds_and_the_report_is_sorted(fundus, tmp_path):
     order = sorted(rows, key=lambda r: -float(r["score"]))
     positions = [report.index(f"<td>{r['id']}</td>") for r in order]
     assert positions == sorted(positions)
-    assert "threshold pass_95" in report and "threshold pass_90" in report
+    for name, t in contract["thresholds"].items():  # each mark where the scores cross it
+        mark = report.index(f"threshold {name} (")
+        assert all(p < mark for r, p in zip(order, positions) if float(r["score"]) > t)
+        assert all(p > mark for r, p in zip(order, positions) if float(r["score"]) <= t)
     for r in rows:
         assert (tmp_path / "p" / r["thumbnail"]).is_file()
 
@@ -507,6 +510,12 @@ def test_lp_eval_refuses_damaged_thresholds_in_one_line(fundus, tmp_path, text, 
     assert "thresholds.json" in r.stderr and not (tmp_path / "e").exists()
 
 
+def lesionpaste_contract(run: Path):
+    from lesionpaste.contract import read_contract
+
+    return read_contract(run / "contract.json")
+
+
 def test_a_nifti_volume_is_scored_slice_by_slice_as_its_dicom_slices(ct, tmp_path):
     nib = pytest.importorskip("nibabel")
     from lesionpaste.ct_files import read_dicom_hu
@@ -518,6 +527,11 @@ def test_a_nifti_volume_is_scored_slice_by_slice_as_its_dicom_slices(ct, tmp_pat
     nib.save(nib.Nifti1Image(volume, np.eye(4)), tmp_path / "vol.nii.gz")
     ok(lp_predict(ct["run"], tmp_path / "vol.nii.gz", "-o", tmp_path / "v", "--device", "cpu"))
     ok(lp_predict(ct["run"], *dicoms, "-o", tmp_path / "d", "--device", "cpu", "-q"))
+    preparation = lesionpaste_contract(ct["run"]).preparation
+    for z, dicom in enumerate(dicoms):  # slice z of the volume is the DICOM slice, to the pixel
+        assert np.array_equal(
+            preparation.prepare(tmp_path / "vol.nii.gz", z).image, preparation.prepare(dicom).image
+        )
     volume_rows, dicom_rows = predictions(tmp_path / "v"), predictions(tmp_path / "d")
     assert [r["id"] for r in volume_rows] == ["vol_z000", "vol_z001", "vol_z002"]
     assert [r["slice"] for r in volume_rows] == ["0", "1", "2"]

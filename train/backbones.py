@@ -98,6 +98,11 @@ def _resnet(name: str, weights: str) -> Backbone:
     )
 
 
+def _pooled_classifier(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The head of torchvision's VGG and EfficientNet: average pooling, then the classifier."""
+    return m.classifier(torch.flatten(m.avgpool(x), 1))
+
+
 # ---- VGG16: five convolution blocks (each ending in a max pool), then the classifier
 
 
@@ -117,7 +122,7 @@ VGG16 = Backbone(
     mean=IMAGENET_MEAN,
     std=IMAGENET_STD,
     stages=_vgg_stages,
-    head=lambda m, x: m.classifier(torch.flatten(m.avgpool(x), 1)),
+    head=_pooled_classifier,
     taps=lambda m: list(m.features),
     cam_layer=lambda m: m.features[-1],
     pooled=_vgg_pooled,
@@ -138,7 +143,7 @@ EFFICIENTNET_B0 = Backbone(
     mean=IMAGENET_MEAN,
     std=IMAGENET_STD,
     stages=lambda m: list(m.features),
-    head=lambda m, x: m.classifier(torch.flatten(m.avgpool(x), 1)),
+    head=_pooled_classifier,
     taps=lambda m: list(m.features),
     cam_layer=lambda m: m.features[-1],
     pooled=_efficientnet_b0_pooled,

@@ -53,14 +53,31 @@ class Detector:
         source: the run or export it was loaded from.
         kind: ``"run"``, ``"torchscript"`` or ``"onnx"``.
         model_sha256: the digest of the model's file (the run's checkpoint, or the export's
-            model), which ``lp-predict`` records.
+            model), which ``lp-predict`` records; or a function computing it when asked.
     """
 
     def __init__(
-        self, contract: InputContract, scorer: Scorer, source: Path, kind: str, model_sha256: str
+        self,
+        contract: InputContract,
+        scorer: Scorer,
+        source: Path,
+        kind: str,
+        model_sha256: str | Callable[[], str],
     ):
         self.contract, self._scorer, self.source, self.kind = contract, scorer, source, kind
-        self.model_sha256 = model_sha256
+        self._digest = model_sha256
+
+    @property
+    def model_sha256(self) -> str:
+        """The digest of the model's file, computed when first asked (a run's checkpoint is
+        hashed only for what records it: ``lp-predict``).
+
+        Returns:
+            The hex sha256.
+        """
+        if callable(self._digest):
+            self._digest = self._digest()
+        return self._digest
 
     def score(self, images: np.ndarray) -> Scored:
         """Score images already prepared by the contract.

@@ -14,9 +14,10 @@ from lesionpaste.cli import Command
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import building_folder, write_text_atomic
 from lesionpaste.jsonfiles import finite_json, read_json_file
-from lesionpaste.outputs import check_output, real
-from lesionpaste.train.exported import MODEL_FILES, MODEL_FORMAT, MODEL_JSON, MODEL_VERSION
+from lesionpaste.outputs import MODEL_FILES, MODEL_RECORD, check_output, real
+from lesionpaste.train.exported import MODEL_FORMAT, MODEL_VERSION
 from lesionpaste.train.model_card import CARD, EVALUATION
+from lesionpaste.train.predict_cli import like_option
 from lesionpaste.train.run_contract import run_contract
 
 
@@ -74,12 +75,7 @@ def model_description(run: Path, contract, kind: str, digest: str) -> dict:
     "--format", "kind", type=click.Choice(sorted(MODEL_FILES)), default="onnx", show_default=True
 )
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
-@click.option(
-    "--like",
-    type=click.Path(path_type=Path),
-    help="For a run trained before runs recorded their input contract: a dataset prepared as "
-    "its training images were.",
-)
+@like_option
 @click.option("--overwrite", is_flag=True, help="Replace an earlier lp-export folder at OUT.")
 @click.option("-q", "--quiet", is_flag=True)
 def export_command(run, kind, out, like, overwrite, quiet) -> None:
@@ -108,11 +104,11 @@ def export_command(run, kind, out, like, overwrite, quiet) -> None:
 
         description = model_description(run, contract, kind, sha256_file(model_path))
         text = json.dumps(finite_json(description), indent=1, allow_nan=False) + "\n"
-        write_text_atomic(work / MODEL_JSON, text)
+        write_text_atomic(work / MODEL_RECORD, text)
         if (run / CARD).is_file():
             shutil.copyfile(run / CARD, work / CARD)
     if not quiet:
-        click.echo(f"exported {run} as {kind} into {out} ({MODEL_FILES[kind]}, {MODEL_JSON})")
+        click.echo(f"exported {run} as {kind} into {out} ({MODEL_FILES[kind]}, {MODEL_RECORD})")
 
 
 def main_export() -> None:

@@ -15,13 +15,11 @@ from pathlib import Path
 from lesionpaste.contract import contract_from_dict
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.jsonfiles import read_json_file
+from lesionpaste.outputs import MODEL_FILES, MODEL_RECORD
 from lesionpaste.train.detector import Detector
 
-MODEL_JSON = "model.json"
 MODEL_FORMAT = "lesionpaste-model"
 MODEL_VERSION = 1
-#: each model format's one file name (model.json may name no other file)
-MODEL_FILES = {"onnx": "model.onnx", "torchscript": "model.pt"}
 
 
 def check_model_json(data: object, where: Path) -> dict:
@@ -75,7 +73,7 @@ def load_export(folder: Path, device: str = "auto") -> Detector:
             contract's size and channels.
     """
     folder = Path(folder)
-    where = folder / MODEL_JSON
+    where = folder / MODEL_RECORD
     data = check_model_json(read_json_file(where, 1 << 20), where)
     contract = contract_from_dict(data.get("contract"), where)
     model = folder / data["model_file"]

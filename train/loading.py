@@ -4,11 +4,13 @@ an ONNX export."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from lesionpaste.contract import CONTRACT_FILE
 from lesionpaste.digests import sha256_file
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.outputs import MODEL_RECORD
 from lesionpaste.train.detector import Detector
 from lesionpaste.train.run_contract import run_contract
 
@@ -30,7 +32,7 @@ def load_detector(path: str | Path, like: str | Path | None = None, device: str 
             ``model.json``, or a run without a contract and no ``like``.
     """
     path = Path(path)
-    if (path / "model.json").exists() or path.name == "model.json":
+    if (path / MODEL_RECORD).exists() or path.name == MODEL_RECORD:
         from lesionpaste.train.exported import load_export
 
         return load_export(path if path.is_dir() else path.parent, device)
@@ -41,5 +43,5 @@ def load_detector(path: str | Path, like: str | Path | None = None, device: str 
     contract = run_contract(path, like)
     from lesionpaste.train.scoring import model_file, run_scorer
 
-    digest = sha256_file(model_file(path))
+    digest = functools.partial(sha256_file, model_file(path))  # hashed if asked (lp-predict)
     return Detector(contract, run_scorer(path, device), path, "run", digest)

@@ -15,7 +15,6 @@ import html
 import io
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,15 +28,17 @@ from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import write_atomic, write_text_atomic
 from lesionpaste.images import encode_png
 from lesionpaste.jsonfiles import read_json_file
+from lesionpaste.outputs import (
+    MAPS_DIR,
+    PREDICTION_RECORD,
+    PREDICTIONS_CSV,
+    PREDICTIONS_HTML,
+    THUMBS_DIR,
+)
 from lesionpaste.train.detector import Detector
 from lesionpaste.train.overlays import as_rgb, map_overlay
-from lesionpaste.train.predict_inputs import Item
+from lesionpaste.train.predict_inputs import Item, row_key
 
-PREDICTIONS = "predictions.csv"
-REPORT = "predictions.html"
-RECORD = "prediction.json"
-THUMBS = "thumbs"
-MAPS = "maps"
 #: images prepared and scored together: the most held in memory at once
 CHUNK = 64
 #: the thumbnails' side in the report, in pixels
@@ -123,7 +124,7 @@ def finished_keys(out: Path) -> set[str]:
     Returns:
         The keys (``Item.key``) of the rows written.
     """
-    path = out / PREDICTIONS
+    path = out / PREDICTIONS_CSV
     if not path.exists():
         return set()
     data = path.read_bytes()
@@ -132,12 +133,7 @@ def finished_keys(out: Path) -> set[str]:
         with open(path, "r+b") as fh:
             fh.truncate(len(data))
     rows = csv.DictReader(io.StringIO(data.decode("utf-8")))
-    return {r["input"] if not r["slice"] else f"{r['input']}#{r['slice']}" for r in rows}
-
-
-def _chunks(items: list[Item], size: int) -> Iterator[list[tuple[int, Item]]]:
-    for start in range(0, len(items), size):
-        yield list(enumerate(items[start : start + size], start=start))
+    return {row_key(r["input"], int(r["slice"]) if r["slice"] else None) for r in rows}
 
 
 def _thumbnail(image: np.ndarray) -> bytes:
@@ -185,22 +181,22 @@ def predict(
     columns = columns_of(detector, carried)
     record = record_of(detector, items, columns)
     out.mkdir(parents=True, exist_ok=True)
-    if (out / RECORD).exists():
-        if read_json_file(out / RECORD) != json.loads(json.dumps(record)):
+    if (out / PREDICTION_RECORD).exists():
+        if read_json_file(out / PREDICTION_RECORD) != json.loads(json.dumps(record)):
             raise LesionPasteError(
                 f"{out} holds predictions of another detector or other inputs; use another -o, "
                 "or pass --overwrite to replace them"
             )
     else:
-        write_text_atomic(out / RECORD, json.dumps(record, indent=1) + "\n")
+        write_text_atomic(out / PREDICTION_RECORD, json.dumps(record, indent=1) + "\n")
     done = finished_keys(out)
     todo = [item for item in items if item.key not in done]
     counts = {"scored": 0, "skipped": 0, "resumed": len(items) - len(todo)}
     counts["flagged"] = {name: 0 for name in detector.contract.thresholds}
     index = {item.key: i for i, item in enumerate(items)}
-    new_file = not (out / PREDICTIONS).exists()
+    new_file = not (out / PREDICTIONS_CSV).exists()
     with (
-        open(out / PREDICTIONS, "a", encoding="utf-8", newline="") as fh,
+        open(out / PREDICTIONS_CSV, "a", encoding="utf-8", newline="") as fh,
         Parallel(n_jobs=jobs) as parallel,
         tqdm(
             total=len(items),
@@ -260,10 +256,10 @@ def _score_chunk(detector, chunk, outcomes, index, out, carried, strict) -> list
             row.update(status="scored", score=repr(float(scored.scores[j])))
             for name, flags in scored.flagged.items():
                 row[f"flagged_{name}"] = int(flags[j])
-            row["thumbnail"] = f"{THUMBS}/{n:06d}.png"
+            row["thumbnail"] = f"{THUMBS_DIR}/{n:06d}.png"
             write_atomic(out / row["thumbnail"], _thumbnail(outcome.image))
             if scored.maps is not None:
-                row["map"] = f"{MAPS}/{n:06d}.png"
+                row["map"] = f"{MAPS_DIR}/{n:06d}.png"
                 write_atomic(out / row["map"], _map_picture(outcome.image, scored.maps[j]))
         rows.append(row)
     return rows
@@ -277,7 +273,7 @@ def write_report(out: Path, detector: Detector) -> None:
         out: the output folder (its ``predictions.csv``).
         detector: the detector (its thresholds).
     """
-    with open(out / PREDICTIONS, encoding="utf-8", newline="") as fh:
+    with open(out / PREDICTIONS_CSV, encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
     scored = sorted((r for r in rows if r["status"] == "scored"), key=lambda r: -float(r["score"]))
     skipped = [r for r in rows if r["status"] != "scored"]
@@ -315,7 +311,7 @@ def write_report(out: Path, detector: Detector) -> None:
         parts.append("<h2>Skipped</h2><ul>")
         parts += [f"<li>{e(r['input'])}: {e(r['reason'])}</li>" for r in skipped]
         parts.append("</ul>")
-    write_text_atomic(out / REPORT, "\n".join(parts) + "\n")
+    write_text_atomic(out / PREDICTIONS_HTML, "\n".join(parts) + "\n")
 
 
 def _mark_row(name: str, value: float) -> str:

@@ -19,17 +19,20 @@ from lesionpaste.train.loading import load_detector
 from lesionpaste.train.predict import predict
 from lesionpaste.train.predict_inputs import list_inputs
 
-
-@click.command(cls=Command)
-@click.argument("detector", type=click.Path(path_type=Path))
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
-@click.option(
+#: --like, for lp-predict and lp-export
+like_option = click.option(
     "--like",
     type=click.Path(path_type=Path),
     help="For a run trained before runs recorded their input contract: a dataset prepared as "
     "its training images were (its training dataset).",
 )
+
+
+@click.command(cls=Command)
+@click.argument("detector", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
+@like_option
 @click.option("-j", "--jobs", default=1, show_default=True, help="Processes preparing images.")
 @click.option("--strict", is_flag=True, help="Stop at the first unreadable image.")
 @click.option("--device", default="auto", show_default=True, help="auto, cuda or cpu.")

@@ -47,7 +47,21 @@ class Item:
         Returns:
             Its input, with ``#SLICE`` for a slice of a volume.
         """
-        return self.input if self.slice_index is None else f"{self.input}#{self.slice_index}"
+        return row_key(self.input, self.slice_index)
+
+
+def row_key(input_: str, slice_index: int | None) -> str:
+    """How ``predictions.csv`` (and ``prediction.json``) key an image: its input, with
+    ``#SLICE`` for a slice of a volume.
+
+    Args:
+        input_: the file as listed.
+        slice_index: the axial slice of a volume, or None.
+
+    Returns:
+        The key.
+    """
+    return input_ if slice_index is None else f"{input_}#{slice_index}"
 
 
 def _is_image(path: Path) -> bool:
