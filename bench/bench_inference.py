@@ -1,9 +1,9 @@
-"""Benchmark: scoring throughput before and after ``train.inference.for_inference``.
+"""Benchmark: scoring throughput before and after ``train.models.fused.for_inference``.
 
-Both models are restored the way ``lp-eval`` restores a run (``train.scoring.restore``: the
+Both models are restored the way ``lp-eval`` restores a run (``train.evaluation.evaluate_run.restore``: the
 backbone, a ``MapModel`` with ``--maps``, the same state dict, channels-last on the device)
-and score the same images through the same path (``train.engine.scores_of``, or
-``train.dense.map_outputs`` with ``--maps``), alternately, ``--rounds`` times; the table gives
+and score the same images through the same path (``train.models.on_device.scores_of``, or
+``train.models.decoder.map_outputs`` with ``--maps``), alternately, ``--rounds`` times; the table gives
 the medians, the ratio after/before and the largest score (and map) difference. The images are
 the 256x256 EyePACS JPEGs of ``../shared/data/eyepacs256`` (random ones with ``--random``).
 Target (issue: scoring on the CPU): EfficientNet-Lite0 at 256x256 >= 2x, e.g.:
@@ -27,10 +27,10 @@ import cv2
 import numpy as np
 import torch
 
-from lesionpaste.train.dense import MapModel, map_outputs
-from lesionpaste.train.engine import Normalizer, pick_device, place_images, scores_of
-from lesionpaste.train.inference import for_inference, keep_freed_memory
-from lesionpaste.train.models import build_model
+from lesionpaste.train.models.build import build_model
+from lesionpaste.train.models.decoder import MapModel, map_outputs
+from lesionpaste.train.models.fused import for_inference, keep_freed_memory
+from lesionpaste.train.models.on_device import Normalizer, pick_device, place_images, scores_of
 
 SHARED_DATA = Path(
     os.environ.get("LP_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -55,7 +55,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=SHARED_DATA / "eyepacs256" / "images")
     parser.add_argument("--random", action="store_true", help="random pixels, not EyePACS")
     parser.add_argument(
-        "--keep-memory", action="store_true", help="train.inference.keep_freed_memory() first"
+        "--keep-memory", action="store_true", help="train.models.fused.keep_freed_memory() first"
     )
     return parser.parse_args()
 

@@ -138,7 +138,7 @@ def _end_to_end(args, bank: Path, run_dir: Path, images: list[Path]) -> dict:
 
 def _forward(args, run_dir: Path, images: list[Path]) -> dict:
     """Row 2: PyTorch against ONNX Runtime on the same prepared images."""
-    from lesionpaste.train.loading import load_detector
+    from lesionpaste.train.deploy.loading import load_detector
 
     export = args.work / "onnx"
     if not (export / "model.json").exists():

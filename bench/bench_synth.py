@@ -36,11 +36,11 @@ from bench_bank import full_build  # bench/ is the script's folder: first on sys
 from lesionpaste.bank_builder import idrid
 from lesionpaste.bank_format import read_bank
 from lesionpaste.recipes import GrahamRecipe
-from lesionpaste.synth.job import Job
-from lesionpaste.synth.normals import list_folder, read_label_file
-from lesionpaste.synth.runner import run_synthesis
-from lesionpaste.synth.tiers import make_tiers
-from lesionpaste.synth.twin import PasteConfig
+from lesionpaste.synth.inputs.normals import list_folder, read_label_file
+from lesionpaste.synth.pasting.tiers import make_tiers
+from lesionpaste.synth.pasting.twin import PasteConfig
+from lesionpaste.synth.run.job import Job
+from lesionpaste.synth.run.runner import run_synthesis
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -149,11 +149,11 @@ PEAK = """
 import resource, sys, tempfile
 from pathlib import Path
 from lesionpaste.bank_format import read_bank
-from lesionpaste.synth.normals import NormalImage
-from lesionpaste.synth.job import Job
-from lesionpaste.synth.worker import make_one
-from lesionpaste.synth.tiers import make_tiers
-from lesionpaste.synth.twin import PasteConfig
+from lesionpaste.synth.inputs.normals import NormalImage
+from lesionpaste.synth.run.job import Job
+from lesionpaste.synth.run.worker import make_one
+from lesionpaste.synth.pasting.tiers import make_tiers
+from lesionpaste.synth.pasting.twin import PasteConfig
 bank = read_bank(sys.argv[1])
 job = Job(bank_path=Path(sys.argv[1]), bank_sha256=bank.sha256, size=int(sys.argv[3]),
           tiers=tuple(make_tiers("fundus", bank.counts())), paste=PasteConfig())

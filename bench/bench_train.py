@@ -12,7 +12,7 @@ arch, e.g.:
 ``--freeze N`` adds a row for the step of ``lp-train --freeze N``: the trainable tail on the
 cached activations of the first N stages (their one-off caching is timed and printed too).
 ``--maps`` adds a row for the same step with the dense decoder of ``lp-train --maps`` and its
-pixel loss (train/dense.py), measured in the same run, and the ratio to the plain step.
+pixel loss (train/models/decoder.py), measured in the same run, and the ratio to the plain step.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from lesionpaste.train.engine import Normalizer, pick_device, place_images
-from lesionpaste.train.models import build_model
-from lesionpaste.train.schedule import optimizer_and_schedule
+from lesionpaste.train.models.build import build_model
+from lesionpaste.train.models.on_device import Normalizer, pick_device, place_images
+from lesionpaste.train.training.schedule import optimizer_and_schedule
 
 
 def timed(fn, steps: int, device: torch.device) -> float:
@@ -132,7 +132,7 @@ def _frozen_rows(args, device, amp, images, labels, normalizer, gen, t_step: flo
     """With ``--freeze N``: the step on cached activations, and the caching itself."""
     if not args.freeze:
         return
-    from lesionpaste.train.frozen import Tail, cache_activations
+    from lesionpaste.train.training.frozen import Tail, cache_activations
 
     model, _ = build_model(args.arch, "none")
     model = model.to(device, memory_format=torch.channels_last)
@@ -167,7 +167,7 @@ def _timed_with_maps(args, device, amp, images, labels, normalizer, gen) -> floa
     """Seconds per training step of the same backbone with the dense decoder and pixel loss."""
     if not args.maps:
         return None
-    from lesionpaste.train.dense import MapModel, map_loss
+    from lesionpaste.train.models.decoder import MapModel, map_loss
 
     backbone, _ = build_model(args.arch, "none")
     model = MapModel(backbone, args.arch).to(device, memory_format=torch.channels_last)

@@ -8,7 +8,7 @@ IDRiD and CHASE_DB1 are CC BY 4.0 (``demo/data/ATTRIBUTION.md``).
   lesions the detector never sees in training) unchanged; and, for the localisation test,
   IDRiD_01, 02, 04-10 downscaled 4x (1072x712; JPEG quality 90, as the source is JPEG) with
   their lesion masks downscaled the same way by area (a pixel is lesion when half covered,
-  and every lesion keeps at least one pixel: ``synth.mask_resize.resize_mask``), as PNG.
+  and every lesion keeps at least one pixel: ``synth.inputs.mask_resize.resize_mask``), as PNG.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lesionpaste.idrid_files import lesion_masks, locate
-from lesionpaste.synth.mask_resize import resize_mask
+from lesionpaste.synth.inputs.mask_resize import resize_mask
 
 SHARED = ROOT.parent / "shared" / "data"
 OUT = ROOT / "demo" / "data"

@@ -41,7 +41,7 @@ def __getattr__(name: str):
 
         return open_dataset
     if name == "load_detector":
-        from lesionpaste.train.loading import load_detector
+        from lesionpaste.train.deploy.loading import load_detector
 
         return load_detector
     raise AttributeError(f"module 'lesionpaste' has no attribute {name!r}")

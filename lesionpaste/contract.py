@@ -25,7 +25,7 @@ CONTRACT_VERSION = 1
 #: a contract is a few kilobytes; a larger file is refused before parsing
 MAX_CONTRACT_BYTES = 1 << 20
 MODALITIES = ("fundus", "ct")
-#: the image scores a detector may use (``train.map_scores.IMAGE_SCORES``)
+#: the image scores a detector may use (``train.metrics.image_scores.IMAGE_SCORES``)
 IMAGE_SCORES = ("classifier", "map_max", "map_topk", "combined")
 #: the synthetic thresholds, by the share of validation normals each lets pass
 THRESHOLD_NAMES = ("pass_95", "pass_90")

@@ -2,7 +2,7 @@
 crop around a fundus photograph's disc, the output size, and the field of view where lesions may
 land. The one preparation behind ``lp-synth`` (normals and evaluation sets) and ``lp-predict``
 (new images, by a run's input contract). Pure functions of arrays, and ``prepare_file`` reading
-one file (``synth.prepare.prepare_mask`` prepares a mask of the same source through the same
+one file (``synth.inputs.prepare_mask.prepare_mask`` prepares a mask of the same source through the same
 ``Geometry``)."""
 
 from __future__ import annotations

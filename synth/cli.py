@@ -23,14 +23,9 @@ from lesionpaste.dataset_format import (
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.outputs import check_output
 from lesionpaste.recipes import parse_window
-from lesionpaste.synth.augment import AugmentConfig
-from lesionpaste.synth.card import dataset_card
-from lesionpaste.synth.colour import colour_luts, pooled_normals_histogram
-from lesionpaste.synth.evaluation import evaluation_images, leave_out_sources
-from lesionpaste.synth.export import export_dataset
-from lesionpaste.synth.export_layouts import LAYOUTS, Split
-from lesionpaste.synth.ground_truth import check_mask_headers
-from lesionpaste.synth.inputs import (
+from lesionpaste.synth.inputs.evaluation_set import evaluation_images, leave_out_sources
+from lesionpaste.synth.inputs.ground_truth import check_mask_headers
+from lesionpaste.synth.inputs.locations import (
     bank_studies,
     normals_inputs,
     refuse_volumes_for_fundus,
@@ -39,12 +34,17 @@ from lesionpaste.synth.inputs import (
     select,
     setting,
 )
-from lesionpaste.synth.job import Job
-from lesionpaste.synth.normals import SPLIT_GROUP, patients_with_disease
-from lesionpaste.synth.preview import twin_grid
-from lesionpaste.synth.runner import chunk_size_for, run_synthesis
-from lesionpaste.synth.tiers import Tier, make_tiers
-from lesionpaste.synth.twin import PasteConfig
+from lesionpaste.synth.inputs.normals import SPLIT_GROUP, patients_with_disease
+from lesionpaste.synth.pasting.augment import AugmentConfig
+from lesionpaste.synth.pasting.colour import colour_luts, pooled_normals_histogram
+from lesionpaste.synth.pasting.tiers import Tier, make_tiers
+from lesionpaste.synth.pasting.twin import PasteConfig
+from lesionpaste.synth.run.job import Job
+from lesionpaste.synth.run.runner import chunk_size_for, run_synthesis
+from lesionpaste.synth.sharing.card import dataset_card
+from lesionpaste.synth.sharing.export import export_dataset
+from lesionpaste.synth.sharing.export_layouts import LAYOUTS, Split
+from lesionpaste.synth.sharing.preview import twin_grid
 
 PROG = "lp-synth"
 #: Options that change how a run executes, not what it writes: left out of the recorded

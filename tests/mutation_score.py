@@ -37,7 +37,7 @@ def results(mutmut: str) -> dict[str, str]:
 
 
 def module_of(mutant: str) -> str:
-    """``synth.paste.x_mixup_paste__mutmut_3`` -> ``synth/paste.py``."""
+    """``synth.pasting.paste.x_mixup_paste__mutmut_3`` -> ``synth/pasting/paste.py``."""
     dotted = re.split(r"\.x[_ǁ]", mutant, maxsplit=1)[0]
     return dotted.replace(".", "/") + ".py"
 

@@ -1,6 +1,6 @@
 """``make mutate`` with one import namespace: mutmut names each mutant after its file's path
-(``train/delong.py`` -> ``train.delong``) and matches it against the module a function was
-imported as at run time. The tests import ``lesionpaste.train.delong``; under mutmut, each
+(``train/metrics/delong.py`` -> ``train.metrics.delong``) and matches it against the module a function was
+imported as at run time. The tests import ``lesionpaste.train.metrics.delong``; under mutmut, each
 ``lesionpaste.<part>.<module>`` is therefore the module ``<part>.<module>`` itself (mutmut's
 mutated copy, in ``mutants/``), imported under its own name and entered under both. Outside
 mutmut nothing changes."""

@@ -68,7 +68,72 @@ def test_each_part_imports_only_the_core_and_itself(part):
 
 
 #: the one exception: the package's public API hands out the detector (imported when used)
-PUBLIC_API = {("lesionpaste/__init__.py", "lesionpaste.train.loading")}
+PUBLIC_API = {("lesionpaste/__init__.py", "lesionpaste.train.deploy.loading")}
+
+
+#: within the trainer and the synthesizer, which sub-package may import which: each stands on
+#: those before it (the commands, ``cli*.py`` at the part's top, may import any)
+LAYERS = {
+    "train": {
+        "models": {"models"},
+        "metrics": {"metrics"},
+        "training": {"models", "metrics", "training"},
+        "runs": {"models", "metrics", "training", "runs"},
+        "evaluation": {"models", "metrics", "training", "runs", "evaluation"},
+        "deploy": {"models", "metrics", "training", "runs", "evaluation", "deploy"},
+    },
+    "synth": {
+        "inputs": {"inputs"},
+        "pasting": {"inputs", "pasting"},
+        "run": {"inputs", "pasting", "run"},
+        "sharing": {"inputs", "sharing"},
+    },
+}
+
+
+def layer_of(name: str, part: str) -> str | None:
+    """The sub-package of ``part`` a module name is in (``lesionpaste.train.models.build`` ->
+    ``models``), or None outside it or at its top."""
+    words = name.split(".")
+    if words[:2] != ["lesionpaste", part] or len(words) < 4:
+        return None
+    return words[2]
+
+
+@pytest.mark.parametrize("part", sorted(LAYERS))
+def test_the_top_of_a_part_holds_only_its_commands_and_its_sub_packages(part):
+    top = {p.name for p in (ROOT / part).iterdir() if p.name != "__pycache__"}
+    modules = {name for name in top if name.endswith(".py")}
+    assert modules == {"__init__.py"} | {m for m in modules if m.endswith("cli.py")}
+    assert top - modules == set(LAYERS[part]), "a sub-package without its place in LAYERS"
+    for sub in LAYERS[part]:
+        assert (ROOT / part / sub / "__init__.py").is_file()
+        assert not [
+            p for p in (ROOT / part / sub).iterdir() if p.is_dir() and p.name != "__pycache__"
+        ]
+
+
+@pytest.mark.parametrize("part", sorted(LAYERS))
+def test_each_sub_package_imports_only_those_below_it(part):
+    wrong = set()
+    for sub, allowed in LAYERS[part].items():
+        for path in sorted((ROOT / part / sub).glob("*.py")):
+            for name in imports_of(path):
+                layer = layer_of(name, part)
+                if layer is not None and layer not in allowed:
+                    wrong.add(f"{path.relative_to(ROOT)} imports {name}")
+    assert not wrong, sorted(wrong)
+
+
+def test_the_layer_rules_see_a_forbidden_import(tmp_path):
+    module = tmp_path / "models" / "x.py"
+    module.parent.mkdir()
+    module.write_text("def f():\n    from lesionpaste.train.evaluation.maps import panel\n")
+    (name,) = imports_of(module)
+    assert layer_of(name, "train") == "evaluation"
+    assert layer_of(name, "train") not in LAYERS["train"]["models"]
+    assert layer_of("lesionpaste.train.cli", "train") is None
+    assert layer_of("lesionpaste.synth.pasting.twin", "train") is None
 
 
 @pytest.mark.parametrize("folder", [*PARTS, "tests", "bench", "demo"])

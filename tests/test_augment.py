@@ -1,4 +1,4 @@
-"""Directed tests of the lesion augmentation (synth/augment.py): the drawn parameters (the
+"""Directed tests of the lesion augmentation (synth/pasting/augment.py): the drawn parameters (the
 documented stream, each switch), and every resampling path through ``augment_lesion``:
 area shrinking, linear growing, the half-covered mask rule, the rotation canvas and centre, the
 intensity map's order and clipping, and the colour path's types."""
@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from lesionpaste.synth.augment import (
+from lesionpaste.synth.pasting.augment import (
     AugmentConfig,
     AugmentDraw,
     augment_lesion,
@@ -230,7 +230,7 @@ def test_switching_an_augmentation_off_keeps_every_other_draw():
 
 
 def test_brightness_and_contrast_act_on_the_lesion_pixels():
-    from lesionpaste.synth.augment import AugmentDraw
+    from lesionpaste.synth.pasting.augment import AugmentDraw
 
     patch = np.full((4, 4, 3), 100, np.uint8)
     mask = np.ones((4, 4), bool)
@@ -248,7 +248,7 @@ def _random_lesion(rng, h, w, c=3):
 def test_the_inside_path_gives_the_whole_patchs_pixels_inside_its_mask():
     """augment_inside (the hot path) keeps only the mask's pixels; they must be exactly
     augment_lesion's, for every switch, with the stack left unchanged."""
-    from lesionpaste.synth.augment import augment_inside, draw_table, stack_lesion
+    from lesionpaste.synth.pasting.augment import augment_inside, draw_table, stack_lesion
 
     rng = np.random.default_rng(5)
     for config in (ALL_ON, ALL_OFF, AugmentConfig(), AugmentConfig(contrast=False)):
@@ -270,7 +270,7 @@ def test_the_inside_path_gives_the_whole_patchs_pixels_inside_its_mask():
 
 
 def test_many_one_pixel_lesions_at_once_equal_each_one_alone():
-    from lesionpaste.synth.augment import one_pixel_lesion, one_pixel_lesions
+    from lesionpaste.synth.pasting.augment import one_pixel_lesion, one_pixel_lesions
 
     rng = np.random.default_rng(2)
     means = rng.uniform(0, 255, (40, 3))

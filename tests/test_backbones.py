@@ -1,4 +1,4 @@
-"""The backbone registry (train/backbones.py): each architecture described once, and what the
+"""The backbone registry (train/models/backbones.py): each architecture described once, and what the
 rest of the trainer asks of it (stages and head: tests/test_frozen.py; decoder taps:
 tests/test_dense.py; folding: tests/test_inference.py) working for every one of them, ResNet50
 and EfficientNet-B0 included, end to end through lp-train --freeze --maps and lp-eval --cam."""
@@ -13,9 +13,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from lesionpaste.train.backbones import BACKBONES, backbone
-from lesionpaste.train.cam import target_layer
-from lesionpaste.train.models import ARCHS, build_model, input_normalization
+from lesionpaste.train.evaluation.cam import target_layer
+from lesionpaste.train.models.backbones import BACKBONES, backbone
+from lesionpaste.train.models.build import ARCHS, build_model, input_normalization
 from tests.train_fixtures import graded, synthetic
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lesionpaste.histograms import channel_histograms
-from lesionpaste.synth.colour import colour_luts, matching_lut
+from lesionpaste.synth.pasting.colour import colour_luts, matching_lut
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 
@@ -85,9 +85,9 @@ def test_mass_at_the_last_level_is_matched_too():
 
 def test_the_pooled_normals_histogram_sums_the_prepared_sample(tmp_path):
     from lesionpaste.bank_format import read_bank
-    from lesionpaste.synth.colour import pooled_normals_histogram
-    from lesionpaste.synth.load_normal import normals_recipe, prepare_normal
-    from lesionpaste.synth.normals import list_folder
+    from lesionpaste.synth.inputs.load_normal import normals_recipe, prepare_normal
+    from lesionpaste.synth.inputs.normals import list_folder
+    from lesionpaste.synth.pasting.colour import pooled_normals_histogram
     from tests.synth_fixtures import make_fundus_bank, make_normals
 
     bank = read_bank(make_fundus_bank(tmp_path / "b.h5"))

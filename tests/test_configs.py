@@ -8,9 +8,9 @@ import math
 import pytest
 
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.synth.augment import AugmentConfig
-from lesionpaste.synth.twin import PasteConfig
-from lesionpaste.train.engine import TrainConfig
+from lesionpaste.synth.pasting.augment import AugmentConfig
+from lesionpaste.synth.pasting.twin import PasteConfig
+from lesionpaste.train.training.config import TrainConfig
 
 
 @pytest.mark.mutation

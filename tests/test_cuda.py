@@ -21,7 +21,7 @@ CUDA = ["--arch", "smallcnn", "--weights", "none", "--device", "cuda", "--batch-
 
 
 def test_the_images_are_placed_on_the_gpu():
-    from lesionpaste.train.engine import place_images
+    from lesionpaste.train.models.on_device import place_images
 
     tensor, on_device = place_images(np.zeros((4, 8, 8, 3), np.uint8), torch.device("cuda"))
     assert on_device and tensor.is_cuda
@@ -42,8 +42,9 @@ def test_training_on_cuda_learns_and_evaluates(tmp_path):
 
 
 def test_frozen_training_with_maps_on_cuda_matches_recomputing(tmp_path):
-    from lesionpaste.train.data import load_dataset
-    from lesionpaste.train.engine import TrainConfig, train
+    from lesionpaste.train.training.config import TrainConfig
+    from lesionpaste.train.training.dataset import load_dataset
+    from lesionpaste.train.training.loop import train
 
     data = load_dataset(synthetic(tmp_path / "d", pairs=12, masks=True), masks=True)
     states = []

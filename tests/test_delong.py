@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
-from lesionpaste.train.delong import auc_ci, delong_covariance, paired_test
+from lesionpaste.train.metrics.delong import auc_ci, delong_covariance, paired_test
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 

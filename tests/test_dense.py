@@ -1,4 +1,4 @@
-"""The dense decoder (train/dense.py): its map's shape for every backbone, its loss, and that
+"""The dense decoder (train/models/decoder.py): its map's shape for every backbone, its loss, and that
 it learns a trivially separable map."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from lesionpaste.train.dense import MapModel, map_loss, map_outputs, probability_maps
-from lesionpaste.train.engine import Normalizer
-from lesionpaste.train.map_scores import upsample_maps
-from lesionpaste.train.models import ARCHS, build_model
+from lesionpaste.train.metrics.image_scores import upsample_maps
+from lesionpaste.train.models.build import ARCHS, build_model
+from lesionpaste.train.models.decoder import MapModel, map_loss, map_outputs, probability_maps
+from lesionpaste.train.models.on_device import Normalizer
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.train.evaluate import (
+from lesionpaste.train.metrics.auc import (
     compare,
     comparisons,
     metrics,

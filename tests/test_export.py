@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from lesionpaste.dataset_format import manifest_text
-from lesionpaste.synth.normals import in_training_split, patient_of
+from lesionpaste.synth.inputs.normals import in_training_split, patient_of
 from tests.conftest import Result
 from tests.synth_fixtures import make_fundus_bank, make_normals, tree_bytes
 from tests.train_fixtures import graded, synthetic
@@ -218,7 +218,7 @@ def test_export_output_safety(made, tmp_path, monkeypatch):
     one_error(lp_synth("export", made, "--to", "mvtec", "-o", mine, "--overwrite"), "no readable")
     assert os.listdir(mine) == ["photo.jpg"]
 
-    from lesionpaste.synth import export
+    from lesionpaste.synth.sharing import export
 
     real_copy, calls = export._copy, []
 

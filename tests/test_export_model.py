@@ -23,17 +23,17 @@ import torch
 from torch import nn
 
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.train import export_model, onnx_runner
-from lesionpaste.train.dense import MapModel, collect_outputs
-from lesionpaste.train.engine import Normalizer
-from lesionpaste.train.export_model import (
+from lesionpaste.train.deploy import export_model, onnx_runner
+from lesionpaste.train.deploy.export_model import (
     InferenceGraph,
     TorchScriptScorer,
     export_onnx,
     export_torchscript,
 )
-from lesionpaste.train.models import build_model
-from lesionpaste.train.onnx_runner import OnnxScorer
+from lesionpaste.train.deploy.onnx_runner import OnnxScorer
+from lesionpaste.train.models.build import build_model
+from lesionpaste.train.models.decoder import MapModel, collect_outputs
+from lesionpaste.train.models.on_device import Normalizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDE = 32
@@ -294,7 +294,7 @@ def test_a_missing_onnx_runtime_is_named_with_its_extra(exported, monkeypatch, t
 SCRIPT = """
 import sys
 import numpy as np
-from lesionpaste.train.onnx_runner import OnnxScorer
+from lesionpaste.train.deploy.onnx_runner import OnnxScorer
 scorer = OnnxScorer(sys.argv[1])
 batch = np.load(sys.argv[2])
 probabilities, maps = scorer.score(batch, batch_size=2)

@@ -273,7 +273,7 @@ def test_lp_train_killed_at_random_points_resumes_to_the_uninterrupted_weights(t
 
 def test_lp_predict_killed_at_random_points_resumes_to_the_uninterrupted_predictions(tmp_path):
     from lesionpaste.contract import Preparation
-    from lesionpaste.train.run_contract import write_run_contract
+    from lesionpaste.train.runs.contract import write_run_contract
     from tests.conftest import synthetic_fundus, write_rgb
 
     data = synthetic(tmp_path / "data", pairs=8)

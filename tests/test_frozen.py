@@ -1,4 +1,4 @@
-"""Training with frozen stages (train/frozen.py, train/stages.py): the stages compose to the
+"""Training with frozen stages (train/training/frozen.py, train/models/stages.py): the stages compose to the
 model, cached activations equal recomputed ones, and training on the cache equals training
 that recomputes them every step."""
 
@@ -11,12 +11,14 @@ import pytest
 import torch
 
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.train.data import load_dataset
-from lesionpaste.train.dense import MapModel
-from lesionpaste.train.engine import Normalizer, TrainConfig, train
-from lesionpaste.train.frozen import Tail, cache_activations
-from lesionpaste.train.models import ARCHS, build_model
-from lesionpaste.train.stages import split
+from lesionpaste.train.models.build import ARCHS, build_model
+from lesionpaste.train.models.decoder import MapModel
+from lesionpaste.train.models.on_device import Normalizer
+from lesionpaste.train.models.stages import split
+from lesionpaste.train.training.config import TrainConfig
+from lesionpaste.train.training.dataset import load_dataset
+from lesionpaste.train.training.frozen import Tail, cache_activations
+from lesionpaste.train.training.loop import train
 from tests.train_fixtures import synthetic
 
 
@@ -101,20 +103,20 @@ def test_validation_on_images_normalised_once_equals_normalising_every_epoch(
 ):
     import json
 
-    from lesionpaste.train import engine
+    from lesionpaste.train.training import loop
 
     data = load_dataset(synthetic(tmp_path / "data", pairs=20, masks=maps), masks=maps)
     logs, kept = [], []
-    original = engine._normalised_validation
+    original = loop._normalised_validation
 
     def spy(s):
         out = original(s)
         kept.append(out is not None)
         return out
 
-    monkeypatch.setattr(engine, "_normalised_validation", spy)
-    for budget in (engine.VALIDATION_CACHE_BYTES, 0):  # kept for the run, or none kept
-        monkeypatch.setattr(engine, "VALIDATION_CACHE_BYTES", budget)
+    monkeypatch.setattr(loop, "_normalised_validation", spy)
+    for budget in (loop.VALIDATION_CACHE_BYTES, 0):  # kept for the run, or none kept
+        monkeypatch.setattr(loop, "VALIDATION_CACHE_BYTES", budget)
         config = TrainConfig(dataset="d", arch="smallcnn", weights="none", epochs=3,
                              batch_size=8, lr=0.05, size=32, device="cpu", maps=maps,
                              val_fraction=0.3)  # fmt: skip

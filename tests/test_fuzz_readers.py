@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from lesionpaste.bank_format import read_bank
 from lesionpaste.dataset_format import MANIFEST_COLUMNS, read_dataset_json, verify
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.synth.normals import read_label_file
-from lesionpaste.train.data import load_dataset
+from lesionpaste.synth.inputs.normals import read_label_file
+from lesionpaste.train.training.dataset import load_dataset
 from tests.conftest import SHARED_DATA
 from tests.synth_fixtures import make_fundus_bank
 

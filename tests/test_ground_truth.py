@@ -1,4 +1,4 @@
-"""Ground-truth masks of an evaluation set (synth/ground_truth.py): finding them (an IDRiD tree,
+"""Ground-truth masks of an evaluation set (synth/inputs/ground_truth.py): finding them (an IDRiD tree,
 a --masks folder), refusing bad ones with one line, and preparing them like their image, also
 when the JPEG decoder read the image at a fraction of its size."""
 
@@ -12,15 +12,15 @@ import pytest
 
 from lesionpaste.bank_format import read_bank
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.synth.ground_truth import (
+from lesionpaste.synth.inputs.ground_truth import (
     attach_folder_masks,
     check_mask_headers,
     folder_masks,
     idrid_images,
     prepared_masks,
 )
-from lesionpaste.synth.load_normal import normals_recipe, prepare_normal
-from lesionpaste.synth.normals import NormalImage
+from lesionpaste.synth.inputs.load_normal import normals_recipe, prepare_normal
+from lesionpaste.synth.inputs.normals import NormalImage
 from tests.conftest import write_mask
 from tests.synth_fixtures import make_fundus_bank
 

@@ -1,5 +1,5 @@
 """lp-train --heldout-val: the run's validation normals with twins pasted from another bank's
-lesions (train/heldout.py), scored every epoch."""
+lesions (train/training/heldout.py), scored every epoch."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from sklearn.metrics import roc_auc_score
 from lesionpaste.dataset_format import dataset_json_text, manifest_text, read_dataset_json
 from lesionpaste.digests import sha256_bytes
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.train.data import LoadedDataset
-from lesionpaste.train.heldout import heldout_pairs
+from lesionpaste.train.training.dataset import LoadedDataset
+from lesionpaste.train.training.heldout import heldout_pairs
 from tests.test_train_cli import FAST, invoke
 from tests.train_fixtures import synthetic
 
@@ -133,9 +133,9 @@ def test_lp_train_logs_the_heldout_auc_of_every_epoch_as_the_model_scores_them(
     datasets, tmp_path, freeze
 ):
     from lesionpaste.train.cli import train_command
-    from lesionpaste.train.data import load_dataset
-    from lesionpaste.train.schedule import split_by_twin
-    from lesionpaste.train.scoring import score
+    from lesionpaste.train.runs.restore import score
+    from lesionpaste.train.training.dataset import load_dataset
+    from lesionpaste.train.training.schedule import split_by_twin
 
     data, other = datasets
     run = tmp_path / "run"

@@ -1,4 +1,4 @@
-"""Models for scoring (train/inference.py): folded and fused, they give the trained model's
+"""Models for scoring (train/models/fused.py): folded and fused, they give the trained model's
 probabilities and maps for every backbone; the folding really happens (no batch norm, no
 separate pad or clamp left in EfficientNet-Lite0's forward); hooks keep working."""
 
@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from lesionpaste.train.dense import MapModel, stage_modules
-from lesionpaste.train.efficientnet_lite import SameConv2d
-from lesionpaste.train.engine import Normalizer
-from lesionpaste.train.inference import _POINTWISE, FusedConv2d, fold_batch_norm, for_inference
-from lesionpaste.train.models import ARCHS, build_model
+from lesionpaste.train.models.build import ARCHS, build_model
+from lesionpaste.train.models.decoder import MapModel, stage_modules
+from lesionpaste.train.models.efficientnet_lite import SameConv2d
+from lesionpaste.train.models.fused import _POINTWISE, FusedConv2d, fold_batch_norm, for_inference
+from lesionpaste.train.models.on_device import Normalizer
 
 #: the heavy backbones' equality tests are not run against every mutant
 _HEAVY = {"vgg16", "resnet50"}
@@ -60,7 +60,7 @@ def _trained_norms(model: nn.Module, maps: bool) -> None:
 
 
 def _restored(arch: str, maps: bool, state: dict | None = None) -> nn.Module:
-    """A model built as ``train.scoring.restore`` builds it, with ``state`` loaded (a fresh
+    """A model built as ``train.evaluation.evaluate_run.restore`` builds it, with ``state`` loaded (a fresh
     one with trained-like, randomised batch norms when None), in eval mode and channels-last."""
     torch.manual_seed(0)
     model, _ = build_model(arch, "none")
@@ -250,7 +250,7 @@ def test_the_model_stays_differentiable_with_respect_to_its_input():
 @pytest.mark.parametrize(("arch", "maps"), [("efficientnet_lite0", False), ("smallcnn", True)])
 def test_grad_cam_of_the_folded_model_is_the_trained_models(arch, maps):
     pytest.importorskip("pytorch_grad_cam")
-    from lesionpaste.train.cam import cam_maps
+    from lesionpaste.train.evaluation.cam import cam_maps
 
     before = _restored(arch, maps)
     after = for_inference(_restored(arch, maps, before.state_dict()))

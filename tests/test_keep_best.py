@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lesionpaste.dataset_format import dataset_json_text, read_dataset_json
-from lesionpaste.train.selection import best_epoch
+from lesionpaste.train.training.selection import best_epoch
 from tests.test_train_cli import FAST, invoke
 from tests.train_fixtures import graded, synthetic
 
@@ -25,9 +25,9 @@ def data(tmp_path_factory):
 def _falling_validation(monkeypatch, aucs):
     """Make the logged validation AUCs follow ``aucs``, epoch by epoch, so that the best
     epoch is known in advance (the model still trains and is validated as usual)."""
-    from lesionpaste.train import engine
+    from lesionpaste.train.training import loop
 
-    real, calls = engine._validate, []
+    real, calls = loop._validate, []
 
     def validate(s, labels):
         entry = real(s, labels)
@@ -35,12 +35,13 @@ def _falling_validation(monkeypatch, aucs):
         calls.append(1)
         return entry
 
-    monkeypatch.setattr(engine, "_validate", validate)
+    monkeypatch.setattr(loop, "_validate", validate)
 
 
 def _model_scores(path, loaded):
-    from lesionpaste.train.engine import Normalizer, TrainConfig, scores_of
-    from lesionpaste.train.models import build_model
+    from lesionpaste.train.models.build import build_model
+    from lesionpaste.train.models.on_device import Normalizer, scores_of
+    from lesionpaste.train.training.config import TrainConfig
 
     state = torch.load(path, weights_only=True)
     config = TrainConfig(**state["config"])
@@ -53,8 +54,8 @@ def _model_scores(path, loaded):
 
 def test_the_best_epoch_is_kept_and_is_what_lp_eval_scores(data, tmp_path, monkeypatch):
     from lesionpaste.train.cli import eval_command, train_command
-    from lesionpaste.train.data import load_dataset
-    from lesionpaste.train.evaluate import read_scores
+    from lesionpaste.train.metrics.auc import read_scores
+    from lesionpaste.train.training.dataset import load_dataset
 
     train_set, eval_set = data
     _falling_validation(monkeypatch, [0.7, 0.9, 0.8])
@@ -78,9 +79,9 @@ def test_the_best_epoch_is_kept_and_is_what_lp_eval_scores(data, tmp_path, monke
 
 def test_the_thresholds_come_from_the_kept_epoch(data, tmp_path, monkeypatch):
     from lesionpaste.train.cli import train_command
-    from lesionpaste.train.data import load_dataset
-    from lesionpaste.train.operating_points import normal_quantile
-    from lesionpaste.train.schedule import split_by_twin
+    from lesionpaste.train.metrics.operating_points import normal_quantile
+    from lesionpaste.train.training.dataset import load_dataset
+    from lesionpaste.train.training.schedule import split_by_twin
 
     train_set, _ = data
     _falling_validation(monkeypatch, [0.9, 0.6])
@@ -112,13 +113,13 @@ def test_a_kill_between_the_checkpoint_and_best_pt_is_mended_on_resume(data, tmp
 
 
 def test_a_kill_in_mid_training_before_best_pt_is_mended_when_resumed(data, tmp_path, monkeypatch):
-    from lesionpaste.train import engine
     from lesionpaste.train.cli import train_command
+    from lesionpaste.train.training import loop
 
     train_set, _ = data
     args = [train_set, "--out", tmp_path / "run", "--val-fraction", "0.25", "--keep-best", "val"]
     _falling_validation(monkeypatch, [0.6, 0.8, 0.7])
-    save, saved = engine.save_checkpoint, []
+    save, saved = loop.save_checkpoint, []
 
     def killed_at_epoch_2s_best(path, *rest):
         if path.name == "best.pt" and rest[-2] == 1:
@@ -126,12 +127,12 @@ def test_a_kill_in_mid_training_before_best_pt_is_mended_when_resumed(data, tmp_
         saved.append((path.name, rest[-2]))
         save(path, *rest)
 
-    monkeypatch.setattr(engine, "save_checkpoint", killed_at_epoch_2s_best)
+    monkeypatch.setattr(loop, "save_checkpoint", killed_at_epoch_2s_best)
     with pytest.raises(RuntimeError, match="killed"):
         invoke(train_command, *args, "--epochs", "3", *FAST)
     assert saved[-1] == ("checkpoint.pt", 1)  # epoch 2 checkpointed; best.pt still epoch 1
     assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["epoch"] == 0
-    monkeypatch.setattr(engine, "save_checkpoint", save)
+    monkeypatch.setattr(loop, "save_checkpoint", save)
     r = invoke(train_command, *args, "--epochs", "3", *FAST)  # resumes at epoch 3 (0.7)
     assert r.code == 0, r.stderr
     assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["epoch"] == 1
@@ -140,8 +141,8 @@ def test_a_kill_in_mid_training_before_best_pt_is_mended_when_resumed(data, tmp_
 
 
 def test_keep_best_heldout_keeps_the_epoch_of_the_best_heldout_auc(tmp_path, monkeypatch):
-    from lesionpaste.train import engine
     from lesionpaste.train.cli import train_command
+    from lesionpaste.train.training import loop
     from tests.test_heldout import _with_other_twins
 
     train_set = synthetic(tmp_path / "train", pairs=24)
@@ -149,12 +150,12 @@ def test_keep_best_heldout_keeps_the_epoch_of_the_best_heldout_auc(tmp_path, mon
     meta["bank"] = {"sources": [{"id": "IDRiD_03"}]}
     (train_set / "dataset.json").write_text(dataset_json_text(meta), encoding="utf-8")
     other = _with_other_twins(train_set, tmp_path / "other", "IDRiD_19", 5)
-    real, aucs = engine._validate_heldout, iter([0.6, 0.9, 0.5])
+    real, aucs = loop._validate_heldout, iter([0.6, 0.9, 0.5])
 
     def heldout(s):  # scored as usual, the logged value forced: epoch 2 is best
         return {**real(s), "heldout_val_auc": next(aucs)}
 
-    monkeypatch.setattr(engine, "_validate_heldout", heldout)
+    monkeypatch.setattr(loop, "_validate_heldout", heldout)
     r = invoke(train_command, train_set, "--out", tmp_path / "run", "--epochs", "3",
                "--val-fraction", "0.25", "--heldout-val", other, "--keep-best", "heldout",
                *FAST)  # fmt: skip

@@ -1,11 +1,11 @@
-"""The image scores of a run with maps, and the choice among them (train/map_scores.py)."""
+"""The image scores of a run with maps, and the choice among them (train/metrics/image_scores.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from lesionpaste.train.map_scores import (
+from lesionpaste.train.metrics.image_scores import (
     IMAGE_SCORES,
     TOP_K_FRACTION,
     choose_image_score,

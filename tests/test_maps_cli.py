@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from lesionpaste.train.map_scores import IMAGE_SCORES
+from lesionpaste.train.metrics.image_scores import IMAGE_SCORES
 from tests.test_train_cli import FAST, invoke
 from tests.train_fixtures import graded, synthetic
 

@@ -1,4 +1,4 @@
-"""Directed tests of the mask resizing by area coverage (synth/mask_resize.py): the half-covered
+"""Directed tests of the mask resizing by area coverage (synth/inputs/mask_resize.py): the half-covered
 rule, and every lesion component keeping its best-covered pixel."""
 
 from __future__ import annotations
@@ -7,7 +7,12 @@ import cv2
 import numpy as np
 import pytest
 
-from lesionpaste.synth.mask_resize import area_coverage, area_weights, keep_components, resize_mask
+from lesionpaste.synth.inputs.mask_resize import (
+    area_coverage,
+    area_weights,
+    keep_components,
+    resize_mask,
+)
 
 pytestmark = pytest.mark.mutation
 

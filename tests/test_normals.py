@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.synth.normals import (
+from lesionpaste.synth.inputs.normals import (
     MAX_ID_BYTES,
     NormalImage,
     checked_id,
@@ -183,7 +183,7 @@ def test_the_training_split_is_the_documented_hash_rule_and_keeps_its_members():
 
 
 def test_the_split_keeps_both_eyes_of_a_patient_on_one_side():
-    from lesionpaste.synth.normals import patient_of
+    from lesionpaste.synth.inputs.normals import patient_of
 
     ids = [f"{p}_{eye}" for p in range(1000, 1300) for eye in ("left", "right")]
     ids += [f"Image_{c:02d}{eye}" for c in range(1, 40) for eye in "LR"]
@@ -202,7 +202,7 @@ def test_the_split_keeps_both_eyes_of_a_patient_on_one_side():
 
 
 def test_a_group_pattern_chooses_the_patient():
-    from lesionpaste.synth.normals import patient_of
+    from lesionpaste.synth.inputs.normals import patient_of
 
     assert patient_of("10007_left") == "10007" and patient_of("Image_03R") == "Image_03"
     assert patient_of("IDRiD_03") == "IDRiD_03"  # a number is not an eye
@@ -217,7 +217,7 @@ def test_a_group_pattern_chooses_the_patient():
 
 def test_a_group_pattern_that_is_not_a_regular_expression_is_refused():
     from lesionpaste.errors import LesionPasteError
-    from lesionpaste.synth.inputs import select
+    from lesionpaste.synth.inputs.locations import select
 
     run = {"strict": False, "split_part": "train", "split_fraction": 0.8, "split_seed": 0,
            "group_pattern": "(", "limit": None}  # fmt: skip
@@ -229,7 +229,7 @@ def test_a_patient_with_an_abnormal_eye_is_never_in_training(tmp_path):
     """Both eyes of every patient on one side, abnormal ones included: the normal eye of a
     patient whose fellow eye is abnormal goes to the rest, whether the abnormal eye is among
     the images split (prep) or only in the label file (lp-synth's grade-0 normals)."""
-    from lesionpaste.synth.normals import patient_of, patients_with_disease
+    from lesionpaste.synth.inputs.normals import patient_of, patients_with_disease
 
     patients = [p for p in range(2000, 2400) if in_training_split(str(p), 0.8, 0)][:40]
     images, rows = [], ["image,level"]

@@ -81,7 +81,7 @@ def test_what_is_not_a_dataset_is_refused_when_opened(tmp_path):
 def test_the_torch_dataset_gives_channel_first_uint8_tensors_and_labels(dataset):
     import torch
 
-    from lesionpaste.train.data import TorchDataset
+    from lesionpaste.train.training.dataset import TorchDataset
 
     torch_data = TorchDataset(dataset)
     batches = list(torch.utils.data.DataLoader(torch_data, batch_size=4))

@@ -1,4 +1,4 @@
-"""Operating points (train/operating_points.py): values counted by hand on small score sets,
+"""Operating points (train/metrics/operating_points.py): values counted by hand on small score sets,
 checked against scikit-learn's ROC curve, their bootstrap intervals, the thresholds chosen on
 synthetic validation normals only, and lp-train / lp-eval writing them."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_curve
 
-from lesionpaste.train.operating_points import (
+from lesionpaste.train.metrics.operating_points import (
     apply_thresholds,
     normal_quantile,
     operating_points,
@@ -138,9 +138,9 @@ def trained(tmp_path_factory):
 
 
 def test_lp_train_records_thresholds_from_its_validation_normals(trained):
-    from lesionpaste.train.data import load_dataset
-    from lesionpaste.train.schedule import split_by_twin
-    from lesionpaste.train.scoring import score
+    from lesionpaste.train.runs.restore import score
+    from lesionpaste.train.training.dataset import load_dataset
+    from lesionpaste.train.training.schedule import split_by_twin
 
     data, run, _ = trained
     saved = json.loads((run / "thresholds.json").read_text())
@@ -156,7 +156,7 @@ def test_lp_train_records_thresholds_from_its_validation_normals(trained):
 
 def test_lp_eval_reports_operating_points_and_the_synthetic_thresholds(trained, tmp_path):
     from lesionpaste.train.cli import eval_command
-    from lesionpaste.train.evaluate import read_scores
+    from lesionpaste.train.metrics.auc import read_scores
 
     _, run, evaluation = trained
     r = invoke(eval_command, run, evaluation, "--out", tmp_path / "ev", "--boot", "100",

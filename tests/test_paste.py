@@ -12,14 +12,14 @@ from lesionpaste.bank_builder.build import build_bank
 from lesionpaste.bank_format import read_bank
 from lesionpaste.preparation import Prepared
 from lesionpaste.recipes import NoRecipe
-from lesionpaste.synth.augment import (
+from lesionpaste.synth.pasting.augment import (
     AugmentConfig,
     AugmentDraw,
     augment_lesion,
 )
-from lesionpaste.synth.paste import find_position, mixup_paste
-from lesionpaste.synth.tiers import Tier
-from lesionpaste.synth.twin import PasteConfig, image_generators, synthesize_twin
+from lesionpaste.synth.pasting.paste import find_position, mixup_paste
+from lesionpaste.synth.pasting.tiers import Tier
+from lesionpaste.synth.pasting.twin import PasteConfig, image_generators, synthesize_twin
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 
@@ -206,7 +206,7 @@ def test_a_column_lesion_is_pasted_whole_not_as_one_pixel():
 
 
 def test_one_pixel_positions_are_one_draw_among_the_region_pixels():
-    from lesionpaste.synth.paste import find_position
+    from lesionpaste.synth.pasting.paste import find_position
 
     region = np.zeros((9, 9), bool)
     region[2:5, 3:7] = True
@@ -218,7 +218,7 @@ def test_one_pixel_positions_are_one_draw_among_the_region_pixels():
 
 
 def test_a_larger_mask_never_takes_the_one_pixel_shortcut():
-    from lesionpaste.synth.paste import find_position
+    from lesionpaste.synth.pasting.paste import find_position
 
     region = np.zeros((6, 6), bool)
     region[2, 2] = True  # one pixel: a 2x2 lesion can never fit
@@ -230,7 +230,7 @@ def test_a_larger_mask_never_takes_the_one_pixel_shortcut():
 
 
 def test_positions_reach_the_first_column_and_row():
-    from lesionpaste.synth.paste import find_position
+    from lesionpaste.synth.pasting.paste import find_position
 
     region = np.zeros((5, 5), bool)
     region[0:2, 0] = True  # only the top-left 2x1 spot fits a 2x1 lesion
@@ -247,7 +247,7 @@ def test_a_black_lesion_on_black_stays_black_and_white_on_white_stays_white():
 
 
 def test_a_lesion_the_size_of_the_field_fits_only_at_the_origin():
-    from lesionpaste.synth.paste import find_position
+    from lesionpaste.synth.pasting.paste import find_position
 
     region = np.ones((6, 8), bool)
     rng = np.random.default_rng(0)
@@ -257,7 +257,7 @@ def test_a_lesion_the_size_of_the_field_fits_only_at_the_origin():
 
 
 def test_the_last_position_of_each_axis_can_be_drawn():
-    from lesionpaste.synth.paste import find_position
+    from lesionpaste.synth.pasting.paste import find_position
 
     region = np.zeros((5, 5), bool)
     region[3:, 3:] = True  # only the bottom-right 2x2 corner is free
@@ -266,7 +266,7 @@ def test_the_last_position_of_each_axis_can_be_drawn():
 
 
 def test_placement_gives_up_after_exactly_its_tries():
-    from lesionpaste.synth.paste import find_position
+    from lesionpaste.synth.pasting.paste import find_position
 
     region = np.zeros((10, 10), bool)  # nothing fits
     rng = np.random.default_rng(2)
@@ -309,7 +309,7 @@ def test_positions_keep_the_whole_mask_inside_the_region():
 
 
 def test_blending_the_pixels_inside_the_mask_equals_mixup_of_the_whole_patch():
-    from lesionpaste.synth.paste import blend_inside
+    from lesionpaste.synth.pasting.paste import blend_inside
 
     rng = np.random.default_rng(4)
     for _ in range(20):

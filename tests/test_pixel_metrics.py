@@ -1,4 +1,4 @@
-"""Pixel-level anomaly-map metrics (train/pixel_metrics.py): AUROC and AUPRO against scikit-learn
+"""Pixel-level anomaly-map metrics (train/metrics/pixel_metrics.py): AUROC and AUPRO against scikit-learn
 and a deliberately naive reference, hand-computed cases, the field of view, Dice/IoU and the
 Dice-maximising threshold, and the image-level (paired) bootstrap."""
 
@@ -12,7 +12,7 @@ from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.train.pixel_metrics import (
+from lesionpaste.train.metrics.pixel_metrics import (
     aupro,
     best_threshold,
     dice_iou,

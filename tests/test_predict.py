@@ -383,7 +383,7 @@ def mapped_run(fundus, tmp_path_factory) -> Path:
 @pytest.mark.parametrize("kind", ["onnx", "torchscript"])
 @pytest.mark.parametrize("maps", [False, True])
 def test_an_export_scores_as_its_run(fundus, mapped_run, tmp_path, kind, maps):
-    from lesionpaste.train.loading import load_detector
+    from lesionpaste.train.deploy.loading import load_detector
 
     pytest.importorskip("onnxruntime")
     run = mapped_run if maps else fundus["run"]
@@ -558,7 +558,7 @@ def test_an_evaluation_without_a_figure_travels_as_null(ct, tmp_path):
 def test_predict_in_batches_equals_scoring_everything_at_once(tmp_path):
     """Detector.predict prepares and scores a batch at a time; the result is the whole's."""
     from lesionpaste.contract import InputContract, Preparation
-    from lesionpaste.train.detector import BATCH, Detector
+    from lesionpaste.train.deploy.detector import BATCH, Detector
     from tests.conftest import synthetic_fundus, write_rgb
 
     paths = [write_rgb(tmp_path / f"{i:03d}.png", synthetic_fundus(seed=i)) for i in range(70)]

@@ -1,4 +1,4 @@
-"""A ground-truth mask prepared exactly like its image (lesionpaste/preparation.py, synth/prepare.py): a known square is
+"""A ground-truth mask prepared exactly like its image (lesionpaste/preparation.py, synth/inputs/prepare_mask.py): a known square is
 drawn into a generated photograph (or CT slice) and into its mask, both are prepared, and the
 prepared mask must be exactly where the square lands in the prepared image, to the pixel."""
 
@@ -17,7 +17,7 @@ from lesionpaste.preparation import (
     resize_square,
 )
 from lesionpaste.recipes import GrahamRecipe, NoRecipe, estimate_fundus_disc
-from lesionpaste.synth.prepare import prepare_mask
+from lesionpaste.synth.inputs.prepare_mask import prepare_mask
 
 BACKGROUND, SQUARE = 100, 200
 

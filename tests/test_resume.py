@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from lesionpaste.digests import sha256_bytes
-from lesionpaste.synth.runner import finished_record
+from lesionpaste.synth.run.runner import finished_record
 
 
 def _work(tmp_path):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lesionpaste.train.evaluate import metrics
-from lesionpaste.train.roc_plot import COLOURS, MARGIN, roc_picture
+from lesionpaste.train.evaluation.roc_plot import COLOURS, MARGIN, roc_picture
+from lesionpaste.train.metrics.auc import metrics
 
 
 def test_a_perfect_scorer_is_drawn_up_the_left_edge_and_along_the_top():
@@ -34,7 +34,7 @@ def test_a_comparison_without_a_result_is_not_drawn():
 
 
 def test_operating_points_are_marked_where_they_lie_on_the_curve():
-    from lesionpaste.train.operating_points import operating_points
+    from lesionpaste.train.metrics.operating_points import operating_points
 
     rng = np.random.default_rng(0)
     labels = np.array([0] * 200 + [1] * 200)

@@ -1,4 +1,4 @@
-"""Directed tests of a run's schedule (train/schedule.py): the validation split by twin pair,
+"""Directed tests of a run's schedule (train/training/schedule.py): the validation split by twin pair,
 every epoch's order and batches, each rank's share and the cosine learning rate."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from lesionpaste.train.schedule import (
+from lesionpaste.train.training.schedule import (
     batches,
     epoch_order,
     optimizer_and_schedule,
@@ -106,7 +106,7 @@ def test_momentum_and_weight_decay_reach_the_update():
 
 
 def test_the_validation_split_keeps_twin_pairs_together_and_is_pinned():
-    from lesionpaste.train.schedule import split_by_twin
+    from lesionpaste.train.training.schedule import split_by_twin
 
     twin_ids = [f"t{i:02d}" for i in range(20) for _ in range(2)]
     val = split_by_twin(twin_ids, 0.25, seed=0)

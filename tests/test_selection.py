@@ -1,5 +1,5 @@
 """lp-select: runs ranked by a synthetic validation AUC, and each criterion's rank correlation
-with the real AUC (train/selection.py)."""
+with the real AUC (train/training/selection.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from lesionpaste.train.selection import criteria_against_real, rank_correlation, run_row
+from lesionpaste.train.training.selection import criteria_against_real, rank_correlation, run_row
 from tests.test_train_cli import invoke
 
 

@@ -481,7 +481,7 @@ def test_the_design_card_command_with_data_from_the_environment(lp_synth, bank, 
 
 
 def test_eyeq_label_files_default_to_good_quality_grade_0(tmp_path):
-    from lesionpaste.synth.inputs import resolve_normals
+    from lesionpaste.synth.inputs.locations import resolve_normals
 
     make_normals(tmp_path / "images", 4)
     labels = tmp_path / "Label_EyeQ_train.csv"
@@ -555,7 +555,7 @@ def test_train_and_rest_splits_partition_a_label_file(lp_synth, bank, tmp_path):
     assert not train_ids & set(rest) and len(train_ids) + len(rest) == 20
     assert all(int(i[1:]) < 14 for i in train_ids)  # only normals are trained on
     assert sum(1 for label in rest.values() if label == 2) == 6  # every abnormal is held out
-    from lesionpaste.synth.normals import in_training_split
+    from lesionpaste.synth.inputs.normals import in_training_split
 
     normals = {row["twin_id"] for row in rows(tmp_path / "train")} | {
         i for i, label in rest.items() if label == 0
@@ -822,7 +822,7 @@ def test_prep_of_the_real_idrid_tree_gives_every_lesion_type(lp_synth, bank, tmp
 
 
 def test_prep_of_covid_seg_with_its_masks_folder(lp_synth, tmp_path):
-    from lesionpaste.synth.mask_resize import resize_mask
+    from lesionpaste.synth.inputs.mask_resize import resize_mask
 
     root = shared("ct", "covid_seg")
     _bank_from("--image", root / "images" / "0.jpg", "--mask", f"COVID={root / 'masks' / '0.png'}",
@@ -917,7 +917,7 @@ def test_an_idrid_tree_takes_neither_masks_nor_a_label_file(
 def test_the_normal_eye_of_a_patient_with_an_abnormal_eye_is_held_out(lp_synth, bank, tmp_path):
     """lp-synth reads only the grade-0 rows, yet keeps out of --split train every patient of
     the label file with an abnormal eye; prep --split rest then holds both of their eyes."""
-    from lesionpaste.synth.normals import in_training_split
+    from lesionpaste.synth.inputs.normals import in_training_split
 
     patients = [p for p in range(3000, 3400) if in_training_split(str(p), 0.6, 0)][:6]
     made = make_normals(tmp_path / "made", 12)

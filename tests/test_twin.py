@@ -11,13 +11,13 @@ import pytest
 
 from lesionpaste.bank_format import read_bank
 from lesionpaste.preparation import Prepared
-from lesionpaste.synth.augment import (
+from lesionpaste.synth.pasting.augment import (
     AugmentConfig,
     AugmentDraw,
     draw_augmentation,
 )
-from lesionpaste.synth.tiers import make_tiers
-from lesionpaste.synth.twin import (
+from lesionpaste.synth.pasting.tiers import make_tiers
+from lesionpaste.synth.pasting.twin import (
     STREAMS,
     PasteConfig,
     base_scales,
@@ -153,7 +153,7 @@ def test_scale_matching_gives_the_expected_area(small_bank):
 
 
 def test_one_draw_is_the_first_of_a_batch_of_one():
-    from lesionpaste.synth.augment import draw_augmentations
+    from lesionpaste.synth.pasting.augment import draw_augmentations
 
     for seed in range(3):
         one = draw_augmentation(np.random.default_rng(seed), AugmentConfig(colour=True))
@@ -168,8 +168,8 @@ def _scalar_twin(prepared, bank, tiers, pools, config, rngs, colour_luts=None):
     reference that the batched one-pixel path must reproduce exactly."""
     import cv2
 
-    from lesionpaste.synth.augment import augment_lesion, draw_augmentations
-    from lesionpaste.synth.paste import find_position, mixup_paste
+    from lesionpaste.synth.pasting.augment import augment_lesion, draw_augmentations
+    from lesionpaste.synth.pasting.paste import find_position, mixup_paste
 
     select, mix = rngs["select"], rngs["mix"]
     tier = int(select.choice(len(tiers), p=[t.ratio for t in tiers]))
@@ -229,7 +229,7 @@ def test_the_batched_one_pixel_path_gives_the_scalar_twin_exactly(small_bank, co
 
 
 def test_blending_one_pixel_lesions_together_equals_pasting_each_in_turn():
-    from lesionpaste.synth.paste import blend_pixels, mixup_paste
+    from lesionpaste.synth.pasting.paste import blend_pixels, mixup_paste
 
     rng = np.random.default_rng(0)
     for _ in range(50):
@@ -249,9 +249,9 @@ def test_blending_one_pixel_lesions_together_equals_pasting_each_in_turn():
 def test_a_kept_lesion_stack_is_the_colour_mapped_stack_and_the_cache_is_bounded(
     small_bank, monkeypatch
 ):
-    import lesionpaste.synth.twin as twin_module
-    from lesionpaste.synth.augment import stack_lesion
-    from lesionpaste.synth.twin import lesion_stack, lesion_table
+    import lesionpaste.synth.pasting.twin as twin_module
+    from lesionpaste.synth.pasting.augment import stack_lesion
+    from lesionpaste.synth.pasting.twin import lesion_stack, lesion_table
 
     luts = np.stack([np.stack([255 - np.arange(256)] * 3) for _ in small_bank.meta.sources])
     luts = luts.astype(np.uint8)
@@ -270,8 +270,8 @@ def test_a_kept_lesion_stack_is_the_colour_mapped_stack_and_the_cache_is_bounded
 
 
 def test_records_made_together_equal_each_made_alone():
-    from lesionpaste.synth.augment import draw_table
-    from lesionpaste.synth.twin import paste_records
+    from lesionpaste.synth.pasting.augment import draw_table
+    from lesionpaste.synth.pasting.twin import paste_records
 
     draws = draw_table(np.random.default_rng(3), AugmentConfig(colour=True), 5)
     scales = np.random.default_rng(4).uniform(0.01, 1.0, 5)
@@ -329,7 +329,7 @@ def test_a_feathered_edge_fades_the_lesion_toward_its_border_and_stays_inside_it
 
 
 def test_feathered_weights_keep_the_core_and_fade_the_edge():
-    from lesionpaste.synth.paste import feathered_weights
+    from lesionpaste.synth.pasting.paste import feathered_weights
 
     assert feathered_weights(np.ones((1, 1), bool), 1.5).tolist() == [1.0]
     yy, xx = np.mgrid[:15, :15]

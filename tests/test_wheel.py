@@ -70,6 +70,10 @@ def test_the_wheel_installs_one_package(installed):
     for part in ("bank_builder", "synth", "train"):
         assert (target / "lesionpaste" / part / "cli.py").is_file()
         assert not (target / part).exists()
+        # every module of the part, sub-packages included (setup.cfg lists each package)
+        sources = {p.relative_to(ROOT / part) for p in (ROOT / part).rglob("*.py")}
+        missing = {p for p in sources if not (target / "lesionpaste" / part / p).is_file()}
+        assert not missing, sorted(map(str, missing))
 
 
 def test_commands_and_imports_ignore_a_users_own_train_and_synth(installed, tmp_path):

@@ -1,1 +1,3 @@
-"""Trainer and evaluator (lp-train, lp-eval) for synthesized datasets. Arrives with its issue."""
+"""The trainer (lp-train, lp-eval, lp-knn, lp-select, lp-predict, lp-export): its commands at
+the top (``cli.py``, ``predict_cli.py``, ``export_cli.py``) and its library in sub-packages,
+each standing on those before it: models, metrics, training, runs, evaluation, deploy."""

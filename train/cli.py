@@ -1,5 +1,5 @@
 """The trainer's command lines (``lp-train``, ``lp-eval``, ``lp-knn``): they parse, check the outputs
-and call the library (runs.py, crossval.py, scoring.py, engine.py)."""
+and call the library (``training``, ``runs``, ``evaluation``)."""
 
 from __future__ import annotations
 
@@ -15,27 +15,24 @@ from lesionpaste.dataset_archive import dataset_directory
 from lesionpaste.dataset_format import bank_source_ids, read_dataset_json
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.outputs import check_output
-from lesionpaste.train.backbones import BACKBONES
-from lesionpaste.train.crossval import cross_validate
-from lesionpaste.train.data import load_dataset
-from lesionpaste.train.engine import (
-    Normalizer,
-    TrainConfig,
-    pick_device,
-    train,
-    validation_mask,
-    validation_text,
+from lesionpaste.train.evaluation.crossval import cross_validate
+from lesionpaste.train.evaluation.evaluate_run import (
+    eval_inputs,
+    evaluate_run,
+    print_metrics,
+    write_evaluation,
 )
-from lesionpaste.train.evaluate import (
+from lesionpaste.train.evaluation.folds import DEFAULT_GROUP
+from lesionpaste.train.metrics.auc import (
     metrics,
 )
-from lesionpaste.train.folds import DEFAULT_GROUP
-from lesionpaste.train.heldout import heldout_pairs
-from lesionpaste.train.map_scores import IMAGE_SCORES
-from lesionpaste.train.model_card import write_card
-from lesionpaste.train.models import ARCHS
-from lesionpaste.train.run_contract import write_run_contract
-from lesionpaste.train.runs import (
+from lesionpaste.train.metrics.image_scores import IMAGE_SCORES
+from lesionpaste.train.models.backbones import BACKBONES
+from lesionpaste.train.models.build import ARCHS
+from lesionpaste.train.models.on_device import Normalizer, pick_device
+from lesionpaste.train.runs.card import write_card
+from lesionpaste.train.runs.contract import write_run_contract
+from lesionpaste.train.runs.folder import (
     dataset_digest,
     locked,
     prepare_run,
@@ -45,8 +42,11 @@ from lesionpaste.train.runs import (
     train_inputs,
     work_dir,
 )
-from lesionpaste.train.scoring import eval_inputs, evaluate_run, print_metrics, write_evaluation
-from lesionpaste.train.selection import CRITERIA, criteria_against_real, run_row
+from lesionpaste.train.training.config import TrainConfig
+from lesionpaste.train.training.dataset import load_dataset
+from lesionpaste.train.training.heldout import heldout_pairs
+from lesionpaste.train.training.loop import train, validation_mask, validation_text
+from lesionpaste.train.training.selection import CRITERIA, criteria_against_real, run_row
 
 
 @click.command(cls=Command)
@@ -328,7 +328,7 @@ def eval_command(run, eval_set, out, other, cam, maps, n_boot, device, overwrite
 def knn_command(train_set, eval_set, out, arch, k, size, device, overwrite, quiet) -> None:
     """Unsupervised baseline: score EVAL_SET by the distance to the k nearest normal images
     (label 0) of TRAIN_SET in the features of an ImageNet-pretrained network."""
-    from lesionpaste.train.knn import feature_extractor, features, knn_scores
+    from lesionpaste.train.evaluation.knn_baseline import feature_extractor, features, knn_scores
 
     inputs = [("reference dataset", train_set), ("evaluation set", eval_set)]
     check_output(out, "evaluation", inputs, overwrite)

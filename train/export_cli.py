@@ -15,10 +15,10 @@ from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import building_folder, write_text_atomic
 from lesionpaste.jsonfiles import finite_json, read_json_file
 from lesionpaste.outputs import MODEL_FILES, MODEL_RECORD, check_output, real
-from lesionpaste.train.exported import MODEL_FORMAT, MODEL_VERSION
-from lesionpaste.train.model_card import CARD, EVALUATION
+from lesionpaste.train.deploy.exported import MODEL_FORMAT, MODEL_VERSION
 from lesionpaste.train.predict_cli import like_option
-from lesionpaste.train.run_contract import run_contract
+from lesionpaste.train.runs.card import CARD, EVALUATION
+from lesionpaste.train.runs.contract import run_contract
 
 
 def model_description(run: Path, contract, kind: str, digest: str) -> dict:
@@ -82,8 +82,12 @@ def export_command(run, kind, out, like, overwrite, quiet) -> None:
     """Export RUN's model as one ONNX or TorchScript file into OUT, with model.json (its input
     contract, thresholds, training data and evaluation) and its model card; lp-predict OUT
     scores with it, and an ONNX export needs only ONNX Runtime."""
-    from lesionpaste.train.export_model import InferenceGraph, export_onnx, export_torchscript
-    from lesionpaste.train.scoring import restore
+    from lesionpaste.train.deploy.export_model import (
+        InferenceGraph,
+        export_onnx,
+        export_torchscript,
+    )
+    from lesionpaste.train.runs.restore import restore
 
     check_output(out, "model", [("run", run)], overwrite)
     contract = run_contract(run, like)

@@ -1,6 +1,6 @@
 """``lp-predict`` and ``lp-export``: a trained detector scoring new images, and shipped as one
 model file with its contract. They parse, check the output, and call the library
-(``train.loading``, ``train.predict``, ``train.exported``); no torch is imported here, so an
+(``train.deploy.loading``, ``train.deploy.predict``, ``train.deploy.exported``); no torch is imported here, so an
 ONNX export is scored without it."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from lesionpaste.cli import Command
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import entries, output_lock
 from lesionpaste.outputs import check_output, foreign
-from lesionpaste.train.loading import load_detector
-from lesionpaste.train.predict import predict
-from lesionpaste.train.predict_inputs import list_inputs
+from lesionpaste.train.deploy.loading import load_detector
+from lesionpaste.train.deploy.predict import predict
+from lesionpaste.train.deploy.predict_inputs import list_inputs
 
 #: --like, for lp-predict and lp-export
 like_option = click.option(

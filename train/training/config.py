@@ -1,0 +1,93 @@
+"""A run's configuration (``config.json``, and in every checkpoint): what ``lp-train`` was asked
+to do, checked when built, and a saved one read back with the fields added since at their
+defaults."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from lesionpaste.errors import LesionPasteError
+
+
+@dataclass
+class TrainConfig:
+    """The resolved configuration of a run (saved as ``config.json`` and in checkpoints)."""
+
+    dataset: str
+    arch: str = "vgg16"
+    weights: str = "imagenet"
+    epochs: int = 50
+    batch_size: int = 64
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    size: int = 256
+    seed: int = 0
+    val_fraction: float = 0.1
+    device: str = "auto"
+    compile: bool = False
+    dataset_sha256: str = ""
+    supervised: bool = False
+    maps: bool = False  # a dense decoder learns the pasted masks (train/models/decoder.py)
+    map_weight: float = 1.0  # the pixel loss's weight next to the image loss of eq. (2)
+    image_score: str = "auto"  # with maps: train/metrics/image_scores.py's IMAGE_SCORES, or auto
+    bank_sources: list[str] = field(default_factory=list)  # never evaluated on (lp-eval)
+    freeze: int = (
+        0  # the first stages kept frozen, their activations cached (train/training/frozen.py)
+    )
+    heldout_val: str = (
+        ""  # twins of the validation normals with other lesions (train/training/heldout.py)
+    )
+    heldout_val_sha256: str = ""  # that dataset's digest: a resume with another one is refused
+    keep_best: str = (
+        ""  # "", or the criterion (train/training/selection.py) whose best epoch is kept
+    )
+
+    def __post_init__(self) -> None:
+        """Refuse a configuration that cannot train, with ``lp-train``'s one-line messages
+        (the one place these rules live: the command line builds this and lets it say no).
+
+        Raises:
+            LesionPasteError: an unknown architecture or image score, epochs, batch size or
+                learning rate that are not positive, a negative ``freeze``, a validation share
+                outside [0, 1), ``maps`` with ``supervised``, or ``keep_best`` with an unknown
+                criterion or ``heldout`` without a held-out set.
+        """
+        from lesionpaste.train.metrics.image_scores import IMAGE_SCORES
+        from lesionpaste.train.models.backbones import backbone
+        from lesionpaste.train.training.selection import CRITERIA
+
+        backbone(self.arch)
+        if self.epochs < 1 or self.batch_size < 1 or not 0 < self.lr < float("inf"):
+            raise LesionPasteError("--epochs, --batch-size and --lr must be positive")
+        if self.freeze < 0:
+            raise LesionPasteError("--freeze must be 0 (none) or a number of stages")
+        if self.size < 1:
+            raise LesionPasteError("--size must be a positive number of pixels")
+        if not 0 <= self.val_fraction < 1:
+            raise LesionPasteError("--val-fraction must be at least 0 and below 1")
+        if self.image_score not in ("auto", *IMAGE_SCORES):
+            raise LesionPasteError(f"--image-score {self.image_score!r}: unknown")
+        if self.maps and self.supervised:
+            raise LesionPasteError("--maps learns the pasted masks: it needs a synthetic dataset")
+        if self.keep_best not in ("", *CRITERIA):
+            raise LesionPasteError(f"--keep-best {self.keep_best!r}: unknown criterion")
+        if self.keep_best == "heldout" and not self.heldout_val:
+            raise LesionPasteError("--keep-best heldout needs --heldout-val (the held-out pairs)")
+
+
+def with_defaults(saved: dict) -> dict | None:
+    """A saved configuration with the fields added since it was saved at their defaults.
+
+    Args:
+        saved: a run's configuration as saved (``config.json`` or a checkpoint's).
+
+    Returns:
+        It as this version's ``TrainConfig`` dict, or None when it holds an unknown field.
+    """
+    if not isinstance(saved, dict):
+        return None
+    try:
+        return asdict(TrainConfig(**saved))
+    except TypeError:  # a field this version does not know
+        return None
