@@ -30,6 +30,7 @@ from lesionpaste.dataset_format import (
     name_key,
 )
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.file_names import DATASET_RECORD
 from lesionpaste.images import max_pixels
 from lesionpaste.jsonfiles import MAX_JSON_BYTES
 
@@ -84,7 +85,7 @@ class ArchiveLimits:
             ``MAX_JSON_BYTES`` for ``dataset.json``, ``metadata_bytes`` for another metadata
             file, ``png_bytes`` for an image or mask.
         """
-        if name == "dataset.json":
+        if name == DATASET_RECORD:
             return MAX_JSON_BYTES
         return self.metadata_bytes if name in METADATA_FILES else self.png_bytes
 

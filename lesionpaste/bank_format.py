@@ -29,7 +29,7 @@ import numpy as np
 
 from lesionpaste.digests import sha256_file
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.formats import BANK_FORMAT
+from lesionpaste.file_names import BANK_FORMAT
 
 FORMAT = BANK_FORMAT
 SCHEMA_VERSION = 1

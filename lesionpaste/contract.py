@@ -19,7 +19,6 @@ from lesionpaste.jsonfiles import read_json_file
 from lesionpaste.preparation import Prepared, normals_recipe_from, prepare_file
 from lesionpaste.recipes import GrahamRecipe, Recipe, WindowRecipe, recipe_from_dict, recipe_to_dict
 
-CONTRACT_FILE = "contract.json"
 CONTRACT_FORMAT = "lesionpaste-input-contract"
 CONTRACT_VERSION = 1
 #: a contract is a few kilobytes; a larger file is refused before parsing

@@ -26,6 +26,7 @@ from lesionpaste.dataset_format import (
     repeated_id,
 )
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.file_names import MANIFEST
 
 
 @dataclass(frozen=True)
@@ -225,5 +226,5 @@ def open_dataset(path: str | Path) -> OpenedDataset:
     rows = read_manifest(root)
     twin = repeated_id(rows, meta.get("kind"))
     if twin is not None:
-        raise LesionPasteError(f"{root}/manifest.csv: twin id {twin!r} is listed more than once")
+        raise LesionPasteError(f"{root / MANIFEST}: twin id {twin!r} is listed more than once")
     return OpenedDataset(root, meta, rows)

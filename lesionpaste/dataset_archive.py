@@ -32,6 +32,7 @@ from pathlib import Path
 from lesionpaste.archive_members import ArchiveLimits, MemberNames, limits_for, member_kind
 from lesionpaste.dataset_format import check_dataset_meta, listed_files, verify
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.file_names import DATASET_RECORD
 from lesionpaste.files import atomic_output, building_folder, is_temp_file
 from lesionpaste.jsonfiles import MAX_JSON_BYTES, parse_json
 from lesionpaste.outputs import check_output, real
@@ -199,7 +200,7 @@ def read_plan(archive: Path) -> ArchivePlan:
         if first is None:
             raise LesionPasteError(f"{where}: an empty archive; nothing was written")
         kind = member_kind(first, where)
-        if first.name != "dataset.json" or kind != "file":
+        if first.name != DATASET_RECORD or kind != "file":
             raise LesionPasteError(
                 f"{where}: the first member is {first.name!r}, not dataset.json; a dataset "
                 "archive (lp-synth pack) starts with it, so nothing was written"

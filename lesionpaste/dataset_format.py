@@ -34,8 +34,9 @@ import numpy as np
 
 from lesionpaste.digests import sha256_bytes, sha256_file
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.file_names import CARD, DATASET_RECORD, MANIFEST, MASKS_RECORD, PASTES
+from lesionpaste.file_names import DATASET_FORMAT as FORMAT
 from lesionpaste.files import open_regular
-from lesionpaste.formats import DATASET_FORMAT as FORMAT
 from lesionpaste.images import decode
 from lesionpaste.jsonfiles import json_lines, read_json_file
 
@@ -194,7 +195,7 @@ def read_dataset_json(root: Path) -> dict:
             ``config`` or ``files`` that is not a JSON object.
     """
     root = Path(root)
-    path = root / "dataset.json"
+    path = root / DATASET_RECORD
     if not root.is_dir():
         raise LesionPasteError(f"{root}: no such dataset directory")
     if not os.path.lexists(path):
@@ -252,7 +253,7 @@ def read_manifest(root: Path) -> list[dict]:
             the wrong number of fields, an unsafe path, a path listed twice, a label that is
             not an integer, or no row at all.
     """
-    path = Path(root) / "manifest.csv"
+    path = Path(root) / MANIFEST
     if not os.path.lexists(path):
         raise LesionPasteError(f"{root}: no manifest.csv")
     try:
@@ -355,7 +356,7 @@ def verify(root: Path) -> list[str]:
         return [_inside(root, str(exc))]
     for name, digest in meta.get("files", {}).items():
         try:
-            problems.extend(_file_problems(root, name, digest, "dataset.json"))
+            problems.extend(_file_problems(root, name, digest, DATASET_RECORD))
         except (OSError, LesionPasteError) as exc:  # an unsafe name, an unreadable file
             problems.append(f"{name}: {_inside(root, str(exc))}")
     for row in rows:
@@ -381,7 +382,7 @@ def verify(root: Path) -> list[str]:
 
 
 #: the dataset's files that are not images or masks, in the order an archive holds them
-METADATA_FILES = ("dataset.json", "manifest.csv", "README.md", "pastes.jsonl", "masks.jsonl")
+METADATA_FILES = (DATASET_RECORD, MANIFEST, CARD, PASTES, MASKS_RECORD)
 
 
 def listed_files(root: Path) -> list[str]:
@@ -403,13 +404,13 @@ def listed_files(root: Path) -> list[str]:
     """
     meta = read_dataset_json(root)
     rows = read_manifest(root)
-    metadata = {"dataset.json", "manifest.csv", *meta.get("files", {})}
+    metadata = {DATASET_RECORD, MANIFEST, *meta.get("files", {})}
     if meta["kind"] == "synthetic":
-        metadata.add("pastes.jsonl")
+        metadata.add(PASTES)
     if "masks" in meta:
-        metadata.add("masks.jsonl")
-    if os.path.isfile(Path(root) / "README.md"):
-        metadata.add("README.md")
+        metadata.add(MASKS_RECORD)
+    if os.path.isfile(Path(root) / CARD):
+        metadata.add(CARD)
     order = {name: i for i, name in enumerate(METADATA_FILES)}
     names = sorted(metadata, key=lambda n: (order.get(n, len(order)), n))
     for row in rows:
@@ -448,7 +449,7 @@ def read_mask_digests(root: Path) -> tuple[dict[str, str], list[str]]:
     Raises:
         LesionPasteError: no ``pastes.jsonl``, or one that cannot be read as JSON lines.
     """
-    path = Path(root) / "pastes.jsonl"
+    path = Path(root) / PASTES
     if not os.path.lexists(path):
         raise LesionPasteError(f"{root}: pastes.jsonl: missing")
     recorded, problems = {}, []
@@ -471,7 +472,7 @@ def _verify_masks(root: Path, rows: list[dict]) -> list[str]:
             if digest is None:
                 problems.append(f"{row['mask_path']}: no paste record")
             else:
-                problems.extend(_file_problems(root, row["mask_path"], digest, "pastes.jsonl"))
+                problems.extend(_file_problems(root, row["mask_path"], digest, PASTES))
     return problems
 
 
@@ -535,7 +536,7 @@ def read_mask_index(root: Path, rows: list[dict]) -> tuple[dict[str, dict], list
         LesionPasteError: no ``masks.jsonl``, one that cannot be read as JSON lines, or an
             unsafe path in it.
     """
-    path = Path(root) / "masks.jsonl"
+    path = Path(root) / MASKS_RECORD
     if not os.path.lexists(path):
         raise LesionPasteError(f"{root}: masks.jsonl: missing")
     manifest = {row["twin_id"]: row["mask_path"] for row in rows}
@@ -564,7 +565,7 @@ def _verify_evaluation_masks(root: Path, meta: dict, rows: list[dict]) -> list[s
             return ["manifest.csv: rows give a mask_path, but dataset.json has no 'masks'"]
         return []
     problems = []
-    if "masks.jsonl" not in meta.get("files", {}):
+    if MASKS_RECORD not in meta.get("files", {}):
         problems.append("dataset.json: 'files' does not list masks.jsonl")
     try:
         records, found = read_mask_index(root, rows)
@@ -575,7 +576,7 @@ def _verify_evaluation_masks(root: Path, meta: dict, rows: list[dict]) -> list[s
         listed = [(record["mask_path"], record["mask_sha256"])]
         listed += [(e["path"], e["sha256"]) for e in record["types"].values()]
         for relative, digest in listed:
-            problems.extend(_file_problems(root, relative, digest, "masks.jsonl"))
+            problems.extend(_file_problems(root, relative, digest, MASKS_RECORD))
     summary = meta["masks"]
     if summary.get("images_with_masks") != len(with_masks):
         problems.append(

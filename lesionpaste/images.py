@@ -17,8 +17,8 @@ import numpy as np
 
 from lesionpaste.digests import sha256_bytes
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.file_names import PNG_SOFTWARE
 from lesionpaste.files import atomic_output, open_regular, read_regular_file
-from lesionpaste.formats import PNG_SOFTWARE
 
 #: Images whose header claims more pixels than this are refused before decoding (a
 #: decompression bomb would otherwise allocate gigabytes); ``$LP_MAX_PIXELS`` changes it.

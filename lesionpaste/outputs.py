@@ -12,10 +12,45 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from lesionpaste.contract import CONTRACT_FILE
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.file_names import (
+    BANK_FORMAT,
+    BEST,
+    CAM_PICTURE,
+    CARD,
+    CHECKPOINT,
+    CONTRACT_FILE,
+    CV_RECORD,
+    DATASET_FORMAT,
+    DATASET_RECORD,
+    EVALUATION_RECORD,
+    EXPORT_CARD,
+    EXPORT_DATASET_COPY,
+    EXPORT_FORMAT,
+    EXPORT_METADATA,
+    EXPORT_RECORD,
+    FOLD_RECORD,
+    LOG,
+    MANIFEST,
+    MAPS_DIR,
+    MAPS_PICTURE,
+    MAPS_RECORD,
+    MASKS_RECORD,
+    METRICS,
+    MODEL_FILES,
+    MODEL_RECORD,
+    PASTES,
+    PREDICTION_RECORD,
+    PREDICTIONS_CSV,
+    PREDICTIONS_HTML,
+    ROC_PICTURE,
+    RUN_CONFIG,
+    SCORES,
+    THRESHOLDS,
+    THUMBS_DIR,
+    WEIGHTS_SOURCE,
+)
 from lesionpaste.files import entries, is_temp_file
-from lesionpaste.formats import BANK_FORMAT, DATASET_FORMAT, EXPORT_FORMAT
 from lesionpaste.images import is_marked_png
 from lesionpaste.jsonfiles import read_json_file
 from lesionpaste.tar_archives import is_dataset_archive
@@ -34,57 +69,48 @@ KINDS = {
 }
 
 _DATASET_TOP = {
-    "dataset.json",
-    "manifest.csv",
-    "pastes.jsonl",
-    "masks.jsonl",
-    "README.md",
+    DATASET_RECORD,
+    MANIFEST,
+    PASTES,
+    MASKS_RECORD,
+    CARD,
     "images",
     "masks",
 }
 #: what ``lp-synth export`` writes at the top of its folder (mvtec and imagefolder layouts)
-EXPORT_RECORD = "lesionpaste-export.json"
 _EXPORT_TOP = {
     EXPORT_RECORD,
-    "lesionpaste-dataset.json",
-    "LESIONPASTE_CARD.md",
-    "metadata.csv",
+    EXPORT_DATASET_COPY,
+    EXPORT_CARD,
+    EXPORT_METADATA,
     "train",
     "test",
     "ground_truth",
     "normal",
     "anomalous",
 }
-_EVALUATION_FILES = {"scores.csv", "metrics.json", "roc.png", "cam.png", "maps.png"}
+_EVALUATION_FILES = {SCORES, METRICS, ROC_PICTURE, CAM_PICTURE, MAPS_PICTURE}
 _RUN_FILES = {
-    "config.json",
-    "checkpoint.pt",
-    "best.pt",
-    "log.jsonl",
-    "weights_source.txt",
-    "maps.json",
-    "thresholds.json",
-    "fold.json",
-    "scores.csv",
-    "cv.json",
+    RUN_CONFIG,
+    CHECKPOINT,
+    BEST,
+    LOG,
+    WEIGHTS_SOURCE,
+    MAPS_RECORD,
+    THRESHOLDS,
+    FOLD_RECORD,
+    SCORES,
+    CV_RECORD,
     CONTRACT_FILE,
-    "README.md",
-    "evaluation.json",
+    CARD,
+    EVALUATION_RECORD,
 }
 _FOLD = re.compile(r"fold_[0-9]+")
 #: what lp-predict writes: its record, the table, the report, and PNG folders
-PREDICTION_RECORD = "prediction.json"
-PREDICTIONS_CSV = "predictions.csv"
-PREDICTIONS_HTML = "predictions.html"
-THUMBS_DIR = "thumbs"
-MAPS_DIR = "maps"
 _PREDICTION_FILES = {PREDICTION_RECORD, PREDICTIONS_CSV, PREDICTIONS_HTML}
 _PREDICTION_DIRS = {THUMBS_DIR, MAPS_DIR}
 #: what lp-export writes: the model, its description and its card
-MODEL_RECORD = "model.json"
-#: each exported model format's one file name, beside MODEL_RECORD
-MODEL_FILES = {"onnx": "model.onnx", "torchscript": "model.pt"}
-_MODEL_FILES = {MODEL_RECORD, *MODEL_FILES.values(), "README.md"}
+_MODEL_FILES = {MODEL_RECORD, *MODEL_FILES.values(), CARD}
 
 
 def real(path: Path) -> Path:
@@ -217,7 +243,7 @@ def is_run(folder: Path, found: list[Path] | None = None) -> bool:
     """
     found = entries(folder) if found is None else found
     names = {e.name for e in found}
-    return "config.json" in names or any(_FOLD.fullmatch(n) for n in names)
+    return RUN_CONFIG in names or any(_FOLD.fullmatch(n) for n in names)
 
 
 def _what(path: Path, wanted: str) -> str:
@@ -257,7 +283,7 @@ _WRITER = {
 
 def _foreign_dataset(root: Path, found: list[Path]) -> str | None:
     try:
-        meta = read_json_file(root / "dataset.json")
+        meta = read_json_file(root / DATASET_RECORD)
     except LesionPasteError:
         return "it has no readable dataset.json"
     if not isinstance(meta, dict) or meta.get("format") != DATASET_FORMAT:
@@ -295,7 +321,7 @@ def _foreign_export(root: Path, found: list[Path]) -> str | None:
 
 
 def _foreign_evaluation(root: Path, found: list[Path]) -> str | None:
-    if not (root / "metrics.json").is_file():
+    if not (root / METRICS).is_file():
         return "it has no metrics.json"
     for entry in found:
         if entry.name == "maps" and entry.is_dir() and not entry.is_symlink():

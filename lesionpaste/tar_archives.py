@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.file_names import DATASET_RECORD
 from lesionpaste.files import open_regular
 
 #: what tarfile and gzip raise on a damaged archive
@@ -108,4 +109,4 @@ def is_dataset_archive(path: Path) -> bool:
             first = tar.next()
     except LesionPasteError:
         return False
-    return first is not None and first.name == "dataset.json" and first.isreg()
+    return first is not None and first.name == DATASET_RECORD and first.isreg()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -444,7 +445,7 @@ def test_ct_twins_land_in_the_lungs(lp_synth, tmp_path):
             str(tmp_path / "ct.h5"),
         ],
     )
-    assert r.exit_code == 0, r.stderr
+    assert r.code == 0, r.stderr
     normals = tmp_path / "normals"
     normals.mkdir()
     for path in dicoms[1:5]:
@@ -610,7 +611,7 @@ def test_hu_normals_with_a_bank_cut_from_8_bit_slices_need_a_window(lp_synth, tm
             str(tmp_path / "covid.h5"),
         ],
     )
-    assert r.exit_code == 0, r.stderr
+    assert r.code == 0, r.stderr
     dicoms = sorted(shared("ct", "tcia_dicom").glob("*.dcm"))[:3]
     normals = tmp_path / "normals"
     normals.mkdir()
@@ -687,7 +688,7 @@ def test_an_evaluation_set_may_mix_hu_slices_and_8_bit_slices(lp_synth, tmp_path
             str(tmp_path / "covid.h5"),
         ],
     )
-    assert r.exit_code == 0, r.stderr
+    assert r.code == 0, r.stderr
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     dicom = min(shared("ct", "tcia_dicom").glob("*.dcm"))
@@ -943,3 +944,34 @@ def test_the_normal_eye_of_a_patient_with_an_abnormal_eye_is_held_out(lp_synth, 
     healthy, diseased = patients[::2], patients[1::2]
     assert train == {f"{p}_{e}" for p in healthy for e in ("left", "right")}
     assert rest == {f"{p}_{e}" for p in diseased for e in ("left", "right")}
+
+
+def test_a_work_folder_killed_before_its_configuration_or_while_publishing_is_started_afresh(
+    lp_synth, tmp_path
+):
+    bank = make_fundus_bank(tmp_path / "bank.h5")
+    normals = make_normals(tmp_path / "normals", 4)
+    work, out = tmp_path / ".ds.partial", tmp_path / "ds"
+    for leftover in ({}, {"dataset.json": "{}", "manifest.csv": "path\n"}):  # start; publish
+        shutil.rmtree(out, ignore_errors=True)
+        work.mkdir()
+        for name, text in leftover.items():
+            (work / name).write_text(text, encoding="utf-8")
+        r = lp_synth("--bank", bank, "--normals", normals, "--out", out, "--size", "64", "-q")
+        assert r.code == 0, r.stderr
+        assert not work.exists()
+        assert json.loads((out / "dataset.json").read_text())["counts"]["images"] == 8
+
+
+def test_a_work_folder_with_records_but_no_configuration_is_refused_not_trusted(
+    lp_synth, tmp_path
+):
+    bank = make_fundus_bank(tmp_path / "bank.h5")
+    normals = make_normals(tmp_path / "normals", 4)
+    records = tmp_path / ".ds.partial" / "records"
+    records.mkdir(parents=True)
+    (records / "a.json").write_text("{}", encoding="utf-8")
+    r = lp_synth("--bank", bank, "--normals", normals, "--out", tmp_path / "ds", "--size", "64")
+    assert r.code == 1
+    assert "holds an interrupted run with other settings" in r.stderr
+    assert (records / "a.json").is_file()  # nothing of it was removed

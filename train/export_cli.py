@@ -12,12 +12,12 @@ import click
 import lesionpaste
 from lesionpaste.cli import Command
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.file_names import CARD, EVALUATION_RECORD, MODEL_FILES, MODEL_RECORD, RUN_CONFIG
 from lesionpaste.files import building_folder, write_text_atomic
 from lesionpaste.jsonfiles import finite_json, read_json_file
-from lesionpaste.outputs import MODEL_FILES, MODEL_RECORD, check_output, real
+from lesionpaste.outputs import check_output, real
 from lesionpaste.train.deploy.exported import MODEL_FORMAT, MODEL_VERSION
 from lesionpaste.train.predict_cli import like_option
-from lesionpaste.train.runs.card import CARD, EVALUATION
 from lesionpaste.train.runs.contract import run_contract
 
 
@@ -33,10 +33,10 @@ def model_description(run: Path, contract, kind: str, digest: str) -> dict:
     Returns:
         The JSON-ready description.
     """
-    config = read_json_file(run / "config.json", 1 << 20)
+    config = read_json_file(run / RUN_CONFIG, 1 << 20)
     evaluation = None
-    if (run / EVALUATION).is_file():
-        evaluation = read_json_file(run / EVALUATION, 1 << 20)
+    if (run / EVALUATION_RECORD).is_file():
+        evaluation = read_json_file(run / EVALUATION_RECORD, 1 << 20)
     return {
         "format": MODEL_FORMAT,
         "schema_version": MODEL_VERSION,

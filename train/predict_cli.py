@@ -13,6 +13,7 @@ import click
 
 from lesionpaste.cli import Command
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.file_names import PREDICTIONS_CSV, PREDICTIONS_HTML
 from lesionpaste.files import entries, output_lock
 from lesionpaste.outputs import check_output, foreign
 from lesionpaste.train.deploy.loading import load_detector
@@ -69,7 +70,7 @@ def predict_command(detector, inputs, out, like, jobs, strict, device, overwrite
             f"scored {counts['scored']} image(s), skipped {counts['skipped']}"
             + (f", {counts['resumed']} already done" if counts["resumed"] else "")
             + (f"; flagged {flagged}" if flagged else "")
-            + f"; wrote {out}/predictions.csv and predictions.html"
+            + f"; wrote {out / PREDICTIONS_CSV} and {PREDICTIONS_HTML}"
         )
 
 

@@ -17,6 +17,7 @@ from lesionpaste.dataset_format import (
 )
 from lesionpaste.digests import sha256_file
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.file_names import CARD, DATASET_RECORD, JOB_CONFIG, MANIFEST, MASKS_RECORD, PASTES
 from lesionpaste.files import swap_in, write_atomic
 from lesionpaste.synth.run.job import Job
 from lesionpaste.synth.run.worker import job_bank
@@ -147,24 +148,26 @@ def publish(
         "tool_version": __version__,
         "command": command,
     }
-    names = ["manifest.csv", "README.md"]
-    write_atomic(work / "manifest.csv", manifest_text(_manifest_rows(ok, job.kind)).encode())
+    names = [MANIFEST, CARD]
+    write_atomic(work / MANIFEST, manifest_text(_manifest_rows(ok, job.kind)).encode())
     if job.kind == "synthetic":
-        write_atomic(work / "pastes.jsonl", pastes_text(_paste_records(ok)).encode())
-        names.append("pastes.jsonl")
+        write_atomic(work / PASTES, pastes_text(_paste_records(ok)).encode())
+        names.append(PASTES)
     if job.kind == "evaluation" and job.masks:
         records = _mask_records(ok)
-        write_atomic(work / "masks.jsonl", masks_text(records).encode())
-        names.append("masks.jsonl")
+        write_atomic(work / MASKS_RECORD, masks_text(records).encode())
+        names.append(MASKS_RECORD)
         meta["masks"] = _masks_summary(records, ok, job)
     card = (
         write_card({**meta, "format": FORMAT, "schema_version": schema_version_of(meta)})
         if write_card
         else ""
     )
-    write_atomic(work / "README.md", card.encode())
+    write_atomic(work / CARD, card.encode())
     meta["files"] = {name: sha256_file(work / name) for name in sorted(names)}
     shutil.rmtree(work / "records")
-    (work / "config.json").unlink()
-    write_atomic(work / "dataset.json", dataset_json_text(meta).encode(), fsync=True)
+    # dataset.json before the job's configuration goes: a kill between them leaves a work
+    # folder that resumes (remaking the images); after it, one that a rerun starts afresh
+    write_atomic(work / DATASET_RECORD, dataset_json_text(meta).encode(), fsync=True)
+    (work / JOB_CONFIG).unlink()
     swap_in(work, out)

@@ -11,6 +11,7 @@ publishing in ``synth.run.publish``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from joblib import Parallel, delayed, parallel_config
 
 from lesionpaste.digests import sha256_file
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.file_names import JOB_CONFIG
 from lesionpaste.files import output_lock, remove_temp_files, write_atomic
 from lesionpaste.images import jpeg_size
 from lesionpaste.jsonfiles import saved_json
@@ -108,7 +110,9 @@ def _prepare_work(work: Path, job: Job, normals: list[NormalImage], overwrite: b
     if job.masks:
         config["masks"] = job.masks
     config = json.loads(json.dumps(config, sort_keys=True))  # as it reads back from disk
-    config_path = work / "config.json"
+    config_path = work / JOB_CONFIG
+    if work.exists() and not _resumable(work):  # killed before its configuration was written,
+        shutil.rmtree(work)  # or while publishing: nothing in it can be resumed
     if work.exists():
         previous = saved_json(config_path)
         if previous != config:
@@ -121,6 +125,13 @@ def _prepare_work(work: Path, job: Job, normals: list[NormalImage], overwrite: b
     work.mkdir(parents=True, exist_ok=True)
     remove_temp_files(work, recursive=True)  # left by a killed run; we hold the lock
     write_atomic(config_path, json.dumps(config, sort_keys=True).encode(), fsync=True)
+
+
+def _resumable(work: Path) -> bool:
+    """Whether a work folder holds what a rerun could resume: its configuration (written
+    before any image), or image records (which, without it, are refused rather than trusted)."""
+    records = work / "records"
+    return os.path.lexists(work / JOB_CONFIG) or (records.is_dir() and any(records.iterdir()))
 
 
 def _normal_entry(item: NormalImage) -> list:

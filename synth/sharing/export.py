@@ -28,10 +28,19 @@ from lesionpaste.dataset_archive import dataset_directory
 from lesionpaste.dataset_format import read_dataset_json, read_manifest, safe_path, verify
 from lesionpaste.digests import sha256_bytes, sha256_file
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.file_names import (
+    CARD,
+    DATASET_RECORD,
+    EXPORT_CARD,
+    EXPORT_DATASET_COPY,
+    EXPORT_FORMAT,
+    EXPORT_METADATA,
+    EXPORT_RECORD,
+    MANIFEST,
+)
 from lesionpaste.files import building_folder, read_regular_file
-from lesionpaste.formats import EXPORT_FORMAT
 from lesionpaste.images import decode, encode_png
-from lesionpaste.outputs import EXPORT_RECORD, check_output, real
+from lesionpaste.outputs import check_output, real
 from lesionpaste.synth.sharing.export_layouts import (
     LAYOUTS,
     ExportedFile,
@@ -40,9 +49,6 @@ from lesionpaste.synth.sharing.export_layouts import (
     metadata_csv,
     mvtec_files,
 )
-
-CARD = "LESIONPASTE_CARD.md"
-DATASET_COPY = "lesionpaste-dataset.json"
 
 
 def export_dataset(
@@ -99,7 +105,7 @@ def export_dataset(
             work.mkdir()
             copied = [_copy(root, work, f, progress, len(files)) for f in files]
             if layout == "imagefolder":
-                (work / "metadata.csv").write_text(metadata_csv(files), encoding="utf-8")
+                (work / EXPORT_METADATA).write_text(metadata_csv(files), encoding="utf-8")
             record = _record(root, meta, layout, split, command, copied)
             _provenance(root, work, record)
     return record
@@ -139,8 +145,8 @@ def _record(root: Path, meta: dict, layout: str, split: Split, command: str, cop
         "command": command,
         "dataset": {
             "kind": meta["kind"],
-            "dataset_json_sha256": sha256_file(root / "dataset.json"),
-            "manifest_sha256": sha256_file(root / "manifest.csv"),
+            "dataset_json_sha256": sha256_file(root / DATASET_RECORD),
+            "manifest_sha256": sha256_file(root / MANIFEST),
         },
         "counts": dict(sorted(counts.items())),
         "files": copied,
@@ -158,8 +164,8 @@ def _record(root: Path, meta: dict, layout: str, split: Split, command: str, cop
 
 def _provenance(root: Path, work: Path, record: dict) -> None:
     """The dataset's ``dataset.json`` and card, then the export's record (last)."""
-    shutil.copyfile(root / "dataset.json", work / DATASET_COPY)
-    if (root / "README.md").is_file() and not (root / "README.md").is_symlink():
-        shutil.copyfile(root / "README.md", work / CARD)
+    shutil.copyfile(root / DATASET_RECORD, work / EXPORT_DATASET_COPY)
+    if (root / CARD).is_file() and not (root / CARD).is_symlink():
+        shutil.copyfile(root / CARD, work / EXPORT_CARD)
     text = json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     (work / EXPORT_RECORD).write_text(text, encoding="utf-8")

@@ -15,9 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lesionpaste.contract import (
-    InputContract,
-)
+from lesionpaste.contract import InputContract
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.train.metrics.image_scores import image_scores
 

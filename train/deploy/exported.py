@@ -14,8 +14,8 @@ from pathlib import Path
 
 from lesionpaste.contract import contract_from_dict
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.file_names import MODEL_FILES, MODEL_RECORD
 from lesionpaste.jsonfiles import read_json_file
-from lesionpaste.outputs import MODEL_FILES, MODEL_RECORD
 from lesionpaste.train.deploy.detector import Detector
 
 MODEL_FORMAT = "lesionpaste-model"

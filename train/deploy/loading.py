@@ -7,10 +7,9 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from lesionpaste.contract import CONTRACT_FILE
 from lesionpaste.digests import sha256_file
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.outputs import MODEL_RECORD
+from lesionpaste.file_names import CHECKPOINT, CONTRACT_FILE, MODEL_RECORD
 from lesionpaste.train.deploy.detector import Detector
 from lesionpaste.train.runs.contract import run_contract
 
@@ -36,7 +35,7 @@ def load_detector(path: str | Path, like: str | Path | None = None, device: str 
         from lesionpaste.train.deploy.exported import load_export
 
         return load_export(path if path.is_dir() else path.parent, device)
-    if not (path / "checkpoint.pt").exists() and not (path / CONTRACT_FILE).exists():
+    if not (path / CHECKPOINT).exists() and not (path / CONTRACT_FILE).exists():
         raise LesionPasteError(
             f"{path}: neither an lp-train run (checkpoint.pt) nor an lp-export folder (model.json)"
         )

@@ -25,16 +25,16 @@ from tqdm import tqdm
 
 from lesionpaste.contract import Preparation
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.files import write_atomic, write_text_atomic
-from lesionpaste.images import encode_png
-from lesionpaste.jsonfiles import read_json_file
-from lesionpaste.outputs import (
+from lesionpaste.file_names import (
     MAPS_DIR,
     PREDICTION_RECORD,
     PREDICTIONS_CSV,
     PREDICTIONS_HTML,
     THUMBS_DIR,
 )
+from lesionpaste.files import write_atomic, write_text_atomic
+from lesionpaste.images import encode_png
+from lesionpaste.jsonfiles import read_json_file
 from lesionpaste.train.deploy.detector import Detector
 from lesionpaste.train.deploy.predict_inputs import Item, row_key
 from lesionpaste.train.evaluation.overlays import as_rgb, map_overlay

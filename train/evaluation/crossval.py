@@ -11,6 +11,7 @@ import numpy as np
 
 from lesionpaste.digests import sha256_bytes
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.file_names import CHECKPOINT, CV_RECORD, FOLD_RECORD, SCORES
 from lesionpaste.files import remove_temp_files, write_text_atomic
 from lesionpaste.train.evaluation.folds import fold_plan, subset, summarise
 from lesionpaste.train.metrics.auc import metrics, write_metrics, write_scores
@@ -64,7 +65,7 @@ def cross_validate(
         result = metrics(scores, test.labels)
         result["test_ids"] = test.twin_ids
         per_fold.append(result)
-        write_scores(fold_run / "scores.csv", test.paths, test.labels, scores)
+        write_scores(fold_run / SCORES, test.paths, test.labels, scores)
         pooled[test_rows] = scores
         if not quiet:
             shown = ", ".join(f"{n} {e['auc']:.4f}" for n, e in result["auc"].items())
@@ -78,8 +79,8 @@ def cross_validate(
         # DeLong interval over the whole set, comparable (paired) with other methods
         "pooled_out_of_fold": metrics(pooled, evaluation.labels)["auc"],
     }
-    write_scores(run / "scores.csv", evaluation.paths, evaluation.labels, pooled)
-    write_metrics(run / "cv.json", summary)
+    write_scores(run / SCORES, evaluation.paths, evaluation.labels, pooled)
+    write_metrics(run / CV_RECORD, summary)
     if not quiet:
         for name, s in summary["auc"].items():
             e = summary["pooled_out_of_fold"].get(name)
@@ -96,14 +97,14 @@ def cross_validate(
 def _check_fold(fold_run: Path, test_ids: list[str]) -> None:
     """Record which images a fold tests on; refuse to resume a fold of another plan (its
     model may have trained on the new test images)."""
-    record = fold_run / "fold.json"
+    record = fold_run / FOLD_RECORD
     digest = sha256_bytes("\n".join(sorted(test_ids)).encode())
     if record.exists():
         try:
             saved = json.loads(record.read_text(encoding="utf-8")).get("test_ids_sha256")
         except (OSError, ValueError, AttributeError):
             saved = None
-        if saved != digest and (fold_run / "checkpoint.pt").exists():
+        if saved != digest and (fold_run / CHECKPOINT).exists():
             raise LesionPasteError(
                 f"{fold_run} holds a fold of another split (other folds, group pattern or "
                 "evaluation set); use another --out, or pass --overwrite"

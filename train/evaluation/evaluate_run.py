@@ -14,6 +14,16 @@ from lesionpaste.contract import check_thresholds
 from lesionpaste.dataset import open_dataset
 from lesionpaste.dataset_format import source_images_in
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.file_names import (
+    CAM_PICTURE,
+    CHECKPOINT,
+    MAPS_PICTURE,
+    METRICS,
+    ROC_PICTURE,
+    RUN_CONFIG,
+    SCORES,
+    THRESHOLDS,
+)
 from lesionpaste.files import swap_in
 from lesionpaste.images import encode_png
 from lesionpaste.jsonfiles import read_json_file, saved_json
@@ -160,7 +170,7 @@ def decisions(run: Path, scores: np.ndarray, labels: np.ndarray, n_boot: int) ->
             "by": "image, with replacement within each class; percentile 95% intervals",
         },
     }
-    path = run / "thresholds.json"
+    path = run / THRESHOLDS
     if path.exists():  # the safe reader (size, depth), then every value checked
         saved = read_json_file(path, 1 << 20)
         thresholds, n_normals = check_thresholds(saved, path)
@@ -180,7 +190,7 @@ def refuse_bank_sources(run: Path, eval_set: Path) -> None:
     Raises:
         LesionPasteError: naming the evaluation images that are sources of the bank.
     """
-    config = saved_json(run / "config.json")
+    config = saved_json(run / RUN_CONFIG)
     sources = config.get("bank_sources") if isinstance(config, dict) else None
     if not sources:
         return
@@ -214,7 +224,7 @@ def _map_outputs(run, restored, eval_set, data, low_maps, n_boot) -> tuple[dict,
     shown = scored or list(range(len(full)))
     rows = [panel(data.images[i], full[i], masks[i]) for i in shown]
     titles = ["image", "true lesions", "anomaly map", "overlay"]
-    files["maps.png"] = encode_png(maps_picture(rows, titles), what="maps.png")
+    files[MAPS_PICTURE] = encode_png(maps_picture(rows, titles), what=MAPS_PICTURE)
     if not scored:
         return files, {"note": "the evaluation set has no lesion masks: no pixel metrics"}
     threshold = map_choices(run).get("pixel_threshold")
@@ -245,31 +255,29 @@ def eval_inputs(run: Path, eval_set: Path, other: Path | None) -> list:
     Returns:
         ``(what, path)`` pairs for ``check_output``.
     """
-    inputs = [("run's checkpoint", run / "checkpoint.pt"), ("evaluation set", eval_set)]
+    inputs = [("run's checkpoint", run / CHECKPOINT), ("evaluation set", eval_set)]
     if other is not None:
-        inputs += [("compared run's checkpoint", other / "checkpoint.pt")]
-        inputs += [("compared scores", other / "scores.csv")]
+        inputs += [("compared run's checkpoint", other / CHECKPOINT)]
+        inputs += [("compared scores", other / SCORES)]
     return inputs
 
 
 def _other_scores(other: Path, data, device: str) -> np.ndarray:
     """The scores another method gives the same images: its run's model when it has one,
     else its ``scores.csv`` (a cross-validated run, ``lp-knn``, an earlier ``lp-eval``)."""
-    if (other / "checkpoint.pt").exists():
+    if (other / CHECKPOINT).exists():
         return score(other, data, device)
-    if not os.path.lexists(other / "scores.csv"):
+    if not os.path.lexists(other / SCORES):
         raise LesionPasteError(f"--compare {other}: neither a run (checkpoint.pt) nor scores.csv")
     try:
-        paths, labels, scores = read_scores(other / "scores.csv")
+        paths, labels, scores = read_scores(other / SCORES)
     except (KeyError, ValueError, TypeError, UnicodeDecodeError, csv.Error):
-        raise LesionPasteError(
-            f"--compare {other}/scores.csv: not a path,label,score file"
-        ) from None
+        raise LesionPasteError(f"--compare {other / SCORES}: not a path,label,score file") from None
     by_path = {p: (label, score) for p, label, score in zip(paths, labels, scores)}
     missing = [p for p in data.paths if p not in by_path]
     if missing or any(by_path[p][0] != label for p, label in zip(data.paths, data.labels)):
         raise LesionPasteError(
-            f"--compare {other}/scores.csv does not score the same labelled images "
+            f"--compare {other / SCORES} does not score the same labelled images "
             f"({len(missing)} of {len(data.paths)} missing)"
         )
     return np.array([by_path[p][1] for p in data.paths])
@@ -291,9 +299,9 @@ def write_evaluation(
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    write_scores(tmp / "scores.csv", data.paths, data.labels, scores)
-    write_metrics(tmp / "metrics.json", result)
-    pictures = {"roc.png": roc_picture(scores, data.labels, result), "cam.png": panels}
+    write_scores(tmp / SCORES, data.paths, data.labels, scores)
+    write_metrics(tmp / METRICS, result)
+    pictures = {ROC_PICTURE: roc_picture(scores, data.labels, result), CAM_PICTURE: panels}
     for name, picture in pictures.items():
         if picture is not None:
             (tmp / name).write_bytes(encode_png(picture, what=name))

@@ -14,12 +14,11 @@ from pathlib import Path
 
 from lesionpaste.citation import METHOD
 from lesionpaste.contract import InputContract
+from lesionpaste.file_names import CARD, EVALUATION_RECORD, LOG, RUN_CONFIG, WEIGHTS_SOURCE
 from lesionpaste.files import write_text_atomic
 from lesionpaste.jsonfiles import finite_json, read_json_file
 from lesionpaste.train.training.selection import logged_epochs
 
-CARD = "README.md"
-EVALUATION = "evaluation.json"
 #: the heading of the section lp-eval rewrites
 EVALUATION_HEADING = "## Evaluation on real images"
 
@@ -83,7 +82,7 @@ def _contract_lines(contract: InputContract | None) -> list[str]:
 
 
 def _training_run_lines(config: dict, run: Path) -> list[str]:
-    entries = logged_epochs(run / "log.jsonl")
+    entries = logged_epochs(run / LOG)
     kept = config.get("keep_best")
     last = entries[-1] if entries else {}
     if kept:
@@ -209,12 +208,12 @@ def card_text(run: Path, contract: InputContract | None, meta: dict) -> str:
     Returns:
         The Markdown text.
     """
-    config = read_json_file(run / "config.json", 1 << 20)
-    source_file = run / "weights_source.txt"
+    config = read_json_file(run / RUN_CONFIG, 1 << 20)
+    source_file = run / WEIGHTS_SOURCE
     source = source_file.read_text(encoding="utf-8").strip() if source_file.is_file() else ""
     evaluation = None
-    if (run / EVALUATION).is_file():
-        evaluation = read_json_file(run / EVALUATION, 1 << 20)
+    if (run / EVALUATION_RECORD).is_file():
+        evaluation = read_json_file(run / EVALUATION_RECORD, 1 << 20)
     lines = [f"# Model card: LesionPaste detector `{run.name}`", ""]
     lines += _training_lines(config, meta, source)
     lines += _contract_lines(contract)
@@ -247,7 +246,7 @@ def record_evaluation(run: Path, evaluation: dict) -> None:
     """
     text = json.dumps(finite_json(evaluation), indent=1, allow_nan=False) + "\n"
     try:
-        write_text_atomic(run / EVALUATION, text)
+        write_text_atomic(run / EVALUATION_RECORD, text)
         card = run / CARD
         if card.is_file():
             old = card.read_text(encoding="utf-8")

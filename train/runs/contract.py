@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 from lesionpaste.contract import (
-    CONTRACT_FILE,
     InputContract,
     Preparation,
     check_thresholds,
@@ -17,6 +16,7 @@ from lesionpaste.contract import (
 )
 from lesionpaste.dataset_format import read_dataset_json
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.file_names import CONTRACT_FILE, RUN_CONFIG, THRESHOLDS
 from lesionpaste.files import write_text_atomic
 from lesionpaste.jsonfiles import read_json_file
 
@@ -67,14 +67,14 @@ def contract_of_run(run: Path, preparation: Preparation) -> InputContract:
     """
     from lesionpaste.train.models.build import ARCHS, input_normalization
 
-    config = read_json_file(run / "config.json", 1 << 20)
+    config = read_json_file(run / RUN_CONFIG, 1 << 20)
     arch, size, maps = (
         (config.get(k) for k in ("arch", "size", "maps"))
         if isinstance(config, dict)
         else (None, None, None)
     )
     if arch not in ARCHS or isinstance(size, bool) or not isinstance(size, int) or size < 8:
-        raise LesionPasteError(f"{run}/config.json: missing or damaged (arch, size)")
+        raise LesionPasteError(f"{run / RUN_CONFIG}: missing or damaged (arch, size)")
     image_score, map_threshold = "classifier", None
     if maps:
         from lesionpaste.train.runs.restore import map_choices
@@ -82,9 +82,9 @@ def contract_of_run(run: Path, preparation: Preparation) -> InputContract:
         choices = map_choices(run)
         image_score, map_threshold = choices["image_score"], choices.get("pixel_threshold")
     thresholds, n_normals = {}, 0
-    if (run / "thresholds.json").exists():
+    if (run / THRESHOLDS).exists():
         thresholds, n_normals = check_thresholds(
-            read_json_file(run / "thresholds.json", 1 << 20), run / "thresholds.json"
+            read_json_file(run / THRESHOLDS, 1 << 20), run / THRESHOLDS
         )
     mean, std = input_normalization(arch)
     return InputContract(

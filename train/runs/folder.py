@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lesionpaste.digests import sha256_file
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.file_names import CHECKPOINT, MANIFEST, RUN_CONFIG
 from lesionpaste.files import entries, output_lock, remove_temp_files, swap_in, write_text_atomic
 from lesionpaste.jsonfiles import saved_json
 from lesionpaste.outputs import is_run, real
@@ -32,7 +33,7 @@ def dataset_digest(root: Path) -> str:
     Raises:
         LesionPasteError: no manifest, or not a regular file.
     """
-    return sha256_file(Path(root) / "manifest.csv")
+    return sha256_file(Path(root) / MANIFEST)
 
 
 def prepare_run(run: Path, config: TrainConfig) -> None:
@@ -50,12 +51,12 @@ def prepare_run(run: Path, config: TrainConfig) -> None:
     """
     if rank() != 0:
         return  # rank 0 prepares; the others wait for it (a barrier) before reading the run
-    saved = run / "config.json"
+    saved = run / RUN_CONFIG
     if saved.exists():
         previous = saved_json(saved)
-        if previous is None and (run / "checkpoint.pt").exists():
+        if previous is None and (run / CHECKPOINT).exists():
             # the checkpoint records its configuration too: judge by it, keep the training
-            previous = load_checkpoint(run / "checkpoint.pt").get("config")
+            previous = load_checkpoint(run / CHECKPOINT).get("config")
         elif previous is None:
             previous = asdict(config)  # nothing trained yet: nothing to lose
         if with_defaults(previous) != asdict(config):

@@ -9,13 +9,14 @@ import numpy as np
 import torch
 
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.file_names import BEST, CHECKPOINT, MAPS_RECORD
 from lesionpaste.jsonfiles import read_json_file
 from lesionpaste.train.metrics.image_scores import IMAGE_SCORES, image_scores
 from lesionpaste.train.models.build import build_model
 from lesionpaste.train.models.decoder import MapModel, map_outputs
 from lesionpaste.train.models.fused import for_inference, keep_freed_memory
 from lesionpaste.train.models.on_device import Normalizer, pick_device, place_images, scores_of
-from lesionpaste.train.training.checkpoints import BEST, load_checkpoint
+from lesionpaste.train.training.checkpoints import load_checkpoint
 from lesionpaste.train.training.config import TrainConfig
 
 
@@ -71,7 +72,7 @@ def model_file(run: Path) -> Path:
     Returns:
         The checkpoint's path.
     """
-    return run / BEST if (run / BEST).exists() else run / "checkpoint.pt"
+    return run / BEST if (run / BEST).exists() else run / CHECKPOINT
 
 
 def score(run: Path, dataset, device_name: str) -> np.ndarray:
@@ -166,7 +167,7 @@ def map_choices(run: Path) -> dict:
         LesionPasteError: the file is missing, oversized, nested absurdly deep, names an
             unknown image score, or holds a pixel threshold that is not a number in [0, 1].
     """
-    path = run / "maps.json"
+    path = run / MAPS_RECORD
     if not path.exists():
         raise LesionPasteError(f"{path}: missing (train the run again)")
     choices = read_json_file(path, 1 << 20)

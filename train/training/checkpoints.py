@@ -16,9 +16,6 @@ from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import atomic_output, open_regular, write_text_atomic
 from lesionpaste.train.training.config import TrainConfig
 
-#: the kept epoch's model with ``--keep-best`` (a checkpoint; checkpoint.pt stays the last)
-BEST = "best.pt"
-
 
 def save_checkpoint(
     path: Path, model: nn.Module, optimizer, scheduler, epoch: int, config: TrainConfig

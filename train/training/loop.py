@@ -21,6 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.file_names import BEST, CHECKPOINT, LOG, MAPS_RECORD, THRESHOLDS, WEIGHTS_SOURCE
 from lesionpaste.files import write_text_atomic
 from lesionpaste.train.metrics.auc import write_metrics
 from lesionpaste.train.metrics.image_scores import image_scores, map_summary, validation_aucs
@@ -29,7 +30,6 @@ from lesionpaste.train.models.build import build_model
 from lesionpaste.train.models.decoder import MapModel, collect_outputs, map_loss, map_outputs
 from lesionpaste.train.models.on_device import Normalizer, pick_device, place_images, scores_of
 from lesionpaste.train.training.checkpoints import (
-    BEST,
     load_checkpoint,
     save_checkpoint,
     truncate_log,
@@ -160,7 +160,7 @@ def _set_up(
 
 def _resume(s: _Session, run: Path, config: TrainConfig, quiet: bool) -> None:
     """Continue from the run's checkpoint when it has one (of this configuration)."""
-    checkpoint_path = run / "checkpoint.pt"
+    checkpoint_path = run / CHECKPOINT
     if checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
         if with_defaults(state["config"]) != asdict(config):
@@ -177,7 +177,7 @@ def _resume(s: _Session, run: Path, config: TrainConfig, quiet: bool) -> None:
                 "pass --overwrite to train it again"
             )
     if s.rank == 0:  # lines past the checkpoint (or any, without one) belong to lost epochs
-        truncate_log(run / "log.jsonl", s.start_epoch)
+        truncate_log(run / LOG, s.start_epoch)
         if config.keep_best and s.start_epoch:
             _mend_best(s, run, config)
 
@@ -185,7 +185,7 @@ def _resume(s: _Session, run: Path, config: TrainConfig, quiet: bool) -> None:
 def _mend_best(s: _Session, run: Path, config: TrainConfig) -> None:
     """On resume with ``--keep-best``: a kill between an epoch's checkpoint and its
     ``best.pt`` leaves that epoch (the checkpoint's) best in the log but not saved; save it."""
-    best = best_epoch(logged_epochs(run / "log.jsonl"), config.keep_best)
+    best = best_epoch(logged_epochs(run / LOG), config.keep_best)
     if best is None:
         return
     saved = load_checkpoint(run / BEST)["epoch"] + 1 if (run / BEST).exists() else None
@@ -397,12 +397,12 @@ def _record(s: _Session, run: Path, config: TrainConfig, entry: dict, quiet: boo
             f"{validation_text(entry)}, "
             f"{entry['images_per_s']:.1f} images/s, {entry['seconds']:.0f} s"
         )
-    with open(run / "log.jsonl", "a", encoding="utf-8") as fh:  # the log line first: a resume
+    with open(run / LOG, "a", encoding="utf-8") as fh:  # the log line first: a resume
         fh.write(json.dumps(entry) + "\n")  # drops lines past the checkpoint
     epoch = entry["epoch"] - 1
-    save_checkpoint(run / "checkpoint.pt", s.model, s.optimizer, s.scheduler, epoch, config)
+    save_checkpoint(run / CHECKPOINT, s.model, s.optimizer, s.scheduler, epoch, config)
     if config.keep_best:  # after the checkpoint: a kill in between is mended on resume
-        best = best_epoch(logged_epochs(run / "log.jsonl"), config.keep_best)
+        best = best_epoch(logged_epochs(run / LOG), config.keep_best)
         if best is not None and best[0] == entry["epoch"]:
             save_checkpoint(run / BEST, s.model, s.optimizer, s.scheduler, epoch, config)
 
@@ -451,11 +451,11 @@ def train(
             entry.update(_validate(s, data.labels))
             _record(s, run, config, entry, quiet)
         if s.rank == 0:
-            write_text_atomic(run / "weights_source.txt", s.source + "\n")
+            write_text_atomic(run / WEIGHTS_SOURCE, s.source + "\n")
             if config.keep_best:
                 _restore_best(s, run)
                 if entry:  # trained now: say which epoch is kept
-                    kept = best_entry(logged_epochs(run / "log.jsonl"), config.keep_best)
+                    kept = best_entry(logged_epochs(run / LOG), config.keep_best)
                     entry = kept or entry
             if len(s.val_idx):
                 _write_validation_choices(s, run, data, config)
@@ -482,11 +482,11 @@ def _write_validation_choices(
         )
         summary["map_weight"] = config.map_weight
         summary["map_stride"] = s.model.map_stride
-        write_metrics(run / "maps.json", summary)
+        write_metrics(run / MAPS_RECORD, summary)
         score_name = summary["image_score"]
         scores = image_scores(probabilities, maps)[score_name]
     thresholds = validation_thresholds(scores, labels)
     if thresholds is not None:
         thresholds["image_score"] = score_name
         thresholds["flagged"] = "score > threshold"
-        write_metrics(run / "thresholds.json", thresholds)
+        write_metrics(run / THRESHOLDS, thresholds)

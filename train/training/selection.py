@@ -16,6 +16,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.file_names import LOG, METRICS, RUN_CONFIG
 from lesionpaste.jsonfiles import json_lines, read_json_file, saved_json
 
 #: the synthetic criteria a run's log holds, as ``lp-select`` names them
@@ -129,13 +130,13 @@ def run_row(run: Path, evaluation: str, comparison: str) -> RunRow:
     Raises:
         LesionPasteError: no log, or a damaged evaluation.
     """
-    log = run / "log.jsonl"
+    log = run / LOG
     if not log.is_file():
         raise LesionPasteError(f"{run}: no log.jsonl; not a trained lp-train run")
     entries = logged_epochs(log)
     if not entries:
         raise LesionPasteError(f"{log}: no epoch logged")
-    config = saved_json(run / "config.json")
+    config = saved_json(run / RUN_CONFIG)
     kept = config.get("keep_best") if isinstance(config, dict) else None
     # lp-train --keep-best: the run's model is the kept epoch's
     entry = (best_entry(entries, kept) if kept in CRITERIA else None) or entries[-1]
@@ -149,7 +150,7 @@ def run_row(run: Path, evaluation: str, comparison: str) -> RunRow:
         epoch=int(entry["epoch"]),
         val=value(CRITERIA["val"]),
         heldout=value(CRITERIA["heldout"]),
-        real=real_auc(run / evaluation / "metrics.json", comparison),
+        real=real_auc(run / evaluation / METRICS, comparison),
     )
 
 
