@@ -44,4 +44,3 @@ def test_a_damaged_record_is_made_again(tmp_path):
     assert finished_record(work, "a") is None
     (work / "records" / "a.json").write_text('{"id": "a"}', encoding="utf-8")
     assert finished_record(work, "a") is None
-

@@ -963,9 +963,7 @@ def test_a_work_folder_killed_before_its_configuration_or_while_publishing_is_st
         assert json.loads((out / "dataset.json").read_text())["counts"]["images"] == 8
 
 
-def test_a_work_folder_with_records_but_no_configuration_is_refused_not_trusted(
-    lp_synth, tmp_path
-):
+def test_a_work_folder_with_records_but_no_configuration_is_refused_not_trusted(lp_synth, tmp_path):
     bank = make_fundus_bank(tmp_path / "bank.h5")
     normals = make_normals(tmp_path / "normals", 4)
     records = tmp_path / ".ds.partial" / "records"
