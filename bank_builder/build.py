@@ -15,6 +15,7 @@ from lesionpaste.bank_format import BankMeta, Lesion, write_bank
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import atomic_output, refuse_existing
 from lesionpaste.histograms import channel_histograms
+from lesionpaste.outputs import check_output
 from lesionpaste.recipes import Recipe, recipe_to_dict
 
 
@@ -66,6 +67,7 @@ def build_bank(
     lesion_types: list[str],
     recipe: Recipe,
     command: str,
+    inputs: Iterable[tuple[str, Path | None]] = (),
     overwrite: bool = False,
     warn: Callable[[str], None] = lambda message: None,
 ) -> BuildResult:
@@ -82,7 +84,9 @@ def build_bank(
         lesion_types: the bank's lesion types, in order (e.g. ``["MA", "HE", "EX", "SE"]``).
         recipe: the preprocessing recipe the sources went through (recorded in the bank).
         command: the command line that built it (recorded for provenance).
-        overwrite: replace an existing ``out``.
+        inputs: ``(what, path)`` for every file or folder the sources are read from: ``out``
+            may not be, lie inside or hold one (``lesionpaste.outputs.check_output``).
+        overwrite: replace an existing ``out`` (an earlier bank).
         warn: called with one message per warning (skipped sources, empty masks, lesions
             left out for leaving the field of view).
 
@@ -90,9 +94,11 @@ def build_bank(
         The bank's path, its lesions per type, and the ids of the sources it holds.
 
     Raises:
-        LesionPasteError: ``out`` exists without ``overwrite`` or is a directory, a source
+        LesionPasteError: ``out`` is unsafe (a link, one of the inputs, or not a bank),
+            exists without ``overwrite`` or is a directory, a source
             has a lesion type not in ``lesion_types``, or no source has any lesion.
     """
+    check_output(out, "bank", inputs, overwrite)
     refuse_existing(out, overwrite)
     lesions: list[Lesion] = []
     described: list[dict] = []

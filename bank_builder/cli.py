@@ -152,8 +152,6 @@ def build(
         )  # fmt: skip
     names, sources, recipe = plan.names, plan.sources, plan.recipe
     out = _default_out(out, names)
-    check_output(out, "bank", plan.inputs, overwrite)
-    refuse_existing(out, overwrite)
     several = source == "mosmed" or len(names) > 1
     progress = tqdm(
         sources,
@@ -161,6 +159,7 @@ def build(
         unit="image",
         leave=False,
         disable=True if quiet or not several else None,  # None: only on a terminal
+        delay=1.0,  # not drawn at all when build_bank refuses the output at once
     )
     result = build_bank(
         progress,
@@ -169,6 +168,7 @@ def build(
         lesion_types=plan.lesion_types,
         recipe=recipe,
         command=command_line(),
+        inputs=plan.inputs,
         overwrite=overwrite,
         warn=warn,
     )

@@ -357,7 +357,6 @@ def cli(
         normals, images, grade, quality, run["per_study"], bank_studies(lesion_bank)
     )
     inputs = [("bank", bank_path), *normals_inputs(normals, images)]
-    check_output(out_dir, "dataset", inputs, run["overwrite"])
     refuse_volumes_for_fundus(items, lesion_bank)
     if run["split_part"] and normals and Path(normals).is_file():  # a label file
         run["diseased"] = patients_with_disease(Path(normals), run["group_pattern"])
@@ -383,7 +382,7 @@ def cli(
         colour_sample=min(colour_sample, len(items)) if match_colour else 0,
         window=window,
     )
-    _run(items, missing, job, out_dir, run, "normal/anomalous pairs")
+    _run(items, missing, job, out_dir, inputs, run, "normal/anomalous pairs")
 
 
 def _tiers(method: str, bank, ratios: str | None, match_colour: bool) -> list[Tier]:
@@ -405,8 +404,9 @@ def _ct_window(spec: str | None, bank) -> tuple[float, float] | None:
     return recipe.level, recipe.width
 
 
-def _run(items, missing, job: Job, out: Path, options: dict, what: str) -> None:
-    """Run a synthesis or preparation with the shared run options, and report it."""
+def _run(items, missing, job: Job, out: Path, inputs: list, options: dict, what: str) -> None:
+    """Run a synthesis or preparation with the shared run options, and report it (``inputs``:
+    what it reads, for the output guard)."""
     progress = _Progress(options["quiet"], what.split()[-1])
     try:
         summary = run_synthesis(
@@ -414,6 +414,7 @@ def _run(items, missing, job: Job, out: Path, options: dict, what: str) -> None:
             job,
             out,
             command=provenance_command(),
+            inputs=inputs,
             listed_missing=missing,
             jobs=options["jobs"],
             backend=options["backend"],
@@ -482,7 +483,6 @@ def prep(
     bank_path = resolve_bank(bank)
     inputs = [("image folder", Path(images)), ("label file", labels and Path(labels))]
     inputs += [("mask folder", masks_dir), ("bank", bank_path), ("dataset given to --like", like)]
-    check_output(Path(out), "dataset", inputs, run["overwrite"])
     like_meta = read_dataset_json(like) if like is not None else None
     settings = {"size": 256, "normals_preprocess": "bank", **(like_meta or {}).get("config", {})}
     size = settings["size"] if size is None else size
@@ -511,7 +511,7 @@ def prep(
         window=window,
         masks=found.masks,
     )
-    _run(items, found.missing + left_out, job, Path(out), run, "labelled images")
+    _run(items, found.missing + left_out, job, Path(out), inputs, run, "labelled images")
 
 
 def _warn_prep(found, left_out: list[dict], masks_dir: Path | None) -> None:

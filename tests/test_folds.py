@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.train.evaluation.folds import (
+from lesionpaste.train.metrics.auc import read_scores, write_scores
+from lesionpaste.train.runs.folds import (
     DEFAULT_GROUP,
     fold_plan,
     groups_of,
     subset,
     summarise,
 )
-from lesionpaste.train.metrics.auc import read_scores, write_scores
 from lesionpaste.train.training.dataset import LoadedDataset
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
@@ -123,7 +123,7 @@ def test_scores_round_trip_with_any_path(tmp_path):
 def test_groups_come_from_eyepacs_and_mosmed_ids():
     ids = ["10007_left", "10007_right", "study_0255_z012", "IDRiD_03", "patient 1 (1)"]
     assert groups_of(ids, r"^(.*?)(?:_(?:left|right))?$").tolist()[:2] == ["10007", "10007"]
-    from lesionpaste.train.evaluation.folds import DEFAULT_GROUP
+    from lesionpaste.train.runs.folds import DEFAULT_GROUP
 
     assert groups_of(["study_0255_z012", "study_0255_z013"], DEFAULT_GROUP).tolist() == [
         "study_0255",

@@ -224,7 +224,7 @@ def test_overwrite_refuses_an_earlier_output_holding_a_users_file(ws, tmp_path, 
 def test_a_failed_replacement_of_a_run_keeps_the_earlier_run(ws, tmp_path, monkeypatch):
     import shutil
 
-    from lesionpaste.train import cli as train_cli
+    from lesionpaste.train.runs import train_run
 
     shutil.copytree(ws / "run", tmp_path / "run")
     before = snapshot(tmp_path)
@@ -233,7 +233,7 @@ def test_a_failed_replacement_of_a_run_keeps_the_earlier_run(ws, tmp_path, monke
         (run / "checkpoint.pt").write_bytes(b"half a checkpoint")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(train_cli, "train", fails)
+    monkeypatch.setattr(train_run, "train", fails)  # the training loop, as train_run calls it
     train_args = [a.format(ws=ws) for a in TRAIN if "eval" not in a]
     code, err = invoke("lp-train", *train_args, "--seed", "5", "--out", tmp_path / "run",
                        "--overwrite")  # fmt: skip
@@ -276,3 +276,57 @@ def test_cross_validation_and_the_evaluation_after_training_never_land_in_a_user
     code, err = invoke("lp-train", *train, "--eval", ws / "eval", "--out", tmp_path / "run")
     assert code == 1 and "run/eval: it has no metrics.json" in err, err
     assert snapshot(tmp_path) == before
+
+
+def _library_calls(ws: Path) -> dict:
+    """Each tool's library function, called from Python with an output that is, lies inside or
+    holds one of its inputs (the command lines only parse and call these)."""
+    from lesionpaste.bank_builder.build import build_bank
+    from lesionpaste.dataset_archive import pack
+    from lesionpaste.recipes import GrahamRecipe
+    from lesionpaste.synth.run.runner import run_synthesis
+    from lesionpaste.synth.sharing.export import export_dataset
+    from lesionpaste.train.deploy.export_run import export_run
+    from lesionpaste.train.deploy.predict import predict
+    from lesionpaste.train.evaluation.evaluate_run import evaluate_run
+    from lesionpaste.train.evaluation.knn_baseline import evaluate_knn
+    from lesionpaste.train.runs.train_run import TrainRequest, train_run
+    from lesionpaste.train.training.config import TrainConfig
+
+    config = TrainConfig(str(ws / "twins"), arch="smallcnn", weights="none", epochs=1, size=32)
+    return {
+        "build_bank": lambda: build_bank(
+            [],
+            ws / "idrid" / "x.h5",
+            modality="fundus",
+            lesion_types=["MA"],
+            recipe=GrahamRecipe(),
+            command="x",
+            inputs=[("IDRiD tree", ws / "idrid")],
+        ),
+        # the guard comes first: neither the (empty) normals nor the job are looked at
+        "run_synthesis": lambda: run_synthesis(
+            [], None, ws / "normals", command="x", inputs=[("normals", ws / "normals")]
+        ),
+        "train_run": lambda: train_run(TrainRequest(ws / "twins", ws / "twins" / "x", config)),
+        "evaluate_run": lambda: evaluate_run(ws / "run", ws / "eval", ws / "eval", None, "cpu"),
+        "evaluate_knn": lambda: evaluate_knn(ws / "twins", ws / "eval", ws, arch="resnet18"),
+        "predict": lambda: predict(ws / "run", [ws / "graded"], ws / "graded" / "p", device="cpu"),
+        "export_run": lambda: export_run(ws / "run", "onnx", ws / "run" / "exported"),
+        "export_dataset": lambda: export_dataset(ws / "twins", ws / "twins", "mvtec", command="x"),
+        "pack": lambda: pack(ws / "twins", ws / "twins" / "twins.tar"),
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["build_bank", "run_synthesis", "train_run", "evaluate_run", "evaluate_knn", "predict",
+     "export_run", "export_dataset", "pack"],
+)  # fmt: skip
+def test_each_tool_called_from_python_is_guarded_as_its_command_line_is(ws, name):
+    from lesionpaste.errors import LesionPasteError
+
+    before = snapshot(ws)
+    with pytest.raises(LesionPasteError, match="nothing was touched"):
+        _library_calls(ws)[name]()
+    assert snapshot(ws) == before

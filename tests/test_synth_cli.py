@@ -445,7 +445,7 @@ def test_ct_twins_land_in_the_lungs(lp_synth, tmp_path):
             str(tmp_path / "ct.h5"),
         ],
     )
-    assert r.code == 0, r.stderr
+    assert r.exit_code == 0, r.stderr
     normals = tmp_path / "normals"
     normals.mkdir()
     for path in dicoms[1:5]:
@@ -611,7 +611,7 @@ def test_hu_normals_with_a_bank_cut_from_8_bit_slices_need_a_window(lp_synth, tm
             str(tmp_path / "covid.h5"),
         ],
     )
-    assert r.code == 0, r.stderr
+    assert r.exit_code == 0, r.stderr
     dicoms = sorted(shared("ct", "tcia_dicom").glob("*.dcm"))[:3]
     normals = tmp_path / "normals"
     normals.mkdir()
@@ -688,7 +688,7 @@ def test_an_evaluation_set_may_mix_hu_slices_and_8_bit_slices(lp_synth, tmp_path
             str(tmp_path / "covid.h5"),
         ],
     )
-    assert r.code == 0, r.stderr
+    assert r.exit_code == 0, r.stderr
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     dicom = min(shared("ct", "tcia_dicom").glob("*.dcm"))

@@ -374,7 +374,7 @@ def test_k_fold_cross_validation_keeps_test_patients_out_of_training(lp_train, t
         patients = {i.split("_")[0] for i in fold_ids}
         assert all(len({i for i in fold_ids if i.startswith(p)}) == 3 for p in patients)
         assert (tmp_path / "cv" / f"fold_{k}" / "checkpoint.pt").exists()
-    from lesionpaste.train.evaluation.folds import fold_plan, groups_of
+    from lesionpaste.train.runs.folds import fold_plan, groups_of
     from lesionpaste.train.training.dataset import load_dataset
 
     synthetic_data, evaluation_data = load_dataset(synth), load_dataset(evaluation)

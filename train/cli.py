@@ -3,49 +3,19 @@ and call the library (``training``, ``runs``, ``evaluation``)."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import click
-import numpy as np
 
 from lesionpaste.cli import Command, warn_to_stderr
-from lesionpaste.contract import Preparation, preparation_of
-from lesionpaste.dataset_archive import dataset_directory
-from lesionpaste.dataset_format import bank_source_ids, read_dataset_json
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.outputs import check_output
-from lesionpaste.train.evaluation.crossval import cross_validate
-from lesionpaste.train.evaluation.evaluate_run import (
-    eval_inputs,
-    evaluate_run,
-    print_metrics,
-    write_evaluation,
-)
-from lesionpaste.train.evaluation.folds import DEFAULT_GROUP
-from lesionpaste.train.metrics.auc import (
-    metrics,
-)
+from lesionpaste.train.evaluation.evaluate_run import evaluate_run, print_metrics
 from lesionpaste.train.metrics.image_scores import IMAGE_SCORES
 from lesionpaste.train.models.backbones import BACKBONES
 from lesionpaste.train.models.build import ARCHS
-from lesionpaste.train.models.on_device import Normalizer, pick_device
-from lesionpaste.train.runs.card import write_card
-from lesionpaste.train.runs.contract import write_run_contract
-from lesionpaste.train.runs.folder import (
-    dataset_digest,
-    locked,
-    prepare_run,
-    rank,
-    refuse_a_folder_that_is_not_a_run,
-    replacing,
-    train_inputs,
-    work_dir,
-)
+from lesionpaste.train.runs.train_run import TrainRequest, train_run
 from lesionpaste.train.training.config import TrainConfig
-from lesionpaste.train.training.dataset import load_dataset
-from lesionpaste.train.training.heldout import heldout_pairs
-from lesionpaste.train.training.loop import train, validation_mask, validation_text
+from lesionpaste.train.training.loop import validation_text
 from lesionpaste.train.training.selection import CRITERIA, criteria_against_real, run_row
 
 
@@ -163,111 +133,28 @@ def train_command(
 ) -> None:
     """Train the normal (0) vs synthetic anomaly (1) classifier on DATASET (a dataset
     directory, or an archive of one made by lp-synth pack)."""
-    inputs = train_inputs(dataset, eval_set, settings["weights"], heldout_val)
-    check_output(run, "run", inputs, overwrite)
-    refuse_a_folder_that_is_not_a_run(run)
-    if eval_set is not None and not folds:  # RUN/eval is written after training: check it now
-        check_output(run / "eval", "evaluation", eval_inputs(run, eval_set, None), True)
-    settings["keep_best"] = settings["keep_best"] or ""
-    # the configuration checks its own values now, before the dataset is read; the size,
-    # digest and sources the dataset gives are filled in once it is
+    # parse -> build the configuration and the request (each checks its own rules) -> run
     config = TrainConfig(
-        **{**settings, "size": settings["size"] or 256},
+        **{**settings, "keep_best": settings["keep_best"] or "", "size": settings["size"] or 256},
         dataset=str(Path(dataset).resolve()),
         heldout_val=str(Path(heldout_val).resolve()) if heldout_val is not None else "",
     )
-    if config.keep_best and folds:
-        raise LesionPasteError("--keep-best keeps one run's epoch; not with --folds")
-    if heldout_val is not None and (settings["supervised"] or folds):
-        raise LesionPasteError(
-            "--heldout-val validates a synthetic run; not with --supervised or --folds"
-        )
-    # an archive (lp-synth pack) is unpacked safely into a temporary directory, read, removed
-    with dataset_directory(dataset, check=not no_verify) as root:
-        _refuse_an_evaluation_set(root, settings["supervised"], dataset)
-        data = load_dataset(root, verify=not no_verify, masks=settings["maps"])
-        manifest_sha256 = dataset_digest(root)
-    data.root = Path(dataset)
-    preparation = _preparation(data.meta, dataset, quiet)  # the run's input contract
-    if settings["maps"] and not data.masks[data.labels == 1].any():
-        raise LesionPasteError(
-            f"{dataset}: --maps learns the pasted masks, and its anomalous images have none"
-        )
-    if settings["supervised"]:  # normal (grade 0) against every abnormal grade
-        data.labels = (data.labels > 0).astype(np.int64)
-    config = dataclasses.replace(
-        config,
-        size=settings["size"] or int(data.images.shape[1]),
-        dataset_sha256=manifest_sha256,
-        bank_sources=sorted(bank_source_ids(data.meta)),
+    request = TrainRequest(dataset, run, config, eval_set, heldout_val, folds, group_pattern,
+                           verify=not no_verify, overwrite=overwrite,
+                           size_from_dataset=not settings["size"])  # fmt: skip
+    entry = train_run(
+        request, quiet, warn=(lambda m: None) if quiet else warn_to_stderr("lp-train")
     )
-    heldout = None  # checked and taken before the run is made
-    if config.keep_best or heldout_val is not None:
-        validation = validation_mask(data, config)
-        if len(set(data.labels[validation].tolist())) != 2:
-            raise LesionPasteError(
-                f"--val-fraction {config.val_fraction}: the validation images hold "
-                f"{int(validation.sum())} image(s), not both classes; --keep-best and "
-                "--heldout-val choose on them"
-            )
-    if heldout_val is not None:  # only the validation normals' pairs are read
-        wanted = {data.twin_ids[i] for i in np.flatnonzero(validation)}
-        with dataset_directory(heldout_val, check=not no_verify) as root:
-            other = load_dataset(root, verify=not no_verify, twins=wanted)
-            config.heldout_val_sha256 = dataset_digest(root)
-        other.root = Path(heldout_val)
-        heldout = heldout_pairs(data, other, validation)
-    if folds:
-        if eval_set is None:
-            raise LesionPasteError("--folds needs --eval EVALSET (the images to split into folds)")
-        evaluation = load_dataset(eval_set, verify=not no_verify)
-        work = work_dir(run, overwrite)
-        with locked(run), replacing(work, run):
-            cross_validate(
-                data, evaluation, work, config, folds, group_pattern or DEFAULT_GROUP, quiet
-            )
+    if entry is None:  # a cross-validation, or not the first of distributed processes
         return
-    work = work_dir(run, overwrite)
-    with locked(run), replacing(work, run):
-        prepare_run(work, config)
-        entry = train(data, work, config, quiet=quiet, heldout=heldout)
-        if rank() == 0:  # how a raw image becomes its input, and the model card
-            contract = write_run_contract(work, preparation) if preparation else None
-            write_card(work, contract, data.meta)
-    if rank() != 0:
-        return
-    if not quiet and entry:
-        kept = f" kept (best {settings['keep_best']})" if settings["keep_best"] else ""
+    if not quiet and entry:  # an empty entry: the run had already finished (it said so)
+        kept = f" kept (best {config.keep_best})" if config.keep_best else ""
         click.echo(
             f"trained {run}: epoch {entry['epoch']}{kept}, loss {entry['loss']:.4f}"
             f"{validation_text(entry)}"
         )
     if eval_set is not None:
-        evaluate_run(run, eval_set, run / "eval", None, settings["device"], True, quiet)
-
-
-def _preparation(meta: dict, dataset: Path, quiet: bool) -> Preparation | None:
-    """How the dataset's images were prepared (the run's input contract), or None with a
-    warning for a dataset that does not record it (one written by other code)."""
-    try:
-        return preparation_of(meta, dataset)
-    except LesionPasteError as exc:
-        if not quiet:
-            warn_to_stderr("lp-train")(
-                f"{exc}: the run records no input contract, so lp-predict and lp-export will "
-                "need --like DATASET (a dataset prepared as its images were)"
-            )
-        return None
-
-
-def _refuse_an_evaluation_set(root: Path, supervised: bool, dataset: Path) -> None:
-    """Training takes a synthetic dataset, or an evaluation set with ``--supervised``
-    (``root``: the dataset's directory, ``dataset``: as the user gave it)."""
-    if read_dataset_json(root)["kind"] != "synthetic" and not supervised:
-        raise LesionPasteError(
-            f"{dataset} is an evaluation set; train on a synthetic dataset, or pass "
-            "--supervised to train on its real labels (the supervised baseline)"
-        )
+        evaluate_run(run, eval_set, run / "eval", None, config.device, True, quiet)
 
 
 @click.command(cls=Command)
@@ -328,31 +215,10 @@ def eval_command(run, eval_set, out, other, cam, maps, n_boot, device, overwrite
 def knn_command(train_set, eval_set, out, arch, k, size, device, overwrite, quiet) -> None:
     """Unsupervised baseline: score EVAL_SET by the distance to the k nearest normal images
     (label 0) of TRAIN_SET in the features of an ImageNet-pretrained network."""
-    from lesionpaste.train.evaluation.knn_baseline import feature_extractor, features, knn_scores
+    from lesionpaste.train.evaluation.knn_baseline import evaluate_knn
 
-    inputs = [("reference dataset", train_set), ("evaluation set", eval_set)]
-    check_output(out, "evaluation", inputs, overwrite)
-    if out.exists() and not overwrite:
-        raise LesionPasteError(f"{out} already exists; pass --overwrite to replace it")
-    reference, evaluation = load_dataset(train_set), load_dataset(eval_set)
-    normals = reference.images[reference.labels == 0]
-    if len(normals) == 0:
-        raise LesionPasteError(f"{train_set} has no normal (label 0) image")
-    torch_device = pick_device(device)
-    model = feature_extractor(arch).to(torch_device)
-    normalizer = Normalizer(size or int(evaluation.images.shape[1]), False, arch).to(torch_device)
-    scores = knn_scores(
-        features(model, normalizer, normals, torch_device),
-        features(model, normalizer, evaluation.images, torch_device),
-        k,
-    )
-    result = metrics(scores, evaluation.labels)
-    result.update(
-        method=f"{k}-NN distance, {arch} ImageNet features",
-        reference=str(train_set),
-        evaluation_set=str(eval_set),
-    )
-    write_evaluation(out, evaluation, scores, result, None)
+    result = evaluate_knn(train_set, eval_set, out, arch=arch, k=k, size=size, device=device,
+                          overwrite=overwrite)  # fmt: skip
     if not quiet:
         print_metrics(result, out)
 

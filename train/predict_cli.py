@@ -1,24 +1,17 @@
 """``lp-predict`` and ``lp-export``: a trained detector scoring new images, and shipped as one
-model file with its contract. They parse, check the output, and call the library
-(``train.deploy.loading``, ``train.deploy.predict``, ``train.deploy.exported``); no torch is imported here, so an
-ONNX export is scored without it."""
+model file with its contract. They parse and call the library (``train.deploy.predict``,
+``train.deploy.export_run``), which checks the output; no torch is imported here, so an ONNX
+export is scored without it."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import click
 
 from lesionpaste.cli import Command
-from lesionpaste.errors import LesionPasteError
 from lesionpaste.file_names import PREDICTIONS_CSV, PREDICTIONS_HTML
-from lesionpaste.files import entries, output_lock
-from lesionpaste.outputs import check_output, foreign
-from lesionpaste.train.deploy.loading import load_detector
 from lesionpaste.train.deploy.predict import predict
-from lesionpaste.train.deploy.predict_inputs import list_inputs
 
 #: --like, for lp-predict and lp-export
 like_option = click.option(
@@ -48,22 +41,8 @@ def predict_command(detector, inputs, out, like, jobs, strict, device, overwrite
     scored, and flagged at each synthetic threshold: OUT/predictions.csv and
     OUT/predictions.html. A rerun after an interruption scores only what is missing.
     """
-    if jobs < 1:
-        raise LesionPasteError("-j/--jobs must be at least 1")
-    check_output(
-        out, "predictions", [("detector", detector), *(("input", p) for p in inputs)], overwrite
-    )
-    if os.path.lexists(out) and not overwrite and foreign(out, "predictions") is not None:
-        raise LesionPasteError(
-            f"{out} exists and is not an lp-predict output; choose another -o (nothing was touched)"
-        )
-    items, carried = list_inputs(list(inputs))
-    loaded = load_detector(detector, like, device)
-    with output_lock(out, "lp-predict"):
-        if overwrite and os.path.lexists(out):
-            for entry in entries(out):  # check_output found only lp-predict's own files
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-        counts = predict(loaded, items, carried, out, jobs, strict, quiet)
+    counts = predict(detector, list(inputs), out, like=like, jobs=jobs, strict=strict,
+                     device=device, overwrite=overwrite, quiet=quiet)  # fmt: skip
     if not quiet:
         flagged = ", ".join(f"{n} above {name}" for name, n in counts["flagged"].items())
         click.echo(

@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from lesionpaste.file_names import JOB_CONFIG
 from lesionpaste.files import output_lock, remove_temp_files, write_atomic
 from lesionpaste.images import jpeg_size
 from lesionpaste.jsonfiles import saved_json
+from lesionpaste.outputs import check_output
 from lesionpaste.synth.inputs.normals import NormalImage
 from lesionpaste.synth.run.job import Job
 from lesionpaste.synth.run.publish import publish
@@ -174,6 +175,7 @@ def run_synthesis(
     out: Path,
     *,
     command: str,
+    inputs: Iterable[tuple[str, Path | None]] = (),
     listed_missing: list[dict] | None = None,
     jobs: int = 1,
     backend: str = "loky",
@@ -190,6 +192,9 @@ def run_synthesis(
         job: the run's configuration.
         out: the dataset folder to write.
         command: the command line recorded in ``dataset.json``.
+        inputs: ``(what, path)`` for every file or folder the run reads (the bank, the normals'
+            folder or label file, a mask folder): ``out`` may not be, lie inside or hold one
+            (``lesionpaste.outputs.check_output``, before any work).
         listed_missing: images listed by a label file but absent, recorded as skipped.
         jobs: worker processes (joblib's loky backend).
         backend: ``loky`` (this machine) or ``dask`` (a cluster at ``scheduler``).
@@ -203,10 +208,12 @@ def run_synthesis(
         What the run did: images written, skipped, resumed, and its seconds.
 
     Raises:
-        LesionPasteError: ``out`` exists (without ``overwrite``), another run holds it, an
+        LesionPasteError: ``out`` is unsafe (a link, one of the inputs, or not a dataset),
+            exists (without ``overwrite``), another run holds it, an
             interrupted run of other settings is in the way, or no image could be made.
     """
     started = time.perf_counter()
+    check_output(Path(out), "dataset", inputs, overwrite)
     out = Path(out).resolve()  # one work folder whatever the spelling (., links)
     work = out.with_name(f".{out.name}.partial")
     with output_lock(out, "lp-synth"):

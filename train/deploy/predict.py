@@ -15,6 +15,7 @@ import html
 import io
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,11 +33,13 @@ from lesionpaste.file_names import (
     PREDICTIONS_HTML,
     THUMBS_DIR,
 )
-from lesionpaste.files import write_atomic, write_text_atomic
+from lesionpaste.files import entries, output_lock, write_atomic, write_text_atomic
 from lesionpaste.images import encode_png
 from lesionpaste.jsonfiles import read_json_file
+from lesionpaste.outputs import check_output, foreign
 from lesionpaste.train.deploy.detector import Detector
-from lesionpaste.train.deploy.predict_inputs import Item, row_key
+from lesionpaste.train.deploy.loading import load_detector
+from lesionpaste.train.deploy.predict_inputs import Item, list_inputs, row_key
 from lesionpaste.train.evaluation.overlays import as_rgb, map_overlay
 
 #: images prepared and scored together: the most held in memory at once
@@ -149,7 +152,7 @@ def _map_picture(image: np.ndarray, low: np.ndarray) -> bytes:
     return encode_png(overlay, what="an anomaly map")
 
 
-def predict(
+def write_predictions(
     detector: Detector,
     items: list[Item],
     carried: list[str],
@@ -158,7 +161,7 @@ def predict(
     strict: bool = False,
     quiet: bool = False,
 ) -> dict:
-    """Score every listed image into ``out`` (created or resumed by the caller's checks).
+    """Score every listed image into ``out``, created or resumed (``predict`` checks it first).
 
     Args:
         detector: the detector.
@@ -223,6 +226,57 @@ def predict(
             bar.update(len(chunk))
     write_report(out, detector)
     return counts
+
+
+def predict(
+    detector: Path,
+    inputs: list[Path],
+    out: Path,
+    *,
+    like: Path | None = None,
+    jobs: int = 1,
+    strict: bool = False,
+    device: str = "auto",
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> dict:
+    """``lp-predict`` as one call: score new images with a run or an export into ``out``,
+    checked first by the output guard, written under a lock, resumed when interrupted.
+
+    Args:
+        detector: an ``lp-train`` run or an ``lp-export`` folder.
+        inputs: image files, folders of them, CSV listings, DICOM slices or NIfTI volumes.
+        out: the predictions folder to write.
+        like: for a run without an input contract, a dataset prepared as its images were.
+        jobs: worker processes preparing images (1: in this process).
+        strict: stop at the first image that cannot be read or prepared.
+        device: ``"auto"``, ``"cuda"`` or ``"cpu"``.
+        overwrite: replace an earlier ``lp-predict`` output at ``out``.
+        quiet: no progress bar.
+
+    Returns:
+        ``write_predictions``' counts.
+
+    Raises:
+        LesionPasteError: ``jobs`` below 1, an unsafe output or one that is not
+            ``lp-predict``'s, unreadable inputs or detector, or ``write_predictions``' refusals.
+    """
+    if jobs < 1:
+        raise LesionPasteError("-j/--jobs must be at least 1")
+    check_output(
+        out, "predictions", [("detector", detector), *(("input", p) for p in inputs)], overwrite
+    )
+    if os.path.lexists(out) and not overwrite and foreign(out, "predictions") is not None:
+        raise LesionPasteError(
+            f"{out} exists and is not an lp-predict output; choose another -o (nothing was touched)"
+        )
+    items, carried = list_inputs(list(inputs))
+    loaded = load_detector(detector, like, device)
+    with output_lock(out, "lp-predict"):
+        if overwrite and os.path.lexists(out):
+            for entry in entries(out):  # check_output found only lp-predict's own files
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        return write_predictions(loaded, items, carried, out, jobs, strict, quiet)
 
 
 def _score_chunk(detector, chunk, outcomes, index, out, carried, strict) -> list[dict]:

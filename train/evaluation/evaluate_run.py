@@ -33,6 +33,7 @@ from lesionpaste.train.metrics.auc import compare, metrics, read_scores, write_m
 from lesionpaste.train.metrics.image_scores import upsample_maps
 from lesionpaste.train.metrics.operating_points import apply_thresholds, operating_points
 from lesionpaste.train.runs.card import record_evaluation
+from lesionpaste.train.runs.folder import eval_inputs
 from lesionpaste.train.runs.restore import map_choices, restore, score, score_and_maps
 from lesionpaste.train.training.dataset import load_dataset
 
@@ -241,25 +242,6 @@ def _map_outputs(run, restored, eval_set, data, low_maps, n_boot) -> tuple[dict,
     pixel = compare_map_kinds(kinds, opened, scored, union, fovs, n_boot, seed=0)
     pixel["thresholds"] = {name: t for name, (_, t) in kinds.items()}
     return files, pixel
-
-
-def eval_inputs(run: Path, eval_set: Path, other: Path | None) -> list:
-    """What lp-eval reads: the run's own files (an evaluation folder may lie inside the run,
-    as RUN/eval does, but may not be or hold them), the evaluation set, the compared run.
-
-    Args:
-        run: the run directory.
-        eval_set: the evaluation set directory.
-        other: the compared run or scores folder, or None.
-
-    Returns:
-        ``(what, path)`` pairs for ``check_output``.
-    """
-    inputs = [("run's checkpoint", run / CHECKPOINT), ("evaluation set", eval_set)]
-    if other is not None:
-        inputs += [("compared run's checkpoint", other / CHECKPOINT)]
-        inputs += [("compared scores", other / SCORES)]
-    return inputs
 
 
 def _other_scores(other: Path, data, device: str) -> np.ndarray:

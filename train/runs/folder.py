@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lesionpaste.digests import sha256_file
 from lesionpaste.errors import LesionPasteError
-from lesionpaste.file_names import CHECKPOINT, MANIFEST, RUN_CONFIG
+from lesionpaste.file_names import CHECKPOINT, MANIFEST, RUN_CONFIG, SCORES
 from lesionpaste.files import entries, output_lock, remove_temp_files, swap_in, write_text_atomic
 from lesionpaste.jsonfiles import saved_json
 from lesionpaste.outputs import is_run, real
@@ -173,3 +173,22 @@ def locked(run: Path):
         ``LesionPasteError`` when another live run holds the lock.
     """
     return output_lock(run, "lp-train") if rank() == 0 else contextlib.nullcontext()
+
+
+def eval_inputs(run: Path, eval_set: Path, other: Path | None) -> list:
+    """What lp-eval reads: the run's own files (an evaluation folder may lie inside the run,
+    as RUN/eval does, but may not be or hold them), the evaluation set, the compared run.
+
+    Args:
+        run: the run directory.
+        eval_set: the evaluation set directory.
+        other: the compared run or scores folder, or None.
+
+    Returns:
+        ``(what, path)`` pairs for ``check_output``.
+    """
+    inputs = [("run's checkpoint", run / CHECKPOINT), ("evaluation set", eval_set)]
+    if other is not None:
+        inputs += [("compared run's checkpoint", other / CHECKPOINT)]
+        inputs += [("compared scores", other / SCORES)]
+    return inputs

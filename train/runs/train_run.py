@@ -47,7 +47,7 @@ class TrainRequest:
         dataset: the synthetic dataset (a directory or an ``lp-synth pack`` archive), or an
             evaluation set with ``config.supervised``.
         run: the run directory to write.
-        config: the training configuration (its ``size`` 0 means the dataset's).
+        config: the training configuration.
         eval_set: the evaluation set: split into folds with ``folds``; otherwise the command
             line evaluates on it after training, into ``RUN/eval`` (checked before training).
         heldout_val: ``--heldout-val``, the held-out-lesion validation dataset, or None.
@@ -56,6 +56,8 @@ class TrainRequest:
             study, for ``folds`` (None: the default).
         verify: check every image's sha256 while reading.
         overwrite: replace an earlier run at ``run`` (kept whole until the new one is done).
+        size_from_dataset: train at the dataset's image side, not ``config.size``
+            (``lp-train`` without ``--size``).
 
     Raises:
         LesionPasteError: ``--keep-best`` with ``--folds``, ``--heldout-val`` with
@@ -71,6 +73,7 @@ class TrainRequest:
     group_pattern: str | None = None
     verify: bool = True
     overwrite: bool = False
+    size_from_dataset: bool = False
 
     def __post_init__(self) -> None:
         if self.config.keep_best and self.folds:
@@ -160,7 +163,7 @@ def _read_dataset(
         data.labels = (data.labels > 0).astype(np.int64)
     config = dataclasses.replace(
         r.config,
-        size=r.config.size or int(data.images.shape[1]),
+        size=int(data.images.shape[1]) if r.size_from_dataset else r.config.size,
         dataset_sha256=manifest_sha256,
         bank_sources=sorted(bank_source_ids(data.meta)),
     )

@@ -13,9 +13,9 @@ from lesionpaste.digests import sha256_bytes
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.file_names import CHECKPOINT, CV_RECORD, FOLD_RECORD, SCORES
 from lesionpaste.files import remove_temp_files, write_text_atomic
-from lesionpaste.train.evaluation.folds import fold_plan, subset, summarise
 from lesionpaste.train.metrics.auc import metrics, write_metrics, write_scores
 from lesionpaste.train.runs.folder import prepare_run
+from lesionpaste.train.runs.folds import fold_plan, subset, summarise
 from lesionpaste.train.runs.restore import score
 from lesionpaste.train.training.config import TrainConfig
 from lesionpaste.train.training.loop import train
