@@ -32,7 +32,7 @@ PLANTS = [
         "train/metrics/delong.py",
         "z = diff / math.sqrt(var)",
         "z = -diff / math.sqrt(var)",
-        "tests/test_delong.py tests/test_evaluate.py tests/test_normals.py tests/test_folds.py",
+        "tests/test_delong.py tests/test_auc.py tests/test_normals.py tests/test_folds.py",
     ),
     (
         "scheduler.step() removed",
@@ -81,21 +81,21 @@ PLANTS = [
         "synth/inputs/normals.py",
         'return int.from_bytes(digest[:8], "big") / 2**64 < fraction',
         'return int.from_bytes(digest[:8], "big") / 2**64 >= 1 - fraction',
-        "tests/test_delong.py tests/test_evaluate.py tests/test_normals.py tests/test_folds.py",
+        "tests/test_delong.py tests/test_auc.py tests/test_normals.py tests/test_folds.py",
     ),
     (
         "validation split breaks twin pairs",
         "train/training/schedule.py",
         "return np.array([t in chosen for t in twin_ids], dtype=bool)",
         "return np.array([t in chosen and i % 2 == 0 for i, t in enumerate(twin_ids)], dtype=bool)",
-        "tests/test_delong.py tests/test_evaluate.py tests/test_normals.py tests/test_folds.py tests/test_schedule.py",
+        "tests/test_delong.py tests/test_auc.py tests/test_normals.py tests/test_folds.py tests/test_schedule.py",
     ),
     (
         "grade 0 against grades >= K instead of grade K",
         "train/metrics/auc.py",
         "(labels == 0) | (labels == k)",
         "(labels == 0) | (labels >= k)",
-        "tests/test_delong.py tests/test_evaluate.py tests/test_normals.py tests/test_folds.py",
+        "tests/test_delong.py tests/test_auc.py tests/test_normals.py tests/test_folds.py",
     ),
 ]
 work = Path(tempfile.mkdtemp(prefix="lp-audit-")) / "tree"

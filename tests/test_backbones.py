@@ -1,6 +1,6 @@
 """The backbone registry (train/models/backbones.py): each architecture described once, and what the
 rest of the trainer asks of it (stages and head: tests/test_frozen.py; decoder taps:
-tests/test_dense.py; folding: tests/test_inference.py) working for every one of them, ResNet50
+tests/test_decoder.py; folding: tests/test_fused.py) working for every one of them, ResNet50
 and EfficientNet-B0 included, end to end through lp-train --freeze --maps and lp-eval --cam."""
 
 from __future__ import annotations
@@ -58,6 +58,15 @@ def test_each_backbone_gives_a_cam_layer_and_pooled_features(arch):
     assert len(mean) == len(std) == 3 and all(s > 0 for s in std)
 
 
+@pytest.mark.mutation
+@pytest.mark.parametrize("arch", ARCHS)
+def test_each_backbone_declares_the_stages_it_splits_into(arch):
+    """``n_stages`` (what ``TrainConfig`` bounds ``--freeze`` by, before any model is built) is
+    the number of stages the built model splits into."""
+    model, _ = build_model(arch, "none")
+    assert len(backbone(arch).stages(model)) == backbone(arch).n_stages
+
+
 def test_an_unknown_architecture_is_one_line():
     from lesionpaste.errors import LesionPasteError
 
@@ -65,7 +74,7 @@ def test_an_unknown_architecture_is_one_line():
         backbone("alexnet")
 
 
-@pytest.mark.parametrize("arch", ["resnet50", "efficientnet_b0"])
+@pytest.mark.parametrize("arch", ["resnet50", "efficientnet_b0", "convnext_tiny"])
 def test_freeze_maps_and_cam_run_end_to_end(arch, tmp_path):
     pytest.importorskip("pytorch_grad_cam")
     from lesionpaste.train.cli import eval_command, train_command

@@ -4,6 +4,8 @@ the command line's one-line messages (one place for each rule)."""
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import pytest
 
@@ -68,6 +70,8 @@ def test_an_augment_configuration_refuses_bad_ranges(kwargs):
         ({"lr": 0.0}, "--epochs, --batch-size and --lr must be positive"),
         ({"lr": math.nan}, "--epochs, --batch-size and --lr must be positive"),
         ({"freeze": -1}, "--freeze must be 0"),
+        ({"freeze": 5}, "--freeze 5: vgg16 has 5 stages; freeze 1 to 4 of them (0: none)"),
+        ({"arch": "smallcnn", "freeze": 4}, "--freeze 4: smallcnn has 4 stages; freeze 1 to 3"),
         ({"size": 0}, "--size must be a positive"),
         ({"val_fraction": 1.0}, "--val-fraction"),
         ({"image_score": "best"}, "--image-score 'best'"),
@@ -77,7 +81,7 @@ def test_an_augment_configuration_refuses_bad_ranges(kwargs):
     ],
 )
 def test_a_training_configuration_refuses_bad_values(kwargs, expected):
-    with pytest.raises(LesionPasteError, match=expected.replace("(", r"\(")):
+    with pytest.raises(LesionPasteError, match=re.escape(expected)):
         TrainConfig(dataset="d", **kwargs)
 
 
@@ -86,3 +90,33 @@ def test_the_papers_training_settings_are_accepted():
     config = TrainConfig(dataset="d")
     assert (config.arch, config.epochs, config.batch_size, config.lr) == ("vgg16", 50, 64, 1e-3)
     assert TrainConfig(dataset="d", keep_best="heldout", heldout_val="v").keep_best == "heldout"
+    assert TrainConfig(dataset="d", freeze=4).freeze == 4  # VGG16's last stage stays trained
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({"folds": 5, "eval_set": Path("e"), "keep_best": "val"}, "--keep-best keeps one run's"),
+        ({"heldout_val": Path("h"), "supervised": True}, "--heldout-val validates a synthetic"),
+        ({"heldout_val": Path("h"), "folds": 5, "eval_set": Path("e")}, "--heldout-val validates"),
+        ({"folds": 5}, "--folds needs --eval EVALSET"),
+    ],
+)
+def test_a_training_request_refuses_options_that_do_not_go_together(kwargs, expected):
+    from lesionpaste.train.runs.train_run import TrainRequest
+
+    settings = {k: kwargs.pop(k) for k in ("keep_best", "supervised") if k in kwargs}
+    config = TrainConfig(dataset="d", **settings)
+    with pytest.raises(LesionPasteError, match=re.escape(expected)):
+        TrainRequest(Path("d"), Path("r"), config, **kwargs)
+
+
+def test_a_training_request_accepts_what_goes_together():
+    from lesionpaste.train.runs.train_run import TrainRequest
+
+    config = TrainConfig(dataset="d", keep_best="val")
+    assert TrainRequest(Path("d"), Path("r"), config, eval_set=Path("e")).folds == 0
+    folds = TrainRequest(Path("d"), Path("r"), TrainConfig(dataset="d"), Path("e"), folds=5)
+    assert folds.folds == 5
+    heldout = TrainRequest(Path("d"), Path("r"), config, heldout_val=Path("h"))
+    assert heldout.heldout_val == Path("h")

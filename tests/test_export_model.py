@@ -38,7 +38,7 @@ from lesionpaste.train.models.on_device import Normalizer
 ROOT = Path(__file__).resolve().parents[1]
 SIDE = 32
 CASES = [("smallcnn", False), ("smallcnn", True), ("efficientnet_lite0", False),
-         ("efficientnet_lite0", True)]  # fmt: skip
+         ("efficientnet_lite0", True), ("convnext_tiny", True)]  # fmt: skip
 
 
 def _onnx_available() -> None:

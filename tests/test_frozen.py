@@ -65,9 +65,11 @@ def test_cached_activations_equal_recomputed_ones_in_memory_and_in_a_file(maps):
 
 
 def test_freezing_is_refused_beyond_the_stages():
-    model, _ = build_model("smallcnn", "none")
+    """The bound lives in the configuration, checked before any model is built."""
     with pytest.raises(LesionPasteError, match="4 stages"):
-        Tail(model, "smallcnn", 4)
+        TrainConfig(dataset="d", arch="smallcnn", freeze=4)
+    model, _ = build_model("smallcnn", "none")
+    assert len(Tail(model, "smallcnn", 3).tail) == 1  # the last of the 4 stages trains
 
 
 def _train(tmp_path, name, cache, maps=False):

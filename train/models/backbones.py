@@ -35,6 +35,8 @@ class Backbone:
         std: per-channel standard deviation.
         stages: the model's stages in forward order (sharing its modules), whose composition
             with ``head`` is the model's forward.
+        n_stages: how many ``stages`` gives (``--freeze`` may keep 1 to ``n_stages - 1``
+            frozen; checked by ``TrainConfig`` before any model is built).
         head: ``(model, last stage's output) -> logits``.
         taps: the modules whose outputs are candidate feature maps for the ``--maps`` decoder.
         cam_layer: the module whose activations Grad-CAM weighs (the last convolutional stage).
@@ -49,6 +51,7 @@ class Backbone:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     stages: Callable[[nn.Module], list[nn.Module]]
+    n_stages: int
     head: Callable[[nn.Module, torch.Tensor], torch.Tensor]
     taps: Callable[[nn.Module], list[nn.Module]]
     cam_layer: Callable[[nn.Module], nn.Module]
@@ -91,6 +94,7 @@ def _resnet(name: str, weights: str) -> Backbone:
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         stages=_resnet_stages,
+        n_stages=5,
         head=lambda m, x: m.fc(torch.flatten(m.avgpool(x), 1)),
         taps=lambda m: [m.layer1, m.layer2, m.layer3, m.layer4],
         cam_layer=lambda m: m.layer4[-1],
@@ -122,6 +126,7 @@ VGG16 = Backbone(
     mean=IMAGENET_MEAN,
     std=IMAGENET_STD,
     stages=_vgg_stages,
+    n_stages=5,
     head=_pooled_classifier,
     taps=lambda m: list(m.features),
     cam_layer=lambda m: m.features[-1],
@@ -143,10 +148,41 @@ EFFICIENTNET_B0 = Backbone(
     mean=IMAGENET_MEAN,
     std=IMAGENET_STD,
     stages=lambda m: list(m.features),
+    n_stages=9,
     head=_pooled_classifier,
     taps=lambda m: list(m.features),
     cam_layer=lambda m: m.features[-1],
     pooled=_efficientnet_b0_pooled,
+)
+
+
+# ---- ConvNeXt-Tiny (torchvision): features = stem, stage 1, then (downsample, stage) x 3;
+# then average pooling and the classifier (LayerNorm2d, flatten, fc). Stochastic depth is
+# switched off: the trainer's randomness comes only from its seeded generators
+
+
+def _convnext_tiny_create(weights: str, classes: int) -> tuple[nn.Module, str]:
+    from torchvision.ops import StochasticDepth
+
+    model, source = _torchvision("convnext_tiny")(weights, classes)
+    for module in model.modules():
+        if isinstance(module, StochasticDepth):
+            module.p = 0.0
+    return model, source
+
+
+CONVNEXT_TINY = Backbone(
+    name="convnext_tiny",
+    torchvision=("convnext_tiny", "ConvNeXt_Tiny_Weights.IMAGENET1K_V1"),
+    create=_convnext_tiny_create,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    stages=lambda m: _cut(list(m.features), [1, 3, 5, 7]),
+    n_stages=4,
+    head=lambda m, x: m.classifier(m.avgpool(x)),
+    taps=lambda m: list(m.features),
+    cam_layer=lambda m: m.features[-1],
+    pooled=lambda m: m.classifier.__setitem__(-1, nn.Identity()),  # LayerNorm2d, flatten: 768
 )
 
 
@@ -208,6 +244,7 @@ EFFICIENTNET_LITE0 = Backbone(
     mean=_lite_normalisation()[0],
     std=_lite_normalisation()[1],
     stages=_lite_stages,
+    n_stages=8,
     head=_lite_head,
     taps=lambda m: list(m._blocks),
     cam_layer=lambda m: m._blocks[-1],
@@ -232,6 +269,7 @@ SMALLCNN = Backbone(
     mean=IMAGENET_MEAN,
     std=IMAGENET_STD,
     stages=lambda m: _cut(list(m.features), list(range(1, len(m.features), 2))),
+    n_stages=4,
     head=lambda m, x: m.fc(x.mean(dim=(2, 3))),
     taps=lambda m: list(m.features),
     cam_layer=lambda m: m.features[-1],
@@ -244,7 +282,7 @@ BACKBONES: dict[str, Backbone] = {
     b.name: b
     for b in (VGG16, _resnet("resnet18", "ResNet18_Weights.IMAGENET1K_V1"),
               _resnet("resnet50", "ResNet50_Weights.IMAGENET1K_V2"), EFFICIENTNET_LITE0,
-              EFFICIENTNET_B0, SMALLCNN)
+              EFFICIENTNET_B0, CONVNEXT_TINY, SMALLCNN)
 }  # fmt: skip
 
 

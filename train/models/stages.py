@@ -46,10 +46,8 @@ def split(model: nn.Module, arch: str) -> tuple[list[nn.Module], nn.Module]:
         arch: its architecture name.
 
     Returns:
-        ``(stages, head)``: ResNets 5 stages (stem, layer1..4), VGG16 5 (its convolution
-        blocks, each ending in a max pool), EfficientNet-Lite0 8 (the stem and its 7 block
-        stages), EfficientNet-B0 9 (the stem, 7 block stages, the head convolution), the small
-        CNN 4.
+        ``(stages, head)``: the registry's stages (``Backbone.n_stages`` of them; ResNets:
+        stem, layer1..4) and a head that completes the forward.
     """
     return backbone(arch).stages(model), _Head(arch, model)
 

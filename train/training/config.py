@@ -49,19 +49,24 @@ class TrainConfig:
 
         Raises:
             LesionPasteError: an unknown architecture or image score, epochs, batch size or
-                learning rate that are not positive, a negative ``freeze``, a validation share
-                outside [0, 1), ``maps`` with ``supervised``, or ``keep_best`` with an unknown
+                learning rate that are not positive, a ``freeze`` outside the architecture's
+                stages, a validation share outside [0, 1), ``maps`` with ``supervised``, or ``keep_best`` with an unknown
                 criterion or ``heldout`` without a held-out set.
         """
         from lesionpaste.train.metrics.image_scores import IMAGE_SCORES
         from lesionpaste.train.models.backbones import backbone
         from lesionpaste.train.training.selection import CRITERIA
 
-        backbone(self.arch)
+        stages = backbone(self.arch).n_stages
         if self.epochs < 1 or self.batch_size < 1 or not 0 < self.lr < float("inf"):
             raise LesionPasteError("--epochs, --batch-size and --lr must be positive")
         if self.freeze < 0:
             raise LesionPasteError("--freeze must be 0 (none) or a number of stages")
+        if self.freeze >= stages:
+            raise LesionPasteError(
+                f"--freeze {self.freeze}: {self.arch} has {stages} stages; freeze 1 to "
+                f"{stages - 1} of them (0: none)"
+            )
         if self.size < 1:
             raise LesionPasteError("--size must be a positive number of pixels")
         if not 0 <= self.val_fraction < 1:

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from lesionpaste.errors import LesionPasteError
 from lesionpaste.train.models.stages import freeze, split
 
 #: the share of the machine's memory that cached activations may take before they go to a file
@@ -38,11 +37,6 @@ class Tail(nn.Module):
         self.map_model = model if hasattr(model, "decoder") else None
         backbone = model.backbone if self.map_model is not None else model
         stages, self.head = split(backbone, arch)
-        if not 0 < frozen < len(stages):
-            raise LesionPasteError(
-                f"--freeze {frozen}: {arch} has {len(stages)} stages; freeze 1 to "
-                f"{len(stages) - 1} of them (0: none)"
-            )
         self.frozen = nn.ModuleList(stages[:frozen])
         self.tail = nn.ModuleList(stages[frozen:])
         self.decoder = self.map_model.decoder if self.map_model is not None else None

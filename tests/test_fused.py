@@ -19,7 +19,7 @@ from lesionpaste.train.models.fused import _POINTWISE, FusedConv2d, fold_batch_n
 from lesionpaste.train.models.on_device import Normalizer
 
 #: the heavy backbones' equality tests are not run against every mutant
-_HEAVY = {"vgg16", "resnet50"}
+_HEAVY = {"vgg16", "resnet50", "convnext_tiny"}
 
 
 def _randomise_norms(model: nn.Module, seed: int) -> None:
