@@ -34,7 +34,7 @@ from lesionpaste.train.runs.folds import DEFAULT_GROUP
 from lesionpaste.train.training.config import TrainConfig
 from lesionpaste.train.training.dataset import LoadedDataset, load_dataset
 from lesionpaste.train.training.heldout import HeldoutPairs, heldout_pairs
-from lesionpaste.train.training.loop import train, validation_mask
+from lesionpaste.train.training.loop import refuse_maps_without_masks, train, validation_mask
 
 
 @dataclass
@@ -155,10 +155,8 @@ def _read_dataset(
             "need --like DATASET (a dataset prepared as its images were)"
         )
         preparation = None
-    if maps and not data.masks[data.labels == 1].any():
-        raise LesionPasteError(
-            f"{r.dataset}: --maps learns the pasted masks, and its anomalous images have none"
-        )
+    if maps:
+        refuse_maps_without_masks(data)
     if supervised:  # normal (grade 0) against every abnormal grade
         data.labels = (data.labels > 0).astype(np.int64)
     config = dataclasses.replace(

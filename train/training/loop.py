@@ -99,6 +99,22 @@ def _device_of(config: TrainConfig, world: int) -> torch.device:
     return device
 
 
+def refuse_maps_without_masks(data: LoadedDataset) -> None:
+    """``--maps`` learns the pasted masks: refuse a dataset whose anomalous images have none
+    (the one place of this rule; ``train_run`` asks before the run folder is made).
+
+    Args:
+        data: the training images, read with their masks.
+
+    Raises:
+        LesionPasteError: no anomalous image has a mask.
+    """
+    if data.masks is None or not data.masks[data.labels == 1].any():
+        raise LesionPasteError(
+            f"{data.root}: --maps learns the pasted masks, and its anomalous images have none"
+        )
+
+
 def validation_mask(data: LoadedDataset, config: TrainConfig) -> np.ndarray:
     """The run's validation images: whole pairs, chosen by its seed.
 
@@ -127,10 +143,7 @@ def _set_up(
     model, source = build_model(config.arch, config.weights)
     masks = None
     if config.maps:
-        if data.masks is None or not data.masks[data.labels == 1].any():
-            raise LesionPasteError(
-                f"{data.root}: --maps learns the pasted masks, and its anomalous images have none"
-            )
+        refuse_maps_without_masks(data)
         model = MapModel(model, config.arch)
         masks = torch.from_numpy(data.masks).to(device if on_device else "cpu")
     model = model.to(device, memory_format=torch.channels_last)
