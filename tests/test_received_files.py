@@ -245,3 +245,14 @@ def test_a_received_tree_with_a_link_to_a_fifo_outside_is_refused(made, tmp_path
     image.symlink_to(tmp_path / "outside")
     code, err = run_tool("lp-train", twins, "--out", tmp_path / "run", "--device", "cpu")
     one_error(code, err, "lp-train", "leads outside it")
+
+
+def test_a_log_line_nested_absurdly_deep_is_dropped_on_resume_not_a_traceback(tmp_path):
+    from lesionpaste.train.training.checkpoints import truncate_log
+
+    log = tmp_path / "log.jsonl"
+    kept = ['{"epoch": 1, "loss": 0.5}', '{"epoch": 2, "loss": 0.4}']
+    deep = "[" * 200_000 + "]" * 200_000
+    log.write_text("\n".join([kept[0], deep, kept[1], '{"epoch": 3, "loss": 0.3}']) + "\n")
+    truncate_log(log, 2)  # the checkpoint holds two epochs
+    assert log.read_text().splitlines() == kept

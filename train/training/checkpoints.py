@@ -4,7 +4,6 @@ training log cut back to the epochs a checkpoint holds when a run resumes."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -14,6 +13,7 @@ from torch import nn
 
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import atomic_output, open_regular, write_text_atomic
+from lesionpaste.jsonfiles import parse_json
 from lesionpaste.train.training.config import TrainConfig
 
 
@@ -97,7 +97,8 @@ def load_checkpoint(path: Path) -> dict:
 def truncate_log(path: Path, epochs: int) -> None:
     """Keep the log lines of the first ``epochs`` epochs (those the checkpoint holds).
 
-    A line cut short by a kill, or any line that is not a JSON record, is dropped.
+    A line cut short by a kill, or any line that is not a JSON record (nested absurdly deep
+    included), is dropped.
 
     Args:
         path: the run's ``log.jsonl`` (nothing is done when there is none).
@@ -108,8 +109,8 @@ def truncate_log(path: Path, epochs: int) -> None:
     kept = []
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
-            entry = json.loads(line)
-        except ValueError:
+            entry = parse_json(line, path)
+        except LesionPasteError:  # cut short, not JSON, or nested absurdly deep: dropped
             continue
         epoch = entry.get("epoch") if isinstance(entry, dict) else None
         if isinstance(epoch, int) and epoch <= epochs:
