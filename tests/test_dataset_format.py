@@ -385,3 +385,33 @@ def test_source_images_are_found_by_id_or_by_volume():
     assert found == ["idrid_03", "IDRiD_03", "study_0255_z040", "e\u0301"]
     assert source_images_in(rows, set()) == []
     assert source_images_in([{"twin_id": "a"}, {"twin_id": "a"}], ["a"]) == ["a"]
+
+
+def test_a_dataset_lists_its_metadata_first_then_its_images_and_masks_in_manifest_order(
+    dataset, evaluation
+):
+    from lesionpaste.dataset_format import listed_files
+
+    # synthetic: dataset.json, manifest.csv, then the other metadata; the card only when there
+    images = ["images/normal/a.png", "images/anomalous/a.png", "masks/a.png"]
+    assert listed_files(dataset) == ["dataset.json", "manifest.csv", "pastes.jsonl", *images]
+    (dataset / "README.md").write_text("a card", encoding="utf-8")
+    (dataset / "notes.txt").write_text("not listed anywhere", encoding="utf-8")
+    assert listed_files(dataset) == ["dataset.json", "manifest.csv", "README.md",
+                                     "pastes.jsonl", *images]  # fmt: skip
+    # an evaluation set with masks: masks.jsonl, each row's image and union mask, then the
+    # per-type masks masks.jsonl names (each path once)
+    assert listed_files(evaluation) == [
+        "dataset.json", "manifest.csv", "masks.jsonl", "images/a.png", "masks/a.png",
+        "images/b.png", "masks/MA/a.png",
+    ]  # fmt: skip
+
+
+def test_a_listed_file_with_an_unsafe_path_is_refused(dataset):
+    from lesionpaste.dataset_format import listed_files
+
+    meta = _meta(dataset)
+    meta["files"]["../outside.txt"] = "0" * 64
+    (dataset / "dataset.json").write_text(dataset_json_text(meta), encoding="utf-8")
+    with pytest.raises(LesionPasteError, match="outside.txt"):
+        listed_files(dataset)

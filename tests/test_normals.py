@@ -255,3 +255,24 @@ def test_a_patient_with_an_abnormal_eye_is_never_in_training(tmp_path):
     normals_only = [n for n in images if n.label == 0]  # what lp-synth reads at grade 0
     assert {n.image_id for n in split(normals_only, "train", 0.8, 0)} != train  # without it
     assert {n.image_id for n in split(normals_only, "train", 0.8, 0, diseased=diseased)} == train
+
+
+def test_the_images_of_a_folder_are_the_folder_or_its_images_subfolder(tmp_path):
+    from lesionpaste.synth.inputs.normals import image_folder
+
+    flat = tmp_path / "flat"
+    (flat / "images").mkdir(parents=True)
+    (flat / "A.PNG").write_bytes(b"x")  # an image of its own, any case: the folder itself
+    assert image_folder(flat) == flat
+    laid_out = tmp_path / "laid_out"  # images/ beside masks/, nothing else but a note
+    (laid_out / "images").mkdir(parents=True)
+    (laid_out / "masks").mkdir()
+    (laid_out / "notes.txt").write_text("n")
+    (laid_out / ".hidden.png").write_bytes(b"x")  # hidden: not an image of the folder
+    (laid_out / "dir.png").mkdir()  # a folder named like an image: not one either
+    assert image_folder(laid_out) == laid_out / "images"
+    plain = tmp_path / "plain"  # no images/ at all: the folder, whatever it holds
+    plain.mkdir()
+    assert image_folder(plain) == plain
+    assert image_folder(tmp_path / "missing") == tmp_path / "missing"
+    assert image_folder(str(flat)) == flat  # a string path is taken as a Path

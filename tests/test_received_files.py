@@ -33,6 +33,8 @@ TOOLS = {
     "lp-train": "from lesionpaste.train.cli import main_train; main_train()",
     "lp-eval": "from lesionpaste.train.cli import main_eval; main_eval()",
     "lp-bank": "from lesionpaste.bank_builder.cli import main; main()",
+    "lp-export": "from lesionpaste.train.export_cli import main_export; main_export()",
+    "lp-select": "from lesionpaste.train.cli import main_select; main_select()",
 }
 
 
@@ -256,3 +258,41 @@ def test_a_log_line_nested_absurdly_deep_is_dropped_on_resume_not_a_traceback(tm
     log.write_text("\n".join([kept[0], deep, kept[1], '{"epoch": 3, "loss": 0.3}']) + "\n")
     truncate_log(log, 2)  # the checkpoint holds two epochs
     assert log.read_text().splitlines() == kept
+
+
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        ([], "not a run configuration"),
+        ({"lr": "fast"}, "damaged: lr is 'fast', not of type float"),
+        ({"bank_sources": 5}, "damaged: bank_sources is '5', not of type list[str]"),
+        ({"momentum": -1}, "damaged: --momentum must be 0 or more"),
+        ({"epochs": 1e400}, "damaged: epochs is 'inf', not of type int"),
+        ({"from_a_newer_version": 1}, "not a configuration of this version"),
+        ("[" * 200_000, "nested too deeply"),
+    ],
+    ids=["list", "string-lr", "int-sources", "negative-momentum", "infinite", "unknown", "deep"],
+)
+def test_a_received_runs_damaged_config_json_is_one_line_for_each_reader(
+    made, tmp_path, damage, words
+):
+    """Built as the dataset tests are: a valid run, then its ``config.json`` damaged once.
+    lp-eval (the bank sources it must not evaluate on), lp-export (the model's description)
+    and lp-select (the kept epoch) each refuse it in one line naming the file."""
+    run = copy(made, "run", tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    text = (
+        damage
+        if isinstance(damage, str)
+        else json.dumps(damage if isinstance(damage, list) else {**config, **damage})
+    )
+    (run / "config.json").write_text(text)
+    for tool, args in [
+        ("lp-eval", [run, made / "eval", "--out", tmp_path / "e", "--device", "cpu"]),
+        ("lp-export", [run, "--format", "torchscript", "-o", tmp_path / "x"]),
+        ("lp-select", [run]),
+    ]:
+        code, err = run_tool(tool, *args)
+        one_error(code, err, tool, words)
+        assert "config.json" in err
+    assert not (tmp_path / "e").exists() and not (tmp_path / "x").exists()

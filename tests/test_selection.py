@@ -87,6 +87,6 @@ def test_lp_select_refuses_in_one_line(tmp_path, case):
 
 def test_a_keep_best_run_is_read_at_its_kept_epoch(tmp_path):
     run = _run(tmp_path, "a", 0.4, 0.3, 0.6)  # epoch 1 logs 0.5 / 0.5, epoch 2 0.4 / 0.3
-    (run / "config.json").write_text(json.dumps({"keep_best": "val"}))
+    (run / "config.json").write_text(json.dumps({"dataset": "d", "keep_best": "val"}))
     row = run_row(run, "eval", "0vall")
     assert (row.epoch, row.val, row.heldout) == (1, 0.5, 0.5)

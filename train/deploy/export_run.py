@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import lesionpaste
@@ -19,6 +20,7 @@ from lesionpaste.train.deploy.export_model import InferenceGraph, export_onnx, e
 from lesionpaste.train.deploy.exported import MODEL_FORMAT, MODEL_VERSION
 from lesionpaste.train.runs.contract import run_contract
 from lesionpaste.train.runs.restore import restore
+from lesionpaste.train.training.config import read_config
 
 
 def model_description(run: Path, contract, kind: str, digest: str) -> dict:
@@ -33,7 +35,7 @@ def model_description(run: Path, contract, kind: str, digest: str) -> dict:
     Returns:
         The JSON-ready description.
     """
-    config = read_json_file(run / RUN_CONFIG, 1 << 20)
+    config = asdict(read_config(run / RUN_CONFIG))
     evaluation = None
     if (run / EVALUATION_RECORD).is_file():
         evaluation = read_json_file(run / EVALUATION_RECORD, 1 << 20)

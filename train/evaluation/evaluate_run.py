@@ -26,7 +26,7 @@ from lesionpaste.file_names import (
 )
 from lesionpaste.files import swap_in
 from lesionpaste.images import encode_png
-from lesionpaste.jsonfiles import read_json_file, saved_json
+from lesionpaste.jsonfiles import read_json_file
 from lesionpaste.outputs import check_output
 from lesionpaste.train.evaluation.roc_plot import roc_picture
 from lesionpaste.train.metrics.auc import compare, metrics, read_scores, write_metrics, write_scores
@@ -35,6 +35,7 @@ from lesionpaste.train.metrics.operating_points import apply_thresholds, operati
 from lesionpaste.train.runs.card import record_evaluation
 from lesionpaste.train.runs.folder import eval_inputs
 from lesionpaste.train.runs.restore import map_choices, restore, score, score_and_maps
+from lesionpaste.train.training.config import read_config
 from lesionpaste.train.training.dataset import load_dataset
 
 
@@ -191,8 +192,9 @@ def refuse_bank_sources(run: Path, eval_set: Path) -> None:
     Raises:
         LesionPasteError: naming the evaluation images that are sources of the bank.
     """
-    config = saved_json(run / RUN_CONFIG)
-    sources = config.get("bank_sources") if isinstance(config, dict) else None
+    if not (run / RUN_CONFIG).exists():  # the checkpoint's own configuration is used
+        return
+    sources = read_config(run / RUN_CONFIG).bank_sources
     if not sources:
         return
     leaked = source_images_in(open_dataset(eval_set).rows, set(sources))

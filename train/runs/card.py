@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 from lesionpaste.citation import METHOD
@@ -17,6 +18,7 @@ from lesionpaste.contract import InputContract
 from lesionpaste.file_names import CARD, EVALUATION_RECORD, LOG, RUN_CONFIG, WEIGHTS_SOURCE
 from lesionpaste.files import write_text_atomic
 from lesionpaste.jsonfiles import finite_json, read_json_file
+from lesionpaste.train.training.config import read_config
 from lesionpaste.train.training.selection import logged_epochs
 
 #: the heading of the section lp-eval rewrites
@@ -208,7 +210,7 @@ def card_text(run: Path, contract: InputContract | None, meta: dict) -> str:
     Returns:
         The Markdown text.
     """
-    config = read_json_file(run / RUN_CONFIG, 1 << 20)
+    config = asdict(read_config(run / RUN_CONFIG))
     source_file = run / WEIGHTS_SOURCE
     source = source_file.read_text(encoding="utf-8").strip() if source_file.is_file() else ""
     evaluation = None

@@ -65,15 +65,12 @@ def contract_of_run(run: Path, preparation: Preparation) -> InputContract:
         LesionPasteError: a missing or damaged configuration, ``maps.json`` or
             ``thresholds.json``.
     """
-    from lesionpaste.train.models.build import ARCHS, input_normalization
+    from lesionpaste.train.models.build import input_normalization
+    from lesionpaste.train.training.config import read_config
 
-    config = read_json_file(run / RUN_CONFIG, 1 << 20)
-    arch, size, maps = (
-        (config.get(k) for k in ("arch", "size", "maps"))
-        if isinstance(config, dict)
-        else (None, None, None)
-    )
-    if arch not in ARCHS or isinstance(size, bool) or not isinstance(size, int) or size < 8:
+    config = read_config(run / RUN_CONFIG)
+    arch, size, maps = config.arch, config.size, config.maps
+    if size < 8:
         raise LesionPasteError(f"{run / RUN_CONFIG}: missing or damaged (arch, size)")
     image_score, map_threshold = "classifier", None
     if maps:

@@ -49,7 +49,7 @@ def restore(run: Path, device_name: str, fused: bool = True):
         if config.maps:
             model = MapModel(model, config.arch)
         model.load_state_dict(state["model"])
-    except (TypeError, KeyError, RuntimeError) as exc:
+    except (TypeError, KeyError, RuntimeError, LesionPasteError) as exc:
         raise LesionPasteError(
             f"{run}/{name} does not hold a model of this version ({exc})"
         ) from None

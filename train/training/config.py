@@ -4,9 +4,12 @@ defaults."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 from lesionpaste.errors import LesionPasteError
+from lesionpaste.jsonfiles import read_json_file
 
 
 @dataclass
@@ -28,20 +31,22 @@ class TrainConfig:
     compile: bool = False
     dataset_sha256: str = ""
     supervised: bool = False
-    maps: bool = False  # a dense decoder learns the pasted masks (train/models/decoder.py)
-    map_weight: float = 1.0  # the pixel loss's weight next to the image loss of eq. (2)
-    image_score: str = "auto"  # with maps: train/metrics/image_scores.py's IMAGE_SCORES, or auto
-    bank_sources: list[str] = field(default_factory=list)  # never evaluated on (lp-eval)
-    freeze: int = (
-        0  # the first stages kept frozen, their activations cached (train/training/frozen.py)
-    )
-    heldout_val: str = (
-        ""  # twins of the validation normals with other lesions (train/training/heldout.py)
-    )
-    heldout_val_sha256: str = ""  # that dataset's digest: a resume with another one is refused
-    keep_best: str = (
-        ""  # "", or the criterion (train/training/selection.py) whose best epoch is kept
-    )
+    #: a dense decoder learns the pasted masks (train/models/decoder.py)
+    maps: bool = False
+    #: the pixel loss's weight next to the image loss of eq. (2)
+    map_weight: float = 1.0
+    #: with maps: one of train/metrics/image_scores.py's IMAGE_SCORES, or auto
+    image_score: str = "auto"
+    #: the bank's source images: never evaluated on (lp-eval)
+    bank_sources: list[str] = field(default_factory=list)
+    #: the first stages kept frozen, their activations cached (train/training/frozen.py)
+    freeze: int = 0
+    #: twins of the validation normals with other lesions (train/training/heldout.py)
+    heldout_val: str = ""
+    #: that dataset's digest: a resume with another one is refused
+    heldout_val_sha256: str = ""
+    #: "", or the criterion (train/training/selection.py) whose best epoch is kept
+    keep_best: str = ""
 
     def __post_init__(self) -> None:
         """Refuse a configuration that cannot train, with ``lp-train``'s one-line messages
@@ -53,6 +58,7 @@ class TrainConfig:
                 stages, a validation share outside [0, 1), ``maps`` with ``supervised``, or ``keep_best`` with an unknown
                 criterion or ``heldout`` without a held-out set.
         """
+        self._check_types()
         from lesionpaste.train.metrics.image_scores import IMAGE_SCORES
         from lesionpaste.train.models.backbones import backbone
         from lesionpaste.train.training.selection import CRITERIA
@@ -79,6 +85,25 @@ class TrainConfig:
             raise LesionPasteError(f"--keep-best {self.keep_best!r}: unknown criterion")
         if self.keep_best == "heldout" and not self.heldout_val:
             raise LesionPasteError("--keep-best heldout needs --heldout-val (the held-out pairs)")
+        for name in ("momentum", "weight_decay", "map_weight"):
+            if not 0 <= getattr(self, name) < math.inf:  # False for NaN
+                raise LesionPasteError(f"--{name.replace('_', '-')} must be 0 or more")
+
+    def _check_types(self) -> None:
+        """Each field holds its declared type (a configuration read back from a file may not;
+        the command line's options always do): ints are not bools, floats are numbers (their
+        ranges, which NaN fails, are checked after), ``bank_sources`` is a list of strings."""
+        for f in fields(self):
+            value, kind = getattr(self, f.name), _TYPES[f.type]
+            fine = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+            if f.type == "list[str]":
+                fine = fine and all(isinstance(v, str) for v in value)
+            if not fine:
+                raise LesionPasteError(f"{f.name} is {str(value)[:40]!r}, not of type {f.type}")
+
+
+#: what each field's declared type admits
+_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool, "list[str]": list}
 
 
 def with_defaults(saved: dict) -> dict | None:
@@ -94,5 +119,31 @@ def with_defaults(saved: dict) -> dict | None:
         return None
     try:
         return asdict(TrainConfig(**saved))
-    except TypeError:  # a field this version does not know
+    except (TypeError, LesionPasteError):  # a field this version does not know, or damaged
         return None
+
+
+def read_config(path: Path) -> TrainConfig:
+    """A run's ``config.json``, read through the core's safe JSON reader (size and depth
+    limits) and checked as a configuration built from the command line is, with the fields
+    added since it was saved at their defaults.
+
+    Args:
+        path: the ``config.json``.
+
+    Returns:
+        The configuration.
+
+    Raises:
+        LesionPasteError: naming the file: missing, not JSON, not an object, a field this
+            version does not know, or a value of the wrong type or out of range.
+    """
+    saved = read_json_file(path, 1 << 20)
+    if not isinstance(saved, dict):
+        raise LesionPasteError(f"{path}: not a run configuration (a JSON object)")
+    try:
+        return TrainConfig(**saved)
+    except TypeError as exc:  # an unknown field, or no dataset
+        raise LesionPasteError(f"{path}: not a configuration of this version ({exc})") from None
+    except LesionPasteError as exc:
+        raise LesionPasteError(f"{path}: damaged: {exc}") from None

@@ -17,7 +17,8 @@ from scipy.stats import spearmanr
 
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.file_names import LOG, METRICS, RUN_CONFIG
-from lesionpaste.jsonfiles import json_lines, read_json_file, saved_json
+from lesionpaste.jsonfiles import json_lines, read_json_file
+from lesionpaste.train.training.config import read_config
 
 #: the synthetic criteria a run's log holds, as ``lp-select`` names them
 CRITERIA = {"val": "val_auc", "heldout": "heldout_val_auc"}
@@ -136,8 +137,8 @@ def run_row(run: Path, evaluation: str, comparison: str) -> RunRow:
     entries = logged_epochs(log)
     if not entries:
         raise LesionPasteError(f"{log}: no epoch logged")
-    config = saved_json(run / RUN_CONFIG)
-    kept = config.get("keep_best") if isinstance(config, dict) else None
+    # without a config.json no epoch was kept; a damaged one is refused, not guessed around
+    kept = read_config(run / RUN_CONFIG).keep_best if (run / RUN_CONFIG).exists() else ""
     # lp-train --keep-best: the run's model is the kept epoch's
     entry = (best_entry(entries, kept) if kept in CRITERIA else None) or entries[-1]
 
