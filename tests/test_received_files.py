@@ -279,6 +279,11 @@ def test_a_received_runs_damaged_config_json_is_one_line_for_each_reader(
     """Built as the dataset tests are: a valid run, then its ``config.json`` damaged once.
     lp-eval (the bank sources it must not evaluate on), lp-export (the model's description)
     and lp-select (the kept epoch) each refuse it in one line naming the file."""
+    from click.testing import CliRunner
+
+    from lesionpaste.train.cli import eval_command, select_command
+    from lesionpaste.train.export_cli import export_command
+
     run = copy(made, "run", tmp_path)
     config = json.loads((run / "config.json").read_text())
     text = (
@@ -287,12 +292,15 @@ def test_a_received_runs_damaged_config_json_is_one_line_for_each_reader(
         else json.dumps(damage if isinstance(damage, list) else {**config, **damage})
     )
     (run / "config.json").write_text(text)
-    for tool, args in [
-        ("lp-eval", [run, made / "eval", "--out", tmp_path / "e", "--device", "cpu"]),
-        ("lp-export", [run, "--format", "torchscript", "-o", tmp_path / "x"]),
-        ("lp-select", [run]),
+    for tool, command, args in [  # in this process: these refusals come before any work
+        ("lp-eval", eval_command, [run, made / "eval", "--out", tmp_path / "e", "--device", "cpu"]),
+        ("lp-export", export_command, [run, "--format", "torchscript", "-o", tmp_path / "x"]),
+        ("lp-select", select_command, [run]),
     ]:
-        code, err = run_tool(tool, *args)
-        one_error(code, err, tool, words)
-        assert "config.json" in err
+        result = CliRunner().invoke(command, [str(a) for a in args], prog_name=tool)
+        assert not isinstance(result.exception, Exception) or isinstance(
+            result.exception, SystemExit
+        ), result.exception
+        one_error(result.exit_code, result.stderr, tool, words)
+        assert "config.json" in result.stderr
     assert not (tmp_path / "e").exists() and not (tmp_path / "x").exists()
