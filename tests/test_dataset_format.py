@@ -415,3 +415,26 @@ def test_a_listed_file_with_an_unsafe_path_is_refused(dataset):
     (dataset / "dataset.json").write_text(dataset_json_text(meta), encoding="utf-8")
     with pytest.raises(LesionPasteError, match="outside.txt"):
         listed_files(dataset)
+
+
+def test_the_listed_metadata_follows_the_kind_not_only_the_files_record(dataset, evaluation):
+    """``pastes.jsonl`` belongs to a synthetic set and ``masks.jsonl`` to an evaluation set with
+    masks, whether or not ``dataset.json``'s ``files`` names them; an evaluation set without
+    masks has neither, and lists no per-type mask."""
+    from lesionpaste.dataset_format import listed_files
+
+    meta = _meta(dataset)
+    del meta["files"]
+    (dataset / "dataset.json").write_text(dataset_json_text(meta), encoding="utf-8")
+    assert listed_files(dataset)[:3] == ["dataset.json", "manifest.csv", "pastes.jsonl"]
+    meta = _meta(evaluation)
+    meta["files"] = {}
+    (evaluation / "dataset.json").write_text(dataset_json_text(meta), encoding="utf-8")
+    assert listed_files(evaluation)[:3] == ["dataset.json", "manifest.csv", "masks.jsonl"]
+    del meta["masks"]
+    (evaluation / "masks.jsonl").unlink()
+    rows = [{"path": "images/a.png", "label": 1, "twin_id": "a", "sha256": "0" * 64}]
+    (evaluation / "manifest.csv").write_text(manifest_text(rows), encoding="utf-8")
+    meta["counts"] = {"images": 1}
+    (evaluation / "dataset.json").write_text(dataset_json_text(meta), encoding="utf-8")
+    assert listed_files(evaluation) == ["dataset.json", "manifest.csv", "images/a.png"]
