@@ -86,7 +86,7 @@ def contract_of_run(run: Path, preparation: Preparation) -> InputContract:
     mean, std = input_normalization(arch)
     return InputContract(
         preparation, size, tuple(mean), tuple(std), image_score, thresholds, n_normals, arch,
-        bool(maps), map_threshold,
+        maps, map_threshold,
     )  # fmt: skip
 
 

@@ -113,20 +113,44 @@ def with_defaults(saved: dict) -> dict | None:
         saved: a run's configuration as saved (``config.json`` or a checkpoint's).
 
     Returns:
-        It as this version's ``TrainConfig`` dict, or None when it holds an unknown field.
+        It as this version's ``TrainConfig`` dict, or None when it is not one (an unknown
+        field, a missing dataset, a damaged value).
+    """
+    try:
+        return asdict(saved_config(saved, "the saved configuration"))
+    except LesionPasteError:
+        return None
+
+
+def saved_config(saved: object, where: object) -> TrainConfig:
+    """A configuration as saved (parsed JSON), checked as one built from the command line is,
+    with the fields added since it was saved at their defaults: the one place that turns a
+    saved configuration back into a ``TrainConfig``.
+
+    Args:
+        saved: the parsed ``config.json`` (or a checkpoint's configuration).
+        where: what it came from, named in the message.
+
+    Returns:
+        The configuration.
+
+    Raises:
+        LesionPasteError: naming ``where``: not an object, a field this version does not
+            know, or a value of the wrong type or out of range.
     """
     if not isinstance(saved, dict):
-        return None
+        raise LesionPasteError(f"{where}: not a run configuration (a JSON object)")
     try:
-        return asdict(TrainConfig(**saved))
-    except (TypeError, LesionPasteError):  # a field this version does not know, or damaged
-        return None
+        return TrainConfig(**saved)
+    except TypeError as exc:  # an unknown field, or no dataset
+        raise LesionPasteError(f"{where}: not a configuration of this version ({exc})") from None
+    except LesionPasteError as exc:
+        raise LesionPasteError(f"{where}: damaged: {exc}") from None
 
 
 def read_config(path: Path) -> TrainConfig:
     """A run's ``config.json``, read through the core's safe JSON reader (size and depth
-    limits) and checked as a configuration built from the command line is, with the fields
-    added since it was saved at their defaults.
+    limits) and checked (``saved_config``).
 
     Args:
         path: the ``config.json``.
@@ -135,15 +159,7 @@ def read_config(path: Path) -> TrainConfig:
         The configuration.
 
     Raises:
-        LesionPasteError: naming the file: missing, not JSON, not an object, a field this
-            version does not know, or a value of the wrong type or out of range.
+        LesionPasteError: naming the file: missing, not JSON, or not a configuration
+            (``saved_config``).
     """
-    saved = read_json_file(path, 1 << 20)
-    if not isinstance(saved, dict):
-        raise LesionPasteError(f"{path}: not a run configuration (a JSON object)")
-    try:
-        return TrainConfig(**saved)
-    except TypeError as exc:  # an unknown field, or no dataset
-        raise LesionPasteError(f"{path}: not a configuration of this version ({exc})") from None
-    except LesionPasteError as exc:
-        raise LesionPasteError(f"{path}: damaged: {exc}") from None
+    return saved_config(read_json_file(path, 1 << 20), path)
