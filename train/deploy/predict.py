@@ -197,7 +197,8 @@ def write_predictions(
     counts = {"scored": 0, "skipped": 0, "resumed": len(items) - len(todo)}
     counts["flagged"] = {name: 0 for name in detector.contract.thresholds}
     index = {item.key: i for i, item in enumerate(items)}
-    new_file = not (out / PREDICTIONS_CSV).exists()
+    # no header yet: no file, or one whose header a kill cut short (finished_keys emptied it)
+    new_file = not (out / PREDICTIONS_CSV).exists() or not (out / PREDICTIONS_CSV).stat().st_size
     with (
         open(out / PREDICTIONS_CSV, "a", encoding="utf-8", newline="") as fh,
         Parallel(n_jobs=jobs) as parallel,
