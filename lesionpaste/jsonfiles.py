@@ -99,7 +99,7 @@ def saved_json(path: Path) -> object | None:
     """
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # damaged, or nested absurdly deep
         return None
 
 

@@ -52,6 +52,14 @@ def test_another_form_of_scores_file_is_refused_with_its_columns(tmp_path):
     assert str(err.value).endswith("a directory, where a scores file was expected")
 
 
+@pytest.mark.parametrize("score", ["nan", "inf", "-inf", "NaN"])
+def test_a_score_that_is_not_finite_is_refused(tmp_path, score):
+    (tmp_path / "s.csv").write_text(f"path,label,score\na.png,0,0.5\nb.png,1,{score}\n")
+    with pytest.raises(ValueError) as err:
+        read_scores(tmp_path / "s.csv")
+    assert str(err.value) == f"{tmp_path / 's.csv'}: a score that is not a finite number"
+
+
 def test_metrics_are_written_sorted_indented_and_newline_terminated(tmp_path):
     result = {"b": {"z": 1, "a": 0.5}, "a": [1, 2]}
     out = tmp_path / "out"

@@ -237,6 +237,23 @@ def test_export_output_safety(made, tmp_path, monkeypatch):
     assert r.code != 0 and tree_bytes(out) == before  # the earlier export stays whole
 
 
+@pytest.mark.parametrize(
+    "record",
+    ["[" * 200_000, "[]", '{"format": "something-else"}', '"lesionpaste-export"', "{"],
+    ids=["deep", "list", "other-format", "string", "truncated"],
+)
+def test_a_damaged_export_record_is_not_taken_for_an_export(made, tmp_path, record):
+    """lp-synth export --overwrite replaces only its own export: a folder whose
+    lesionpaste-export.json is damaged is refused in one line, and nothing in it is touched."""
+    out = tmp_path / "out"
+    assert lp_synth("export", made, "--to", "imagefolder", "-o", out, "-q").code == 0
+    (out / "lesionpaste-export.json").write_text(record)
+    before = tree_bytes(out)
+    r = lp_synth("export", made, "--to", "mvtec", "-o", out, "--overwrite")
+    one_error(r, "lesionpaste-export.json")
+    assert tree_bytes(out) == before
+
+
 def test_export_refuses_a_damaged_dataset(tmp_path):
     root = synthetic(tmp_path / "d", pairs=2, masks=True)
     (root / "images" / "0001.png").write_bytes(b"damaged")

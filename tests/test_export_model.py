@@ -252,6 +252,29 @@ def test_the_torchscript_runner_refuses_pickles_and_damaged_files(exported, tmp_
             TorchScriptScorer(good, device="cuda")
 
 
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        "[" * 200_000,  # nested absurdly deep
+        "[1, 2]",
+        '{"format": 1, "side": "32", "channels": 3, "has_map": false, "map_size": null}',
+        '{"format": 2, "side": 32, "channels": 3, "has_map": false, "map_size": null}',
+        '{"format": 1, "side": 32, "channels": 3, "has_map": 1, "map_size": null}',
+        '{"format": 1, "side": 32, "channels": 3, "has_map": true, "map_size": [8, 0]}',
+    ],
+    ids=["deep", "list", "string-side", "format-2", "int-has-map", "zero-map-size"],
+)
+def test_a_torchscript_archive_with_damaged_metadata_is_one_line(metadata, tmp_path):
+    """Built valid, then its metadata damaged once: each is refused naming the archive."""
+    with warnings.catch_warnings():  # torch 2.10+ deprecates TorchScript (FutureWarning)
+        warnings.simplefilter("ignore")
+        plain = torch.jit.trace(nn.Linear(2, 2), torch.zeros(1, 2))
+        path = tmp_path / "model.pt"
+        torch.jit.save(plain, str(path), _extra_files={export_model.METADATA: metadata})
+    message = _one_line(TorchScriptScorer, path, "not one lp-export wrote")
+    assert str(path) in message
+
+
 @pytest.mark.parametrize("kind", ["torchscript", "onnx"])
 def test_an_enormous_file_is_refused_unread(kind, tmp_path, monkeypatch):
     if kind == "onnx":

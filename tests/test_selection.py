@@ -85,6 +85,51 @@ def test_lp_select_refuses_in_one_line(tmp_path, case):
     assert r.stderr.strip().count("\n") == 0
 
 
+@pytest.mark.parametrize(
+    "file, damaged, words",
+    [
+        ("eval/metrics.json", '{"auc": {"0vall": {"auc": 1.5}}}', "AUC is 1.5, not a number in"),
+        ("eval/metrics.json", '{"auc": {"0vall": {"auc": -0.1}}}', "AUC is -0.1, not a number"),
+        ("eval/metrics.json", '{"auc": {"0vall": {"auc": "0.7"}}}', "AUC is '0.7', not a number"),
+        ("eval/metrics.json", '{"auc": {"0vall": {"auc": 1e400}}}', "AUC is inf, not a number"),
+        ("eval/metrics.json", '{"auc": {"0vall": {"auc": true}}}', "AUC is True, not a number"),
+        ("eval/metrics.json", '{"auc": {"0vall": {"auc": NaN}}}', "AUC is nan, not a number"),
+        ("eval/metrics.json", '{"auc": [0.7]}', "no 0vall AUC"),
+        ("eval/metrics.json", "[" * 200_000, "nested too deeply"),
+        ("log.jsonl", '{"epoch": 3, "val_auc": 7}', "line 3: val_auc is 7, not an AUC in [0, 1]"),
+        ("log.jsonl", '{"epoch": 3, "heldout_val_auc": "0.9"}', "heldout_val_auc is '0.9'"),
+        ("log.jsonl", '{"epoch": 3, "val_auc": -1e400}', "val_auc is -inf, not an AUC"),
+    ],
+)
+def test_a_received_runs_damaged_metrics_or_log_is_one_line(tmp_path, file, damaged, words):
+    """Built valid (lp-select reads it), then one value damaged: refused in one line naming
+    the file, never ranked on a value that is not an AUC."""
+    from lesionpaste.train.cli import select_command
+
+    run = _run(tmp_path, "a", 0.9, 0.7, 0.6)
+    assert invoke(select_command, run).code == 0
+    path = run / file
+    if file == "log.jsonl":
+        path.write_text(path.read_text() + damaged + "\n")
+    else:
+        path.write_text(damaged)
+    r = invoke(select_command, run)
+    assert r.code != 0 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().count("\n") == 0 and words in r.stderr, r.stderr
+    assert str(path) in r.stderr
+
+
+def test_a_run_whose_last_epoch_logged_no_auc_has_a_model_card(tmp_path):
+    """A validation AUC logged as null (not computable, one class) is not a damaged log."""
+    from lesionpaste.train.runs.card import _training_run_lines
+
+    run = _run(tmp_path, "a", None, None)
+    with (run / "log.jsonl").open("a") as fh:
+        fh.write('{"epoch": 3, "val_auc": null}\n')
+    lines = _training_run_lines({"epochs": 3}, run)
+    assert "No validation AUC was logged." in lines
+
+
 def test_a_keep_best_run_is_read_at_its_kept_epoch(tmp_path):
     run = _run(tmp_path, "a", 0.4, 0.3, 0.6)  # epoch 1 logs 0.5 / 0.5, epoch 2 0.4 / 0.3
     (run / "config.json").write_text(json.dumps({"dataset": "d", "keep_best": "val"}))

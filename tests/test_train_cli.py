@@ -134,6 +134,18 @@ def test_compare_adds_paired_delong_tests(trained, data, lp_eval, lp_train, tmp_
         assert entry["p"] == pytest.approx(expected[name]["p"], rel=1e-6)
         assert entry["z"] == pytest.approx(expected[name]["z"], rel=1e-6)
         assert entry["auc_a"] == pytest.approx(expected[name]["auc_a"], rel=1e-6)
+    # a received scores.csv of the same images with one score damaged: one line, no report
+    (tmp_path / "damaged").mkdir()
+    lines = (tmp_path / "ev_weak/scores.csv").read_text().splitlines()
+    lines[2] = lines[2].rsplit(",", 1)[0] + ",nan"
+    (tmp_path / "damaged/scores.csv").write_text("\n".join(lines) + "\n")
+    r = lp_eval(trained, data[1], "--out", tmp_path / "ev2", "--compare", tmp_path / "damaged",
+                "--device", "cpu")  # fmt: skip
+    assert r.code == 1 and "Traceback" not in r.stderr and not (tmp_path / "ev2").exists()
+    assert r.stderr.strip().count("\n") == 0 and r.stderr.strip().endswith(
+        f"--compare {tmp_path / 'damaged/scores.csv'}: not a path,label,score file "
+        "(integer labels, finite scores)"
+    )
 
 
 def test_an_interrupted_run_resumes_to_the_uninterrupted_result(

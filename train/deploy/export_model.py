@@ -33,6 +33,7 @@ from torch import nn
 
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.files import atomic_output
+from lesionpaste.jsonfiles import parse_json
 from lesionpaste.train.deploy.onnx_runner import (
     INPUT,
     MAP,
@@ -267,7 +268,7 @@ def _device(name: str | torch.device) -> torch.device:
 
 def _metadata(raw: bytes, path: Path) -> dict:
     try:
-        meta = json.loads(raw)
+        meta = parse_json(raw, path)  # the safe parser: nested absurdly deep is one error
         side, channels, has_map = meta["side"], meta["channels"], meta["has_map"]
         size = meta["map_size"]
         valid = (
@@ -286,7 +287,7 @@ def _metadata(raw: bytes, path: Path) -> dict:
                 )
             )
         )
-    except (ValueError, TypeError, KeyError):
+    except (LesionPasteError, ValueError, TypeError, KeyError):
         valid = False
     if not valid:
         raise LesionPasteError(

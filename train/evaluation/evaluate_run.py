@@ -256,7 +256,10 @@ def _other_scores(other: Path, data, device: str) -> np.ndarray:
     try:
         paths, labels, scores = read_scores(other / SCORES)
     except (KeyError, ValueError, TypeError, UnicodeDecodeError, csv.Error):
-        raise LesionPasteError(f"--compare {other / SCORES}: not a path,label,score file") from None
+        raise LesionPasteError(
+            f"--compare {other / SCORES}: not a path,label,score file (integer labels, finite "
+            "scores)"
+        ) from None
     by_path = {p: (label, score) for p, label, score in zip(paths, labels, scores)}
     missing = [p for p in data.paths if p not in by_path]
     if missing or any(by_path[p][0] != label for p, label in zip(data.paths, data.labels)):

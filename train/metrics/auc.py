@@ -99,7 +99,7 @@ def read_scores(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
         scores.
 
     Raises:
-        ValueError: other columns, or a label or score that is not a number.
+        ValueError: other columns, or a label or score that is not a (finite) number.
         LesionPasteError: missing, unreadable or not a regular file.
     """
     with open_regular(path, "scores file") as raw:
@@ -107,11 +107,10 @@ def read_scores(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
         if reader.fieldnames != ["path", "label", "score"]:
             raise ValueError(f"{path}: columns {reader.fieldnames} are not path,label,score")
         rows = list(reader)
-    return (
-        [r["path"] for r in rows],
-        np.array([int(r["label"]) for r in rows]),
-        np.array([float(r["score"]) for r in rows]),
-    )
+    scores = np.array([float(r["score"]) for r in rows])
+    if not np.isfinite(scores).all():  # float() reads "nan" and "inf"
+        raise ValueError(f"{path}: a score that is not a finite number")
+    return [r["path"] for r in rows], np.array([int(r["label"]) for r in rows]), scores
 
 
 def write_metrics(path: Path, result: dict) -> None:

@@ -105,7 +105,7 @@ def _training_run_lines(config: dict, run: Path) -> list[str]:
         "## Synthetic validation",
         "",
     ]
-    if "val_auc" in last:
+    if last.get("val_auc") is not None:  # checked by logged_epochs: an AUC, or null
         lines.append(
             f"AUC {last['val_auc']:.4f} at epoch {last.get('epoch')} on the held-out twin pairs "
             f"({config.get('val_fraction')} of the pairs): how well it tells these pasted "

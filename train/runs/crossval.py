@@ -13,6 +13,7 @@ from lesionpaste.digests import sha256_bytes
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.file_names import CHECKPOINT, CV_RECORD, FOLD_RECORD, SCORES
 from lesionpaste.files import remove_temp_files, write_text_atomic
+from lesionpaste.jsonfiles import saved_json
 from lesionpaste.train.metrics.auc import metrics, write_metrics, write_scores
 from lesionpaste.train.runs.folder import prepare_run
 from lesionpaste.train.runs.folds import fold_plan, subset, summarise
@@ -100,10 +101,8 @@ def _check_fold(fold_run: Path, test_ids: list[str]) -> None:
     record = fold_run / FOLD_RECORD
     digest = sha256_bytes("\n".join(sorted(test_ids)).encode())
     if record.exists():
-        try:
-            saved = json.loads(record.read_text(encoding="utf-8")).get("test_ids_sha256")
-        except (OSError, ValueError, AttributeError):
-            saved = None
+        saved = saved_json(record)
+        saved = saved.get("test_ids_sha256") if isinstance(saved, dict) else None
         if saved != digest and (fold_run / CHECKPOINT).exists():
             raise LesionPasteError(
                 f"{fold_run} holds a fold of another split (other folds, group pattern or "

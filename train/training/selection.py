@@ -8,7 +8,6 @@ held-out-lesion one (``lp-train --heldout-val``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,17 +37,31 @@ class RunRow:
 
 def logged_epochs(log: Path) -> list[dict]:
     """The valid epoch entries of a run's ``log.jsonl`` (a line that is not JSON is passed
-    over).
+    over), each criterion checked.
 
     Args:
         log: the log file.
 
     Returns:
         The entries with an ``epoch``, in order; empty when the file does not exist.
+
+    Raises:
+        LesionPasteError: an entry whose validation AUC is neither null (not computable) nor
+            a number in [0, 1]: a damaged log, which would rank runs or epochs wrongly.
     """
     if not log.is_file():
         return []
-    return [v for _, v in json_lines(log) if isinstance(v, dict) and _is_count(v.get("epoch"))]
+    entries = []
+    for number, value in json_lines(log):
+        if not (isinstance(value, dict) and _is_count(value.get("epoch"))):
+            continue
+        for key in CRITERIA.values():
+            if value.get(key) is not None and not _is_auc(value[key]):
+                raise LesionPasteError(
+                    f"{log}, line {number}: {key} is {value[key]!r}, not an AUC in [0, 1]"
+                )
+        entries.append(value)
+    return entries
 
 
 def _is_count(value: object) -> bool:
@@ -56,7 +69,8 @@ def _is_count(value: object) -> bool:
 
 
 def _is_auc(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A number in [0, 1] (False for NaN, infinities, booleans and strings)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
 
 
 def best_entry(entries: list[dict], criterion: str) -> dict | None:
@@ -112,7 +126,9 @@ def real_auc(metrics_file: Path, comparison: str) -> float | None:
     except (KeyError, TypeError):
         raise LesionPasteError(f"{metrics_file}: no {comparison} AUC") from None
     if not _is_auc(value):
-        raise LesionPasteError(f"{metrics_file}: its {comparison} AUC is not a number")
+        raise LesionPasteError(
+            f"{metrics_file}: its {comparison} AUC is {value!r}, not a number in [0, 1]"
+        )
     return float(value)
 
 
