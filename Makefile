@@ -9,7 +9,7 @@ DEMO_DATA := demo/data/idrid
 DEMO_OUT  ?= demo/out
 DEMO_REPORT ?= demo/report.html
 
-.PHONY: venv test bench demo lint clean train-eyeq train-mosmed fuzz faults mutate gpu-check
+.PHONY: venv test bench demo lint clean train-eyeq train-mosmed fuzz faults mutate gpu-check clients
 
 # ---- make train-eyeq: the paper's EyeQ workflow (variables may come from the environment)
 IDRID_ID   ?= idrid_48
@@ -65,6 +65,17 @@ bench: $(STAMP)
 ## every figure into $(OUT)/gpu_check.json (or ./gpu_check.json) and a table. About 8 minutes
 ## on one H100/H200. GPU_CHECK_OPTS="--device cpu --tiny" runs it with tiny settings on a CPU.
 GPU_CHECK_OPTS ?= --device cuda
+## The exports read by their real clients: anomalib (MVTecAD, Folder) and Hugging Face datasets,
+## installed into a side venv (.venv-clients) that also sees .venv's packages; then the export
+## tests, which skip those clients where they are not installed (as in make test)
+CLIENTS := .venv-clients
+clients: $(STAMP)
+	test -x $(CLIENTS)/bin/python || $(PYTHON) -m venv $(CLIENTS)
+	echo "import site; site.addsitedir('$(abspath $(VENV))/lib/python$$($(BIN)/python -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')/site-packages')" \
+		> "$$($(CLIENTS)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/lesionpaste_venv.pth"
+	$(CLIENTS)/bin/python -m pip install --quiet anomalib datasets
+	$(CLIENTS)/bin/python -m pytest -q -p no:cacheprovider tests/test_export.py -rs
+
 gpu-check: $(STAMP)
 	$(BIN)/python bench/gpu_check.py $(GPU_CHECK_OPTS)
 

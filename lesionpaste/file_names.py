@@ -38,7 +38,9 @@ EXPORT_DATASET_COPY = "lesionpaste-dataset.json"
 #: the source dataset's card, copied
 EXPORT_CARD = "LESIONPASTE_CARD.md"
 #: the imagefolder layout's table (read by Hugging Face ``datasets``)
-EXPORT_METADATA = "metadata.csv"
+EXPORT_METADATA = "metadata.jsonl"
+#: the imagefolder layout's Hugging Face dataset card: the features (label names, column types)
+EXPORT_HF_CARD = CARD
 
 # ---- a run (lp-train)
 #: the run's resolved configuration

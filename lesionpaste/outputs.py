@@ -27,6 +27,7 @@ from lesionpaste.file_names import (
     EXPORT_CARD,
     EXPORT_DATASET_COPY,
     EXPORT_FORMAT,
+    EXPORT_HF_CARD,
     EXPORT_METADATA,
     EXPORT_RECORD,
     FOLD_RECORD,
@@ -82,7 +83,9 @@ _EXPORT_TOP = {
     EXPORT_RECORD,
     EXPORT_DATASET_COPY,
     EXPORT_CARD,
+    EXPORT_HF_CARD,
     EXPORT_METADATA,
+    "metadata.csv",  # the imagefolder table of earlier versions: their exports stay replaceable
     "train",
     "test",
     "ground_truth",

@@ -614,7 +614,7 @@ def unpack_command(archive: Path, out: Path, overwrite: bool, quiet: bool) -> No
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("--to", "layout", type=click.Choice(LAYOUTS), required=True,
               help="mvtec: train/good, test/good, test/lesion, ground_truth/lesion; "
-              "imagefolder: normal/, anomalous/, metadata.csv (no masks).")  # fmt: skip
+              "imagefolder: normal/, anomalous/, metadata.jsonl, README.md (no masks).")  # fmt: skip
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
               help="Folder to write.")  # fmt: skip
 @click.option("--train-fraction", default=0.8, show_default=True,

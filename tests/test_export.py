@@ -18,7 +18,13 @@ from click.testing import CliRunner
 from lesionpaste.dataset_format import manifest_text
 from lesionpaste.synth.inputs.normals import in_training_split, patient_of
 from tests.conftest import Result
-from tests.synth_fixtures import make_fundus_bank, make_normals, tree_bytes
+from tests.synth_fixtures import (
+    make_fundus_bank,
+    make_normals,
+    synthetic_fundus,
+    tree_bytes,
+    write_rgb,
+)
 from tests.train_fixtures import graded, synthetic
 
 PROVENANCE = {"lesionpaste-dataset.json", "lesionpaste-export.json"}
@@ -104,7 +110,7 @@ def test_mvtec_follows_the_layout_and_never_splits_a_pair(eyes, tmp_path):
     assert set(patients.values()) == {True, False}  # both sides are used here
     lesions = sorted((out / "test" / "lesion").iterdir())
     masks = sorted((out / "ground_truth" / "lesion").iterdir())
-    assert [m.name for m in masks] == [f"{p.stem}_mask.png" for p in lesions]
+    assert [m.name for m in masks] == [p.name for p in lesions]
     for image, mask in zip(lesions, masks):
         values = cv2.imread(str(mask), cv2.IMREAD_UNCHANGED)
         assert values.ndim == 2 and set(np.unique(values)) <= {0, 255} and values.max() == 255
@@ -140,9 +146,7 @@ def test_mvtec_puts_an_evaluation_set_in_test(tmp_path):
     lesion = {p.name for p in (out / "test" / "lesion").iterdir()}
     assert good == {n for n, g in labels.items() if g == 0}
     assert lesion == {n for n, g in labels.items() if g > 0}
-    assert {p.name for p in (out / "ground_truth" / "lesion").iterdir()} == {
-        f"{Path(n).stem}_mask.png" for n in lesion
-    }
+    assert {p.name for p in (out / "ground_truth" / "lesion").iterdir()} == lesion
     assert not (out / "train").exists() and "split" not in json.loads(
         (out / "lesionpaste-export.json").read_text()
     )
@@ -166,28 +170,151 @@ def test_imagefolder_reads_with_torchvision(made, tmp_path):
         source = cv2.cvtColor(cv2.imread(str(made / row["path"])), cv2.COLOR_BGR2RGB)
         np.testing.assert_array_equal(np.asarray(Image.open(path).convert("RGB")), source)
         assert sha(Path(path)) == row["sha256"]
-    with open(out / "metadata.csv", newline="", encoding="utf-8") as fh:
-        table = list(csv.DictReader(fh))
-    assert next(iter(table[0])) == "file_name" and len(table) == 8
+    table = metadata(out)
+    assert len(table) == 8
+    by_path = {row["path"]: row for row in rows(made)}
     for line in table:
-        assert (out / line["file_name"]).is_file()
-        assert line["file_name"].split("/")[0] == (
-            "anomalous" if line["label"] == "1" else "normal"
-        )
+        assert next(iter(line)) == "file_name" and (out / line["file_name"]).is_file()
+        assert line["file_name"].split("/")[0] == ("anomalous" if line["label"] == 1 else "normal")
         assert sha(out / line["file_name"]) == line["sha256"] == sha(made / line["source_path"])
+        source = by_path[line["source_path"]]
+        assert line["dataset_label"] == line["label"] == int(source["label"])
+        assert line["tier"] == (int(source["tier"]) if line["label"] else None)  # not a float
+        assert line["n_lesions"] == int(source["n_lesions"]) and type(line["n_lesions"]) is int
     card = (out / "LESIONPASTE_CARD.md").read_text(encoding="utf-8")
     assert card == (made / "README.md").read_text(encoding="utf-8")
     assert "## How to cite" in card and "LesionPaste: One-Shot Anomaly Detection" in card
     assert "lp-synth verify DIR.tar" in card
 
 
+def metadata(out: Path) -> list[dict]:
+    """An imagefolder export's ``metadata.jsonl``, one dict per line."""
+    text = (out / "metadata.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_an_evaluation_sets_grades_travel_beside_the_normal_anomalous_label(tmp_path):
+    root = graded(tmp_path / "ev", per_grade=1)
+    out = tmp_path / "folder"
+    assert lp_synth("export", root, "--to", "imagefolder", "-o", out, "-q").code == 0
+    table = metadata(out)
+    assert sorted(line["dataset_label"] for line in table) == [0, 0, 1, 2, 3, 4]
+    for line in table:
+        assert line["label"] == int(line["dataset_label"] > 0)
+        assert line["file_name"].startswith("anomalous/" if line["label"] else "normal/")
+
+
 def test_imagefolder_reads_with_hugging_face_datasets(made, tmp_path):
+    """``datasets`` itself (extra ``hf``; skipped without it): ``load_dataset(OUT)`` applies
+    the card's features (label names, integer tier with None for normal twins); the packaged
+    ``imagefolder`` loader, which does not read the card, gets the same integers."""
     datasets = pytest.importorskip("datasets")
     out = tmp_path / "folder"
     assert lp_synth("export", made, "--to", "imagefolder", "-o", out, "-q").code == 0
-    data = datasets.load_dataset("imagefolder", data_dir=str(out), split="train")
+    cache = str(tmp_path / "hf-cache")
+    data = datasets.load_dataset(str(out), split="train", cache_dir=cache)
+    assert data.features["label"].names == ["normal", "anomalous"]
+    assert data.features["tier"].dtype == "int32"
     assert len(data) == 8 and sorted(data["label"]) == [0] * 4 + [1] * 4
-    assert {"image", "twin_id", "sha256"} <= set(data.column_names)
+    expected = {line["sha256"]: line for line in metadata(out)}
+    for example in data:
+        line = expected[example["sha256"]]
+        assert example["label"] == line["label"] and example["tier"] == line["tier"]
+        assert example["tier"] is None if example["label"] == 0 else type(example["tier"]) is int
+        source = cv2.cvtColor(cv2.imread(str(made / line["source_path"])), cv2.COLOR_BGR2RGB)
+        np.testing.assert_array_equal(np.asarray(example["image"].convert("RGB")), source)
+    plain = datasets.load_dataset("imagefolder", data_dir=str(out), split="train", cache_dir=cache)
+    assert sorted(plain["label"]) == [0] * 4 + [1] * 4
+    assert sorted(plain["tier"], key=str) == sorted((x["tier"] for x in data), key=str)
+
+
+#: normal images whose ids sort awkwardly: ids that prefix one another, digits of different
+#: lengths, a space, an accent, and an id that ends as a mask name would
+AWKWARD = ["1", "10", "12", "2", "100", "1 0", "é1", "e", "1_mask", "3"]
+
+
+@pytest.fixture(scope="module")
+def awkward(tmp_path_factory) -> Path:
+    """lp-synth's twins of normals with the awkward ids, exported to ``mvtec`` with a split
+    seed that puts one patient in training and the rest in test."""
+    base = tmp_path_factory.mktemp("awkward")
+    for i, name in enumerate(AWKWARD):
+        write_rgb(base / "normals" / f"{name}.png", synthetic_fundus(200, 260, 95, seed=100 + i))
+    bank = make_fundus_bank(base / "bank.h5")
+    r = lp_synth("--bank", bank, "--normals", base / "normals", "-o", base / "ds", "--size",
+                 "64", "-q")  # fmt: skip
+    assert r.code == 0, r.stderr
+    patients = [patient_of(name) for name in AWKWARD]
+    seed = next(s for s in range(200) if sum(in_training_split(p, 0.1, s) for p in patients) == 1)
+    out = base / "export" / "fundus"  # anomalib's MVTecAD reads root/category
+    r = lp_synth("export", base / "ds", "--to", "mvtec", "-o", out, "--train-fraction", "0.1",
+                 "--split-seed", seed, "-q")  # fmt: skip
+    assert r.code == 0, r.stderr
+    return out
+
+
+def _exported_sources(out: Path) -> dict[str, str]:
+    """Each exported file's source in the dataset, from ``lesionpaste-export.json``."""
+    record = json.loads((out / "lesionpaste-export.json").read_text(encoding="utf-8"))
+    return {entry["path"]: entry["source"] for entry in record["files"]}
+
+
+def _mask_source(awkward: Path, image_path: str) -> str:
+    """The dataset's mask of the exported image at ``image_path`` (absolute)."""
+    dataset = awkward.parent.parent / "ds"
+    mask_of = {row["path"]: row["mask_path"] for row in rows(dataset)}
+    return mask_of[_exported_sources(awkward)[Path(image_path).relative_to(awkward).as_posix()]]
+
+
+def test_mvtec_images_and_masks_sort_alike_whatever_the_ids(awkward):
+    """anomalib (and any tool that sorts images and masks separately and pairs them by
+    position) needs both lists in the same order: each mask has its image's own name."""
+    sources = _exported_sources(awkward)
+    images = sorted((awkward / "test" / "lesion").iterdir())
+    masks = sorted((awkward / "ground_truth" / "lesion").iterdir())
+    assert len(images) == len(masks) == len(AWKWARD) - 1
+    for image, mask in zip(images, masks):  # paired by position, as anomalib pairs them
+        assert mask.name == image.name
+        expected = _mask_source(awkward, str(image))
+        assert sources[mask.relative_to(awkward).as_posix()] == expected
+        assert sha(mask) == sha(awkward.parent.parent / "ds" / expected)
+
+
+def test_anomalib_reads_the_mvtec_export_with_every_mask_on_its_image(awkward):
+    """anomalib itself (the optional extra ``anomalib``; skipped without it): its MVTecAD and
+    Folder datamodules load the export, and every anomalous image comes with its own mask."""
+    pytest.importorskip("anomalib")
+    from anomalib.data import Folder, MVTecAD
+
+    sources = _exported_sources(awkward)
+    modules = [
+        MVTecAD(root=awkward.parent, category=awkward.name),
+        Folder(
+            name="lesionpaste",
+            root=awkward,
+            normal_dir="train/good",
+            abnormal_dir="test/lesion",
+            normal_test_dir="test/good",
+            mask_dir="ground_truth/lesion",
+            val_split_mode="same_as_test",
+        ),
+    ]  # fmt: skip  (Folder would otherwise move half of test/ to validation)
+    for module in modules:
+        module.setup()
+        train, test = module.train_data.samples, module.test_data.samples
+        assert len(train) == len(list((awkward / "train" / "good").iterdir())) == 1
+        assert len(test) == 2 * (len(AWKWARD) - 1)  # the nine test pairs' two twins each
+        assert (test.label_index == 1).sum() == len(AWKWARD) - 1
+        for index in range(len(test)):
+            row, item = test.iloc[index], module.test_data[index]
+            shown = np.asarray(item.gt_mask) > 0  # the mask anomalib hands over with the image
+            if row.label_index == 1:
+                expected = _mask_source(awkward, row.image_path)
+                assert sources[Path(row.mask_path).relative_to(awkward).as_posix()] == expected
+                truth = cv2.imread(str(awkward.parent.parent / "ds" / expected), 0) > 0
+                assert truth.any() and np.array_equal(shown, truth)
+            else:
+                assert not shown.any()
 
 
 def test_export_reads_an_archive_like_its_directory(made, tmp_path):

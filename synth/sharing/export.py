@@ -34,6 +34,7 @@ from lesionpaste.file_names import (
     EXPORT_CARD,
     EXPORT_DATASET_COPY,
     EXPORT_FORMAT,
+    EXPORT_HF_CARD,
     EXPORT_METADATA,
     EXPORT_RECORD,
     MANIFEST,
@@ -45,8 +46,9 @@ from lesionpaste.synth.sharing.export_layouts import (
     LAYOUTS,
     ExportedFile,
     Split,
+    hugging_face_card,
     imagefolder_files,
-    metadata_csv,
+    metadata_jsonl,
     mvtec_files,
 )
 
@@ -105,7 +107,8 @@ def export_dataset(
             work.mkdir()
             copied = [_copy(root, work, f, progress, len(files)) for f in files]
             if layout == "imagefolder":
-                (work / EXPORT_METADATA).write_text(metadata_csv(files), encoding="utf-8")
+                (work / EXPORT_METADATA).write_text(metadata_jsonl(files), encoding="utf-8")
+                (work / EXPORT_HF_CARD).write_text(hugging_face_card(), encoding="utf-8")
             record = _record(root, meta, layout, split, command, copied)
             _provenance(root, work, record)
     return record

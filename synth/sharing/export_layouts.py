@@ -5,7 +5,12 @@
     train/good/NAME.png                normal twins of the training pairs
     test/good/NAME.png                 normal twins of the test pairs (evaluation set: label 0)
     test/lesion/NAME.png               anomalous twins of the test pairs (evaluation set: label > 0)
-    ground_truth/lesion/STEM_mask.png  the mask of test/lesion/STEM.png, 0 and 255
+    ground_truth/lesion/NAME.png       the mask of test/lesion/NAME.png, 0 and 255
+
+Each mask has its image's own name, not MVTec's ``NAME_mask.png``: anomalib (and any tool that
+sorts the images and the masks separately and pairs them by position) needs both lists in one
+order, and ``1_mask.png`` sorts after ``10_mask.png`` where ``1.png`` sorts before ``10.png``.
+anomalib accepts either name.
 
 A synthetic set's pairs are split by the patient of their twin id (``patient_of``, so both
 eyes of a patient fall on one side), a fixed hash of (``seed``, patient) putting a
@@ -17,19 +22,23 @@ image. An evaluation set has no training part: everything goes to ``test/``.
 
 ``imagefolder`` (torchvision's ``ImageFolder``, Hugging Face ``datasets``' imagefolder)::
 
-    normal/NAME.png  anomalous/NAME.png  metadata.csv
+    normal/NAME.png  anomalous/NAME.png  metadata.jsonl  README.md
 
-``metadata.csv`` has ``file_name`` (relative to it) first, then ``label`` (the dataset's: 0
-normal, 1 synthetic anomaly, or an evaluation set's grade), ``twin_id``, ``tier``,
-``n_lesions``, ``source_path`` (the file in the dataset) and ``sha256``. It holds no masks:
-``ImageFolder`` takes every folder at its root for a class, so a ``masks/`` folder would be a
-third class; the masks travel in the ``mvtec`` layout.
+``metadata.jsonl`` has one JSON object per image: ``file_name`` (relative to it) first, then
+``label`` (0 normal, 1 anomalous: its folder), ``dataset_label`` (the dataset's own label: 0/1
+for a synthetic set, the grade for an evaluation set), ``twin_id``, ``tier`` and ``n_lesions``
+(integers, ``null`` where the image has none: a normal twin's tier), ``source_path`` (the file
+in the dataset) and ``sha256``. JSON lines rather than CSV: ``datasets`` reads a CSV column
+with empty cells as floats and refuses it as an integer column. ``README.md`` is the Hugging
+Face dataset card: YAML that declares these features (``label`` a class label named
+``normal``/``anomalous``, ``tier`` an integer), which ``load_dataset(OUT)`` applies. It holds no
+masks: ``ImageFolder`` takes every folder at its root for a class, so a ``masks/`` folder would
+be a third class; the masks travel in the ``mvtec`` layout.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import json
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -40,7 +49,19 @@ from lesionpaste.synth.inputs.normals import SPLIT_GROUP, in_training_split, pat
 LAYOUTS = ("mvtec", "imagefolder")
 #: the MVTec defect type every lesion image is filed under
 DEFECT = "lesion"
-METADATA_COLUMNS = ["file_name", "label", "twin_id", "tier", "n_lesions", "source_path", "sha256"]
+#: ``metadata.jsonl``'s fields, in order, with their Hugging Face ``datasets`` types
+METADATA_FEATURES = {
+    "file_name": "string",
+    "label": "class_label",
+    "dataset_label": "int32",
+    "twin_id": "string",
+    "tier": "int32",
+    "n_lesions": "int32",
+    "source_path": "string",
+    "sha256": "string",
+}
+#: ``label``'s class names, by value
+LABEL_NAMES = ("normal", "anomalous")
 
 
 @dataclass(frozen=True)
@@ -90,10 +111,6 @@ def _name(path: str) -> str:
     return PurePosixPath(path).name
 
 
-def _mask_name(row: dict) -> str:
-    return f"{PurePosixPath(row['path']).stem}_mask.png"
-
-
 def mvtec_files(kind: str, rows: list[dict], split: Split) -> list[ExportedFile]:
     """The files of an ``mvtec`` export, in manifest order.
 
@@ -118,7 +135,7 @@ def mvtec_files(kind: str, rows: list[dict], split: Split) -> list[ExportedFile]
         folder = "train/good" if train else f"test/{DEFECT if anomalous else 'good'}"
         files.append(ExportedFile(f"{folder}/{_name(row['path'])}", row["path"], False, row))
         if anomalous and row["mask_path"]:
-            path = f"ground_truth/{DEFECT}/{_mask_name(row)}"
+            path = f"ground_truth/{DEFECT}/{_name(row['path'])}"  # its image's own name
             files.append(ExportedFile(path, row["mask_path"], True, row))
     if kind == "synthetic":
         folders = {f.path.split("/")[0] for f in files}
@@ -150,23 +167,74 @@ def imagefolder_files(rows: list[dict]) -> list[ExportedFile]:
     return _unique(files)
 
 
-def metadata_csv(files: list[ExportedFile]) -> str:
-    """``metadata.csv`` of an ``imagefolder`` export: one line per image, ``file_name`` first.
+def metadata_jsonl(files: list[ExportedFile]) -> str:
+    """``metadata.jsonl`` of an ``imagefolder`` export: one JSON object per image, typed.
 
     Args:
         files: the export's files (``imagefolder_files``).
 
     Returns:
-        The CSV text (quoted as CSV requires, so any name round-trips).
+        The JSON-lines text (UTF-8 names kept as they are).
     """
-    text = io.StringIO(newline="")
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(METADATA_COLUMNS)
+    lines = []
     for f in files:
         row = f.row
-        writer.writerow([f.path, row["label"], row["twin_id"], row["tier"], row["n_lesions"],
-                         row["path"], row["sha256"]])  # fmt: skip
-    return text.getvalue()
+        record = {
+            "file_name": f.path,
+            "label": int(int(row["label"]) > 0),
+            "dataset_label": int(row["label"]),
+            "twin_id": row["twin_id"],
+            "tier": _count_or_none(row["tier"]),
+            "n_lesions": _count_or_none(row["n_lesions"]),
+            "source_path": row["path"],
+            "sha256": row["sha256"],
+        }
+        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+    return "".join(lines)
+
+
+def _count_or_none(value: str) -> int | None:
+    """A manifest cell as an integer, or None where it is empty (the manifest is verified)."""
+    return int(value) if value != "" else None
+
+
+def hugging_face_card() -> str:
+    """``README.md`` of an ``imagefolder`` export: the Hugging Face dataset card, whose YAML
+    declares ``metadata.jsonl``'s features so that ``datasets`` names the labels and keeps the
+    counts integers.
+
+    Returns:
+        The card's text.
+    """
+    features = ["  features:", "  - name: image", "    dtype: image"]
+    for name, kind in METADATA_FEATURES.items():
+        if name == "file_name":
+            continue  # datasets turns it into the image column
+        features.append(f"  - name: {name}")
+        if kind == "class_label":
+            features += ["    dtype:", "      class_label:", "        names:"]
+            features += [f"          '{value}': {n}" for value, n in enumerate(LABEL_NAMES)]
+        else:
+            features.append(f"    dtype: {kind}")
+    return "\n".join([
+        "---",
+        "configs:",
+        "- config_name: default",
+        "  data_files:",
+        "  - split: train",
+        '    path: ["normal/*.png", "anomalous/*.png", "metadata.jsonl"]',
+        *features,
+        "---",
+        "",
+        "# LesionPaste imagefolder export",
+        "",
+        "Images in `normal/` and `anomalous/`; `metadata.jsonl` gives each its label (0 normal,",
+        "1 anomalous), the dataset's own label (`dataset_label`: the grade of an evaluation set),",
+        "its twin, tier and lesion count (null where it has none), its source and sha256.",
+        "`datasets.load_dataset(\"PATH\")` reads the features declared above. The dataset's own card",
+        "is `LESIONPASTE_CARD.md`; `lesionpaste-export.json` lists every file with its source.",
+        "",
+    ])  # fmt: skip
 
 
 def _unique(files: list[ExportedFile]) -> list[ExportedFile]:
