@@ -24,6 +24,8 @@ from tests.conftest import Result
 from tests.synth_fixtures import make_fundus_bank, make_normals, tree_bytes
 from tests.train_fixtures import graded, synthetic
 
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
+
 FAST = ["--arch", "smallcnn", "--weights", "none", "--device", "cpu", "--epochs", "1", "-q"]
 
 

@@ -13,6 +13,8 @@ from lesionpaste.train.models.build import ARCHS, build_model
 from lesionpaste.train.models.decoder import MapModel, map_loss, map_outputs, probability_maps
 from lesionpaste.train.models.on_device import Normalizer
 
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
+
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_the_map_is_at_stride_4_for_every_arch_and_the_logits_are_unchanged(arch):

@@ -27,6 +27,8 @@ from tests.synth_fixtures import (
 )
 from tests.train_fixtures import graded, synthetic
 
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
+
 PROVENANCE = {"lesionpaste-dataset.json", "lesionpaste-export.json"}
 
 

@@ -21,6 +21,8 @@ from lesionpaste.train.training.frozen import Tail, cache_activations
 from lesionpaste.train.training.loop import train
 from tests.train_fixtures import synthetic
 
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
+
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_the_stages_and_head_compose_to_the_model(arch):

@@ -21,6 +21,8 @@ from lesionpaste.train.training.heldout import heldout_pairs
 from tests.test_train_cli import FAST, invoke
 from tests.train_fixtures import synthetic
 
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
+
 
 def _loaded(twins: list[str], labels: list[int], images: np.ndarray, sources=()) -> LoadedDataset:
     meta = {"kind": "synthetic", "bank": {"sources": [{"id": s} for s in sources]}}

@@ -21,6 +21,8 @@ from lesionpaste.train.metrics.operating_points import (
 from tests.test_train_cli import FAST, invoke
 from tests.train_fixtures import graded, synthetic
 
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
+
 # 10 normals scored 1..10 and 10 anomalous images: counted by hand in each test
 NORMALS = np.arange(1.0, 11.0)
 ANOMALOUS = np.array([5.5, 6.5, 7.5, 8.5, 9.5, 10.5, 11.0, 12.0, 13.0, 14.0])

@@ -20,6 +20,8 @@ from click.testing import CliRunner
 from tests.conftest import make_tiny_idrid, synthetic_fundus, write_rgb
 from tests.synth_fixtures import make_normals
 
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
+
 
 def invoke(tool: str, *args) -> tuple[int, str]:
     """Run one of the five console tools in-process; returns (exit code, stderr)."""

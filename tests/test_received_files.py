@@ -249,6 +249,7 @@ def test_a_received_tree_with_a_link_to_a_fifo_outside_is_refused(made, tmp_path
     one_error(code, err, "lp-train", "leads outside it")
 
 
+@pytest.mark.mutation
 def test_a_log_line_nested_absurdly_deep_is_dropped_on_resume_not_a_traceback(tmp_path):
     from lesionpaste.train.training.checkpoints import truncate_log
 
@@ -260,6 +261,7 @@ def test_a_log_line_nested_absurdly_deep_is_dropped_on_resume_not_a_traceback(tm
     assert log.read_text().splitlines() == kept
 
 
+@pytest.mark.mutation
 @pytest.mark.parametrize(
     "damage, words",
     [

@@ -10,6 +10,8 @@ import pytest
 from lesionpaste.train.training.selection import criteria_against_real, rank_correlation, run_row
 from tests.test_train_cli import invoke
 
+pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
+
 
 def _run(root, name, val, heldout, real=None, extra_lines=()):
     run = root / name
