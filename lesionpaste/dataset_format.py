@@ -251,7 +251,7 @@ def read_manifest(root: Path) -> list[dict]:
     Raises:
         LesionPasteError: no (or an unreadable) ``manifest.csv``, other columns, a row with
             the wrong number of fields, an unsafe path, a path listed twice, a label that is
-            not an integer, or no row at all.
+            not an integer, a tier or lesion count that is not a whole number, or no row.
     """
     path = Path(root) / MANIFEST
     if not os.path.lexists(path):
@@ -283,9 +283,19 @@ def read_manifest(root: Path) -> list[dict]:
             raise LesionPasteError(
                 f"{path}, line {line}: label {row['label']!r} is not an integer"
             ) from None
+        for column in ("tier", "n_lesions"):  # empty where an image has none
+            if row[column] and not _is_count(row[column]):
+                raise LesionPasteError(
+                    f"{path}, line {line}: {column} {row[column]!r} is not a whole number"
+                )
     if not rows:
         raise LesionPasteError(f"{path}: the manifest lists no image")
     return rows
+
+
+def _is_count(text: str) -> bool:
+    """Whether a manifest cell is a whole number written in ASCII digits (at most nine)."""
+    return text.isascii() and text.isdigit() and len(text) <= 9
 
 
 def repeated_id(rows: list[dict], kind: str | None) -> str | None:

@@ -132,6 +132,11 @@ HEADER = "path,label,twin_id,tier,n_lesions,mask_path,sha256\n"
         (HEADER + "a.png,0,a,,,,x,extra\n", "line 2: wrong number of fields"),
         (HEADER + "a.png,0,a,,,,x\na.png,1,a,,,,y\n", "line 3: a.png is listed twice"),
         (HEADER + "a.png,zero,a,,,,x\n", "line 2: label 'zero' is not an integer"),
+        (HEADER + "a.png,1,a,one,3,,x\n", "line 2: tier 'one' is not a whole number"),
+        (HEADER + "a.png,1,a,1,-3,,x\n", "line 2: n_lesions '-3' is not a whole number"),
+        (HEADER + "a.png,1,a,1,2.5,,x\n", "line 2: n_lesions '2.5' is not a whole number"),
+        (HEADER + "a.png,1,a,٣,3,,x\n", "line 2: tier '٣' is not a whole number"),
+        (HEADER + "a.png,1,a,1,1234567890,,x\n", "line 2: n_lesions '1234567890' is not a whole number"),
         (HEADER, "the manifest lists no image"),
     ],
 )  # fmt: skip

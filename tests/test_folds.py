@@ -94,6 +94,12 @@ def test_subset_keeps_rows_aligned():
         1,
         3,
     ]
+    assert part.masks is None and part.n_lesions is None and part.tiers is None
+    data.masks = np.arange(4, dtype=np.uint8).reshape(4, 1, 1)
+    data.n_lesions, data.tiers = np.array([0, 7, 0, 60]), np.array([0, 1, 0, 3])
+    part = subset(data, np.array([False, True, False, True]))
+    assert part.masks[:, 0, 0].tolist() == [1, 3]
+    assert part.n_lesions.tolist() == [7, 60] and part.tiers.tolist() == [1, 3]
 
 
 def test_summarise_gives_mean_and_sample_spread_over_the_folds_that_have_each_auc():

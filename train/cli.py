@@ -230,8 +230,8 @@ def knn_command(train_set, eval_set, out, arch, k, size, device, overwrite, quie
     type=click.Choice(sorted(CRITERIA)),
     default="heldout",
     show_default=True,
-    help="Rank by the held-out-lesion validation AUC (lp-train --heldout-val) or the "
-    "same-bank one.",
+    help="Rank by the held-out-lesion validation AUC (lp-train --heldout-val), the "
+    "same-bank one, or the same-bank one on the twins with 1-5 lesions (few: the hardest).",
 )
 @click.option(
     "--eval",
@@ -247,18 +247,18 @@ def select_command(runs, by, evaluation, comparison) -> None:
     AUC does (Spearman's rank correlation)."""
     rows = [run_row(run, evaluation, comparison) for run in runs]
     if all(getattr(r, by) is None for r in rows):
-        raise LesionPasteError(
-            f"no run logged a {CRITERIA[by]}; train with --heldout-val, or rank --by val"
-        )
+        how = "train with --heldout-val" if by == "heldout" else "no validation twin had 1-5"
+        raise LesionPasteError(f"no run logged a {CRITERIA[by]} ({how}); rank --by val")
     rows.sort(key=lambda r: -1.0 if getattr(r, by) is None else getattr(r, by), reverse=True)
 
     def cell(v: float | None) -> str:
         return "-" if v is None else f"{v:.4f}"
 
-    click.echo(f"{'run':<40} {'epoch':>5} {'val':>7} {'heldout':>7} {comparison:>7}")
+    click.echo(f"{'run':<40} {'epoch':>5} {'val':>7} {'heldout':>7} {'few':>7} {comparison:>7}")
     for r in rows:
         click.echo(
-            f"{r.run!s:<40} {r.epoch:>5} {cell(r.val):>7} {cell(r.heldout):>7} {cell(r.real):>7}"
+            f"{r.run!s:<40} {r.epoch:>5} {cell(r.val):>7} {cell(r.heldout):>7} "
+            f"{cell(r.few):>7} {cell(r.real):>7}"
         )
     for name, result in criteria_against_real(rows).items():
         if result is not None:

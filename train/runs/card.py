@@ -19,7 +19,7 @@ from lesionpaste.file_names import CARD, EVALUATION_RECORD, LOG, RUN_CONFIG, WEI
 from lesionpaste.files import write_text_atomic
 from lesionpaste.jsonfiles import finite_json, read_json_file
 from lesionpaste.train.training.config import read_config
-from lesionpaste.train.training.selection import logged_epochs
+from lesionpaste.train.training.selection import is_auc, logged_epochs
 
 #: the heading of the section lp-eval rewrites
 EVALUATION_HEADING = "## Evaluation on real images"
@@ -111,9 +111,27 @@ def _training_run_lines(config: dict, run: Path) -> list[str]:
             f"({config.get('val_fraction')} of the pairs): how well it tells these pasted "
             "lesions from normal images, not how well it finds real disease."
         )
+        lines += _by_content_lines(last)
     else:
         lines.append("No validation AUC was logged.")
     return lines + [""]
+
+
+def _by_content_lines(entry: dict) -> list[str]:
+    """The validation AUC by the twins' lesion count and tier, where the epoch logged them."""
+    lines = []
+    for key, what in (("val_auc_by_lesions", "pasted lesions"), ("val_auc_by_tier", "tier")):
+        bins = entry.get(key)
+        if not isinstance(bins, dict) or not bins:
+            continue
+        cells = [  # a received log: a value that is not an AUC shows as "-"
+            f"{name}: {format(b['auc'], '.4f') if is_auc(b.get('auc')) else '-'} "
+            f"({b.get('anomalous')} twins)"
+            for name, b in bins.items()
+            if isinstance(b, dict)
+        ]
+        lines += ["", f"By {what}, the normals against those twins: " + "; ".join(cells) + "."]
+    return lines
 
 
 def _threshold_lines(contract: InputContract | None) -> list[str]:

@@ -54,15 +54,23 @@ def subset(data: LoadedDataset, keep: np.ndarray) -> LoadedDataset:
         keep: ``(N,)`` boolean selection.
 
     Returns:
-        A copy of ``data`` holding only the selected images, labels, ids and paths.
+        A copy of ``data`` holding only the selected images and everything recorded per
+        image (labels, ids, paths, and the masks, lesion counts and tiers where loaded).
     """
     idx = np.flatnonzero(keep)
+
+    def rows_of(values: np.ndarray | None) -> np.ndarray | None:
+        return None if values is None else values[idx]
+
     return replace(
         data,
         images=data.images[idx],
         labels=data.labels[idx],
         twin_ids=[data.twin_ids[i] for i in idx],
         paths=[data.paths[i] for i in idx],
+        masks=rows_of(data.masks),
+        n_lesions=rows_of(data.n_lesions),
+        tiers=rows_of(data.tiers),
     )
 
 

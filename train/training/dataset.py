@@ -27,6 +27,8 @@ class LoadedDataset:
     twin_ids: list[str]
     paths: list[str]
     masks: np.ndarray | None = None  # (N, H, W) uint8 0/1 when loaded; empty for a normal
+    n_lesions: np.ndarray | None = None  # (N,) pasted lesions per image (0 where none)
+    tiers: np.ndarray | None = None  # (N,) each anomalous twin's tier (0 where none)
 
 
 def load_dataset(
@@ -72,7 +74,15 @@ def load_dataset(
         twin_ids=[r["twin_id"] for r in opened.rows],
         paths=[r["path"] for r in opened.rows],
         masks=_masks(opened, images[0].shape[:2]) if masks else None,
+        n_lesions=_counts(opened.rows, "n_lesions"),
+        tiers=_counts(opened.rows, "tier"),
     )
+
+
+def _counts(rows: list[dict], column: str) -> np.ndarray:
+    """A manifest column of whole numbers (checked by ``read_manifest``) as ``(N,)`` int64,
+    0 where a cell is empty."""
+    return np.array([int(row[column] or 0) for row in rows], dtype=np.int64)
 
 
 def _masks(opened: OpenedDataset, shape: tuple[int, int]) -> np.ndarray:

@@ -26,6 +26,11 @@ from lesionpaste.files import write_text_atomic
 from lesionpaste.train.metrics.auc import write_metrics
 from lesionpaste.train.metrics.image_scores import image_scores, map_summary, validation_aucs
 from lesionpaste.train.metrics.operating_points import validation_thresholds
+from lesionpaste.train.metrics.validation_bins import (
+    FEWEST_BIN,
+    aucs_by_lesion_count,
+    aucs_by_tier,
+)
 from lesionpaste.train.models.build import build_model
 from lesionpaste.train.models.decoder import MapModel, collect_outputs, map_loss, map_outputs
 from lesionpaste.train.models.on_device import Normalizer, pick_device, place_images, scores_of
@@ -87,6 +92,8 @@ class _Session:
     val_outputs: tuple | None = None  # the last validation's (probabilities, maps)
     heldout: HeldoutPairs | None = None  # with --heldout-val: the validation normals' other twins
     heldout_cache: Activations | None = None  # with --freeze: their frozen activations
+    val_lesions: np.ndarray | None = None  # the validation images' pasted-lesion counts
+    val_tiers: np.ndarray | None = None  # and their tiers (0: a normal twin)
 
 
 def _device_of(config: TrainConfig, world: int) -> torch.device:
@@ -168,6 +175,8 @@ def _set_up(
         masks=masks,
         tail=tail,
         heldout=heldout,
+        val_lesions=None if data.n_lesions is None else data.n_lesions[val],
+        val_tiers=None if data.tiers is None else data.tiers[val],
     )
 
 
@@ -352,9 +361,23 @@ def _validate(s: _Session, labels: np.ndarray) -> dict:
         entry = {"val_auc": aucs["classifier"], "val_auc_by_score": aucs}
     else:
         entry = {"val_auc": float(roc_auc_score(labels[s.val_idx], probabilities))}
+    entry.update(_validate_by_content(s, probabilities, labels[s.val_idx]))
     if s.heldout is not None and len(set(s.heldout.labels)) == 2:
         entry.update(_validate_heldout(s))
     return {**entry, "seconds_val": time.perf_counter() - started}
+
+
+def _validate_by_content(s: _Session, probabilities: np.ndarray, labels: np.ndarray) -> dict:
+    """The classifier's validation AUC by the twins' lesion count and tier
+    (train/metrics/validation_bins.py), and the fewest-lesion bin's AUC on its own."""
+    if s.val_lesions is None or s.val_tiers is None:
+        return {}
+    by_lesions = aucs_by_lesion_count(probabilities, labels, s.val_lesions)
+    return {
+        "val_auc_by_lesions": by_lesions,
+        "val_auc_by_tier": aucs_by_tier(probabilities, labels, s.val_tiers),
+        "val_auc_few_lesions": by_lesions[FEWEST_BIN]["auc"],
+    }
 
 
 def _refuse_diverged(probabilities: np.ndarray, maps: np.ndarray | None) -> None:
@@ -392,9 +415,12 @@ def validation_text(entry: dict) -> str:
         entry: the epoch's log entry.
 
     Returns:
-        ``", validation AUC 0.9000, held-out lesions 0.8000"`` (each part only when logged).
+        ``", validation AUC 0.9000 (1-5 lesions 0.6000), held-out lesions 0.8000"`` (each part
+        only when logged).
     """
     text = f", validation AUC {entry['val_auc']:.4f}" if "val_auc" in entry else ""
+    if entry.get("val_auc_few_lesions") is not None:
+        text += f" ({FEWEST_BIN} lesions {entry['val_auc_few_lesions']:.4f})"
     if "heldout_val_auc" in entry:
         text += f", held-out lesions {entry['heldout_val_auc']:.4f}"
     return text

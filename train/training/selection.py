@@ -20,7 +20,7 @@ from lesionpaste.jsonfiles import json_lines, read_json_file
 from lesionpaste.train.training.config import read_config
 
 #: the synthetic criteria a run's log holds, as ``lp-select`` names them
-CRITERIA = {"val": "val_auc", "heldout": "heldout_val_auc"}
+CRITERIA = {"val": "val_auc", "heldout": "heldout_val_auc", "few": "val_auc_few_lesions"}
 
 
 @dataclass
@@ -33,6 +33,7 @@ class RunRow:
     val: float | None
     heldout: float | None
     real: float | None
+    few: float | None = None  # the validation AUC of the twins with the fewest lesions
 
 
 def logged_epochs(log: Path) -> list[dict]:
@@ -56,7 +57,7 @@ def logged_epochs(log: Path) -> list[dict]:
         if not (isinstance(value, dict) and _is_count(value.get("epoch"))):
             continue
         for key in CRITERIA.values():
-            if value.get(key) is not None and not _is_auc(value[key]):
+            if value.get(key) is not None and not is_auc(value[key]):
                 raise LesionPasteError(
                     f"{log}, line {number}: {key} is {value[key]!r}, not an AUC in [0, 1]"
                 )
@@ -68,8 +69,16 @@ def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def _is_auc(value: object) -> bool:
-    """A number in [0, 1] (False for NaN, infinities, booleans and strings)."""
+def is_auc(value: object) -> bool:
+    """Whether a value read from a file is an AUC: a number in [0, 1] (not NaN, an infinity,
+    a boolean or a string).
+
+    Args:
+        value: the value.
+
+    Returns:
+        Whether it is one.
+    """
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
 
 
@@ -86,7 +95,7 @@ def best_entry(entries: list[dict], criterion: str) -> dict | None:
     key, best = CRITERIA[criterion], None
     for entry in entries:
         value = entry.get(key)
-        if _is_auc(value) and (best is None or value > best[key]):
+        if is_auc(value) and (best is None or value > best[key]):
             best = entry
     return best
 
@@ -125,7 +134,7 @@ def real_auc(metrics_file: Path, comparison: str) -> float | None:
         value = metrics["auc"][comparison]["auc"]
     except (KeyError, TypeError):
         raise LesionPasteError(f"{metrics_file}: no {comparison} AUC") from None
-    if not _is_auc(value):
+    if not is_auc(value):
         raise LesionPasteError(
             f"{metrics_file}: its {comparison} AUC is {value!r}, not a number in [0, 1]"
         )
@@ -160,7 +169,7 @@ def run_row(run: Path, evaluation: str, comparison: str) -> RunRow:
 
     def value(key: str) -> float | None:
         v = entry.get(key)
-        return float(v) if _is_auc(v) else None
+        return float(v) if is_auc(v) else None
 
     return RunRow(
         run=run,
@@ -168,6 +177,7 @@ def run_row(run: Path, evaluation: str, comparison: str) -> RunRow:
         val=value(CRITERIA["val"]),
         heldout=value(CRITERIA["heldout"]),
         real=real_auc(run / evaluation / METRICS, comparison),
+        few=value(CRITERIA["few"]),
     )
 
 
