@@ -38,13 +38,13 @@ from lesionpaste.synth.inputs.normals import SPLIT_GROUP, patients_with_disease
 from lesionpaste.synth.pasting.augment import AugmentConfig
 from lesionpaste.synth.pasting.colour import colour_luts, pooled_normals_histogram
 from lesionpaste.synth.pasting.tiers import Tier, make_tiers
-from lesionpaste.synth.pasting.twin import PasteConfig
+from lesionpaste.synth.pasting.twin import COUNT_DISTRIBUTIONS, PasteConfig
 from lesionpaste.synth.run.job import Job
 from lesionpaste.synth.run.runner import chunk_size_for, run_synthesis
-from lesionpaste.synth.sharing.card import dataset_card
+from lesionpaste.synth.sharing.card import count_table, dataset_card
 from lesionpaste.synth.sharing.export import export_dataset
 from lesionpaste.synth.sharing.export_layouts import LAYOUTS, Split
-from lesionpaste.synth.sharing.preview import twin_grid
+from lesionpaste.synth.sharing.preview import lesion_counts, twin_grid
 
 PROG = "lp-synth"
 #: Options that change how a run executes, not what it writes: left out of the recorded
@@ -96,6 +96,17 @@ def _lambda(text: str) -> tuple[float, float] | None:
             f"--lambda {text!r}: expected LOW,HIGH or one value in [0, 1], or none"
         )
     return values[0], values[1]
+
+
+def _count_range(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip().isascii() and p.strip().isdigit() for p in parts):
+        raise LesionPasteError(
+            f"--count-range {text!r}: expected LOW,HIGH whole numbers, e.g. 1,60"
+        )
+    return int(parts[0]), int(parts[1])  # the bounds themselves are PasteConfig's to check
 
 
 def _refuse_options_before(ctx: click.Context) -> None:
@@ -271,6 +282,22 @@ def _run_options(f):
     help="Feather each lesion's edge inside its mask: a Gaussian of this sigma, in output "
     "pixels (0: MixUp's hard edge, the paper's).",
 )
+@click.option(
+    "--count",
+    "count_distribution",
+    type=click.Choice(COUNT_DISTRIBUTIONS),
+    default="uniform",
+    show_default=True,
+    help="How each twin's lesion count is drawn: uniform (the paper's N ~ U(1, 1.5 N_L)) or "
+    "loguniform (each doubling about equally likely: few-lesion twins, like early disease, "
+    "are common).",
+)
+@click.option(
+    "--count-range",
+    metavar="LOW,HIGH",
+    help="Bounds of the lesion count, e.g. 1,60 (default: the paper's 1 to 1.5 N_L, N_L the "
+    "lesions of the twin's tier in the bank).",
+)
 @click.option("--size", default=256, show_default=True, help="Output side in pixels (0 = keep).")
 @click.option(
     "--preprocess",
@@ -321,6 +348,8 @@ def cli(
     colour,
     lesion_scale,
     edge_blur,
+    count_distribution,
+    count_range,
     size,
     preprocess,
     window_spec,
@@ -347,9 +376,12 @@ def cli(
         lam = "none" if method == "cutpaste" else "0.5,0.8"
     augment = AugmentConfig(flip=flip, rotation=rotation, resize=resize, contrast=contrast,
                             brightness=brightness, colour=colour)  # fmt: skip
+    if method == "cutpaste" and (count_distribution != "uniform" or count_range):
+        raise LesionPasteError("--count and --count-range apply to --method lesionpaste only")
     paste = PasteConfig(  # it checks its own values
-        lam=_lambda(lam), augment=augment, lesion_scale=lesion_scale, edge_blur=edge_blur
-    )
+        lam=_lambda(lam), augment=augment, lesion_scale=lesion_scale, edge_blur=edge_blur,
+        count=count_distribution, count_range=_count_range(count_range),
+    )  # fmt: skip
     suffix = "cutpaste" if method == "cutpaste" else "synth"
     out_dir = Path(out or config_value("synth", "out") or f"datasets/{bank_path.stem}-{suffix}")
     normals = setting(normals, "LP_NORMALS", "normals")  # resolved once, for both uses
@@ -652,7 +684,8 @@ def export_command(dataset, layout, out, train_fraction, split_seed, group_patte
 @click.option("--count", default=8, show_default=True, help="Twin pairs shown.")
 @click.option("--overwrite", is_flag=True)
 def preview(dataset: Path, out: Path, count: int, overwrite: bool) -> None:
-    """Normal / anomalous twins side by side, pasted masks outlined."""
+    """Normal / anomalous twins side by side, pasted masks outlined; prints the twins'
+    pasted-lesion counts per tier."""
     from lesionpaste.files import refuse_existing
     from lesionpaste.images import write_png
 
@@ -662,6 +695,9 @@ def preview(dataset: Path, out: Path, count: int, overwrite: bool) -> None:
     refuse_existing(out, overwrite)
     write_png(out, twin_grid(dataset, count), overwrite, "the preview")
     click.echo(f"wrote {out}")
+    click.echo("pasted lesions per twin, by tier:")
+    for line in count_table(lesion_counts(dataset)):
+        click.echo(line)
 
 
 def main() -> None:

@@ -374,6 +374,62 @@ def test_preview_draws_the_twins(lp_synth, bank, normals, tmp_path):
     assert (grid == (0, 255, 0)).all(axis=2).any()  # the pasted masks are outlined
 
 
+def _counts_by_tier(dataset: Path) -> dict[str, list[int]]:
+    meta = json.loads((dataset / "dataset.json").read_text())
+    names = ["+".join(t["types"]) for t in meta["config"]["tiers"]]
+    out: dict[str, list[int]] = {}
+    for row in rows(dataset):
+        if row["label"] == "1":
+            out.setdefault(names[int(row["tier"]) - 1], []).append(int(row["n_lesions"]))
+    return out
+
+
+def test_loguniform_counts_are_recorded_and_tabled_in_the_card_and_preview(
+    lp_synth, bank, normals, tmp_path
+):
+    """--count loguniform --count-range: every twin within the range, the choice in
+    dataset.json, and each tier's count table (by the bins, and the median) in the card and
+    printed by lp-synth preview, equal to the manifest's counts."""
+    from lesionpaste.lesion_bins import count_histogram
+
+    out = tmp_path / "ds"
+    r = lp_synth(*synth_args(bank, normals, out, "--count", "loguniform", "--count-range",
+                             "1,30", "--ratios", "0.5,0.5,0,0"))  # fmt: skip
+    assert r.code == 0, r.stderr
+    config = json.loads((out / "dataset.json").read_text())["config"]
+    assert config["lesion_count"] == {"distribution": "loguniform", "range": [1, 30]}
+    counts = _counts_by_tier(out)
+    assert all(1 <= n <= 30 for c in counts.values() for n in c) and len(counts) == 2
+    card = (out / "README.md").read_text()
+    preview = lp_synth("preview", out, "-o", tmp_path / "grid.png")
+    assert preview.code == 0, preview.stderr
+    for tier, found in counts.items():
+        bins = count_histogram(found)
+        row = (f"| {tier} | {bins['1-5']} | {bins['6-20']} | {bins['21-50']} | {bins['>50']} "
+               f"| {np.median(found):g} |")  # fmt: skip
+        assert row in card.splitlines() and row in preview.stdout.splitlines()
+    assert "| tier | 1-5 lesions | 6-20 lesions | 21-50 lesions | >50 lesions | median |" in card
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--count", "normal"], "Invalid value for '--count'"),
+        (["--count-range", "5"], "--count-range '5': expected LOW,HIGH whole numbers"),
+        (["--count-range", "a,b"], "--count-range 'a,b': expected LOW,HIGH whole numbers"),
+        (["--count-range", "9,3"], "--count-range 9,3: expected LOW,HIGH whole numbers"),
+        (["--count-range", "0,3"], "1 <= LOW <= HIGH"),
+        (["--method", "cutpaste", "--count", "loguniform"], "apply to --method lesionpaste"),
+    ],
+)
+def test_bad_count_options_are_one_line_and_write_nothing(
+    lp_synth, bank, normals, tmp_path, args, words
+):
+    r = lp_synth(*synth_args(bank, normals, tmp_path / "ds", *args))
+    assert r.code != 0 and "Traceback" not in r.stderr and words in r.stderr, r.stderr
+    assert not (tmp_path / "ds").exists()
+
+
 def test_real_full_resolution_and_chase_normals(lp_synth, bank, tmp_path):
     labels = shared("eyepacs_fullres", "labels.csv")
     r = lp_synth(

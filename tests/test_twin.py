@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from lesionpaste.bank_format import read_bank
+from lesionpaste.errors import LesionPasteError
 from lesionpaste.preparation import Prepared
 from lesionpaste.synth.pasting.augment import (
     AugmentConfig,
@@ -22,6 +23,7 @@ from lesionpaste.synth.pasting.twin import (
     PasteConfig,
     base_scales,
     count_range,
+    draw_count,
     image_generators,
     paste_record,
     synthesize_twin,
@@ -122,6 +124,80 @@ def test_tier_frequencies_and_lesion_counts_follow_the_configuration(small_bank)
     for count, tier in zip(seen, tiers):
         sd = math.sqrt(n * tier.ratio * (1 - tier.ratio))
         assert abs(count - n * tier.ratio) <= 4 * sd, (count, tier)
+
+
+def _binned_probabilities(low: int, high: int, distribution: str) -> dict[str, float]:
+    """Each lesion-count bin's probability under ``draw_count``'s documented formula."""
+    from lesionpaste.lesion_bins import LESION_BINS, in_bin
+
+    counts = np.arange(low, high + 1)
+    if distribution == "uniform":
+        p = np.full(len(counts), 1 / len(counts))
+    else:
+        p = np.log((counts + 1) / counts) / math.log((high + 1) / low)
+    assert p.sum() == pytest.approx(1.0)
+    return {
+        name: float(sum(q for c, q in zip(counts, p) if in_bin(int(c), lo, hi)))
+        for name, lo, hi in LESION_BINS
+    }
+
+
+@pytest.mark.parametrize("distribution", ["uniform", "loguniform"])
+def test_drawn_counts_follow_the_chosen_distribution(distribution):
+    """N_L = 59 (IDRiD_03's microaneurysms): counts 1..88. Each bin's share within four
+    binomial standard deviations of its probability, as the tier test does."""
+    from lesionpaste.lesion_bins import count_histogram
+
+    rng, n = np.random.default_rng(11), 6000
+    low, high = count_range(59)
+    drawn = [draw_count(rng, low, high, distribution) for _ in range(n)]
+    assert min(drawn) == low and max(drawn) == high  # both ends are reachable
+    seen = count_histogram(drawn)
+    for name, p in _binned_probabilities(low, high, distribution).items():
+        sd = math.sqrt(n * p * (1 - p))
+        assert abs(seen[name] - n * p) <= 4 * sd, (name, seen[name], n * p)
+    median = float(np.median(drawn))
+    assert (median > 40) if distribution == "uniform" else (median < 12)
+
+
+def test_uniform_counts_are_the_papers_draw_so_earlier_datasets_keep_their_bytes():
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    assert [draw_count(a, 1, 88, "uniform") for _ in range(50)] == [
+        int(b.integers(1, 89)) for _ in range(50)
+    ]
+    assert a.random() == b.random()  # and the generator is left where it was
+
+
+def test_a_count_range_bounds_every_twin_and_is_recorded(small_bank):
+    tiers = make_tiers("fundus", small_bank.counts())
+    pools = [small_bank.indices_of(list(t.types)) for t in tiers]
+    config = PasteConfig(count="loguniform", count_range=(2, 3))
+    for i in range(30):
+        twin = synthesize_twin(
+            _prepared(48, 20.0), small_bank, tiers, pools, config, image_generators(1, f"c{i}")
+        )
+        assert 2 <= twin.n_drawn <= 3
+    assert "lesion_count" not in PasteConfig().to_dict()  # the paper's: recorded as before
+    assert config.to_dict()["lesion_count"] == {"distribution": "loguniform", "range": [2, 3]}
+    assert PasteConfig(count="loguniform").to_dict()["lesion_count"]["range"] == (
+        "1 to 1.5 N_L per tier"
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"count": "normal"}, "--count 'normal': expected uniform or loguniform"),
+        ({"count_range": (0, 5)}, "--count-range 0,5: expected LOW,HIGH whole numbers"),
+        ({"count_range": (6, 5)}, "--count-range 6,5"),
+        ({"count_range": (1, 10_001)}, "1 <= LOW <= HIGH <= 10,000"),
+        ({"count_range": (1.5, 5)}, "--count-range 1.5,5"),
+    ],
+)
+def test_bad_count_settings_are_refused(kwargs, words):
+    with pytest.raises(LesionPasteError) as caught:
+        PasteConfig(**kwargs)
+    assert words in str(caught.value)
 
 
 def test_twin_differs_from_its_normal_only_inside_the_pasted_mask(small_bank):

@@ -50,6 +50,12 @@ def image_generators(seed: int, image_id: str) -> dict[str, np.random.Generator]
     return {name: np.random.Generator(np.random.PCG64(s)) for name, s in zip(STREAMS, children)}
 
 
+#: how a twin's lesion count is drawn between its bounds (``draw_count``)
+COUNT_DISTRIBUTIONS = ("uniform", "loguniform")
+#: the most lesions ``--count-range`` lets a twin hold
+MAX_COUNT = 10_000
+
+
 @dataclass(frozen=True)
 class PasteConfig:
     """How lesions are pasted. ``lam``: λ range for eq. (1); equal ends fix λ; None = hard
@@ -60,6 +66,8 @@ class PasteConfig:
     tries: int = 100
     lesion_scale: float = 1.0  # times the matched scale (1: the paper's)
     edge_blur: float = 0.0  # feathered edge, sigma in output pixels (0: MixUp's hard edge)
+    count: str = "uniform"  # how a twin's lesion count is drawn: COUNT_DISTRIBUTIONS
+    count_range: tuple[int, int] | None = None  # its bounds (None: the paper's, per tier)
 
     def __post_init__(self) -> None:
         """Refuse values the method cannot use, with the command line's one-line messages
@@ -81,14 +89,27 @@ class PasteConfig:
             raise LesionPasteError("--lesion-scale and --edge-blur must be finite")
         if self.tries < 1:
             raise LesionPasteError("placement tries must be at least 1")
+        if self.count not in COUNT_DISTRIBUTIONS:
+            raise LesionPasteError(
+                f"--count {self.count!r}: expected {' or '.join(COUNT_DISTRIBUTIONS)}"
+            )
+        if self.count_range is not None:
+            low, high = self.count_range
+            valid = all(type(v) is int for v in (low, high)) and 1 <= low <= high <= MAX_COUNT
+            if not valid:
+                raise LesionPasteError(
+                    f"--count-range {low},{high}: expected LOW,HIGH whole numbers with "
+                    f"1 <= LOW <= HIGH <= {MAX_COUNT:,}"
+                )
 
     def to_dict(self) -> dict:
         """The configuration as a JSON-ready dict (recorded in ``dataset.json``).
 
         Returns:
-            ``{"lambda", "augment", "placement_tries"}``, and ``lesion_scale`` and
-            ``edge_blur`` when they differ from the paper's (1 and 0), so that a dataset made
-            with the paper's settings records exactly what it did before they existed.
+            ``{"lambda", "augment", "placement_tries"}``, and ``lesion_scale``, ``edge_blur``
+            and ``lesion_count`` when they differ from the paper's (1, 0, and uniform over the
+            paper's range), so that a dataset made with the paper's settings records exactly
+            what it did before they existed.
         """
         out = {
             "lambda": list(self.lam) if self.lam else None,
@@ -99,6 +120,9 @@ class PasteConfig:
             out["lesion_scale"] = self.lesion_scale
         if self.edge_blur != 0.0:
             out["edge_blur"] = self.edge_blur
+        if self.count != "uniform" or self.count_range is not None:
+            bounds = list(self.count_range) if self.count_range else "1 to 1.5 N_L per tier"
+            out["lesion_count"] = {"distribution": self.count, "range": bounds}
         return out
 
 
@@ -242,6 +266,29 @@ def count_range(n_lesions: int) -> tuple[int, int]:
     return 1, max(1, math.floor(1.5 * n_lesions))
 
 
+def draw_count(rng: np.random.Generator, low: int, high: int, distribution: str) -> int:
+    """A twin's lesion count in ``[low, high]``.
+
+    ``uniform`` is the paper's: each count equally likely (one ``integers`` draw, so a dataset
+    made before this option has the same bytes). ``loguniform`` is ``floor(exp(U))`` with ``U``
+    uniform on ``[log low, log(high + 1))``: count ``n`` has probability
+    ``log((n + 1) / n) / log((high + 1) / low)``, so each doubling of the count is about equally
+    likely and few-lesion twins, like early disease, are common.
+
+    Args:
+        rng: the twin's ``select`` generator.
+        low: the fewest lesions (at least 1).
+        high: the most.
+        distribution: ``"uniform"`` or ``"loguniform"``.
+
+    Returns:
+        The count.
+    """
+    if distribution == "uniform":
+        return int(rng.integers(low, high + 1))
+    return min(high, int(math.exp(rng.uniform(math.log(low), math.log(high + 1)))))
+
+
 RECORD_FIELDS = (
     "lesion", "type", "source", "y", "x", "h", "w", "area", "scale", "angle", "flip_h",
     "flip_v", "contrast", "brightness", "hue", "saturation", "lambda",
@@ -352,8 +399,8 @@ def synthesize_twin(
     select, mix, place = rngs["select"], rngs["mix"], rngs["place"]
     tier = int(select.choice(len(tiers), p=[t.ratio for t in tiers]))
     pool = pools[tier]
-    low, high = count_range(len(pool))
-    n = int(select.integers(low, high + 1))
+    low, high = config.count_range or count_range(len(pool))
+    n = draw_count(select, low, high, config.count)
     chosen = select.choice(pool, size=n, replace=True)
     table = table if table is not None else lesion_table(bank, colour_luts)
     scales = base_scales(bank, prepared) * config.lesion_scale

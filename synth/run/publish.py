@@ -96,6 +96,14 @@ def _counts(ok: list[dict], skipped: list[dict], job: Job) -> dict:
             "skipped": len(skipped), "by_tier": by_tier}  # fmt: skip
 
 
+def _lesion_counts(ok: list[dict], job: Job) -> dict[str, list[int]]:
+    """Each tier's twins' pasted-lesion counts, for the card."""
+    return {
+        "+".join(t.types): [len(r["pastes"]) for r in ok if r["tier"] == i]
+        for i, t in enumerate(job.tiers)
+    }
+
+
 def _bank_summary(job: Job) -> dict:
     """What ``dataset.json`` records of the bank the twins came from."""
     bank = job_bank(job)
@@ -120,7 +128,7 @@ def publish(
     skipped: list[dict],
     job: Job,
     command: str,
-    write_card: Callable[[dict], str] | None,
+    write_card: Callable[[dict, dict | None], str] | None,
 ) -> None:
     """Write the metadata files into ``work`` (``dataset.json`` last) and swap it in at ``out``.
 
@@ -131,7 +139,8 @@ def publish(
         skipped: the records of images left out (with their reasons), listed in ``dataset.json``.
         job: the run's configuration.
         command: the command line recorded in ``dataset.json``.
-        write_card: makes the dataset card (``README.md``) from the metadata; none writes it empty.
+        write_card: makes the dataset card (``README.md``) from the metadata and, for twins,
+            each tier's pasted-lesion counts; none writes it empty.
 
     Raises:
         LesionPasteError: no image could be made, so nothing is published.
@@ -158,11 +167,9 @@ def publish(
         write_atomic(work / MASKS_RECORD, masks_text(records).encode())
         names.append(MASKS_RECORD)
         meta["masks"] = _masks_summary(records, ok, job)
-    card = (
-        write_card({**meta, "format": FORMAT, "schema_version": schema_version_of(meta)})
-        if write_card
-        else ""
-    )
+    described = {**meta, "format": FORMAT, "schema_version": schema_version_of(meta)}
+    counts = _lesion_counts(ok, job) if job.kind == "synthetic" else None
+    card = write_card(described, counts) if write_card else ""
     write_atomic(work / CARD, card.encode())
     meta["files"] = {name: sha256_file(work / name) for name in sorted(names)}
     shutil.rmtree(work / "records")

@@ -183,7 +183,7 @@ def run_synthesis(
     overwrite: bool = False,
     chunk_size: int = 16,
     progress: Callable[[int, int], None] | None = None,
-    write_card: Callable[[dict], str] | None = None,
+    write_card: Callable[[dict, dict | None], str] | None = None,
 ) -> Summary:
     """Write the dataset (synthetic twins, or an evaluation set) for ``normals`` to ``out``.
 
@@ -202,7 +202,8 @@ def run_synthesis(
         overwrite: replace an existing ``out``, or an interrupted run of other settings.
         chunk_size: images per joblib task.
         progress: called with (images just done, total) as records come in.
-        write_card: makes the dataset card (``README.md``) from the metadata.
+        write_card: makes the dataset card (``README.md``) from the metadata and, for twins,
+            each tier's pasted-lesion counts.
 
     Returns:
         What the run did: images written, skipped, resumed, and its seconds.

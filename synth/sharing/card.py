@@ -2,14 +2,44 @@
 
 from __future__ import annotations
 
+import statistics
+
 from lesionpaste.citation import METHOD
+from lesionpaste.lesion_bins import LESION_BINS, count_histogram
 
 
-def dataset_card(meta: dict) -> str:
+def count_table(lesion_counts: dict[str, list[int]]) -> list[str]:
+    """A Markdown table of the twins' pasted-lesion counts: per tier, the twins in each
+    lesion-count bin (``lesionpaste/lesion_bins.py``) and the median count.
+
+    Args:
+        lesion_counts: ``{tier name: each of its twins' pasted-lesion count}``.
+
+    Returns:
+        The table's lines.
+    """
+    names = [name for name, _, _ in LESION_BINS]
+    lines = [
+        "| tier | " + " | ".join(f"{n} lesions" for n in names) + " | median |",
+        "|---|" + "---|" * (len(names) + 1),
+    ]
+    for tier, counts in lesion_counts.items():
+        if counts:
+            bins = count_histogram(counts)
+            median = f"{statistics.median(counts):g}"
+            lines.append(
+                f"| {tier} | " + " | ".join(str(bins[n]) for n in names) + f" | {median} |"
+            )
+    return lines
+
+
+def dataset_card(meta: dict, lesion_counts: dict[str, list[int]] | None = None) -> str:
     """Markdown describing a dataset from its ``dataset.json`` content.
 
     Args:
         meta: the dataset's ``dataset.json`` content (kind, counts, command, bank, config).
+        lesion_counts: a synthetic dataset's ``{tier name: its twins' pasted-lesion counts}``,
+            shown as a table (left out when None).
 
     Returns:
         The card's Markdown text.
@@ -41,6 +71,19 @@ def dataset_card(meta: dict) -> str:
             "|---|---|",
             *[f"| {name} | {n} |" for name, n in counts.get("by_tier", {}).items()],
             "",
+            *(
+                [
+                    (
+                        "Pasted lesions per twin, by tier (what a detector trained on them learns "
+                        "to find; real early disease has a handful):"
+                    ),
+                    "",
+                    *count_table(lesion_counts),
+                    "",
+                ]
+                if lesion_counts
+                else []
+            ),
             (
                 f"Image size: {config.get('size') or 'as preprocessed'}; λ: {config.get('lambda')}; "
                 f"seed: {config.get('seed')}."

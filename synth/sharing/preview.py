@@ -37,6 +37,33 @@ def outlined(image: np.ndarray, mask: np.ndarray, scale: int) -> np.ndarray:
     return big
 
 
+def lesion_counts(root: Path) -> dict[str, list[int]]:
+    """Each tier's twins' pasted-lesion counts, from the manifest (``tier`` numbers the
+    configuration's tiers from 1), for ``count_table``.
+
+    Args:
+        root: the synthetic dataset directory.
+
+    Returns:
+        ``{tier name: counts}`` in the configuration's tier order.
+
+    Raises:
+        LesionPasteError: not a dataset, or an evaluation set.
+    """
+    meta = read_dataset_json(root)
+    if meta["kind"] != "synthetic":
+        raise LesionPasteError(f"{root}: an evaluation set has no twins to preview")
+    tiers = meta.get("config", {}).get("tiers") or []
+    names = ["+".join(t.get("types", [])) if isinstance(t, dict) else "?" for t in tiers]
+    out: dict[str, list[int]] = {name: [] for name in names}
+    for row in read_manifest(root):
+        if row["label"] == "1" and row["tier"]:
+            tier = int(row["tier"])
+            name = names[tier - 1] if 1 <= tier <= len(names) else f"tier {tier}"
+            out.setdefault(name, []).append(int(row["n_lesions"] or 0))
+    return out
+
+
 def twin_grid(root: Path, count: int = 8, columns: int = 2) -> np.ndarray:
     """Up to ``count`` pairs (normal | anomalous with outlines), ``columns`` pairs a row,
     chosen to include every tier present.

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-#: ``(name, fewest, most)`` lesion-count bins of the anomalous twins; ``most`` None: no bound
-LESION_BINS = (("1-5", 1, 5), ("6-20", 6, 20), ("21-50", 21, 50), (">50", 51, None))
+from lesionpaste.lesion_bins import LESION_BINS
+
 #: the bin of the fewest lesions: the hardest to find, and ``lp-select --by few``'s criterion
 FEWEST_BIN = LESION_BINS[0][0]
 
@@ -53,7 +53,7 @@ def aucs_by_lesion_count(
         ``{bin name: auc_against_normals(...)}`` in bin order.
     """
     out = {}
-    for name, low, high in LESION_BINS:
+    for name, low, high in LESION_BINS:  # lesionpaste/lesion_bins.py, as the dataset card
         chosen = (n_lesions >= low) & (n_lesions <= (np.inf if high is None else high))
         out[name] = auc_against_normals(scores, labels, chosen)
     return out
