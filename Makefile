@@ -9,7 +9,7 @@ DEMO_DATA := demo/data/idrid
 DEMO_OUT  ?= demo/out
 DEMO_REPORT ?= demo/report.html
 
-.PHONY: venv test bench demo lint clean train-eyeq train-mosmed fuzz faults mutate gpu-check clients
+.PHONY: venv test bench demo lint clean train-eyeq train-mosmed fuzz faults mutate gpu-check paper-eyepacs clients
 
 # ---- make train-eyeq: the paper's EyeQ workflow (variables may come from the environment)
 IDRID_ID   ?= idrid_48
@@ -78,6 +78,11 @@ clients: $(STAMP)
 
 gpu-check: $(STAMP)
 	$(BIN)/python bench/gpu_check.py $(GPU_CHECK_OPTS)
+
+## The paper's protocol alone (VGG16 fully fine-tuned, 50 epochs, on the protocol's tuning part;
+## the supervised baseline the same way; per grade on its test part): one GPU
+paper-eyepacs: $(STAMP)
+	$(BIN)/python bench/gpu_check.py --only paper $(GPU_CHECK_OPTS)
 
 ## The main job end to end on data bundled in the repo (CPU, a few minutes): a bank from
 ## IDRiD_03, twins of the training children of CHASE_DB1 (split by patient), EfficientNet-Lite0

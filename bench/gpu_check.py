@@ -10,7 +10,13 @@ On one GPU it runs, in order, each step timed and its figures kept:
    VGG16 at 256x256 for 3 epochs, evaluated on the rest of ``eyepacs256`` (per-grade AUCs);
 4. the same training under ``torchrun --nproc_per_node 1``, whose scores must equal the
    one-process run's;
-5. a ``--maps`` run (EfficientNet-Lite0) evaluated on the held-out IDRiD images' masks.
+5. a ``--maps`` run (EfficientNet-Lite0) evaluated on the held-out IDRiD images' masks;
+6. the paper's protocol (``paper_protocol``; ``make paper-eyepacs`` runs it alone): VGG16 fully
+   fine-tuned as the paper does (256, batch 64, SGD lr 1e-3 cosine, 50 epochs) on the twins of
+   every normal of the protocol's tuning part (``docs/protocol/``), and the supervised baseline
+   trained the same way on the tuning part's real labels, both evaluated per grade on the test
+   part with paired DeLong. Its time is first estimated from the measured training throughput;
+   it is skipped (and says so) when the estimate exceeds ``--paper-budget`` seconds.
 
 Every figure goes into one JSON file (``--out``, default ``$OUT/gpu_check.json`` or
 ``gpu_check.json``) and a table is printed. ``--device cpu --tiny`` runs the same steps with
@@ -152,6 +158,98 @@ def _training_steps(args, s: dict, work: Path, results: dict) -> None:
     }
 
 
+#: the paper's training (section 4): VGG16, fully fine-tuned, 256, batch 64, SGD lr 1e-3
+#: with a cosine schedule, 50 epochs
+PAPER = {"arch": "vgg16", "weights": "imagenet", "freeze": 0, "size": 256, "batch": 64,
+         "lr": 0.001, "epochs": 50}  # fmt: skip
+TINY_PAPER = {"arch": "smallcnn", "weights": "none", "freeze": 0, "size": 64, "batch": 16,
+              "lr": 0.01, "epochs": 1}  # fmt: skip
+PROTOCOL = ROOT / "docs" / "protocol"
+
+
+def _tiny_list(part: str, work: Path, per_grade: int) -> Path:
+    """The first ``per_grade`` images of each grade of a protocol list (``--tiny``)."""
+    lines = (PROTOCOL / f"eyepacs256-{part}.csv").read_text().splitlines()
+    kept, seen = [lines[0]], {}
+    for line in lines[1:]:
+        grade = line.rsplit(",", 1)[1]
+        if seen.get(grade, 0) < per_grade:
+            seen[grade] = seen.get(grade, 0) + 1
+            kept.append(line)
+    path = work / f"tiny-{part}.csv"
+    path.write_text("\n".join(kept) + "\n")
+    return path
+
+
+def paper_protocol(
+    work: Path,
+    bank: Path,
+    device: str,
+    tiny: bool,
+    results: dict,
+    budget_s: float = 300.0,
+    images_per_s: float | None = None,
+) -> None:
+    """The paper's protocol on the protocol's split, into ``results["paper_*"]``.
+
+    Args:
+        work: a scratch folder.
+        bank: the lesion bank (IDRiD_03's).
+        device: ``cuda`` or ``cpu``.
+        tiny: tiny settings and a few images per grade (a CPU smoke test).
+        results: the check's figures, added to.
+        budget_s: the most seconds the two trainings may be estimated to take.
+        images_per_s: the measured training throughput (``bench`` step), for the estimate.
+    """
+    lp = lambda tool: str(BIN / tool)
+    s = TINY_PAPER if tiny else PAPER
+    images = DATA / "eyepacs256" / "images"
+    tuning = _tiny_list("tuning", work, 8) if tiny else PROTOCOL / "eyepacs256-tuning.csv"
+    test = _tiny_list("test", work, 6) if tiny else PROTOCOL / "eyepacs256-test.csv"
+    normals = sum(1 for line in tuning.read_text().splitlines()[1:] if line.endswith(",0"))
+    labelled = len(tuning.read_text().splitlines()) - 1
+    seen = (2 * normals + labelled) * s["epochs"]  # images each training sees, both runs
+    estimate = round(seen / images_per_s, 1) if images_per_s else None
+    results["paper_estimate"] = {"images_seen": seen, "images_per_s": images_per_s,
+                                 "estimated_training_s": estimate, "budget_s": budget_s}  # fmt: skip
+    if estimate is not None and estimate > budget_s:
+        results["paper_estimate"]["skipped"] = "the estimate exceeds the budget"
+        print(f"[paper] skipped: {estimate} s estimated > {budget_s} s", flush=True)
+        return
+    _run("paper_synth", [lp("lp-synth"), "--bank", str(bank), "--normals", str(tuning),
+                         "--images", str(images), "--size", str(s["size"]), "--preprocess",
+                         "none", "--match-colour", "-j", "8", "--out", str(work / "p-twins"),
+                         "-q"], results, 900)  # fmt: skip
+    for name, part in (("test", test), ("labelled", tuning)):
+        _run(f"paper_prep_{name}", [lp("lp-synth"), "prep", "--images", str(images), "--labels",
+                                    str(part), "--like", str(work / "p-twins"), "--bank",
+                                    str(bank), "--out", str(work / f"p-{name}"), "-q"],
+             results, 900)  # fmt: skip
+    train = ["--arch", s["arch"], "--weights", s["weights"], "--freeze", str(s["freeze"]),
+             "--epochs", str(s["epochs"]), "--batch-size", str(s["batch"]), "--lr", str(s["lr"]),
+             "--device", device, "-q"]  # fmt: skip
+    _run("paper_supervised", [lp("lp-train"), str(work / "p-labelled"), "--supervised", "--out",
+                              str(work / "p-supervised"), *train, "--eval",
+                              str(work / "p-test")], results, 1800)  # fmt: skip
+    _run("paper_lesionpaste", [lp("lp-train"), str(work / "p-twins"), "--out",
+                               str(work / "p-lesionpaste"), *train], results, 1800)  # fmt: skip
+    _run("paper_eval", [lp("lp-eval"), str(work / "p-lesionpaste"), str(work / "p-test"),
+                        "--out", str(work / "p-eval"), "--compare",
+                        str(work / "p-supervised" / "eval"), "--device", device, "-q"],
+         results, 900)  # fmt: skip
+    mine = _metrics(work / "p-eval" / "metrics.json")
+    theirs = _metrics(work / "p-supervised" / "eval" / "metrics.json")
+    results["paper_eval"].update({
+        "settings": s,
+        "lesionpaste_auc": {k: v.get("auc") for k, v in mine.get("auc", {}).items()},
+        "supervised_auc": {k: v.get("auc") for k, v in theirs.get("auc", {}).items()},
+        "delong_lesionpaste_minus_supervised": {
+            k: {"difference": v.get("difference"), "p": v.get("p")}
+            for k, v in mine.get("compare", {}).get("delong", {}).items()
+        },
+    })  # fmt: skip
+
+
 def _score_difference(a: Path, b: Path) -> float | None:
     """The largest difference between two scores.csv files' scores (None if one is missing)."""
     try:
@@ -180,23 +278,45 @@ def main() -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="tiny settings (a CPU smoke test)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--only",
+        choices=["all", "paper"],
+        default="all",
+        help="paper: only the paper's protocol (make paper-eyepacs)",
+    )
+    parser.add_argument(
+        "--paper-budget",
+        type=float,
+        default=300.0,
+        help="the most seconds the paper's two trainings may be estimated at",
+    )
     args = parser.parse_args()
     out = args.out or Path(os.environ.get("OUT", ".")) / "gpu_check.json"
     s = _settings(args)
     results: dict = {"device": args.device, "tiny": args.tiny, "started": time.time()}
     bench = [sys.executable, "bench/bench_train.py", "--device", args.device, *s["bench"]]
     tests = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "tests/"]
-    _run("cuda_tests", tests, results, 300)
-    for name, extra in (("bench", []), ("bench_compile", ["--compile"])):
-        text = _run(name, [*bench, *extra], results, 600)
-        results[name].update(_bench_figures(text))
-    maps_bench = [*bench[:4], "--arch", s["maps_arch"], *s["bench"][2:], "--maps"]
-    text = _run("bench_maps", maps_bench, results, 600)
-    results["bench_maps"].update(_bench_figures(text))
+    if args.only == "all":
+        _run("cuda_tests", tests, results, 300)
+    text = _run("bench", bench, results, 600)  # the throughput the paper's estimate uses
+    results["bench"].update(_bench_figures(text))
+    if args.only == "all":
+        text = _run("bench_compile", [*bench, "--compile"], results, 600)
+        results["bench_compile"].update(_bench_figures(text))
+        maps_bench = [*bench[:4], "--arch", s["maps_arch"], *s["bench"][2:], "--maps"]
+        text = _run("bench_maps", maps_bench, results, 600)
+        results["bench_maps"].update(_bench_figures(text))
     work = Path(tempfile.mkdtemp(prefix="lp-gpu-check-"))
     try:
-        _data_steps(args, s, work, results)
-        _training_steps(args, s, work, results)
+        if args.only == "all":
+            _data_steps(args, s, work, results)
+            _training_steps(args, s, work, results)
+        else:
+            _run("bank", [str(BIN / "lp-bank"), "build", "idrid_03", "--root",
+                          str(DATA / "idrid"), "-o", str(work / "bank.h5")], results, 300)  # fmt: skip
+        speed = results["bench"].get("step_images_per_s")
+        paper_protocol(work, work / "bank.h5", args.device, args.tiny, results,
+                       args.paper_budget, None if args.tiny else speed)  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["seconds"] = round(time.time() - results["started"], 1)

@@ -15,7 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from lesionpaste.train.models.build import ARCHS, build_model
 from lesionpaste.train.models.decoder import MapModel, stage_modules
 from lesionpaste.train.models.efficientnet_lite import SameConv2d
-from lesionpaste.train.models.fused import _POINTWISE, FusedConv2d, fold_batch_norm, for_inference
+from lesionpaste.train.models.fused import FusedConv2d, fold_batch_norm, for_inference, pointwise_op
 from lesionpaste.train.models.on_device import Normalizer
 
 #: the heavy backbones' equality tests are not run against every mutant
@@ -180,7 +180,7 @@ def test_efficientnet_lite0_has_no_batch_norm_pad_or_clamp_left_in_its_forward()
     assert plain.counts.get("hardtanh", 0) + plain.counts.get("clamp", 0) >= 33
     assert not any("batch_norm" in name for name in fused.counts)
     assert fused.activation_pads == 0
-    if _POINTWISE is not None:  # fused: one oneDNN call per convolution, nothing between
+    if pointwise_op() is not None:  # fused: one oneDNN call per convolution, nothing between
         assert fused.counts.get("_convolution_pointwise", 0) == 49
         assert fused.counts.get("hardtanh", 0) + fused.counts.get("clamp", 0) == 0
         assert fused.counts.get("add", 0) == 0  # the residual additions are fused too

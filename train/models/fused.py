@@ -19,6 +19,7 @@ within 1e-6 of the unfused model's.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -36,9 +37,18 @@ _PROBE = 64
 _ACTIVATIONS = {"relu": ("relu", []), "relu6": ("hardtanh", [0.0, 6.0])}
 
 
-def _pointwise_op():
+@functools.cache
+def pointwise_op():
     """oneDNN's fused convolution (``mkldnn::_convolution_pointwise``, private to torch), or
-    None where it is missing or does not compute what ``FusedConv2d`` expects of it."""
+    None where it is missing or does not compute what ``FusedConv2d`` expects of it.
+
+    Checked on first use, not when the module is imported: the check runs convolutions, which
+    start torch's CPU thread pool, and a process that forks after that (a ``DataLoader``
+    worker, a test runner's fork server) deadlocks at its first parallel operation.
+
+    Returns:
+        The operator, or None.
+    """
     if not torch.backends.mkldnn.is_available():
         return None
     try:
@@ -56,9 +66,6 @@ def _pointwise_op():
     ok = torch.allclose(fused, conv.clamp(0, 6), atol=1e-5)
     ok = ok and torch.allclose(added, (conv + residual).relu(), atol=1e-5)
     return op if ok else None
-
-
-_POINTWISE = _pointwise_op()
 
 
 def fold_batch_norm(
@@ -166,7 +173,7 @@ class FusedConv2d(nn.Module):
         """Whether oneDNN's fused call applies: float32 on the CPU, and no gradient wanted."""
         tensors = (x, self.weight) if residual is None else (x, self.weight, residual)
         return (
-            _POINTWISE is not None
+            pointwise_op() is not None
             and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
             and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
             and not torch.is_autocast_enabled("cpu")
@@ -193,9 +200,9 @@ class FusedConv2d(nn.Module):
         if self._fast(x, residual):
             attr, scalars = _ACTIVATIONS.get(self.activation, ("none", []))
             if residual is None:
-                return _POINTWISE(x, weight, self.bias, padding, *args, attr, scalars, "")
+                return pointwise_op()(x, weight, self.bias, padding, *args, attr, scalars, "")
             unary = None if self.activation is None else attr
-            return _POINTWISE.binary(
+            return pointwise_op().binary(
                 x, residual, weight, self.bias, padding, *args, "add", 1.0, unary, scalars, ""
             )
         y = F.conv2d(x, weight, self.bias, self.stride, padding, self.dilation, self.groups)
