@@ -6,24 +6,25 @@ One place for the bins that the dataset card and ``lp-synth preview`` count twin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 #: ``(name, fewest, most)``; ``most`` None: no upper bound
 LESION_BINS = (("1-5", 1, 5), ("6-20", 6, 20), ("21-50", 21, 50), (">50", 51, None))
 
 
-def in_bin(count: int, fewest: int, most: int | None) -> bool:
-    """Whether a lesion count falls in a bin.
+def in_bin(count, fewest: int, most: int | None):
+    """Whether lesion counts fall in a bin.
 
     Args:
-        count: the lesions of one twin.
+        count: the lesions of one twin, or an array of counts.
         fewest: the bin's lowest count.
         most: its highest count, or None for no bound.
 
     Returns:
-        Whether ``fewest <= count <= most``.
+        Whether ``fewest <= count <= most`` (a bool, or a boolean array for an array).
     """
-    return fewest <= count and (most is None or count <= most)
+    return (count >= fewest) & (count <= (math.inf if most is None else most))
 
 
 def count_histogram(counts: Iterable[int]) -> dict[str, int]:
@@ -36,4 +37,6 @@ def count_histogram(counts: Iterable[int]) -> dict[str, int]:
         ``{bin name: twins}``, in bin order.
     """
     counts = list(counts)
-    return {name: sum(in_bin(c, low, high) for c in counts) for name, low, high in LESION_BINS}
+    return {
+        name: sum(bool(in_bin(c, low, high)) for c in counts) for name, low, high in LESION_BINS
+    }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from lesionpaste.lesion_bins import LESION_BINS
+from lesionpaste.lesion_bins import LESION_BINS, in_bin
 
 #: the bin of the fewest lesions: the hardest to find, and ``lp-select --by few``'s criterion
 FEWEST_BIN = LESION_BINS[0][0]
@@ -54,8 +54,7 @@ def aucs_by_lesion_count(
     """
     out = {}
     for name, low, high in LESION_BINS:  # lesionpaste/lesion_bins.py, as the dataset card
-        chosen = (n_lesions >= low) & (n_lesions <= (np.inf if high is None else high))
-        out[name] = auc_against_normals(scores, labels, chosen)
+        out[name] = auc_against_normals(scores, labels, in_bin(n_lesions, low, high))
     return out
 
 

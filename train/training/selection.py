@@ -167,9 +167,9 @@ def run_row(run: Path, evaluation: str, comparison: str) -> RunRow:
     # lp-train --keep-best: the run's model is the kept epoch's
     entry = (best_entry(entries, kept) if kept in CRITERIA else None) or entries[-1]
 
-    def value(key: str) -> float | None:
+    def value(key: str) -> float | None:  # logged_epochs checked it: an AUC, or None
         v = entry.get(key)
-        return float(v) if is_auc(v) else None
+        return None if v is None else float(v)
 
     return RunRow(
         run=run,
