@@ -9,14 +9,20 @@ again, the same way, into *tuning-train* (the normals whose twins are trained on
     python bench/eyepacs_protocol.py split            # (re)write docs/protocol/*.csv
     python bench/eyepacs_protocol.py tune             # each candidate, seed 0: tuning-train -> tuning-val
     python bench/eyepacs_protocol.py test --setting NAME  # 3 seeds + supervised, on test, once
+    python bench/eyepacs_protocol.py table3           # the paper's Table 3 rows beside them
 
 ``tune`` trains each candidate setting on the twins of the tuning-train normals and evaluates
 it on tuning-val; the setting with the highest 0-vs-all AUC there is the one to report.
 ``test`` then makes the twins of *all* tuning normals, trains the chosen setting with three
 seeds, trains the supervised baseline (same backbone, freeze, learning rate and epochs) on the
 tuning part's real labels with the same three seeds, evaluates every run on the test part (the
-same images for every row) and compares each seed's pair with paired DeLong. Results go to
-``WORK/protocol-{tune,test}.json`` and a table is printed.
+same images for every row) and compares each seed's pair with paired DeLong. ``table3`` adds the
+paper's other rows on the same test images: its defaults (full fine-tuning, lesions at scale 1),
+CutPaste-style rectangles (``--method cutpaste``) and k-NN on ImageNet features of the same
+normals (``lp-knn``, deterministic: one run). Each trained row has the same three seeds; each
+seed is compared with paired DeLong against the recommended setting and the supervised
+baseline of the same seed. Results go to ``WORK/protocol-{tune,test,table3}.json`` and a table
+is printed.
 """
 
 from __future__ import annotations
@@ -52,6 +58,11 @@ CANDIDATES = {
     "scale-1": ["--preprocess", "none", "--match-colour"],
 }  # fmt: skip
 SEEDS = (0, 1, 2)
+#: Table 3's trained rows: the twins' setting and what the trainer changes (the rest is TRAINER)
+TABLE3 = {
+    "paper-defaults": (["--preprocess", "none", "--match-colour"], ["--freeze", "0"]),
+    "cutpaste": (["--method", "cutpaste", "--preprocess", "none"], []),
+}
 
 
 def split_lists(labels: Path) -> dict[str, list[tuple[str, str]]]:
@@ -140,13 +151,19 @@ def _aucs(metrics: dict) -> dict:
             for k, v in metrics["auc"].items() if v.get("auc") is not None}  # fmt: skip
 
 
-def tune(work: Path, jobs: str) -> dict:
-    """Every candidate, seed 0, trained on the tuning-train twins, evaluated on tuning-val."""
-    log: dict = {}
+def _bank(work: Path, log: dict) -> Path:
+    """The lesion bank every setting pastes from, built once in ``work``."""
     bank = work / "bank.h5"
     if not bank.exists():
         _run([_tool("lp-bank"), *BANK, "--root", str(DATA / "idrid"), "-o", str(bank), "-q"],
              log, "bank")  # fmt: skip
+    return bank
+
+
+def tune(work: Path, jobs: str) -> dict:
+    """Every candidate, seed 0, trained on the tuning-train twins, evaluated on tuning-val."""
+    log: dict = {}
+    bank = _bank(work, log)
     rows = {}
     for name, setting in CANDIDATES.items():
         twins = work / f"tune-{name}"
@@ -169,7 +186,7 @@ def _last_log(run: Path) -> dict:
 def test(work: Path, setting: str, jobs: str) -> dict:
     """The chosen setting and the supervised baseline, three seeds each, on the test part."""
     log: dict = {}
-    bank = work / "bank.h5"
+    bank = _bank(work, log)
     twins = work / f"test-{setting}"
     _synth(bank, "tuning", CANDIDATES[setting], twins, log, jobs)
     _prep(bank, "test", twins, work / "test", log)
@@ -190,9 +207,55 @@ def test(work: Path, setting: str, jobs: str) -> dict:
     return {"stage": "test", "setting": setting, "rows": rows, "seconds": log}
 
 
+def _paired(a: Path, b: Path) -> dict:
+    """Paired DeLong of two evaluations' scores of the same images (``a`` minus ``b``)."""
+    from lesionpaste.train.metrics.auc import compare, read_scores
+
+    paths_a, labels, scores_a = read_scores(a / "scores.csv")
+    paths_b, _, scores_b = read_scores(b / "scores.csv")
+    if paths_a != paths_b:
+        raise SystemExit(f"{a} and {b} scored different images")
+    return {k: {"difference": round(v["difference"], 4), "p": float(f"{v['p']:.3g}")}
+            for k, v in compare(scores_a, scores_b, labels).items()}  # fmt: skip
+
+
+def table3(work: Path, jobs: str) -> dict:
+    """The paper's Table 3 rows on the test part, beside the recommended and supervised rows."""
+    done = test(work, "recommended", jobs)
+    log = done["seconds"]
+    bank, test_set = work / "bank.h5", work / "test"
+    reference = {seed: (work / "runs" / f"test-recommended-s{seed}" / "eval-vs-supervised",
+                        work / "runs" / f"supervised-s{seed}" / "eval") for seed in SEEDS}  # fmt: skip
+    rows: dict = {
+        "recommended": done["rows"]["lesionpaste"],
+        "supervised": done["rows"]["supervised"],
+    }
+    for name, (setting, extra) in TABLE3.items():
+        twins = work / f"test-{name}"
+        _synth(bank, "tuning", setting, twins, log, jobs)
+        rows[name] = {}
+        for seed in SEEDS:
+            run = work / "runs" / f"test-{name}-s{seed}"
+            _train(twins, run, seed, log, extra)
+            metrics = _evaluate(run, test_set, run / "eval", log)
+            rows[name][seed] = {
+                "auc": _aucs(metrics), "val": _last_log(run),
+                "recommended_minus_it": _paired(reference[seed][0], run / "eval"),
+                "it_minus_supervised": _paired(run / "eval", reference[seed][1]),
+            }  # fmt: skip
+    knn = work / "runs" / "knn"
+    if not (knn / "metrics.json").exists():
+        _run([_tool("lp-knn"), str(work / "test-recommended"), str(test_set), "--out", str(knn),
+              "--device", "cpu", "-q", "--overwrite"], log, "knn")  # fmt: skip
+    rows["knn"] = {"auc": _aucs(json.loads((knn / "metrics.json").read_text())),
+                   "recommended_minus_it": {seed: _paired(reference[seed][0], knn) for seed in SEEDS},
+                   "it_minus_supervised": {seed: _paired(knn, reference[seed][1]) for seed in SEEDS}}  # fmt: skip
+    return {"stage": "table3", "rows": rows, "seconds": log}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["split", "tune", "test"])
+    parser.add_argument("stage", choices=["split", "tune", "test", "table3"])
     parser.add_argument("--setting", choices=sorted(CANDIDATES), default="recommended")
     parser.add_argument("--work", type=Path, default=ROOT / "work" / "protocol")
     parser.add_argument("-j", "--jobs", default="2")
@@ -201,11 +264,10 @@ def main() -> int:
         print(json.dumps(write_lists(DATA / "eyepacs256" / "labels.csv")))
         return 0
     args.work.mkdir(parents=True, exist_ok=True)
-    result = (
-        tune(args.work, args.jobs)
-        if args.stage == "tune"
-        else test(args.work, args.setting, args.jobs)
-    )
+    stages = {"tune": lambda: tune(args.work, args.jobs),
+              "test": lambda: test(args.work, args.setting, args.jobs),
+              "table3": lambda: table3(args.work, args.jobs)}  # fmt: skip
+    result = stages[args.stage]()
     path = args.work / f"protocol-{args.stage}.json"
     path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(json.dumps(result["rows"], indent=1)[:4000])

@@ -4,6 +4,7 @@ are what the script makes from the shared labels, and no patient is on two sides
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 from lesionpaste.synth.inputs.normals import patient_of
@@ -53,6 +54,26 @@ def test_no_patient_is_on_two_sides_and_every_image_is_on_one():
         assert {level for _, level in parts[part]} == {"0", "1", "2", "3", "4"}
 
 
+def _in_process(name: str, command: list[str], results: dict, timeout: float) -> str:
+    """gpu_check's step runner, running the tool named by ``command[0]`` in this process."""
+    from tests.test_output_safety import invoke
+
+    code, err = invoke(Path(command[0]).name, *command[1:])
+    results[name] = {"seconds": 0.0, "exit": code, "tail": err.strip().splitlines()[-6:]}
+    return err
+
+
+def test_a_step_records_its_exit_its_last_lines_and_a_timeout():
+    check = _gpu_check()
+    results: dict = {}
+    output = check._run("fails", [sys.executable, "-c", "print('one'); print('two'); exit(3)"],
+                        results, timeout=60)  # fmt: skip
+    assert results["fails"]["exit"] == 3 and results["fails"]["tail"] == ["one", "two"]
+    assert "two" in output and results["fails"]["seconds"] >= 0
+    check._run("hangs", [sys.executable, "-c", "import time; time.sleep(30)"], results, 0.5)
+    assert results["hangs"]["exit"] == 124 and results["hangs"]["tail"][-1] == "timed out"
+
+
 def _gpu_check():
     spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "bench" / "gpu_check.py")
     module = importlib.util.module_from_spec(spec)
@@ -60,7 +81,7 @@ def _gpu_check():
     return module
 
 
-def test_the_papers_protocol_runs_on_a_cpu_with_tiny_settings(tmp_path):
+def test_the_papers_protocol_runs_on_a_cpu_with_tiny_settings(tmp_path, monkeypatch):
     """make paper-eyepacs's CPU path: a few images per grade of the published lists, a small
     CNN for one epoch; both rows evaluated per grade on the same test images, with paired
     DeLong, and the time estimate recorded (or the step skipped when over its budget)."""
@@ -68,6 +89,7 @@ def test_the_papers_protocol_runs_on_a_cpu_with_tiny_settings(tmp_path):
     from tests.synth_fixtures import make_fundus_bank
 
     check = _gpu_check()
+    monkeypatch.setattr(check, "_run", _in_process)  # the same command lines, without 6 imports
     bank = make_fundus_bank(tmp_path / "bank.h5")
     results: dict = {}
     check.paper_protocol(tmp_path, bank, "cpu", True, results, images_per_s=1e9)

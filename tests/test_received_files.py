@@ -28,26 +28,25 @@ from tests.conftest import make_tiny_idrid
 from tests.synth_fixtures import make_normals
 from tests.test_output_safety import invoke
 
-TOOLS = {
-    "lp-synth": "from lesionpaste.synth.cli import main; main()",
-    "lp-train": "from lesionpaste.train.cli import main_train; main_train()",
-    "lp-eval": "from lesionpaste.train.cli import main_eval; main_eval()",
-    "lp-bank": "from lesionpaste.bank_builder.cli import main; main()",
-    "lp-export": "from lesionpaste.train.export_cli import main_export; main_export()",
-    "lp-select": "from lesionpaste.train.cli import main_select; main_select()",
-}
+REPO = Path(__file__).resolve().parents[1]
+#: runs each ``[tool, *args]`` of argv[1] (JSON) in-process, prints their (code, stderr) as JSON
+BATCH = """
+import json, sys
+from tests.test_output_safety import invoke
+results = [invoke(*call) for call in json.loads(sys.argv[1])]
+print("\\n" + json.dumps(results))
+"""
 
 
-def run_tool(tool: str, *args, timeout: float = 120) -> tuple[int, str]:
-    """The tool in a subprocess that is killed if it hangs (the test then fails)."""
+def run_tools(*calls: list, timeout: float = 120) -> list[tuple[int, str]]:
+    """Each ``[tool, *args]`` in one subprocess (one import of the tools), which is killed if a
+    tool hangs (the test then fails); the (exit code, stderr) of each call."""
     done = subprocess.run(
-        [sys.executable, "-c", TOOLS[tool], *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    return done.returncode, done.stderr
+        [sys.executable, "-c", BATCH, json.dumps([[str(a) for a in call] for call in calls])],
+        capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return [tuple(r) for r in json.loads(done.stdout.splitlines()[-1])]
 
 
 def bomb_png() -> bytes:
@@ -185,16 +184,21 @@ def test_a_manifest_image_that_is_a_directory_or_fifo_is_refused(made, tmp_path,
         image.unlink()
         os.mkdir(image) if kind == "directory" else os.mkfifo(image)
     words = "a directory, where" if kind == "directory" else "a FIFO, device or socket"
-    code, err = run_tool("lp-train", twins, "--out", tmp_path / "run", "--arch", "smallcnn",
-                         "--weights", "none", "--epochs", "1", "--device", "cpu")  # fmt: skip
-    one_error(code, err, "lp-train", words)
-    code, err = run_tool("lp-eval", made / "run", evaluation, "--out", tmp_path / "e",
-                         "--device", "cpu")  # fmt: skip
-    one_error(code, err, "lp-eval", words)
-    code, err = run_tool("lp-synth", "verify", twins)
+    calls = [
+        ["lp-train", twins, "--out", tmp_path / "run", "--arch", "smallcnn", "--weights", "none",
+         "--epochs", "1", "--device", "cpu"],
+        ["lp-eval", made / "run", evaluation, "--out", tmp_path / "e", "--device", "cpu"],
+        ["lp-synth", "verify", twins],
+        ["lp-synth", "preview", twins, "-o", tmp_path / "p.png", "--count", "8"],
+    ]  # fmt: skip
+    # a directory cannot block a reader; a FIFO can, so those calls run where a hang is killed
+    results = [invoke(*call) for call in calls] if kind == "directory" else run_tools(*calls)
+    train, evaluate, verify, preview = results
+    one_error(*train, "lp-train", words)
+    one_error(*evaluate, "lp-eval", words)
+    code, err = verify
     assert code == 1 and words in err and "Traceback" not in err, err
-    code, err = run_tool("lp-synth", "preview", twins, "-o", tmp_path / "p.png", "--count", "8")
-    one_error(code, err, "lp-synth", words)  # all six twins are shown, the damaged one too
+    one_error(*preview, "lp-synth", words)  # all six twins are shown, the damaged one too
     assert not (tmp_path / "p.png").exists()
 
 
@@ -203,31 +207,31 @@ def test_a_dataset_whose_metadata_is_a_fifo_is_refused(made, tmp_path, name):
     twins = copy(made, "twins", tmp_path)
     (twins / name).unlink()
     os.mkfifo(twins / name)
-    code, err = run_tool("lp-synth", "verify", twins)
-    one_error(code, err, "lp-synth", "a FIFO, device or socket")
-    code, err = run_tool("lp-train", twins, "--out", tmp_path / "run", "--device", "cpu")
-    one_error(code, err, "lp-train", "a FIFO, device or socket")
+    verify, train = run_tools(
+        ["lp-synth", "verify", twins],
+        ["lp-train", twins, "--out", tmp_path / "run", "--device", "cpu"],
+    )
+    one_error(*verify, "lp-synth", "a FIFO, device or socket")
+    one_error(*train, "lp-train", "a FIFO, device or socket")
 
 
 def test_a_run_or_compared_scores_that_are_fifos_are_refused(made, tmp_path):
     run = copy(made, "run", tmp_path)
     (run / "checkpoint.pt").unlink()
     os.mkfifo(run / "checkpoint.pt")
-    code, err = run_tool("lp-eval", run, made / "eval", "--out", tmp_path / "e", "--device", "cpu")
-    one_error(code, err, "lp-eval", "a FIFO, device or socket")
     other = tmp_path / "other"
     other.mkdir()
     os.mkfifo(other / "scores.csv")
-    code, err = run_tool("lp-eval", made / "run", made / "eval", "--out", tmp_path / "e",
-                         "--compare", other, "--device", "cpu")  # fmt: skip
-    one_error(code, err, "lp-eval", "a FIFO, device or socket")
+    for result in run_tools(
+        ["lp-eval", run, made / "eval", "--out", tmp_path / "e", "--device", "cpu"],
+        ["lp-eval", made / "run", made / "eval", "--out", tmp_path / "e", "--compare", other,
+         "--device", "cpu"],
+    ):  # fmt: skip
+        one_error(*result, "lp-eval", "a FIFO, device or socket")
 
 
 def test_a_bank_that_is_a_fifo_or_declares_gigabytes_is_refused(made, tmp_path):
     os.mkfifo(tmp_path / "bank.h5")
-    code, err = run_tool("lp-synth", "--bank", tmp_path / "bank.h5", "--normals",
-                         made / "normals", "--out", tmp_path / "d")  # fmt: skip
-    one_error(code, err, "lp-synth", "no such bank file")
     hostile = tmp_path / "hostile.h5"
     shutil.copy(made / "bank.h5", hostile)
     with h5py.File(hostile, "a") as f:
@@ -235,8 +239,13 @@ def test_a_bank_that_is_a_fifo_or_declares_gigabytes_is_refused(made, tmp_path):
         f.create_dataset("lesions/pixels", shape=(6 << 30,), dtype=np.uint8, chunks=(1 << 20,),
                          compression="gzip")  # fmt: skip
     assert hostile.stat().st_size < 50 << 20
-    code, err = run_tool("lp-bank", "info", hostile)
-    one_error(code, err, "lp-bank", "would take 6.0 GiB in memory")
+    fifo, info = run_tools(
+        ["lp-synth", "--bank", tmp_path / "bank.h5", "--normals", made / "normals", "--out",
+         tmp_path / "d"],
+        ["lp-bank", "info", hostile],
+    )  # fmt: skip
+    one_error(*fifo, "lp-synth", "no such bank file")
+    one_error(*info, "lp-bank", "would take 6.0 GiB in memory")
 
 
 def test_a_received_tree_with_a_link_to_a_fifo_outside_is_refused(made, tmp_path):
@@ -245,8 +254,8 @@ def test_a_received_tree_with_a_link_to_a_fifo_outside_is_refused(made, tmp_path
     image = twins / read_manifest(twins)[0]["path"]
     image.unlink()
     image.symlink_to(tmp_path / "outside")
-    code, err = run_tool("lp-train", twins, "--out", tmp_path / "run", "--device", "cpu")
-    one_error(code, err, "lp-train", "leads outside it")
+    (result,) = run_tools(["lp-train", twins, "--out", tmp_path / "run", "--device", "cpu"])
+    one_error(*result, "lp-train", "leads outside it")
 
 
 @pytest.mark.mutation

@@ -81,10 +81,23 @@ def test_commands_and_imports_ignore_a_users_own_train_and_synth(installed, tmp_
     (tmp_path / "synth").mkdir()
     (tmp_path / "synth" / "__init__.py").write_text("raise SystemExit('the user synth/')\n")
     bin_dir = installed / "bin"
-    for command in ("lp-bank", "lp-synth", "lp-train", "lp-eval", "lp-predict", "lp-export"):
-        done = _run([bin_dir / command, "--help"], tmp_path)
-        assert done.returncode == 0, (command, done.stderr)
-        assert "Usage:" in done.stdout
+    commands = ("lp-bank", "lp-synth", "lp-train", "lp-eval", "lp-predict", "lp-export")
+    helps = (  # each installed command's script, in one interpreter whose path starts at tmp_path
+        "import runpy, sys\n"
+        "for script in sys.argv[1:]:\n"
+        "    sys.argv = [script, '--help']\n"
+        "    try:\n"
+        "        runpy.run_path(script, run_name='__main__')\n"
+        "    except SystemExit as exc:\n"
+        "        assert exc.code in (0, None), (script, exc.code)\n"
+        "    print('== ran', script, flush=True)\n"
+    )
+    done = _run([bin_dir / "python", "-c", helps, *(bin_dir / c for c in commands)], tmp_path)
+    assert done.returncode == 0, done.stderr
+    shown = done.stdout.split("== ran ")
+    assert len(shown) == len(commands) + 1
+    for command, text in zip(commands, shown):
+        assert "Usage:" in text and f"Usage: {command}" in text, (command, text[-500:])
     code = (
         "import lesionpaste.train.cli, lesionpaste.synth.cli, lesionpaste.bank_builder.cli\n"
         "import lesionpaste\n"
