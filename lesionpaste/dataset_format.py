@@ -298,6 +298,12 @@ def _is_count(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= 9
 
 
+def count_cell(text: str) -> int | None:
+    """A ``tier`` or ``n_lesions`` cell of a manifest ``read_manifest`` has checked, as an
+    integer; None where it is empty."""
+    return int(text) if text != "" else None
+
+
 def repeated_id(rows: list[dict], kind: str | None) -> str | None:
     """A twin id listed too often: twice with one label (a synthetic set pairs one normal
     with one anomalous image per id), or twice at all in an evaluation set; else None.

@@ -14,6 +14,7 @@ import pytest
 
 from lesionpaste.dataset_format import (
     bank_source_ids,
+    count_cell,
     dataset_json_text,
     ids_of_sources,
     manifest_text,
@@ -144,6 +145,15 @@ def test_each_manifest_refusal_names_its_line_and_problem(dataset, text, problem
     path = _write_manifest(dataset, text)
     separator = ", " if problem.startswith("line") else ": "
     assert _refusal(read_manifest, dataset) == f"{path}{separator}{problem}"
+
+
+def test_the_count_cells_read_back_as_integers_or_none(dataset):
+    _write_manifest(dataset, HEADER + "a.png,1,a,2,007,,x\nb.png,0,b,,,,y\n")
+    rows = read_manifest(dataset)
+    assert [(count_cell(r["tier"]), count_cell(r["n_lesions"])) for r in rows] == [
+        (2, 7),
+        (None, None),
+    ]
 
 
 def test_a_manifest_is_read_as_utf8_with_quoted_fields(dataset):

@@ -42,7 +42,7 @@ import json
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from lesionpaste.dataset_format import name_key
+from lesionpaste.dataset_format import count_cell, name_key
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.synth.inputs.normals import SPLIT_GROUP, in_training_split, patient_of
 
@@ -184,18 +184,13 @@ def metadata_jsonl(files: list[ExportedFile]) -> str:
             "label": int(int(row["label"]) > 0),
             "dataset_label": int(row["label"]),
             "twin_id": row["twin_id"],
-            "tier": _count_or_none(row["tier"]),
-            "n_lesions": _count_or_none(row["n_lesions"]),
+            "tier": count_cell(row["tier"]),
+            "n_lesions": count_cell(row["n_lesions"]),
             "source_path": row["path"],
             "sha256": row["sha256"],
         }
         lines.append(json.dumps(record, ensure_ascii=False) + "\n")
     return "".join(lines)
-
-
-def _count_or_none(value: str) -> int | None:
-    """A manifest cell as an integer, or None where it is empty (the manifest is verified)."""
-    return int(value) if value != "" else None
 
 
 def hugging_face_card() -> str:

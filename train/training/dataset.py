@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from lesionpaste.dataset import OpenedDataset, open_dataset
+from lesionpaste.dataset_format import count_cell
 from lesionpaste.errors import LesionPasteError
 
 
@@ -82,7 +83,7 @@ def load_dataset(
 def _counts(rows: list[dict], column: str) -> np.ndarray:
     """A manifest column of whole numbers (checked by ``read_manifest``) as ``(N,)`` int64,
     0 where a cell is empty."""
-    return np.array([int(row[column] or 0) for row in rows], dtype=np.int64)
+    return np.array([count_cell(row[column]) or 0 for row in rows], dtype=np.int64)
 
 
 def _masks(opened: OpenedDataset, shape: tuple[int, int]) -> np.ndarray:
