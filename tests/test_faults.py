@@ -67,6 +67,20 @@ def run(argv: list, cwd: Path, fsize: int | None = None) -> subprocess.Completed
     )
 
 
+def train_here(argv: list) -> subprocess.CompletedProcess:
+    """``lp-train`` (``argv`` as for ``run``: LP_TRAIN and its arguments) in this process, in the
+    current directory; for the cases where nothing is killed."""
+    from click.testing import CliRunner
+
+    from lesionpaste.train.cli import train_command
+
+    args = [str(a) for a in argv[len(LP_TRAIN) :]]
+    result = CliRunner().invoke(train_command, args, prog_name="lp-train")
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+
 def timed(argv: list, cwd: Path) -> float:
     """Run a tool uninterrupted; its wall time."""
     started = time.perf_counter()
@@ -312,31 +326,35 @@ def test_lp_predict_killed_at_random_points_resumes_to_the_uninterrupted_predict
     assert temp_files(killed) == []
 
 
-def test_a_log_line_cut_by_a_kill_is_dropped_on_resume(tmp_path):
+def test_a_log_line_cut_by_a_kill_is_dropped_on_resume(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no kill here: the runs are in-process
     data = synthetic(tmp_path / "data", pairs=16)
     args = [*LP_TRAIN, data, "--out", "run", *TRAIN_ARGS]
-    assert run(args, tmp_path).returncode == 0
+    assert train_here(args).returncode == 0
     log = tmp_path / "run" / "log.jsonl"
     with open(log, "a") as fh:  # as if killed while appending a line past the checkpoint
         fh.write('{"epoch": 5, "lo')
-    again = run(args, tmp_path)
+    again = train_here(args)
     assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
     assert [json.loads(line)["epoch"] for line in log.open()] == list(range(1, 5))
 
 
-def test_a_finished_run_says_so_and_a_damaged_config_defers_to_the_checkpoint(tmp_path):
+def test_a_finished_run_says_so_and_a_damaged_config_defers_to_the_checkpoint(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # no kill here: the runs are in-process
     data = synthetic(tmp_path / "data", pairs=8)
     args = [*LP_TRAIN, data, "--out", "run", *TRAIN_ARGS[:-1]]  # not quiet
-    assert run(args, tmp_path).returncode == 0
+    assert train_here(args).returncode == 0
     weights = (tmp_path / "run" / "checkpoint.pt").read_bytes()
-    again = run(args, tmp_path)
+    again = train_here(args)
     assert again.returncode == 0 and "already trained (4 epochs)" in again.stdout + again.stderr
     (tmp_path / "run" / "config.json").write_text('{"epochs": 4, "arch"')  # cut short
-    again = run(args, tmp_path)
+    again = train_here(args)
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == weights  # training kept
     json.loads((tmp_path / "run" / "config.json").read_text())  # and the config rewritten
-    other = run([*LP_TRAIN, data, "--out", "run", *TRAIN_ARGS[:-1], "--lr", "0.5"], tmp_path)
+    other = train_here([*LP_TRAIN, data, "--out", "run", *TRAIN_ARGS[:-1], "--lr", "0.5"])
     assert other.returncode != 0 and "another configuration" in one_error(other.stderr)
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == weights
 
