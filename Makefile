@@ -45,9 +45,11 @@ $(STAMP): setup.cfg pyproject.toml
 
 venv: $(STAMP)
 
-## Run the test suite (pytest's "no tests collected", exit 5, counts as a failure).
+## Run the test suite (pytest's "no tests collected", exit 5, counts as a failure), one worker
+## per core (at most TEST_WORKERS), each test file on one worker (its module fixtures made once).
+TEST_WORKERS ?= 4
 test: $(STAMP)
-	$(BIN)/python -m pytest -q; rc=$$?; \
+	$(BIN)/python -m pytest -q -n auto --maxprocesses $(TEST_WORKERS) --dist loadfile; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
 
 ## Benchmarks: each prints a table with ratios against a baseline measured in the same run.

@@ -299,8 +299,14 @@ def _is_count(text: str) -> bool:
 
 
 def count_cell(text: str) -> int | None:
-    """A ``tier`` or ``n_lesions`` cell of a manifest ``read_manifest`` has checked, as an
-    integer; None where it is empty."""
+    """A ``tier`` or ``n_lesions`` cell of a manifest that ``read_manifest`` has checked.
+
+    Args:
+        text: the cell as read.
+
+    Returns:
+        The whole number, or None where the cell is empty.
+    """
     return int(text) if text != "" else None
 
 
