@@ -47,7 +47,14 @@ def test_the_card_declares_the_features_datasets_reads():
         {"name": "sha256", "dtype": "string"},
     ]
     body = text.split("---\n", 2)[2]
-    assert "LESIONPASTE_CARD.md" in body and "lesionpaste-export.json" in body
+    assert body == (  # what a reader of the card on the Hub is told, as documented
+        "\n# LesionPaste imagefolder export\n\n"
+        "Images in `normal/` and `anomalous/`; `metadata.jsonl` gives each its label (0 normal,\n"
+        "1 anomalous), the dataset's own label (`dataset_label`: the grade of an evaluation set),\n"
+        "its twin, tier and lesion count (null where it has none), its source and sha256.\n"
+        '`datasets.load_dataset("PATH")` reads the features declared above. The dataset\'s own card\n'
+        "is `LESIONPASTE_CARD.md`; `lesionpaste-export.json` lists every file with its source.\n"
+    )
 
 
 def test_metadata_lines_are_typed_json_in_utf8():
@@ -94,6 +101,16 @@ def test_a_split_with_an_empty_side_names_that_side():
                                              for i in range(6)))  # fmt: skip
     with pytest.raises(LesionPasteError, match="puts no pair in test;"):
         mvtec_files("synthetic", _pairs(ids), Split(0.99, seed))
+
+
+def test_anomalous_twins_without_masks_export_without_ground_truth():
+    ids = [f"p{i}_left" for i in range(8)]
+    rows = [{**r, "mask_path": ""} for r in _pairs(ids)]
+    seed = next(s for s in range(200) if 0 < sum(in_training_split(f"p{i}", 0.5, s)
+                                                 for i in range(8)) < 8)  # fmt: skip
+    files = mvtec_files("synthetic", rows, Split(0.5, seed))
+    assert {f.path.split("/")[0] for f in files} == {"train", "test"}  # both sides, no masks
+    assert not any(f.mask for f in files)
 
 
 def test_the_split_groups_by_the_given_pattern():
