@@ -37,6 +37,17 @@ def test_spearman_against_values_counted_by_hand():
     assert rank_correlation([0.9, 0.8, 0.7], [0.6, 0.65, 0.7])["rho"] == pytest.approx(-1.0)
     assert rank_correlation([0.9, 0.8], [0.6, 0.7]) is None  # too few runs
     assert rank_correlation([0.9, 0.9, 0.9], [0.6, 0.7, 0.8]) is None  # a constant criterion
+    assert rank_correlation([0.6, 0.7, 0.8], [0.9, 0.9, 0.9]) is None  # a constant real AUC
+
+
+def test_the_p_value_and_run_count_are_spearmans():
+    # rho = 0.8 over 5 runs: t = 0.8 * sqrt(3 / 0.36) = 2.309 on 3 degrees of freedom, p = 0.1041
+    result = rank_correlation([1, 2, 3, 4, 5], [2, 1, 4, 3, 5])
+    assert result["p"] == pytest.approx(0.1041, abs=5e-4) and result["runs"] == 5
+    # three runs and two distinct real AUCs are enough: ranks 1, 2, 3 against 1.5, 1.5, 3
+    assert rank_correlation([0.1, 0.2, 0.3], [0.5, 0.5, 0.9])["rho"] == pytest.approx(
+        0.866, abs=1e-3
+    )
 
 
 def test_the_last_epoch_is_read_and_damaged_lines_are_passed_over(tmp_path):
