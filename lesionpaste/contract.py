@@ -74,7 +74,7 @@ class Preparation:
         """
         return {
             "modality": self.modality,
-            "recipe": self.recipe,
+            "recipe": dict(self.recipe),
             "size": self.size,
             "channels": self.channels,
             "colour": "RGB, 8 bits per channel"
@@ -132,10 +132,14 @@ def preparation_of(meta: dict, where: object) -> Preparation:
     if not isinstance(bank, dict) or not isinstance(config, dict):
         raise LesionPasteError(f"{where}: dataset.json records no bank or configuration")
     window = config.get("normals_window")
+    preprocess = config.get("normals_preprocess", "bank")
+    odd_window = window and (not isinstance(window, list) or len(window) != 2)
+    if odd_window or preprocess not in ("bank", "none"):
+        raise LesionPasteError(f"{where}: dataset.json has a malformed recipe or window")
     try:
         recipe = normals_recipe_from(
             bank.get("preprocess") or {},
-            str(config.get("normals_preprocess", "bank")),
+            preprocess,
             tuple(window) if window else None,
         )
     except (TypeError, ValueError):

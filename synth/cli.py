@@ -13,6 +13,7 @@ from lesionpaste import __version__
 from lesionpaste.bank_format import read_bank
 from lesionpaste.cli import Group, warn_to_stderr
 from lesionpaste.config import config_value
+from lesionpaste.contract import preparation_of
 from lesionpaste.dataset_archive import dataset_directory, extra_files, is_archive, pack, unpack
 from lesionpaste.dataset_format import (
     bank_source_ids,
@@ -516,6 +517,8 @@ def prep(
     inputs = [("image folder", Path(images)), ("label file", labels and Path(labels))]
     inputs += [("mask folder", masks_dir), ("bank", bank_path), ("dataset given to --like", like)]
     like_meta = read_dataset_json(like) if like is not None else None
+    if like_meta is not None:  # its recorded size, recipe and window, checked before use
+        preparation_of(like_meta, like)
     settings = {"size": 256, "normals_preprocess": "bank", **(like_meta or {}).get("config", {})}
     size = settings["size"] if size is None else size
     preprocess = preprocess or settings["normals_preprocess"]

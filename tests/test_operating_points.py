@@ -127,6 +127,47 @@ def test_applied_thresholds_count_each_grade_by_hand():
     assert out["n_validation_normals"] == 7
 
 
+def test_a_score_equal_to_a_threshold_passes_and_float32_scores_are_compared_in_float64():
+    labels = np.array([0, 0, 1, 1])
+    thresholds = {"pass_95": 0.5, "pass_90": 0.1, "n_normals": 2}
+    # 0.5 is exactly the strict threshold: it passes (flagged means above)
+    out = apply_thresholds(
+        np.array([0.5, 0.2, 0.5, 0.7]), labels, thresholds, 20, np.random.default_rng(0)
+    )
+    assert out["pass_95"]["by_label"]["0"]["flagged"] == 0
+    assert out["pass_95"]["by_label"]["1"]["flagged"] == 1
+    # float32 0.1 is 0.10000000149 > 0.1: flagged, as the float64 threshold says (a float32
+    # comparison would round the threshold to the same float32 and pass it)
+    out = apply_thresholds(
+        np.array([0.1, 0.0, 0.1, 0.0], np.float32), labels, thresholds, 20,
+        np.random.default_rng(0),
+    )  # fmt: skip
+    assert out["pass_90"]["by_label"]["0"]["flagged"] == 1
+    assert out["pass_90"]["by_label"]["1"]["flagged"] == 1
+
+
+def test_a_share_without_images_is_nan_and_its_interval_spans_the_resamples():
+    labels = np.zeros(200, int)  # no anomalous image: sensitivity has nothing to count
+    scores = np.r_[np.ones(100), np.zeros(100)]
+    thresholds = {"pass_95": 0.5, "pass_90": 0.5, "n_normals": 200}
+    out = apply_thresholds(scores, labels, thresholds, 300, np.random.default_rng(1))
+    sensitivity = out["pass_95"]["sensitivity"]
+    assert set(sensitivity) == {"value", "ci_low", "ci_high"}
+    assert all(np.isnan(v) for v in sensitivity.values())
+    # half of 200 flagged: resamples of all 200 images give about 0.5 +- 0.07, never a single
+    # image's 0 or 1
+    specificity = out["pass_95"]["specificity"]
+    assert specificity["value"] == 0.5
+    assert 0.4 < specificity["ci_low"] < 0.5 < specificity["ci_high"] < 0.6
+    # one flagged image among 20, the first: resamples draw it often enough that the upper
+    # bound is above 0 (a resample that never drew index 0 would give exactly 0)
+    one = apply_thresholds(
+        np.r_[1.0, np.zeros(19)], np.zeros(20, int), thresholds, 300, np.random.default_rng(2)
+    )
+    flagged = one["pass_95"]["by_label"]["0"]["flagged_share"]
+    assert flagged["value"] == 1 / 20 and flagged["ci_low"] == 0.0 and flagged["ci_high"] > 0
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     from lesionpaste.train.cli import train_command

@@ -364,6 +364,35 @@ def test_paired_difference_finds_the_better_map():
         assert swapped["ci_high"] == pytest.approx(-result["ci_low"], abs=1e-12)
 
 
+def test_paired_difference_defaults_fovs_and_messages():
+    rng = np.random.default_rng(20)
+    maps, masks, fovs = random_case(20)
+    other = [m + rng.normal(size=m.shape) for m in maps]
+    # defaults: 1000 resamples drawn from seed 0, recorded as such
+    default = paired_difference(maps, other, masks, "auroc")
+    assert (default["n_boot"], default["seed"]) == (1000, 0)
+    assert default == paired_difference(maps, other, masks, "auroc", n_boot=1000, seed=0)
+    assert paired_difference(maps, other, masks, "auroc", n_boot=20, seed=3)["seed"] == 3
+    drawn = paired_difference(maps, other, masks, "auroc", n_boot=20, seed=rng)
+    assert drawn["seed"] is None
+    # each kind is scored inside the fovs: the difference is that of the fov-restricted metrics
+    for metric, score in (("auroc", pixel_auroc), ("aupro", aupro)):
+        inside = paired_difference(maps, other, masks, metric, fovs, n_boot=20)
+        assert inside["difference"] == score(maps, masks, fovs) - score(other, masks, fovs)
+        assert (
+            inside["difference"]
+            != paired_difference(maps, other, masks, metric, n_boot=20)["difference"]
+        )
+    with pytest.raises(LesionPasteError, match=r"^no images: maps_a is empty$"):
+        paired_difference([], [], [], "auroc")
+    with pytest.raises(LesionPasteError, match=r"^4 maps_a but 3 masks"):
+        paired_difference(maps, other, masks[:3], "auroc")
+    with pytest.raises(LesionPasteError, match=r"^4 maps_a but 2 fovs"):
+        paired_difference(maps, other, masks, "auroc", fovs[:2])
+    with pytest.raises(LesionPasteError, match=r"^metric must be one of auroc, aupro, not 'dice'$"):
+        paired_difference(maps, other, masks, "dice")
+
+
 # ---- refused inputs
 
 

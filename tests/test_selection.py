@@ -7,7 +7,13 @@ import json
 
 import pytest
 
-from lesionpaste.train.training.selection import criteria_against_real, rank_correlation, run_row
+from lesionpaste.train.training.selection import (
+    best_entry,
+    best_epoch,
+    criteria_against_real,
+    rank_correlation,
+    run_row,
+)
 from tests.test_train_cli import invoke
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
@@ -48,6 +54,20 @@ def test_the_p_value_and_run_count_are_spearmans():
     assert rank_correlation([0.1, 0.2, 0.3], [0.5, 0.5, 0.9])["rho"] == pytest.approx(
         0.866, abs=1e-3
     )
+
+
+def test_the_best_epoch_is_the_first_of_the_highest_and_skips_what_is_not_an_auc():
+    log = [
+        {"epoch": 1, "val_auc": 0.7, "heldout_val_auc": 0.9},
+        {"epoch": 2, "val_auc": 0.8},
+        {"epoch": 3, "val_auc": 0.8, "heldout_val_auc": 1.5},  # a tie: the first is kept
+        {"epoch": 4, "val_auc": None, "heldout_val_auc": float("nan")},
+    ]
+    assert best_epoch(log, "val") == (2, 0.8) and best_entry(log, "val") is log[1]
+    assert best_epoch(log, "heldout") == (1, 0.9)  # 1.5 and NaN are not AUCs
+    assert best_epoch(log, "few") is None and best_entry(log, "few") is None
+    assert best_epoch([], "val") is None
+    assert isinstance(best_epoch([{"epoch": 5, "val_auc": 1}], "val")[1], float)
 
 
 def test_the_last_epoch_is_read_and_damaged_lines_are_passed_over(tmp_path):

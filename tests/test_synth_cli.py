@@ -862,6 +862,31 @@ def test_prep_like_leaves_out_the_sources_of_its_bank_too(lp_synth, bank, tmp_pa
     assert r.code == 0 and "left out IDRiD_07" in r.stderr  # the bank's own sources, any folder
 
 
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"size": "abc"}, "the prepared size is 'abc', not a whole number in [0, 8192]"),
+        ({"size": -5}, "the prepared size is -5, not a whole number in [0, 8192]"),
+        ({"normals_window": [1]}, "dataset.json has a malformed recipe or window"),
+        ({"normals_window": "x"}, "dataset.json has a malformed recipe or window"),
+        ({"normals_preprocess": 7}, "dataset.json has a malformed recipe or window"),
+    ],
+)
+def test_prep_like_refuses_a_damaged_recorded_preparation(lp_synth, bank, normals, tmp_path,
+                                                          change, words):  # fmt: skip
+    """A received dataset given to --like: its size, window and recipe are checked before use
+    (a one-element window was an IndexError, a size of -5 was used)."""
+    assert lp_synth(*synth_args(bank, normals, tmp_path / "D", "--limit", "2")).code == 0
+    meta_path = tmp_path / "D" / "dataset.json"
+    meta = json.loads(meta_path.read_text())
+    meta["config"].update(change)
+    meta_path.write_text(json.dumps(meta))
+    r = lp_synth("prep", "--images", normals, "--label", "0", "--bank", bank, "--like",
+                 tmp_path / "D", "-o", tmp_path / "ev")  # fmt: skip
+    assert r.code == 1 and f"{tmp_path / 'D'}: {words}" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "ev").exists()
+
+
 def test_prep_of_the_real_idrid_tree_gives_every_lesion_type(lp_synth, bank, tmp_path):
     out = tmp_path / "ev"
     r = lp_synth("prep", "--images", shared("idrid"), "--bank", bank, "--size", "128",
