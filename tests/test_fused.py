@@ -18,9 +18,6 @@ from lesionpaste.train.models.efficientnet_lite import SameConv2d
 from lesionpaste.train.models.fused import FusedConv2d, fold_batch_norm, for_inference, pointwise_op
 from lesionpaste.train.models.on_device import Normalizer
 
-#: the heavy backbones' equality tests are not run against every mutant
-_HEAVY = {"vgg16", "resnet50", "convnext_tiny"}
-
 
 def _randomise_norms(model: nn.Module, seed: int) -> None:
     """Batch norms unlike a fresh one (mean 0, var 1, identity affine): random affine
@@ -113,8 +110,7 @@ def _assert_as_close_as_float32(before, after, x, maps) -> None:
 def _cases():
     for arch in ARCHS:
         for maps in (False, True):
-            marks = () if arch in _HEAVY else (pytest.mark.mutation,)
-            yield pytest.param(arch, maps, marks=marks, id=f"{arch}-{'maps' if maps else 'plain'}")
+            yield pytest.param(arch, maps, id=f"{arch}-{'maps' if maps else 'plain'}")
 
 
 @pytest.mark.parametrize(("arch", "maps"), list(_cases()))
@@ -133,7 +129,6 @@ def test_the_folded_model_gives_the_trained_models_probabilities_and_maps(arch, 
     assert not after.training
 
 
-@pytest.mark.mutation
 @pytest.mark.parametrize("arch", ["efficientnet_lite0", "resnet18"])
 def test_the_unfused_path_float64_and_contiguous_gives_the_same_outputs(arch):
     before = _restored(arch, False).double()  # (the decoder computes in float32)
@@ -164,7 +159,6 @@ def _ops(model: nn.Module, x: torch.Tensor) -> _CountOps:
     return counter
 
 
-@pytest.mark.mutation
 def test_efficientnet_lite0_has_no_batch_norm_pad_or_clamp_left_in_its_forward():
     before = _restored("efficientnet_lite0", False)
     after = for_inference(_restored("efficientnet_lite0", False, before.state_dict()))
@@ -188,7 +182,6 @@ def test_efficientnet_lite0_has_no_batch_norm_pad_or_clamp_left_in_its_forward()
     assert len(convs) == 49 and all(isinstance(m, FusedConv2d) for m in convs)
 
 
-@pytest.mark.mutation
 def test_the_stage_modules_stay_the_same_objects_and_their_hooks_fire():
     model = _restored("efficientnet_lite0", True)
     stages = stage_modules(model.backbone, "efficientnet_lite0")
@@ -203,7 +196,6 @@ def test_the_stage_modules_stay_the_same_objects_and_their_hooks_fire():
     assert maps.shape == (1, 1, 16, 16)
 
 
-@pytest.mark.mutation
 def test_a_watched_norm_or_activation_is_left_in_place():
     before = _restored("smallcnn", True)
     after = _restored("smallcnn", True, before.state_dict())
@@ -222,7 +214,6 @@ def test_a_watched_norm_or_activation_is_left_in_place():
     assert calls == ["norm"]
 
 
-@pytest.mark.mutation
 def test_folding_twice_changes_nothing():
     model = for_inference(_restored("resnet18", True))
     x = torch.randn(2, 3, 64, 64)
@@ -230,7 +221,6 @@ def test_folding_twice_changes_nothing():
     _assert_same(once, _outputs(for_inference(model), x, True))
 
 
-@pytest.mark.mutation
 def test_the_model_stays_differentiable_with_respect_to_its_input():
     before = _restored("efficientnet_lite0", False)
     after = for_inference(_restored("efficientnet_lite0", False, before.state_dict()))
@@ -246,7 +236,6 @@ def test_the_model_stays_differentiable_with_respect_to_its_input():
     assert (grads[0] - grads[1]).norm() <= 0.02 * grads[0].norm()
 
 
-@pytest.mark.mutation
 @pytest.mark.parametrize(("arch", "maps"), [("efficientnet_lite0", False), ("smallcnn", True)])
 def test_grad_cam_of_the_folded_model_is_the_trained_models(arch, maps):
     pytest.importorskip("pytorch_grad_cam")
@@ -262,7 +251,6 @@ def test_grad_cam_of_the_folded_model_is_the_trained_models(arch, maps):
         assert abs(got[name] - expected[name]).max() <= 1e-3
 
 
-@pytest.mark.mutation
 @pytest.mark.parametrize("kernel", [1, 3, 4, 5])
 @pytest.mark.parametrize("stride", [1, 2, 3])
 @pytest.mark.parametrize("dilation", [1, 2])
@@ -286,7 +274,6 @@ def test_a_fused_same_convolution_equals_same_padding_and_batch_norm(kernel, str
         assert torch.allclose(with_residual, F.relu6(norm(conv(x)) + residual), atol=1e-5)
 
 
-@pytest.mark.mutation
 def test_folding_uses_the_running_statistics_and_the_affine_parameters():
     conv = nn.Conv2d(2, 3, 1, bias=False)
     with torch.no_grad():
