@@ -286,3 +286,40 @@ def test_a_contract_file_goes_through_the_safe_reader(tmp_path):
             read_contract(path)
     with pytest.raises(LesionPasteError, match="not a JSON object"):
         contract_from_dict([], "c")
+
+
+def test_the_network_input_is_described_in_full():
+    assert contract().to_dict()["network_input"] == {
+        "size": 224,
+        "resize": "bilinear with antialiasing, when the prepared side differs",
+        "layout": "RGB; a grey image's channel repeated three times",
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "scale": "pixels / 255, then (x - mean) / std",
+    }
+
+
+def test_a_preparation_prepares_a_file_with_its_recipe_and_slice(tmp_path):
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    photo = np.zeros((120, 120, 3), np.uint8)
+    cv2.circle(photo, (60, 60), 50, (90, 60, 30), -1)
+    photo = np.clip(photo + rng.integers(0, 40, photo.shape), 0, 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "eye.png"), photo)
+    graham = FUNDUS.prepare(tmp_path / "eye.png")
+    plain = Preparation("fundus", recipe_to_dict(NoRecipe()), 512).prepare(tmp_path / "eye.png")
+    assert graham.image.shape == plain.image.shape == (512, 512, 3)
+    assert not np.array_equal(graham.image, plain.image)  # the recipe is applied
+    nib = pytest.importorskip("nibabel")
+    volume = rng.uniform(-1000, 400, (32, 32, 3)).astype(np.float32)
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), tmp_path / "vol.nii.gz")
+    slices = [CT.prepare(tmp_path / "vol.nii.gz", z).image for z in range(3)]
+    assert not np.array_equal(slices[0], slices[2])  # the slice asked for, not another
+    with pytest.raises(LesionPasteError, match="a CT file, where a colour fundus photograph"):
+        FUNDUS.prepare(tmp_path / "vol.nii.gz", 0)  # strict: the other modality is refused
+    grey = np.full((40, 40), 100, np.uint8)
+    cv2.imwrite(str(tmp_path / "grey.png"), grey)
+    with pytest.raises(LesionPasteError, match="a grey image"):
+        FUNDUS.prepare(tmp_path / "grey.png")

@@ -364,6 +364,14 @@ def test_paired_difference_finds_the_better_map():
         assert swapped["ci_high"] == pytest.approx(-result["ci_low"], abs=1e-12)
 
 
+def test_pixel_report_defaults_are_1000_resamples_from_seed_0():
+    maps, masks, fovs = random_case(21)
+    default = pixel_report(maps, masks, 0.5, fovs)
+    assert (default["n_boot"], default["seed"], default["max_fpr"]) == (1000, 0, 0.3)
+    explicit = pixel_report(maps, masks, 0.5, fovs, n_boot=1000, seed=0, max_fpr=0.3)
+    assert default == explicit
+
+
 def test_paired_difference_defaults_fovs_and_messages():
     rng = np.random.default_rng(20)
     maps, masks, fovs = random_case(20)

@@ -54,6 +54,9 @@ def test_the_p_value_and_run_count_are_spearmans():
     assert rank_correlation([0.1, 0.2, 0.3], [0.5, 0.5, 0.9])["rho"] == pytest.approx(
         0.866, abs=1e-3
     )
+    assert rank_correlation([0.5, 0.5, 0.9], [0.1, 0.2, 0.3])["rho"] == pytest.approx(
+        0.866, abs=1e-3
+    )  # and two distinct criterion values
 
 
 def test_the_best_epoch_is_the_first_of_the_highest_and_skips_what_is_not_an_auc():
