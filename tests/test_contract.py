@@ -286,6 +286,16 @@ def test_a_contract_file_goes_through_the_safe_reader(tmp_path):
             read_contract(path)
     with pytest.raises(LesionPasteError, match="not a JSON object"):
         contract_from_dict([], "c")
+    # a valid contract padded past 1 MiB is refused unread, by its size alone
+    padded = tmp_path / "padded.json"
+    padded.write_text(json.dumps(contract().to_dict()) + " " * MAX_CONTRACT_BYTES)
+    with pytest.raises(LesionPasteError, match="longer than a JSON file may be"):
+        read_contract(padded)
+    # a damaged value is named with the file it came from
+    damaged = tmp_path / "damaged.json"
+    damaged.write_text(json.dumps(_damaged(("image_score",), "mean")))
+    with pytest.raises(LesionPasteError, match=f"^{damaged}: unknown image_score 'mean'$"):
+        read_contract(damaged)
 
 
 def test_the_network_input_is_described_in_full():
