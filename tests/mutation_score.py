@@ -7,7 +7,9 @@ reason) behave exactly like the original code, so no test could kill them: they 
 the score. Prints a table, then every surviving mutant, and exits 1 when a module is below the
 target.
 
-    python tests/mutation_score.py [--target 0.85]
+    python tests/mutation_score.py [--target 0.85] [MODULE ...]
+
+MODULE (a path such as ``lesionpaste/contract.py``) limits the table to those modules.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def equivalents(path: Path = HERE / "mutation_equivalent.txt") -> dict[str, str]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", type=float, default=0.85)
+    parser.add_argument("modules", nargs="*", help="only these modules (paths), else all")
     parser.add_argument("--mutmut", default=str(Path(sys.executable).with_name("mutmut")))
     args = parser.parse_args()
     status = results(args.mutmut)
@@ -64,6 +67,8 @@ def main() -> int:
     table: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     survivors = []
     for name, state in sorted(status.items()):
+        if args.modules and module_of(name) not in args.modules:
+            continue
         row = table[module_of(name)]
         if name in equivalent:
             row["equivalent"] += 1
@@ -77,14 +82,14 @@ def main() -> int:
             survivors.append(name + "  (no test runs it)")
         else:
             row["other"] += 1  # not checked (an interrupted run), skipped, suspicious
-    print(f"{'module':<32} {'mutants':>7} {'equiv.':>6} {'killed':>6} {'survived':>8} "
+    print(f"{'module':<36} {'mutants':>7} {'equiv.':>6} {'killed':>6} {'survived':>8} "
           f"{'untested':>8} {'other':>5} {'score':>6}")  # fmt: skip
     below = []
     for module, row in sorted(table.items()):
         counted = row["killed"] + row["survived"] + row["untested"]
         score = row["killed"] / counted if counted else float("nan")
         total = sum(row.values())
-        print(f"{module:<32} {total:>7} {row['equivalent']:>6} {row['killed']:>6} "
+        print(f"{module:<36} {total:>7} {row['equivalent']:>6} {row['killed']:>6} "
               f"{row['survived']:>8} {row['untested']:>8} {row['other']:>5} "
               f"{score:>6.1%}")  # fmt: skip
         if not score >= args.target:
