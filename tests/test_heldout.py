@@ -24,10 +24,12 @@ from tests.train_fixtures import synthetic
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 
 
-def _loaded(twins: list[str], labels: list[int], images: np.ndarray, sources=()) -> LoadedDataset:
+def _loaded(
+    twins: list[str], labels: list[int], images: np.ndarray, sources=(), root: str = "d"
+) -> LoadedDataset:
     meta = {"kind": "synthetic", "bank": {"sources": [{"id": s} for s in sources]}}
     paths = [f"images/{i}.png" for i in range(len(twins))]
-    return LoadedDataset(Path("d"), meta, images, np.array(labels), twins, paths)
+    return LoadedDataset(Path(root), meta, images, np.array(labels), twins, paths)
 
 
 def _pairs(n: int, rng: np.random.Generator) -> tuple[list[str], list[int], np.ndarray]:
@@ -63,37 +65,60 @@ def test_the_pairs_of_exactly_the_validation_normals_are_taken_from_the_heldout_
     assert not np.array_equal(pairs.images[1], images[3])  # not the training bank's twin
 
 
-@pytest.mark.parametrize(
-    "case",
-    ["same source", "same source, another case", "same volume", "no source recorded", "no twin",
-     "other pixels", "evaluation set"],
-)  # fmt: skip
+REFUSED = {
+    "same source": "held: its bank shares IDRiD_03 with the training bank; held-out validation "
+    "needs lesions of another annotated image",
+    "same source, another case": "held: its bank shares idrid_03 with the training bank; "
+    "held-out validation needs lesions of another annotated image",
+    "same volume": "held: its bank shares study_0255:z040, study_0255:z041 with the training "
+    "bank; held-out validation needs lesions of another annotated image",
+    "no source recorded": "held: its dataset.json records no bank source, so held-out lesions "
+    "cannot be told from the training ones",
+    "training set records no source": "train: its dataset.json records no bank source, so "
+    "held-out lesions cannot be told from the training ones",
+    "no twin": "held: no pair for the validation normal t1; make it with lp-synth from the same "
+    "normal images as the training dataset",
+    "other pixels": "held: its normal t1 differs from the training dataset's; make it with the "
+    "same --size and preparation",
+    "evaluation set": "held: --heldout-val takes a synthetic dataset (lp-synth)",
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
 def test_a_heldout_set_that_cannot_serve_is_refused(case):
     rng = np.random.default_rng(1)
     twins, labels, images = _pairs(4, rng)
-    data = _loaded(twins, labels, images, ["IDRiD_03"])
-    heldout = _loaded(list(twins), list(labels), images.copy(), ["IDRiD_19"])
+    data = _loaded(twins, labels, images, ["IDRiD_03"], root="train")
+    heldout = _loaded(list(twins), list(labels), images.copy(), ["IDRiD_19"], root="held")
     if case == "same source":
         heldout.meta["bank"]["sources"].append({"id": "IDRiD_03"})
     elif case == "same source, another case":
         heldout.meta["bank"]["sources"] = [{"id": "idrid_03"}]
-    elif case == "same volume":  # another slice of a training source's volume: one patient
+    elif case == "same volume":  # other slices of a training source's volume: one patient
         data.meta["bank"]["sources"] = [{"id": "study_0255:z012"}]
-        heldout.meta["bank"]["sources"] = [{"id": "study_0255:z040"}]
+        heldout.meta["bank"]["sources"] = [{"id": "study_0255:z041"}, {"id": "study_0255:z040"}]
     elif case == "no source recorded":
         heldout.meta["bank"]["sources"] = []
+    elif case == "training set records no source":
+        data.meta["bank"]["sources"] = []
     elif case == "no twin":
         heldout.labels[3] = 0  # t1 has no anomalous twin any more
     elif case == "other pixels":
         heldout.images[2, 0, 0, 0] ^= 1
     else:
         heldout.meta["kind"] = "evaluation"
-    message = {"same source": "shares IDRiD_03", "same source, another case": "shares idrid_03",
-               "same volume": "shares study_0255:z040", "no source recorded": "no bank source",
-               "no twin": "no pair for the validation normal t1",
-               "other pixels": "its normal t1 differs", "evaluation set": "synthetic"}  # fmt: skip
-    with pytest.raises(LesionPasteError, match=message[case]):
+    with pytest.raises(LesionPasteError) as caught:
         heldout_pairs(data, heldout, np.isin(np.array(twins), ["t1"]))
+    assert str(caught.value) == REFUSED[case]
+
+
+def test_a_run_without_validation_normals_has_no_heldout_pairs():
+    rng = np.random.default_rng(2)
+    twins, labels, images = _pairs(3, rng)
+    data = _loaded(twins, labels, images, ["IDRiD_03"])
+    heldout = _loaded(list(twins), list(labels), images.copy(), ["IDRiD_19"])
+    pairs = heldout_pairs(data, heldout, np.zeros(len(twins), bool))
+    assert pairs.images.shape == (0, 4, 4, 3) and pairs.labels.shape == (0,)
 
 
 def _with_other_twins(source: Path, out: Path, bank_id: str, seed: int) -> Path:

@@ -5,6 +5,7 @@ Dice-maximising threshold, and the image-level (paired) bootstrap."""
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.train.metrics.pixel_metrics import (
+    BOOTSTRAP_LEVELS,
     aupro,
     best_threshold,
     dice_iou,
@@ -418,9 +420,53 @@ def test_shape_mismatches_are_refused():
         best_threshold([maps[0][None]], [masks[0][None]])
 
 
+def test_the_bootstrap_levels_are_exact_up_to_4096_distinct_values():
+    """One image: every resample is the image itself, so an exact bootstrap gives the point
+    value as both bounds. 4096 distinct values (one of them on 4097 pixels) are still exact;
+    rank bins would pair neighbouring values and move both metrics."""
+    assert BOOTSTRAP_LEVELS == 4096
+    values = np.r_[np.zeros(4097), np.arange(1.0, 4096.0)]  # 8192 pixels, 4096 distinct
+    rng = np.random.default_rng(22)
+    order = rng.permutation(values.size)
+    value = values[order].reshape(64, 128)
+    mask = (rng.random(values.size) < 0.5).reshape(64, 128) & (value > 0)
+    report = pixel_report([value], [mask], 0.5, n_boot=5)
+    for name in ("auroc", "aupro"):
+        for bound in ("ci_low", "ci_high"):
+            assert report[f"{name}_{bound}"] == pytest.approx(report[name], abs=1e-12), name
+    # one more distinct value: rank bins, within the documented approximation
+    value = np.where(value == 0, 0.0, value)
+    value.flat[np.flatnonzero(value == 0)[0]] = -1.0
+    binned = pixel_report([value], [mask], 0.5, n_boot=5)
+    for name in ("auroc", "aupro"):
+        assert 1e-9 < abs(binned[f"{name}_ci_low"] - binned[name]) < 1e-3, name
+
+
+def test_a_resample_with_one_pixel_of_a_kind_counts_and_undefined_ones_pass_silently():
+    # one image of one normal and one lesion pixel: every resample is defined
+    report = pixel_report([np.array([[0.2, 0.9]])], [np.array([[False, True]])], 0.5, n_boot=7)
+    assert report["auroc"] == report["auroc_ci_low"] == report["auroc_ci_high"] == 1.0
+    assert report["n_boot_used"]["auroc"] == 7
+    # resamples without a lesion are NaN and skipped, without a numpy warning
+    maps, masks = blob_images(5, seed=14)
+    for k in range(1, 5):
+        masks[k] = np.zeros_like(masks[k])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = pixel_report(maps, masks, 1.0, n_boot=50, seed=3)
+    assert report["n_boot_used"]["auroc"] < 50
+
+
 def test_inputs_without_lesions_or_normals_are_refused():
     maps, masks, fovs = random_case(18)
     empty = [np.zeros_like(m) for m in masks]
+    inside = sum(int(f.sum()) for f in fovs)
+    with pytest.raises(LesionPasteError) as caught:
+        pixel_auroc(maps, empty, fovs)
+    assert str(caught.value) == (
+        "pixel AUROC needs lesion and normal pixels inside the fovs, but there are 0 lesion "
+        f"and {inside} normal ones"
+    )
     for call in (
         lambda: pixel_auroc(maps, empty, fovs),
         lambda: aupro(maps, empty, fovs),

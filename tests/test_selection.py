@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from lesionpaste.errors import LesionPasteError
 from lesionpaste.train.training.selection import (
     best_entry,
     best_epoch,
@@ -71,6 +72,17 @@ def test_the_best_epoch_is_the_first_of_the_highest_and_skips_what_is_not_an_auc
     assert best_epoch(log, "few") is None and best_entry(log, "few") is None
     assert best_epoch([], "val") is None
     assert isinstance(best_epoch([{"epoch": 5, "val_auc": 1}], "val")[1], float)
+
+
+def test_a_run_whose_log_holds_no_epoch_is_refused_naming_the_log(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "log.jsonl").write_text('{not json\n{"epoch": null}\n')
+    with pytest.raises(LesionPasteError) as caught:
+        run_row(run, "eval", "0vall")
+    assert str(caught.value) == f"{run / 'log.jsonl'}: no epoch logged"
+    with pytest.raises(LesionPasteError, match="no log.jsonl; not a trained lp-train run"):
+        run_row(tmp_path, "eval", "0vall")
 
 
 def test_the_last_epoch_is_read_and_damaged_lines_are_passed_over(tmp_path):
