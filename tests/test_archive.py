@@ -394,3 +394,88 @@ def test_names_as_users_name_them_round_trip(tmp_path, small):
         r = lp_synth("unpack", write_tar(tmp_path / "bad.tar", entries), "-o", tmp_path / "x")
         one_error(r, "lp-synth", expected)
         assert not (tmp_path / "x").exists()
+
+
+# --- the second pass (writing) on its own: what it writes, and an archive changed between passes
+
+
+def test_unpack_reports_each_file_and_writes_them_readable_not_executable(tmp_path, small):
+    from lesionpaste.dataset_archive import unpack
+
+    archive = write_tar(tmp_path / "a.tar", members(small))
+    calls = []
+    old = os.umask(0o022)
+    try:
+        unpack(archive, tmp_path / "out", progress=lambda done, total: calls.append((done, total)))
+    finally:
+        os.umask(old)
+    files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert calls == [(1, len(files))] * len(files) and len(files) == len(members(small))
+    assert {p.stat().st_mode & 0o777 for p in files} == {0o644}
+
+
+def test_folder_members_may_come_without_their_parents_or_after_their_files(tmp_path, small):
+    entries = members(small)
+    nested = special("masks/deep/er", tarfile.DIRTYPE)  # no masks/ or masks/deep/ before it
+    late = special("images", tarfile.DIRTYPE)  # after the files in images/
+    late[0].size = 5  # a folder's header may declare a size: it holds no data all the same
+    archive = write_tar(tmp_path / "f.tar", [*entries, nested, late])
+    assert lp_synth("unpack", archive, "-o", tmp_path / "out", "-q").code == 0
+    assert (tmp_path / "out" / "masks" / "deep" / "er").is_dir()
+
+
+def test_an_archive_changed_between_its_check_and_its_writing_is_refused(tmp_path, small):
+    from lesionpaste.dataset_archive import _extract, read_plan
+    from lesionpaste.errors import LesionPasteError
+
+    entries = members(small)
+    checked = write_tar(tmp_path / "checked.tar", entries)
+    longer = write_tar(tmp_path / "longer.tar", [*entries, regular("images/extra.png", b"x")])
+    linked = write_tar(tmp_path / "linked.tar", [*entries[:-1],
+                                                 special(entries[-1][0].name, tarfile.SYMTYPE,
+                                                         "/etc/passwd")])  # fmt: skip
+    for archive, plan, expected in (
+        (checked, read_plan(longer), (f"{checked}: the archive changed while it was read; "
+         "nothing was written")),
+        (longer, read_plan(checked), f"{longer}: the archive changed while it was read"),
+        (linked, read_plan(checked), f"{linked}: member {entries[-1][0].name!r} is a symbolic link"),
+    ):  # fmt: skip
+        work = tmp_path / f"work-{archive.stem}"
+        with pytest.raises(LesionPasteError) as caught:
+            _extract(archive, plan, work, None)
+        assert str(caught.value).startswith(expected), str(caught.value)
+
+
+def test_a_member_is_written_to_exactly_its_declared_size(tmp_path):
+    from lesionpaste.dataset_archive import _CHUNK, Member, _write_member
+    from lesionpaste.errors import LesionPasteError
+
+    size = _CHUNK + _CHUNK // 2  # two reads
+    data = os.urandom(size + 100)
+    member = Member("images/big.png", "file", size)
+    _write_member(io.BytesIO(data), tmp_path / "big.png", member, "a.tar")
+    assert (tmp_path / "big.png").read_bytes() == data[:size]  # no more than it declares
+    with pytest.raises(LesionPasteError) as caught:
+        _write_member(io.BytesIO(data[: size - 1]), tmp_path / "short.png", member, "a.tar")
+    assert str(caught.value) == (
+        f"a.tar: member 'images/big.png' holds {size - 1:,} bytes, not the {size:,} its header "
+        "declares (truncated?)"
+    )
+    with pytest.raises(FileExistsError):  # never over a file already there (or a link)
+        _write_member(io.BytesIO(data), tmp_path / "big.png", member, "a.tar")
+    os.symlink(tmp_path / "elsewhere", tmp_path / "link.png")
+    with pytest.raises(FileExistsError):
+        _write_member(io.BytesIO(data), tmp_path / "link.png", member, "a.tar")
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_extra_files_names_each_unlisted_file_and_why_a_listing_failed(tmp_path, small):
+    from lesionpaste.dataset_archive import extra_files
+
+    assert extra_files(small) == []
+    (small / "images" / "stray.png").write_bytes(b"x")
+    assert extra_files(small) == ["images/stray.png: in the archive but not listed by the dataset"]
+    (small / "manifest.csv").unlink()
+    problems = extra_files(small)
+    assert len(problems) == 1 and not problems[0].startswith(str(small)), problems
+    assert "manifest.csv" in problems[0]
