@@ -445,8 +445,9 @@ def test_the_bootstrap_levels_are_exact_up_to_4096_distinct_values():
 def test_a_resample_with_one_pixel_of_a_kind_counts_and_undefined_ones_pass_silently():
     # one image of one normal and one lesion pixel: every resample is defined
     report = pixel_report([np.array([[0.2, 0.9]])], [np.array([[False, True]])], 0.5, n_boot=7)
-    assert report["auroc"] == report["auroc_ci_low"] == report["auroc_ci_high"] == 1.0
-    assert report["n_boot_used"]["auroc"] == 7
+    for name in ("auroc", "aupro"):
+        assert report[name] == report[f"{name}_ci_low"] == report[f"{name}_ci_high"] == 1.0
+        assert report["n_boot_used"][name] == 7
     # resamples without a lesion are NaN and skipped, without a numpy warning
     maps, masks = blob_images(5, seed=14)
     for k in range(1, 5):
@@ -478,11 +479,13 @@ def test_inputs_without_lesions_or_normals_are_refused():
             call()
     corner = [np.zeros_like(m) for m in masks]
     corner[0][0, 0] = True  # a lesion outside the fov disc only
-    with pytest.raises(LesionPasteError, match="lesion region inside the fovs"):
+    with pytest.raises(LesionPasteError) as caught:
         aupro(maps, corner, fovs)
+    assert str(caught.value) == "AUPRO needs at least one lesion region inside the fovs; none"
     full = [np.ones_like(m) for m in masks]
-    with pytest.raises(LesionPasteError, match="normal"):
+    with pytest.raises(LesionPasteError) as caught:
         aupro(maps, full, fovs)
+    assert str(caught.value) == "AUPRO needs normal pixels inside the fovs; all are lesion"
     with pytest.raises(LesionPasteError, match="normal"):
         pixel_auroc(maps, full, fovs)
 
