@@ -127,6 +127,22 @@ def test_applied_thresholds_count_each_grade_by_hand():
     assert out["n_validation_normals"] == 7
 
 
+def test_a_normal_tied_with_the_bar_is_not_counted_as_passing():
+    # flagging both anomalous images needs a threshold below 0.5: the normal at 0.5 is flagged
+    scores, y = np.array([0.1, 0.5, 0.5, 0.9]), np.array([0, 0, 1, 1])
+    assert specificity_at_sensitivity(scores, y, 1.0) == 0.5
+
+
+def test_resamples_draw_every_image_of_each_class():
+    # the first normal is the only one above the anomalous images: spec at 90% sensitivity
+    # is 1 without it and falls in the resamples that draw it (about two thirds of them)
+    scores = np.r_[0.95, np.full(19, 0.1), np.full(20, 0.5)]
+    labels = np.r_[np.zeros(20, int), np.ones(20, int)]
+    point = operating_points(scores, labels, 200, np.random.default_rng(5))["0v1"]
+    assert point["spec_at_sens_90"]["value"] == 19 / 20
+    assert point["spec_at_sens_90"]["ci_low"] < 0.95 and point["spec_at_sens_90"]["ci_high"] == 1.0
+
+
 def test_a_score_equal_to_a_threshold_passes_and_float32_scores_are_compared_in_float64():
     labels = np.array([0, 0, 1, 1])
     thresholds = {"pass_95": 0.5, "pass_90": 0.1, "n_normals": 2}
