@@ -479,3 +479,212 @@ def test_extra_files_names_each_unlisted_file_and_why_a_listing_failed(tmp_path,
     problems = extra_files(small)
     assert len(problems) == 1 and not problems[0].startswith(str(small)), problems
     assert "manifest.csv" in problems[0]
+
+
+# --- pack's refusals and what it records, read whole
+
+
+def test_write_mode_needs_a_name_before_the_suffix(tmp_path, small):
+    """A bare suffix (``.tar``, ``.tgz``, ``.tar.gz``) is no archive name: the refusal whole,
+    and pack writes nothing."""
+    from lesionpaste.dataset_archive import pack, write_mode
+    from lesionpaste.errors import LesionPasteError
+
+    assert write_mode(tmp_path / "d.TAR") == "w" and write_mode(tmp_path / "d.tgz") == "w:gz"
+    for bare in (".tar", ".tgz", ".tar.gz"):
+        with pytest.raises(LesionPasteError) as caught:
+            write_mode(tmp_path / bare)
+        assert str(caught.value) == (
+            f"{tmp_path / bare}: name the archive NAME.tar or NAME.tar.gz (also .tgz); .tar.zst "
+            "is not offered (no zstd in this Python's standard library), so nothing was written"
+        )
+    with pytest.raises(LesionPasteError, match="name the archive NAME.tar"):
+        pack(small, tmp_path / "out" / ".tar")
+    assert not (tmp_path / "out").exists()
+
+
+def test_pack_refuses_an_existing_archive_unless_told_to_overwrite(tmp_path, small):
+    """``pack``'s default is not to overwrite: even an earlier archive of its own stays."""
+    from lesionpaste.dataset_archive import pack
+    from lesionpaste.errors import LesionPasteError
+
+    out = tmp_path / "a.tar"
+    pack(small, out)
+    before = out.read_bytes()
+    (small / "notes.txt").write_text("changes what pack reports, not what it packs")
+    with pytest.raises(LesionPasteError) as caught:
+        pack(small, out)
+    assert str(caught.value) == f"{out} already exists; pass --overwrite to replace it"
+    assert out.read_bytes() == before
+    names, left_out = pack(small, out, overwrite=True)
+    assert left_out == ["notes.txt"] and names == listed_files(small)
+
+
+def test_pack_refusals_name_the_dataset_and_say_nothing_was_packed(tmp_path, small):
+    """The messages for an output inside the dataset and for a damaged dataset, read whole."""
+    from lesionpaste.dataset_archive import pack
+    from lesionpaste.dataset_format import verify
+    from lesionpaste.errors import LesionPasteError
+
+    inside = small / "in.tar"
+    with pytest.raises(LesionPasteError) as caught:
+        pack(small, inside)
+    assert str(caught.value) == (
+        f"the output {inside} lies inside the dataset ({small}); inputs are never written to, "
+        "so nothing was touched: choose an output outside every input"
+    )
+    (small / "images" / "0001.png").write_bytes(b"damaged")
+    problem = verify(small)[0]
+    with pytest.raises(LesionPasteError) as caught:
+        pack(small, tmp_path / "a.tar")
+    assert str(caught.value) == (
+        f"{small} is not a whole dataset ({problem}); see lp-synth verify {small}; "
+        "nothing was packed"
+    )
+    assert not (tmp_path / "a.tar").exists() and not inside.exists()
+
+
+def test_pack_records_every_member_0644_whatever_the_files_mode(tmp_path, small):
+    """Members are stored readable, not executable, even from an executable file."""
+    (small / "images" / "0000.png").chmod(0o755)
+    (small / "manifest.csv").chmod(0o600)
+    out = tmp_path / "a.tar.gz"
+    assert lp_synth("pack", small, "-o", out, "-q").code == 0
+    with tarfile.open(out) as tar:
+        modes = {m.name: m.mode for m in tar.getmembers()}
+    assert sorted(modes) == sorted(listed_files(small))
+    assert set(modes.values()) == {0o644}, modes
+
+
+def test_pack_refuses_a_folder_on_the_way_that_is_a_link(tmp_path, small):
+    """A listed file reached through a linked folder (inside the dataset: verify accepts it)."""
+    os.rename(small / "images", small / "real_images")
+    os.symlink("real_images", small / "images")
+    r = lp_synth("pack", small, "-o", tmp_path / "a.tar")
+    one_error(r, "lp-synth", (
+        f"{small}: images is a symbolic link; pack stores only regular files and never follows "
+        "links, so nothing was packed"
+    ))  # fmt: skip
+    assert not (tmp_path / "a.tar").exists()
+
+
+def test_refuse_links_refuses_what_is_neither_a_regular_file_nor_a_folder(tmp_path):
+    """A FIFO where a file is listed, a file where a folder must be: named up to that part."""
+    from lesionpaste.dataset_archive import _refuse_links
+    from lesionpaste.errors import LesionPasteError
+
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "file.png").write_bytes(b"x")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "ok.png").write_bytes(b"x")
+    _refuse_links(tmp_path, "folder/ok.png")  # a regular file in a real folder: accepted
+    for name, part in (("pipe.png", "pipe.png"), ("file.png/x.png", "file.png"),
+                       ("folder", "folder")):  # fmt: skip
+        with pytest.raises(LesionPasteError) as caught:
+            _refuse_links(tmp_path, name)
+        assert str(caught.value) == (
+            f"{tmp_path}: {part} is not a regular file or folder; pack stores only regular "
+            "files and never follows links, so nothing was packed"
+        )
+
+
+def test_pack_does_not_follow_a_file_swapped_for_a_link_while_it_packs(tmp_path, small):
+    """A listed file replaced by a link after the check (a race) is opened without following
+    it: pack fails (ELOOP) and leaves no archive, instead of packing the link's target."""
+    import errno
+
+    from lesionpaste.dataset_archive import pack
+
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"not part of the dataset")
+    names = listed_files(small)
+    last = small / names[-1]
+    calls = []
+
+    def swap(done, total):
+        calls.append(done)
+        if len(calls) == 1:  # the first file is packed, the last one not yet
+            last.unlink()
+            os.symlink(secret, last)
+
+    out = tmp_path / "a.tar"
+    with pytest.raises(OSError) as caught:
+        pack(small, out, progress=swap)
+    assert caught.value.errno == errno.ELOOP
+    assert len(calls) == len(names) - 1 and not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file
+
+
+# --- what may follow the last member: the end marker and zero padding, within bounds
+
+
+def _tail(tmp_path: Path, root: Path, name: str, tail: bytes) -> Path:
+    """The dataset's archive cut right after its last member's data, then ``tail``."""
+    whole = write_tar(tmp_path / "whole.tar", members(root))
+    with tarfile.open(whole) as tar:
+        tar.getmembers()
+        end = tar.offset  # after the last member's (padded) data
+    path = tmp_path / name
+    path.write_bytes(whole.read_bytes()[:end] + tail)
+    return path
+
+
+def test_trailing_zeros_are_accepted_up_to_exactly_the_bound(tmp_path, small):
+    """One zero block, or MAX_TRAILING_BYTES of zeros, may follow; one byte more may not."""
+    from lesionpaste.dataset_archive import MAX_TRAILING_BYTES, read_plan
+    from lesionpaste.errors import LesionPasteError
+
+    expected = listed_files(small)
+    for size in (tarfile.BLOCKSIZE, MAX_TRAILING_BYTES):
+        plan = read_plan(_tail(tmp_path, small, f"pad{size}.tar", bytes(size)))
+        assert [m.name for m in plan.members] == expected
+    last = members(small)[-1][0]
+    for name, tail in (("over.tar", bytes(MAX_TRAILING_BYTES + 1)),
+                       ("x.tar", bytes(1024) + b"XXXX" + bytes(1020))):  # fmt: skip
+        archive = _tail(tmp_path, small, name, tail)
+        with pytest.raises(LesionPasteError) as caught:
+            read_plan(archive)
+        assert str(caught.value) == (
+            f"{archive}: data follows member {last.name!r} beyond its declared size "
+            f"({last.size:,} bytes): a member holds more data than its header declares, or the "
+            "archive is damaged; nothing was written"
+        )
+
+
+def test_an_archive_without_its_end_marker_is_refused(tmp_path, small):
+    """Less than one block after the last member: truncated, with its own message."""
+    from lesionpaste.dataset_archive import read_plan
+    from lesionpaste.errors import LesionPasteError
+
+    for tail in (b"", bytes(tarfile.BLOCKSIZE - 1)):
+        archive = _tail(tmp_path, small, f"cut{len(tail)}.tar", tail)
+        with pytest.raises(LesionPasteError) as caught:
+            read_plan(archive)
+        assert str(caught.value) == (
+            f"{archive}: the archive ends without its end marker (truncated?); nothing was written"
+        )
+
+
+def test_the_tail_is_read_from_the_end_of_the_members_and_no_further_than_needed(tmp_path, small):
+    """``_refuse_trailing_data`` reads from ``tar.offset`` again when the stream's last read
+    was elsewhere, and reads at most one byte more than may follow (not a huge tail whole)."""
+    from lesionpaste.dataset_archive import MAX_TRAILING_BYTES, Member, _refuse_trailing_data
+    from lesionpaste.errors import LesionPasteError
+    from lesionpaste.tar_archives import open_tar
+
+    info = members(small)[-1][0]
+    last = Member(info.name, "file", info.size)  # for the message
+    good = _tail(tmp_path, small, "good.tar", bytes(2 * tarfile.BLOCKSIZE))
+    with open_tar(good) as (tar, stream):
+        while tar.next() is not None:
+            pass
+        stream.seek(0)
+        assert stream.read(tarfile.BLOCKSIZE).strip(b"\0")  # dataset.json's header: not zeros
+        _refuse_trailing_data(tar, stream, "good.tar", last)  # the zeros at tar.offset: accepted
+    huge = _tail(tmp_path, small, "huge.tar", bytes(3 * MAX_TRAILING_BYTES))
+    with open_tar(huge) as (tar, stream):
+        while tar.next() is not None:
+            pass
+        with pytest.raises(LesionPasteError):
+            _refuse_trailing_data(tar, stream, "huge.tar", last)
+        assert tar.offset < stream.tell() <= tar.offset + MAX_TRAILING_BYTES + 1
