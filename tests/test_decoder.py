@@ -97,3 +97,15 @@ def test_map_outputs_of_no_image_are_empty():
         model, normalizer, torch.zeros(0, 32, 32, 3, dtype=torch.uint8), torch.device("cpu")
     )
     assert probabilities.shape == (0,) and len(maps) == 0
+
+
+def test_probability_maps_put_pixel_centres_where_a_resized_mask_has_them():
+    """Bilinear upsampling on pixel centres (align_corners=False), as cv2.resize resizes the
+    lesion masks and images the maps are compared with, then the sigmoid."""
+    import cv2
+
+    logits = torch.tensor([[[[-2.0, 1.0, 0.5], [3.0, -1.0, 2.0]]]])
+    expected = 1 / (1 + np.exp(-cv2.resize(logits[0, 0].numpy(), (9, 4), cv2.INTER_LINEAR)))
+    out = probability_maps(logits, (4, 9))
+    assert out.shape == (1, 4, 9) and out.dtype == torch.float32
+    np.testing.assert_allclose(out[0].numpy(), expected, atol=1e-6)
