@@ -688,3 +688,360 @@ def test_the_tail_is_read_from_the_end_of_the_members_and_no_further_than_needed
         with pytest.raises(LesionPasteError):
             _refuse_trailing_data(tar, stream, "huge.tar", last)
         assert tar.offset < stream.tell() <= tar.offset + MAX_TRAILING_BYTES + 1
+
+
+# --- pack's progress and durability, read_plan's refusals read whole, and its bounds exactly
+
+
+def test_pack_reports_each_file_it_writes_one_at_a_time(tmp_path, small):
+    """``progress`` is called once per packed file with (1, files to pack)."""
+    from lesionpaste.dataset_archive import pack
+
+    calls = []
+    names, _ = pack(
+        small, tmp_path / "a.tar", progress=lambda done, total: calls.append((done, total))
+    )
+    assert len(names) == len(listed_files(small)) > 1
+    assert calls == [(1, len(names))] * len(names)
+
+
+def test_pack_flushes_the_archive_to_disk_before_it_appears(tmp_path, small, monkeypatch):
+    """The whole archive is fsync'ed while still under its temporary name (a crash right after
+    the rename cannot leave an empty or partial archive under the final name)."""
+    from lesionpaste.dataset_archive import pack
+
+    out, real_fsync, synced = tmp_path / "a.tar", os.fsync, []
+
+    def spy(fd):
+        synced.append((os.fstat(fd).st_size, out.exists()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    pack(small, out)
+    assert (out.stat().st_size, False) in synced, synced
+
+
+def declaring(path: Path, entries, name: str, size: int) -> Path:
+    """An archive of ``entries``, then a header of ``name`` declaring ``size`` bytes whose
+    data is absent (two zero blocks follow): a large declaration without writing its bytes."""
+    with tarfile.open(path, "w") as tar:
+        for info, data in entries:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+        end = tar.offset
+    header = tarfile.TarInfo(name)
+    header.size = size
+    path.write_bytes(path.read_bytes()[:end] + header.tobuf() + bytes(2 * tarfile.BLOCKSIZE))
+    return path
+
+
+def _refusal(archive: Path) -> str:
+    from lesionpaste.dataset_archive import read_plan
+    from lesionpaste.errors import LesionPasteError
+
+    with pytest.raises(LesionPasteError) as caught:
+        read_plan(archive)
+    return str(caught.value)
+
+
+def test_the_first_member_must_be_dataset_json_as_a_regular_file(tmp_path, small):
+    """Another first member, and a first member named dataset.json that is a link: each
+    refusal whole, naming the archive."""
+    entries = members(small)
+    other = write_tar(tmp_path / "other.tar", [entries[1], entries[0], *entries[2:]])
+    assert _refusal(other) == (
+        f"{other}: the first member is 'manifest.csv', not dataset.json; a dataset archive "
+        "(lp-synth pack) starts with it, so nothing was written"
+    )
+    linked = special("dataset.json", tarfile.SYMTYPE, "/etc/x")
+    link = write_tar(tmp_path / "link.tar", [linked, *entries[1:]])
+    assert _refusal(link) == (
+        f"{link}: member 'dataset.json' is a symbolic link; a dataset archive holds only "
+        "regular files and folders, so nothing was written"
+    )
+
+
+def test_dataset_json_may_declare_up_to_max_json_bytes(tmp_path):
+    """Declaring MAX_JSON_BYTES + 1 is refused on the header, with its message whole; declaring
+    exactly MAX_JSON_BYTES is not refused for its size: its data is read (and, absent here,
+    found missing)."""
+    from lesionpaste.jsonfiles import MAX_JSON_BYTES
+
+    over = declaring(tmp_path / "over.tar", [], "dataset.json", MAX_JSON_BYTES + 1)
+    assert _refusal(over) == (
+        f"{over}: dataset.json declares {MAX_JSON_BYTES + 1:,} bytes, more than a "
+        f"dataset.json may hold ({MAX_JSON_BYTES:,})"
+    )
+    exact = declaring(tmp_path / "exact.tar", [], "dataset.json", MAX_JSON_BYTES)
+    assert _refusal(exact).startswith(f"{exact}: not a readable tar or tar.gz archive (")
+
+
+def test_a_damaged_dataset_json_is_named_as_the_archives(tmp_path, small):
+    """Malformed JSON, JSON that is no dataset description, and one without an image count:
+    each message names ``ARCHIVE: dataset.json`` (or the archive, for the missing count)."""
+    entries = members(small)
+    meta = json.loads((small / "dataset.json").read_text())
+    del meta["counts"]["images"]
+    cases = {"bad.tar": b"{", "list.tar": b"[]", "uncounted.tar": json.dumps(meta).encode()}
+    refusals = {}
+    for name, text in cases.items():
+        archive = write_tar(tmp_path / name, [regular("dataset.json", text), *entries[1:]])
+        refusals[name] = _refusal(archive)
+    bad = tmp_path / "bad.tar"
+    assert refusals["bad.tar"].startswith(f"{bad}: dataset.json: not valid JSON ("), refusals
+    assert refusals["list.tar"] == (
+        f"{tmp_path / 'list.tar'}: dataset.json: not a LesionPaste dataset description"
+    )
+    assert refusals["uncounted.tar"] == (
+        f"{tmp_path / 'uncounted.tar'}: dataset.json declares no image count (counts.images), "
+        "so the archive's size cannot be bounded; refused before writing anything"
+    )
+
+
+def test_hostile_members_and_duplicates_are_refused_naming_the_archive(tmp_path, small):
+    """The refusals of a link member and of a name met twice, read whole."""
+    entries = members(small)
+    link = write_tar(tmp_path / "link.tar", symlink(entries)[0])
+    assert _refusal(link) == (
+        f"{link}: member 'images/link.png' is a symbolic link; a dataset archive holds only "
+        "regular files and folders, so nothing was written"
+    )
+    twice = write_tar(tmp_path / "twice.tar", duplicate(entries)[0])
+    assert _refusal(twice) == (
+        f"{twice}: member {entries[3][0].name!r} appears twice (a duplicate name, on a file "
+        "system that ignores case or Unicode form at least); nothing was written"
+    )
+
+
+def test_the_plan_keeps_the_limits_of_its_dataset_json_and_the_member_bound_is_exact(
+    tmp_path, small
+):
+    """``plan.limits`` are ``limits_for`` its dataset.json; exactly ``limits.members`` members
+    are accepted (folders fill the count), one more is refused with its message whole."""
+    from lesionpaste.archive_members import limits_for
+    from lesionpaste.dataset_archive import read_plan
+
+    entries = members(small)
+    meta = json.loads((small / "dataset.json").read_text())
+    limits = limits_for(meta, "x")
+    assert limits.members > len(entries)
+    folders = [special(f"images/f{i:02d}", tarfile.DIRTYPE) for i in range(limits.members)]
+    full = write_tar(tmp_path / "full.tar", entries + folders[: limits.members - len(entries)])
+    plan = read_plan(full)
+    assert plan.limits == limits and len(plan.members) == limits.members
+    over = write_tar(tmp_path / "over.tar", entries + folders[: limits.members - len(entries) + 1])
+    assert _refusal(over) == (
+        f"{over}: more members than dataset.json declares (at most {limits.members:,} for "
+        f"{limits.images:,} images); nothing was written"
+    )
+
+
+def test_each_member_may_declare_exactly_its_own_bound(tmp_path, small):
+    """A PNG of exactly ``png_bytes`` and a metadata file over ``png_bytes`` (its bound is
+    ``metadata_bytes``) are accepted; one byte more than a bound is refused, named whole."""
+    from lesionpaste.archive_members import limits_for
+    from lesionpaste.dataset_archive import read_plan
+
+    entries = members(small)
+    limits = limits_for(json.loads((small / "dataset.json").read_text()), "x")
+    assert limits.png_bytes < limits.metadata_bytes
+    manifest = regular("manifest.csv", bytes(limits.png_bytes + 1))
+    fits = [entries[0], manifest, *entries[2:], regular("images/big.png", bytes(limits.png_bytes))]
+    plan = read_plan(write_tar(tmp_path / "fits.tar", fits))
+    assert plan.members[-1].size == limits.png_bytes
+    too_big = regular("images/big.png", bytes(limits.png_bytes + 1))
+    big = write_tar(tmp_path / "big.tar", [*entries, too_big])
+    assert _refusal(big) == (
+        f"{big}: member 'images/big.png' declares {limits.png_bytes + 1:,} bytes, more than "
+        f"dataset.json allows for it ({limits.png_bytes:,}); nothing was written"
+    )
+    rest = [entries[0], *entries[2:]]
+    meta_over = declaring(tmp_path / "meta.tar", rest, "manifest.csv", limits.metadata_bytes + 1)
+    assert _refusal(meta_over) == (
+        f"{meta_over}: member 'manifest.csv' declares {limits.metadata_bytes + 1:,} bytes, more "
+        f"than dataset.json allows for it ({limits.metadata_bytes:,}); nothing was written"
+    )
+
+
+def test_the_plans_total_is_the_sum_of_its_files_sizes_and_folders_count_nothing(tmp_path, small):
+    """``total_bytes`` adds every file's declared size; a folder's header may declare more
+    than any member may hold, yet it counts as 0 bytes and is not refused."""
+    from lesionpaste.dataset_archive import read_plan
+
+    entries = members(small)
+    folder = special("images", tarfile.DIRTYPE)
+    folder[0].size = 10_000_000
+    plan = read_plan(write_tar(tmp_path / "a.tar", [*entries, folder]))
+    assert plan.total_bytes == sum(len(data) for _, data in entries)
+    assert plan.members[-1].name == "images" and plan.members[-1].size == 0
+    assert plan.limits.png_bytes < folder[0].size
+
+
+def test_read_plan_refuses_more_bytes_in_all_than_the_limits_allow(tmp_path, small, monkeypatch):
+    """With the total bound lowered (each member within its own bound): members adding up to
+    exactly the bound are accepted, one byte more is refused with its message whole."""
+    import dataclasses
+
+    import lesionpaste.dataset_archive as archive_module
+
+    entries = members(small)
+    archive = write_tar(tmp_path / "a.tar", entries)
+    total = sum(len(data) for _, data in entries)
+    real_limits = archive_module.limits_for
+
+    def bound_to(total_bytes):
+        def limits_for(meta, where):
+            return dataclasses.replace(real_limits(meta, where), total_bytes=total_bytes)
+
+        monkeypatch.setattr(archive_module, "limits_for", limits_for)
+
+    bound_to(total)
+    assert archive_module.read_plan(archive).total_bytes == total
+    bound_to(total - 1)
+    assert _refusal(archive) == (
+        f"{archive}: the members declare more bytes than dataset.json allows ({total - 1:,}); "
+        "nothing was written"
+    )
+
+
+# --- unpack: its defaults, its output's checks, free space, its lock and work folder
+
+
+def test_unpack_refuses_an_existing_dataset_unless_told_to_overwrite(tmp_path, small):
+    """``unpack``'s default is not to overwrite, even an earlier dataset of its own."""
+    from lesionpaste.dataset_archive import unpack
+    from lesionpaste.errors import LesionPasteError
+
+    archive = write_tar(tmp_path / "a.tar", members(small))
+    out = tmp_path / "out"
+    unpack(archive, out)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(LesionPasteError) as caught:
+        unpack(archive, out)
+    assert str(caught.value) == f"{out} already exists; pass --overwrite to replace it"
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_unpack_refuses_to_write_over_its_archive_naming_it(tmp_path, small):
+    """The output being the archive itself: the refusal names it as ``the archive``."""
+    from lesionpaste.dataset_archive import unpack
+    from lesionpaste.errors import LesionPasteError
+
+    archive = write_tar(tmp_path / "a.tar", members(small))
+    with pytest.raises(LesionPasteError) as caught:
+        unpack(archive, archive, overwrite=True)
+    assert str(caught.value) == (
+        f"the output {archive} is the archive ({archive}); inputs are never written to, so "
+        "nothing was touched: choose an output outside every input"
+    )
+    assert archive.is_file()
+
+
+def test_unpack_creates_the_missing_folders_above_its_output(tmp_path, small):
+    """An output two folders below any existing one is written whole."""
+    from lesionpaste.dataset_archive import unpack
+
+    archive = write_tar(tmp_path / "a.tar", members(small))
+    out = tmp_path / "a" / "b" / "out"
+    unpack(archive, out)
+    assert tree_bytes(out) == tree_bytes(small)
+
+
+def test_unpack_needs_free_space_for_its_members_exactly(tmp_path, small, monkeypatch):
+    """Free space equal to the members' bytes suffices; one byte less is refused, message
+    whole, and nothing is written."""
+    import shutil
+    import types
+
+    import lesionpaste.dataset_archive as archive_module
+    from lesionpaste.errors import LesionPasteError
+
+    archive = write_tar(tmp_path / "a.tar", members(small))
+    total = archive_module.read_plan(archive).total_bytes
+
+    def free_space(free):
+        usage = types.SimpleNamespace(total=free, used=0, free=free)
+        monkeypatch.setattr(shutil, "disk_usage", lambda path: usage)
+
+    free_space(total)
+    archive_module.unpack(archive, tmp_path / "fits" / "out")
+    assert tree_bytes(tmp_path / "fits" / "out") == tree_bytes(small)
+    free_space(total - 1)
+    out = tmp_path / "short" / "out"
+    with pytest.raises(LesionPasteError) as caught:
+        archive_module.unpack(archive, out)
+    assert str(caught.value) == (
+        f"{archive}: its members take {total:,} bytes, and {out.parent} has {total - 1:,} free; "
+        "free some space; nothing was written"
+    )
+    assert list(out.parent.iterdir()) == []
+
+
+def test_unpack_holds_its_outputs_lock_under_its_own_name(tmp_path, small):
+    """Another run holding the output's lock: unpack is refused, naming itself as
+    ``lp-synth unpack`` and the holder's process id."""
+    from lesionpaste.dataset_archive import unpack
+    from lesionpaste.errors import LesionPasteError
+    from lesionpaste.files import output_lock
+
+    archive = write_tar(tmp_path / "a.tar", members(small))
+    out = tmp_path / "out"
+    with output_lock(out, "another tool"), pytest.raises(LesionPasteError) as caught:
+        unpack(archive, out)
+    assert str(caught.value) == (
+        f"another lp-synth unpack run (pid {os.getpid()}) is writing this output; wait for it "
+        "to end"
+    )
+    assert not out.exists()
+
+
+def test_unpack_builds_in_its_hidden_sibling_after_clearing_a_killed_runs_one(tmp_path, small):
+    """The files are written into ``.NAME.unpack.partial`` (what a killed run left there is
+    removed first); afterwards only the output remains."""
+    from lesionpaste.dataset_archive import unpack
+
+    archive = write_tar(tmp_path / "a.tar", members(small))
+    out, work = tmp_path / "out", tmp_path / ".out.unpack.partial"
+    work.mkdir()
+    (work / "left.png").write_bytes(b"a killed run's")
+    seen = []
+
+    def look(done, total):
+        seen.append((work.is_dir(), (work / "left.png").exists()))
+
+    unpack(archive, out, progress=look)
+    assert seen and set(seen) == {(True, False)}, seen
+    assert tree_bytes(out) == tree_bytes(small) and not work.exists()
+
+
+def test_unpack_refuses_an_output_that_appeared_while_it_ran(tmp_path, small):
+    """An output created meanwhile (without overwrite) is left as it is; the refusal names it
+    as given."""
+    from lesionpaste.dataset_archive import unpack
+    from lesionpaste.errors import LesionPasteError
+
+    archive = write_tar(tmp_path / "a.tar", members(small))
+    out = tmp_path / "out"
+
+    def appear(done, total):
+        out.mkdir(exist_ok=True)
+
+    with pytest.raises(LesionPasteError) as caught:
+        unpack(archive, out, progress=appear)
+    assert str(caught.value) == f"{out} already exists; pass --overwrite to replace it"
+    assert list(out.iterdir()) == [] and not (tmp_path / ".out.unpack.partial").exists()
+
+
+def test_unpack_check_names_the_first_problem_and_counts_the_others(tmp_path, small):
+    """One problem is named alone; with more, ``(and N more problems)`` counts the others."""
+    from lesionpaste.dataset_archive import unpack
+    from lesionpaste.errors import LesionPasteError
+
+    entries = members(small)
+    first = "images/extra0.png: in the archive but not listed by the dataset"
+    for extra, suffix in ((1, ""), (2, " (and 1 more problems)"), (3, " (and 2 more problems)")):
+        added = [regular(f"images/extra{i}.png", b"x") for i in range(extra)]
+        archive = write_tar(tmp_path / f"extra{extra}.tar", entries + added)
+        with pytest.raises(LesionPasteError) as caught:
+            unpack(archive, tmp_path / f"out{extra}")
+        assert str(caught.value) == f"{archive}: {first}{suffix}; nothing was unpacked"
+        assert not (tmp_path / f"out{extra}").exists()
