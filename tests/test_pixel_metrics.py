@@ -17,8 +17,10 @@ from lesionpaste.train.metrics.pixel_metrics import (
     BOOTSTRAP_LEVELS,
     aupro,
     best_threshold,
+    check_n_boot,
     dice_iou,
     paired_difference,
+    percentile_interval,
     pixel_auroc,
     pixel_report,
 )
@@ -418,6 +420,22 @@ def test_shape_mismatches_are_refused():
         paired_difference(maps, maps[:3], masks, "auroc")
     with pytest.raises(LesionPasteError, match="image 0: the map has shape"):
         best_threshold([maps[0][None]], [masks[0][None]])
+
+
+def test_a_percentile_interval_skips_undefined_resamples_and_counts_the_used_ones():
+    low, high, used = percentile_interval([float("nan"), float("nan")])
+    assert np.isnan(low) and np.isnan(high) and used == 0
+    assert percentile_interval([0.5, float("nan")]) == (0.5, 0.5, 1)  # one is enough
+    low, high, used = percentile_interval(np.arange(41.0))  # 2.5th and 97.5th: 1 and 39
+    assert (low, high, used) == (1.0, 39.0, 41)
+
+
+def test_n_boot_is_a_positive_whole_number():
+    assert check_n_boot(1) == 1 and check_n_boot(3.0) == 3 and isinstance(check_n_boot(3.0), int)
+    for bad in (0, -2, 2.5):
+        with pytest.raises(LesionPasteError) as caught:
+            check_n_boot(bad)
+        assert str(caught.value) == f"n_boot must be a positive whole number, not {bad}"
 
 
 def test_the_bootstrap_levels_are_exact_up_to_4096_distinct_values():
