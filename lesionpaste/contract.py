@@ -133,17 +133,16 @@ def preparation_of(meta: dict, where: object) -> Preparation:
         raise LesionPasteError(f"{where}: dataset.json records no bank or configuration")
     window = config.get("normals_window")
     preprocess = config.get("normals_preprocess", "bank")
+    bank_recipe = bank.get("preprocess") or {}
     odd_window = window and (not isinstance(window, list) or len(window) != 2)
-    if odd_window or preprocess not in ("bank", "none"):
+    if odd_window or preprocess not in ("bank", "none") or not isinstance(bank_recipe, dict):
         raise LesionPasteError(f"{where}: dataset.json has a malformed recipe or window")
     try:
-        recipe = normals_recipe_from(
-            bank.get("preprocess") or {},
-            preprocess,
-            tuple(window) if window else None,
-        )
+        recipe = normals_recipe_from(bank_recipe, preprocess, tuple(window) if window else None)
     except (TypeError, ValueError):
         raise LesionPasteError(f"{where}: dataset.json has a malformed recipe or window") from None
+    except LesionPasteError as exc:
+        raise LesionPasteError(f"{where}: dataset.json's bank recipe: {exc}") from None
     return check_preparation(
         {"modality": bank.get("modality"), "recipe": recipe_to_dict(recipe),
          "size": config.get("size")},

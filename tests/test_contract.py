@@ -271,6 +271,24 @@ def test_a_datasets_preparation_comes_from_its_bank_and_configuration():
             {**meta, "config": {**meta["config"], "normals_preprocess": "graham"}},
             ("dataset.json has a malformed recipe or window"),
         ),
+        (
+            {"bank": {"modality": "fundus", "preprocess": "graham"}, "config": {"size": 64}},
+            "dataset.json has a malformed recipe or window",
+        ),
+        (
+            {
+                "bank": {"modality": "fundus", "preprocess": {"name": ["graham"]}},
+                "config": {"size": 64},
+            },
+            "dataset.json has a malformed recipe or window",
+        ),
+        (
+            {"bank": {"modality": "fundus", "preprocess": {"name": "zzz"}}, "config": {"size": 64}},
+            (
+                r"dataset.json's bank recipe: unknown preprocessing recipe 'zzz' \(known: graham, "
+                r"window, none\)$"
+            ),
+        ),
     ):
         with pytest.raises(LesionPasteError, match=f"^d: {words}"):
             preparation_of(damaged, "d")

@@ -502,6 +502,12 @@ def test_inputs_without_lesions_or_normals_are_refused():
     assert str(caught.value) == "AUPRO needs at least one lesion region inside the fovs; none"
     full = [np.ones_like(m) for m in masks]
     with pytest.raises(LesionPasteError) as caught:
+        pixel_auroc(maps, full, fovs)
+    assert str(caught.value) == (
+        "pixel AUROC needs lesion and normal pixels inside the fovs, but there are "
+        f"{inside} lesion and 0 normal ones"
+    )
+    with pytest.raises(LesionPasteError) as caught:
         aupro(maps, full, fovs)
     assert str(caught.value) == "AUPRO needs normal pixels inside the fovs; all are lesion"
     with pytest.raises(LesionPasteError, match="normal"):
