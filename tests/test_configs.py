@@ -120,3 +120,25 @@ def test_a_training_request_accepts_what_goes_together():
     assert folds.folds == 5
     heldout = TrainRequest(Path("d"), Path("r"), config, heldout_val=Path("h"))
     assert heldout.heldout_val == Path("h")
+
+
+@pytest.mark.mutation
+def test_a_saved_configuration_is_read_up_to_one_mebibyte(tmp_path):
+    """config.json through the safe reader: a configuration padded to exactly 1 MiB is read,
+    one byte more is refused unread (a real one is a few hundred bytes)."""
+    import json
+    from dataclasses import asdict
+
+    from lesionpaste.train.training.config import read_config
+
+    saved = asdict(TrainConfig(dataset="d"))
+    text = json.dumps(saved)
+    path = tmp_path / "config.json"
+    path.write_text(text + " " * ((1 << 20) - len(text)))
+    assert read_config(path) == TrainConfig(dataset="d")
+    path.write_text(text + " " * ((1 << 20) - len(text) + 1))
+    with pytest.raises(LesionPasteError) as caught:
+        read_config(path)
+    assert str(caught.value) == (
+        f"{path}: longer than a JSON file may be (1,048,576 bytes); refused unread"
+    )

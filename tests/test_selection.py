@@ -12,6 +12,7 @@ from lesionpaste.train.training.selection import (
     best_entry,
     best_epoch,
     criteria_against_real,
+    logged_epochs,
     rank_correlation,
     run_row,
 )
@@ -72,6 +73,14 @@ def test_the_best_epoch_is_the_first_of_the_highest_and_skips_what_is_not_an_auc
     assert best_epoch(log, "few") is None and best_entry(log, "few") is None
     assert best_epoch([], "val") is None
     assert isinstance(best_epoch([{"epoch": 5, "val_auc": 1}], "val")[1], float)
+
+
+def test_logged_epochs_pass_over_damaged_lines_anywhere(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"epoch": 1, "val_auc": 0.6}\n{broken\n{"epoch": 0}\n[1]\n'
+                   '{"epoch": 2, "val_auc": 0.7}\n')  # fmt: skip
+    assert [e["epoch"] for e in logged_epochs(log)] == [1, 2]
+    assert logged_epochs(tmp_path / "missing.jsonl") == []
 
 
 def test_a_run_whose_log_holds_no_epoch_is_refused_naming_the_log(tmp_path):
