@@ -64,3 +64,30 @@ def test_the_summary_picks_the_map_when_only_the_map_separates():
     assert 0 < summary["pixel_threshold"] < 1 and summary["val_dice"] > 0.3
     forced = map_summary(probabilities, maps, labels, masks, image_score="classifier")
     assert forced["image_score"] == "classifier"
+
+
+def test_no_image_gives_empty_scores():
+    scores = image_scores(np.zeros(0), np.zeros((0, 4, 4)))
+    assert set(scores) == set(IMAGE_SCORES)
+    assert all(s.shape == (0,) for s in scores.values())
+
+
+def test_the_summary_records_every_field_and_dice_and_iou_agree():
+    rng = np.random.default_rng(1)
+    labels = np.array([0, 1] * 6)
+    masks = np.zeros((12, 16, 16), np.uint8)
+    masks[labels == 1, 4:8, 4:12] = 1
+    maps = rng.uniform(0, 0.3, (12, 4, 4))
+    maps[labels == 1, 1, 1:3] = 0.8
+    summary = map_summary(rng.uniform(0, 1, 12), maps, labels, masks, image_score="map_max")
+    assert set(summary) == {"image_score", "image_score_option", "val_auc_by_score",
+                            "pixel_threshold", "val_dice", "val_iou", "n_val",
+                            "top_k_fraction"}  # fmt: skip
+    assert (summary["image_score"], summary["image_score_option"]) == ("map_max", "map_max")
+    assert (summary["n_val"], summary["top_k_fraction"]) == (12, TOP_K_FRACTION)
+    dice, iou = summary["val_dice"], summary["val_iou"]
+    assert 0 < iou < dice < 1 and iou == pytest.approx(dice / (2 - dice))
+    # without a pasted pixel there is no pixel threshold to choose
+    empty = map_summary(rng.uniform(0, 1, 12), maps, labels, np.zeros_like(masks))
+    assert (empty["pixel_threshold"], empty["val_dice"], empty["val_iou"]) == (None, None, None)
+    assert empty["image_score_option"] == "auto"
