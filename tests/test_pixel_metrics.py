@@ -438,6 +438,32 @@ def test_n_boot_is_a_positive_whole_number():
         assert str(caught.value) == f"n_boot must be a positive whole number, not {bad}"
 
 
+def test_dice_and_iou_on_one_pixel_and_float32_maps_against_a_float64_threshold():
+    lesion, normal = np.array([[True, False]]), np.array([[False, False]])
+    # one false positive and nothing else: Dice and IoU are 0; nothing at all: both are 1
+    assert dice_iou([np.array([[0.9, 0.1]])], [normal], 0.5) == (0.0, 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the empty case is not a 0/0 warning
+        assert dice_iou([np.array([[0.2, 0.1]])], [normal], 0.5) == (1.0, 1.0)
+    # a float32 map value just below a float64 threshold is below it (compared in float64,
+    # not with the threshold rounded to the same float32)
+    value = np.float32(0.1)
+    threshold = float(value) + 1e-10
+    assert np.float32(threshold) == value
+    assert dice_iou([np.array([[value, 0.0]], np.float32)], [lesion], threshold) == (0.0, 0.0)
+    assert dice_iou([np.array([[value, 0.0]], np.float32)], [lesion], float(value)) == (1.0, 1.0)
+
+
+def test_threshold_refusals_are_worded_as_documented():
+    maps, masks, fovs = random_case(23)
+    with pytest.raises(LesionPasteError) as caught:
+        pixel_report(maps, masks, float("nan"), fovs, n_boot=5)
+    assert str(caught.value) == "the threshold is NaN"
+    with pytest.raises(LesionPasteError) as caught:
+        best_threshold(maps, [np.zeros_like(m) for m in masks], fovs)
+    assert str(caught.value) == "best_threshold needs lesion pixels inside the fovs; none"
+
+
 def test_the_bootstrap_levels_are_exact_up_to_4096_distinct_values():
     """One image: every resample is the image itself, so an exact bootstrap gives the point
     value as both bounds. 4096 distinct values (one of them on 4097 pixels) are still exact;
