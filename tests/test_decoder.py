@@ -109,3 +109,23 @@ def test_probability_maps_put_pixel_centres_where_a_resized_mask_has_them():
     out = probability_maps(logits, (4, 9))
     assert out.shape == (1, 4, 9) and out.dtype == torch.float32
     np.testing.assert_allclose(out[0].numpy(), expected, atol=1e-6)
+
+
+def test_map_loss_is_each_images_bce_plus_one_minus_its_smoothed_soft_dice():
+    """Per image, computed by hand at the masks' resolution: the mean binary cross-entropy of
+    its pixels plus 1 - (2 * sum(p * m) + 1) / (sum(p) + sum(m) + 1), p the sigmoid of the
+    logits upsampled on pixel centres (as probability_maps and cv2.resize do)."""
+    import cv2
+
+    logits = torch.tensor([[[[2.0, -1.0], [0.5, -3.0]]], [[[-2.0, -2.0], [-2.0, -2.0]]]])
+    masks = torch.zeros(2, 4, 4, dtype=torch.uint8)
+    masks[0, :2, :2] = 1  # the second image is normal (an empty mask)
+    loss = map_loss(logits, masks)
+    assert loss.shape == (2,)
+    for i in range(2):
+        z = cv2.resize(logits[i, 0].numpy().astype(np.float64), (4, 4), cv2.INTER_LINEAR)
+        m = masks[i].numpy().astype(np.float64)
+        p = 1 / (1 + np.exp(-z))
+        bce = np.mean(-(m * np.log(p) + (1 - m) * np.log(1 - p)))
+        dice = (2 * (p * m).sum() + 1) / (p.sum() + m.sum() + 1)
+        assert float(loss[i]) == pytest.approx(bce + 1 - dice, abs=1e-5)
