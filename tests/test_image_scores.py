@@ -91,3 +91,11 @@ def test_the_summary_records_every_field_and_dice_and_iou_agree():
     empty = map_summary(rng.uniform(0, 1, 12), maps, labels, np.zeros_like(masks))
     assert (empty["pixel_threshold"], empty["val_dice"], empty["val_iou"]) == (None, None, None)
     assert empty["image_score_option"] == "auto"
+
+
+def test_upsampled_maps_are_float32_at_the_image_size():
+    from lesionpaste.train.metrics.image_scores import upsample_maps
+
+    out = upsample_maps(np.array([[[0.0, 1.0], [1.0, 0.0]]]), (4, 6))
+    assert len(out) == 1 and out[0].shape == (4, 6) and out[0].dtype == np.float32
+    assert out[0][0, 0] == 0.0 and out[0][0, -1] == 1.0  # corners keep their cells' values
