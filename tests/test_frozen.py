@@ -74,6 +74,16 @@ def test_freezing_is_refused_beyond_the_stages():
     assert len(Tail(model, "smallcnn", 3).tail) == 1  # the last of the 4 stages trains
 
 
+def test_the_tail_trains_while_its_frozen_stages_stay_in_eval_mode():
+    model, _ = build_model("smallcnn", "none")
+    tail = Tail(model, "smallcnn", 2)
+    assert tail.train() is tail  # train() with no argument means training mode
+    assert tail.training and all(m.training for m in tail.tail.modules())
+    assert not any(m.training for m in tail.frozen.modules())
+    tail.eval()
+    assert not tail.training and not any(m.training for m in tail.tail.modules())
+
+
 def _train(tmp_path, name, cache, maps=False):
     data = load_dataset(synthetic(tmp_path / "data", pairs=12, masks=maps), masks=maps)
     config = TrainConfig(dataset="d", arch="resnet18", weights="none", epochs=2, batch_size=8,
