@@ -60,7 +60,9 @@ def test_read_json_file_bounds_the_size_and_names_the_file(tmp_path):
     assert _refused(lambda: read_json_file(tmp_path / "missing.json")).startswith(
         f"{tmp_path / 'missing.json'}: "
     )
-    assert _refused(lambda: read_json_file(tmp_path)).startswith(f"{tmp_path}: ")
+    assert _refused(lambda: read_json_file(tmp_path)) == (
+        f"{tmp_path}: a directory, where a JSON file was expected"
+    )
 
 
 def test_json_lines_numbers_each_line_and_marks_damaged_ones(tmp_path):
@@ -77,7 +79,9 @@ def test_json_lines_numbers_each_line_and_marks_damaged_ones(tmp_path):
     assert _refused(lambda: next(lines)) == f"{path}, line 2: longer than 22 bytes; refused"
     missing = tmp_path / "missing.jsonl"
     assert _refused(lambda: list(json_lines(missing))).startswith(f"{missing}: ")
-    assert _refused(lambda: list(json_lines(tmp_path))).startswith(f"{tmp_path}: ")
+    assert _refused(lambda: list(json_lines(tmp_path))) == (
+        f"{tmp_path}: a directory, where a JSON-lines file was expected"
+    )
 
 
 def test_saved_json_is_none_when_missing_or_damaged(tmp_path):
