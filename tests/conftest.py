@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
+from lesionpaste.errors import LesionPasteError
 
 #: ../shared/data beside the checkout; $LP_SHARED_DATA names it for runs from a copy of the
 #: tree elsewhere (make mutate runs the tests inside mutants/).
@@ -138,3 +141,28 @@ def _quiet_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(work)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     os.makedirs(tmp_path / "home", exist_ok=True)
+
+
+#: ``damaged``'s value that deletes the key instead of replacing it
+DELETE = object()
+
+
+def damaged(data, path: tuple, value):
+    """A deep copy of JSON ``data`` with the value at ``path`` (keys or indices) replaced by
+    ``value``, or deleted when ``value`` is ``DELETE``."""
+    data = json.loads(json.dumps(data))
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    if value is DELETE:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return data
+
+
+def refusal(call, *args) -> str:
+    """The message of the LesionPasteError ``call(*args)`` raises (the test fails if none)."""
+    with pytest.raises(LesionPasteError) as caught:
+        call(*args)
+    return str(caught.value)

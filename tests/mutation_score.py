@@ -67,9 +67,10 @@ def main() -> int:
     table: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     survivors = []
     for name, state in sorted(status.items()):
-        if args.modules and module_of(name) not in args.modules:
+        module = module_of(name)
+        if args.modules and module not in args.modules:
             continue
-        row = table[module_of(name)]
+        row = table[module]
         if name in equivalent:
             row["equivalent"] += 1
         elif state in KILLED:

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from lesionpaste.dataset_format import listed_files, manifest_text
 from lesionpaste.digests import sha256_file
-from tests.conftest import Result
+from tests.conftest import Result, refusal
 from tests.synth_fixtures import make_fundus_bank, make_normals, tree_bytes
 from tests.train_fixtures import graded, synthetic
 
@@ -618,14 +618,20 @@ def test_pack_does_not_follow_a_file_swapped_for_a_link_while_it_packs(tmp_path,
 # --- what may follow the last member: the end marker and zero padding, within bounds
 
 
+def _members_only(path: Path, entries) -> bytes:
+    """The archive of ``entries`` written at ``path``, cut right after the last member's
+    (padded) data: no end marker."""
+    write_tar(path, entries)
+    with tarfile.open(path) as tar:
+        tar.getmembers()
+        end = tar.offset
+    return path.read_bytes()[:end]
+
+
 def _tail(tmp_path: Path, root: Path, name: str, tail: bytes) -> Path:
     """The dataset's archive cut right after its last member's data, then ``tail``."""
-    whole = write_tar(tmp_path / "whole.tar", members(root))
-    with tarfile.open(whole) as tar:
-        tar.getmembers()
-        end = tar.offset  # after the last member's (padded) data
     path = tmp_path / name
-    path.write_bytes(whole.read_bytes()[:end] + tail)
+    path.write_bytes(_members_only(tmp_path / "whole.tar", members(root)) + tail)
     return path
 
 
@@ -724,23 +730,16 @@ def test_pack_flushes_the_archive_to_disk_before_it_appears(tmp_path, small, mon
 def declaring(path: Path, entries, name: str, size: int) -> Path:
     """An archive of ``entries``, then a header of ``name`` declaring ``size`` bytes whose
     data is absent (two zero blocks follow): a large declaration without writing its bytes."""
-    with tarfile.open(path, "w") as tar:
-        for info, data in entries:
-            tar.addfile(info, io.BytesIO(data) if data is not None else None)
-        end = tar.offset
     header = tarfile.TarInfo(name)
     header.size = size
-    path.write_bytes(path.read_bytes()[:end] + header.tobuf() + bytes(2 * tarfile.BLOCKSIZE))
+    path.write_bytes(_members_only(path, entries) + header.tobuf() + bytes(2 * tarfile.BLOCKSIZE))
     return path
 
 
 def _refusal(archive: Path) -> str:
     from lesionpaste.dataset_archive import read_plan
-    from lesionpaste.errors import LesionPasteError
 
-    with pytest.raises(LesionPasteError) as caught:
-        read_plan(archive)
-    return str(caught.value)
+    return refusal(read_plan, archive)
 
 
 def test_the_first_member_must_be_dataset_json_as_a_regular_file(tmp_path, small):

@@ -22,6 +22,7 @@ from lesionpaste.contract import (
 )
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.recipes import GrahamRecipe, NoRecipe, WindowRecipe, recipe_to_dict
+from tests.conftest import DELETE, damaged
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 
@@ -86,15 +87,7 @@ def test_a_contract_is_read_back_as_written(tmp_path):
 
 
 def _damaged(path: tuple, value):
-    data = json.loads(json.dumps(contract().to_dict()))
-    target = data
-    for key in path[:-1]:
-        target = target[key]
-    if value is KeyError:
-        del target[path[-1]]
-    else:
-        target[path[-1]] = value
-    return data
+    return damaged(contract().to_dict(), path, value)
 
 
 @pytest.mark.parametrize(
@@ -113,7 +106,7 @@ def _damaged(path: tuple, value):
                 "(it reads 1); update LesionPaste"
             ),
         ),
-        (("schema_version",), KeyError, "schema version None"),
+        (("schema_version",), DELETE, "schema version None"),
         (("preparation",), [], "the preparation is not a JSON object"),
         (("preparation", "modality"), "mri", "unknown modality 'mri' (known: fundus, ct)"),
         (("preparation", "recipe"), "graham", "the recipe is not a JSON object"),
@@ -248,7 +241,7 @@ def test_a_datasets_preparation_comes_from_its_bank_and_configuration():
     ct = {"bank": {"modality": "ct", "preprocess": recipe_to_dict(WindowRecipe())},
           "config": {"size": 256, "normals_window": [-600, 1500]}}  # fmt: skip
     assert preparation_of(ct, "d").recipe == recipe_to_dict(WindowRecipe(-600.0, 1500.0))
-    for damaged, words in (
+    for case, words in (
         ({"config": meta["config"]}, "dataset.json records no bank or configuration"),
         ({"bank": meta["bank"], "config": "x"}, "dataset.json records no bank or configuration"),
         (
@@ -291,7 +284,7 @@ def test_a_datasets_preparation_comes_from_its_bank_and_configuration():
         ),
     ):
         with pytest.raises(LesionPasteError, match=f"^d: {words}"):
-            preparation_of(damaged, "d")
+            preparation_of(case, "d")
 
 
 def test_a_contract_file_goes_through_the_safe_reader(tmp_path):
@@ -310,10 +303,10 @@ def test_a_contract_file_goes_through_the_safe_reader(tmp_path):
     with pytest.raises(LesionPasteError, match="longer than a JSON file may be"):
         read_contract(padded)
     # a damaged value is named with the file it came from
-    damaged = tmp_path / "damaged.json"
-    damaged.write_text(json.dumps(_damaged(("image_score",), "mean")))
-    with pytest.raises(LesionPasteError, match=f"^{damaged}: unknown image_score 'mean'$"):
-        read_contract(damaged)
+    sent = tmp_path / "damaged.json"
+    sent.write_text(json.dumps(_damaged(("image_score",), "mean")))
+    with pytest.raises(LesionPasteError, match=f"^{sent}: unknown image_score 'mean'$"):
+        read_contract(sent)
 
 
 def test_the_network_input_is_described_in_full():

@@ -32,6 +32,7 @@ from lesionpaste.dataset_format import (
 )
 from lesionpaste.digests import sha256_bytes
 from lesionpaste.errors import LesionPasteError
+from tests.conftest import refusal
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 
@@ -77,12 +78,6 @@ def _set_meta(root: Path, **changes) -> None:
     (root / "dataset.json").write_text(json.dumps(meta), encoding="utf-8")
 
 
-def _refusal(call, *args) -> str:
-    with pytest.raises(LesionPasteError) as err:
-        call(*args)
-    return str(err.value)
-
-
 def test_a_whole_dataset_reads_and_verifies(dataset):
     assert read_dataset_json(dataset)["kind"] == "synthetic"
     assert [r["path"] for r in read_manifest(dataset)] == ["images/normal/a.png",
@@ -93,27 +88,27 @@ def test_a_whole_dataset_reads_and_verifies(dataset):
 def test_each_dataset_json_refusal_names_its_problem(dataset, tmp_path):
     path = dataset / "dataset.json"
     assert (
-        _refusal(read_dataset_json, tmp_path / "none")
+        refusal(read_dataset_json, tmp_path / "none")
         == f"{tmp_path / 'none'}: no such dataset directory"
     )
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert _refusal(read_dataset_json, empty) == (
+    assert refusal(read_dataset_json, empty) == (
         f"{empty}: no dataset.json (not a dataset, or an unfinished run)")  # fmt: skip
     _set_meta(dataset, format="other")
-    assert _refusal(read_dataset_json, dataset) == f"{path}: not a LesionPaste dataset description"
+    assert refusal(read_dataset_json, dataset) == f"{path}: not a LesionPaste dataset description"
     _set_meta(dataset, format="lesionpaste-dataset", schema_version=2)
-    assert _refusal(read_dataset_json, dataset) == (
+    assert refusal(read_dataset_json, dataset) == (
         f"{path}: dataset schema version 2 is not supported; this lesionpaste reads version 1"
     )
     _set_meta(dataset, schema_version=1, kind="real")
-    assert _refusal(read_dataset_json, dataset) == f"{path}: unknown dataset kind 'real'"
+    assert refusal(read_dataset_json, dataset) == f"{path}: unknown dataset kind 'real'"
     for key in ("counts", "config", "files"):
         _set_meta(_dataset(tmp_path / key), **{key: [1]})
-        assert _refusal(read_dataset_json, tmp_path / key) == (
+        assert refusal(read_dataset_json, tmp_path / key) == (
             f"{tmp_path / key / 'dataset.json'}: {key!r} is not a JSON object")  # fmt: skip
     path.write_text("[1, 2]", encoding="utf-8")
-    assert _refusal(read_dataset_json, dataset) == f"{path}: not a LesionPaste dataset description"
+    assert refusal(read_dataset_json, dataset) == f"{path}: not a LesionPaste dataset description"
 
 
 def _write_manifest(root: Path, text: str) -> Path:
@@ -144,7 +139,7 @@ HEADER = "path,label,twin_id,tier,n_lesions,mask_path,sha256\n"
 def test_each_manifest_refusal_names_its_line_and_problem(dataset, text, problem):
     path = _write_manifest(dataset, text)
     separator = ", " if problem.startswith("line") else ": "
-    assert _refusal(read_manifest, dataset) == f"{path}{separator}{problem}"
+    assert refusal(read_manifest, dataset) == f"{path}{separator}{problem}"
 
 
 def test_the_count_cells_read_back_as_integers_or_none(dataset):
@@ -162,11 +157,11 @@ def test_a_manifest_is_read_as_utf8_with_quoted_fields(dataset):
     assert read_manifest(dataset)[0]["path"] == name
     assert read_manifest(dataset)[0]["twin_id"] == "é\nz"  # a quoted line break kept as it is
     path.write_bytes(HEADER.encode() + b"\xff.png,0,a,,,,x\n")
-    assert _refusal(read_manifest, dataset).startswith(f"{path}: not a readable CSV file (")
+    assert refusal(read_manifest, dataset).startswith(f"{path}: not a readable CSV file (")
     path.unlink()
-    assert _refusal(read_manifest, dataset) == f"{dataset}: no manifest.csv"
+    assert refusal(read_manifest, dataset) == f"{dataset}: no manifest.csv"
     path.mkdir()
-    assert _refusal(read_manifest, dataset) == f"{path}: a directory, where a CSV file was expected"
+    assert refusal(read_manifest, dataset) == f"{path}: a directory, where a CSV file was expected"
 
 
 @pytest.mark.parametrize("column", ["path", "mask_path"])
@@ -174,21 +169,21 @@ def test_an_unsafe_path_in_either_path_column_is_refused(dataset, column):
     row = {"path": "a.png", "mask_path": "m.png"}
     row[column] = "../escape.png"
     _write_manifest(dataset, HEADER + f"{row['path']},1,a,1,1,{row['mask_path']},x\n")
-    assert _refusal(read_manifest, dataset) == (
+    assert refusal(read_manifest, dataset) == (
         f"unsafe path '../escape.png' in the dataset {dataset} (must be relative, no '..', no "
         "control characters)")  # fmt: skip
 
 
 @pytest.mark.parametrize("text", ["a\\b.png", "~/x.png", "/etc/passwd", "", "a\x07.png", "x/../y"])
 def test_unsafe_paths_are_refused(tmp_path, text):
-    assert _refusal(safe_path, tmp_path, text).startswith(f"unsafe path {text!r} in the dataset ")
+    assert refusal(safe_path, tmp_path, text).startswith(f"unsafe path {text!r} in the dataset ")
     assert safe_path(tmp_path, "images/a~b.png") == tmp_path / "images/a~b.png"
 
 
 def test_a_link_leading_out_of_the_dataset_is_refused(tmp_path):
     (tmp_path / "ds").mkdir()
     os.symlink(tmp_path, tmp_path / "ds" / "out")
-    assert _refusal(safe_path, tmp_path / "ds", "out/x.png") == (
+    assert refusal(safe_path, tmp_path / "ds", "out/x.png") == (
         f"path 'out/x.png' in the dataset {tmp_path / 'ds'} leads outside it (a link?)")  # fmt: skip
 
 
@@ -204,13 +199,13 @@ def test_an_image_is_read_checked_and_named_in_its_refusals(dataset):
     good = sha256_bytes((dataset / name).read_bytes())
     image = read_image(dataset, name, cv2.IMREAD_UNCHANGED, good)
     assert image.shape == (4, 4) and (image == 10).all()
-    assert _refusal(read_image, dataset, name, cv2.IMREAD_UNCHANGED, "0" * 64) == (
+    assert refusal(read_image, dataset, name, cv2.IMREAD_UNCHANGED, "0" * 64) == (
         f"{dataset}: {name} does not match its sha256 (damaged or altered)")  # fmt: skip
     (dataset / "images" / "dir.png").mkdir()
-    assert _refusal(read_image, dataset, "images/dir.png", 0) == (
+    assert refusal(read_image, dataset, "images/dir.png", 0) == (
         f"{dataset / 'images/dir.png'}: a directory, where a PNG image was expected")  # fmt: skip
     (dataset / "images" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nxxxxIEND\xaeB`\x82")
-    assert _refusal(read_image, dataset, "images/bad.png", 0).startswith(
+    assert refusal(read_image, dataset, "images/bad.png", 0).startswith(
         f"{dataset}: images/bad.png: "
     )
     colour = read_image(dataset, name, cv2.IMREAD_COLOR)
@@ -307,16 +302,16 @@ def test_an_evaluation_set_with_masks_is_schema_2_and_verifies(evaluation):
 def test_schema_2_is_only_for_evaluation_sets_with_masks(dataset, evaluation):
     path = evaluation / "dataset.json"
     _set_meta(evaluation, schema_version=3)
-    assert _refusal(read_dataset_json, evaluation) == (
+    assert refusal(read_dataset_json, evaluation) == (
         f"{path}: dataset schema version 3 is not supported; this lesionpaste reads versions "
         "1 and 2")  # fmt: skip
     _set_meta(evaluation, schema_version=True)
-    assert "schema version True is not supported" in _refusal(read_dataset_json, evaluation)
+    assert "schema version True is not supported" in refusal(read_dataset_json, evaluation)
     _set_meta(evaluation, schema_version=2, masks=[1])
-    assert _refusal(read_dataset_json, evaluation) == (
+    assert refusal(read_dataset_json, evaluation) == (
         f"{path}: schema version 2 needs 'masks', a JSON object")  # fmt: skip
     _set_meta(dataset, schema_version=2)  # a synthetic set
-    assert _refusal(read_dataset_json, dataset).endswith("this lesionpaste reads version 1")
+    assert refusal(read_dataset_json, dataset).endswith("this lesionpaste reads version 1")
 
 
 def test_verify_checks_every_mask_of_an_evaluation_set(evaluation):

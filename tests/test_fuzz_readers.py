@@ -19,7 +19,7 @@ from lesionpaste.dataset_format import MANIFEST_COLUMNS, read_dataset_json, veri
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.synth.inputs.normals import read_label_file
 from lesionpaste.train.training.dataset import load_dataset
-from tests.conftest import SHARED_DATA
+from tests.conftest import DELETE, SHARED_DATA, damaged
 from tests.synth_fixtures import make_fundus_bank
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
@@ -119,26 +119,12 @@ def test_any_damaged_manifest_row_is_verified_or_refused_cleanly(dataset, tmp_pa
         assert problems  # counts or pairs no longer agree with dataset.json
 
 
-def _damage(meta, path: tuple, value):
-    """``meta`` with the value at ``path`` (keys or indices) replaced, or deleted (None)."""
-    meta = json.loads(json.dumps(meta))
-    node = meta
-    for key in path[:-1]:
-        node = node[key]
-    if value is _DELETE:
-        del node[path[-1]]
-    else:
-        node[path[-1]] = value
-    return meta
-
-
-_DELETE = object()
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=10),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
                                                                max_size=4),
     max_leaves=8,
-) | st.just(_DELETE)  # fmt: skip
+) | st.just(DELETE)  # fmt: skip
 
 
 @FUZZ
@@ -153,7 +139,7 @@ def test_any_damaged_dataset_json_is_read_or_refused_cleanly(dataset, tmp_path, 
     """A valid ``dataset.json`` (right format and schema) with one key damaged or deleted."""
     root = _copy(dataset, tmp_path)
     original = json.loads((root / "dataset.json").read_text())
-    meta = _damage(original, where, value)
+    meta = damaged(original, where, value)
     (root / "dataset.json").write_text(json.dumps(meta), encoding="utf-8")
     try:
         read = read_dataset_json(root)

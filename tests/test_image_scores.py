@@ -50,13 +50,21 @@ def test_validation_aucs_need_both_classes():
     assert validation_aucs(scores, np.array([0, 1]))["classifier"] == 1.0
 
 
+def _validation_pairs(rng, n: int, cells: int, background: float, lesion: float):
+    """``n`` validation images alternating normal and twin: each twin's mask covers ``cells``
+    map cells (4 x 4 pixels each, stride 4) in row 1 from column 1, where its map is
+    ``lesion``; elsewhere the maps are uniform in [0, ``background``)."""
+    labels = np.array([0, 1] * (n // 2))
+    masks = np.zeros((n, 16, 16), np.uint8)
+    masks[labels == 1, 4:8, 4 : 4 + 4 * cells] = 1
+    maps = rng.uniform(0, background, (n, 4, 4))
+    maps[labels == 1, 1, 1 : 1 + cells] = lesion
+    return labels, masks, maps
+
+
 def test_the_summary_picks_the_map_when_only_the_map_separates():
     rng = np.random.default_rng(0)
-    labels = np.array([0, 1] * 10)
-    masks = np.zeros((20, 16, 16), np.uint8)
-    masks[labels == 1, 4:8, 4:8] = 1
-    maps = rng.uniform(0, 0.2, (20, 4, 4))
-    maps[labels == 1, 1, 1] = 0.9  # the lesion's cell at stride 4
+    labels, masks, maps = _validation_pairs(rng, 20, cells=1, background=0.2, lesion=0.9)
     probabilities = rng.uniform(0, 1, 20)  # a classifier at chance
     summary = map_summary(probabilities, maps, labels, masks)
     assert summary["image_score"] in ("map_max", "map_topk")
@@ -74,11 +82,7 @@ def test_no_image_gives_empty_scores():
 
 def test_the_summary_records_every_field_and_dice_and_iou_agree():
     rng = np.random.default_rng(1)
-    labels = np.array([0, 1] * 6)
-    masks = np.zeros((12, 16, 16), np.uint8)
-    masks[labels == 1, 4:8, 4:12] = 1
-    maps = rng.uniform(0, 0.3, (12, 4, 4))
-    maps[labels == 1, 1, 1:3] = 0.8
+    labels, masks, maps = _validation_pairs(rng, 12, cells=2, background=0.3, lesion=0.8)
     summary = map_summary(rng.uniform(0, 1, 12), maps, labels, masks, image_score="map_max")
     assert set(summary) == {"image_score", "image_score_option", "val_auc_by_score",
                             "pixel_threshold", "val_dice", "val_iou", "n_val",

@@ -10,7 +10,6 @@ import math
 
 import pytest
 
-from lesionpaste.errors import LesionPasteError
 from lesionpaste.jsonfiles import (
     MAX_JSON_BYTES,
     MAX_JSON_LINE_BYTES,
@@ -20,27 +19,22 @@ from lesionpaste.jsonfiles import (
     read_json_file,
     saved_json,
 )
+from tests.conftest import refusal
 
 pytestmark = pytest.mark.mutation  # run against each mutant by make mutate
 
 DEEP = "[" * 200_000 + "]" * 200_000
 
 
-def _refused(call) -> str:
-    with pytest.raises(LesionPasteError) as caught:
-        call()
-    return str(caught.value)
-
-
 def test_parse_json_turns_every_damage_into_one_line_naming_the_file():
     assert parse_json('{"a": [1, 2.5, null]}', "f.json") == {"a": [1, 2.5, None]}
     assert parse_json(b'{"a": "\xc3\xa9"}', "f.json") == {"a": "é"}
-    assert _refused(lambda: parse_json(DEEP, "f.json")) == (
+    assert refusal(lambda: parse_json(DEEP, "f.json")) == (
         "f.json: JSON nested too deeply to be a LesionPaste file"
     )
-    message = _refused(lambda: parse_json("{not json", "f.json"))
+    message = refusal(lambda: parse_json("{not json", "f.json"))
     assert message.startswith("f.json: not valid JSON (Expecting property name"), message
-    message = _refused(lambda: parse_json(b'"\xff"', "f.json"))
+    message = refusal(lambda: parse_json(b'"\xff"', "f.json"))
     assert message.startswith("f.json: not valid JSON ("), message
 
 
@@ -50,17 +44,17 @@ def test_read_json_file_bounds_the_size_and_names_the_file(tmp_path):
     path.write_text('{"k": 1}  ')
     assert read_json_file(path) == {"k": 1}
     assert read_json_file(path, max_bytes=10) == {"k": 1}  # exactly at the limit
-    assert _refused(lambda: read_json_file(path, max_bytes=9)) == (
+    assert refusal(lambda: read_json_file(path, max_bytes=9)) == (
         f"{path}: longer than a JSON file may be (9 bytes); refused unread"
     )
     path.write_text(DEEP)
-    assert _refused(lambda: read_json_file(path)) == (
+    assert refusal(lambda: read_json_file(path)) == (
         f"{path}: JSON nested too deeply to be a LesionPaste file"
     )
-    assert _refused(lambda: read_json_file(tmp_path / "missing.json")).startswith(
+    assert refusal(lambda: read_json_file(tmp_path / "missing.json")).startswith(
         f"{tmp_path / 'missing.json'}: "
     )
-    assert _refused(lambda: read_json_file(tmp_path)) == (
+    assert refusal(lambda: read_json_file(tmp_path)) == (
         f"{tmp_path}: a directory, where a JSON file was expected"
     )
 
@@ -76,10 +70,10 @@ def test_json_lines_numbers_each_line_and_marks_damaged_ones(tmp_path):
     assert list(json_lines(path, max_line_bytes=23)) == [(1, {"a": 1}), (2, "x" * 20)]
     lines = json_lines(path, max_line_bytes=22)
     assert next(lines) == (1, {"a": 1})
-    assert _refused(lambda: next(lines)) == f"{path}, line 2: longer than 22 bytes; refused"
+    assert refusal(lambda: next(lines)) == f"{path}, line 2: longer than 22 bytes; refused"
     missing = tmp_path / "missing.jsonl"
-    assert _refused(lambda: list(json_lines(missing))).startswith(f"{missing}: ")
-    assert _refused(lambda: list(json_lines(tmp_path))) == (
+    assert refusal(lambda: list(json_lines(missing))).startswith(f"{missing}: ")
+    assert refusal(lambda: list(json_lines(tmp_path))) == (
         f"{tmp_path}: a directory, where a JSON-lines file was expected"
     )
 
