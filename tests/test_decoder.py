@@ -34,9 +34,55 @@ def test_the_map_is_at_stride_4_for_every_arch_and_the_logits_are_unchanged(arch
 
 def test_the_decoder_taps_each_stride_once_finest_first():
     backbone, _ = build_model("resnet18", "none")
-    assert MapModel(backbone, "resnet18").strides == [4, 8, 16, 32]
+    strides = MapModel(backbone, "resnet18").strides
+    assert strides == [4, 8, 16, 32] and all(type(s) is int for s in strides)  # sizes divide by it
     small, _ = build_model("smallcnn", "none")
     assert MapModel(small, "smallcnn").strides == [4, 8, 16]  # it has no stride-32 stage
+
+
+def test_the_pyramid_merges_top_down_then_smooths_as_written_out_by_hand():
+    """Coarsest lateral, upsampled (bilinear, pixel centres) and added to each finer lateral,
+    then a 3x3 convolution, batch norm, ReLU and the 1x1 output: with functional calls."""
+    import torch.nn.functional as F
+
+    from lesionpaste.train.models.decoder import PyramidDecoder
+
+    torch.manual_seed(0)
+    decoder = PyramidDecoder([8, 16, 32], width=6)
+    conv, norm, _ = decoder.smooth
+    norm.running_mean.uniform_(-1, 1)
+    norm.running_var.uniform_(0.5, 2)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2)
+        norm.bias.uniform_(-1, 1)
+    decoder.eval()
+    features = [torch.randn(2, c, s, s + 1) for c, s in ((8, 12), (16, 6), (32, 3))]
+
+    def lateral(k):
+        return F.conv2d(features[k], decoder.lateral[k].weight, decoder.lateral[k].bias)
+
+    x = lateral(2)
+    for k in (1, 0):
+        up = F.interpolate(x, size=features[k].shape[-2:], mode="bilinear", align_corners=False)
+        x = up + lateral(k)
+    x = F.conv2d(x, conv.weight, conv.bias, padding=1)
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    x = (x - norm.running_mean[:, None, None]) * scale[:, None, None] + norm.bias[:, None, None]
+    x = torch.relu(x)
+    expected = F.conv2d(x, decoder.out.weight, decoder.out.bias)
+    with torch.no_grad():
+        got = decoder(features)
+    assert got.shape == (2, 1, 12, 13)
+    torch.testing.assert_close(got, expected)
+
+
+def test_an_untrained_map_starts_at_a_small_lesion_prior():
+    """The output bias starts at -4: every pixel about sigmoid(-4) = 1.8% "lesion", since most
+    pixels are normal (the decoder's 1x1 output starts from there, not from 50%)."""
+    from lesionpaste.train.models.decoder import PyramidDecoder
+
+    decoder = PyramidDecoder([8, 16])
+    assert torch.equal(decoder.out.bias, torch.tensor([-4.0]))
 
 
 def test_the_pixel_loss_is_small_for_a_right_map_and_large_for_a_wrong_one():

@@ -5,6 +5,7 @@ that recomputes them every step."""
 from __future__ import annotations
 
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -142,3 +143,128 @@ def test_validation_on_images_normalised_once_equals_normalising_every_epoch(
         logs.append([json.loads(line)["val_auc"] for line in lines])
     assert logs[0] == logs[1] and len(logs[0]) == 3
     assert kept[:3] == [True] * 3 and not any(kept[-3:])  # the first run used the kept images
+
+
+def _cache_setup(maps=False, count=6):
+    torch.manual_seed(0)
+    model, _ = build_model("resnet18", "none")
+    model = MapModel(model, "resnet18") if maps else model
+    tail = Tail(model, "resnet18", 2)
+    normalizer = Normalizer(32, channels_last=False, arch="resnet18")
+    images = torch.from_numpy(
+        np.random.default_rng(1).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
+    )
+    return model, tail, normalizer, images
+
+
+def test_the_cache_goes_to_a_file_only_beyond_its_budget_and_names_the_file():
+    _, tail, normalizer, images = _cache_setup(maps=True)
+    with torch.no_grad():
+        size = sum(4 * t.numel() for t in tail.frozen_outputs(normalizer(images)))
+    cpu = torch.device("cpu")
+    exactly = cache_activations(tail, normalizer, images, cpu, 4, size)  # float32: 4 bytes each
+    assert exactly.path is None
+    exactly.close()
+    over = cache_activations(tail, normalizer, images, cpu, 4, size - 1)
+    name = os.path.basename(over.path)
+    assert name.startswith("lesionpaste-frozen-") and name.endswith(".f32")  # findable if left
+    assert os.path.dirname(over.path) == tempfile.gettempdir()
+    assert os.path.getsize(over.path) == size
+    over.close()
+
+
+def test_the_default_budget_is_a_share_of_the_machines_memory(monkeypatch):
+    from lesionpaste.train.training import frozen
+
+    _, tail, normalizer, images = _cache_setup()
+    with torch.no_grad():
+        size = sum(4 * t.numel() for t in tail.frozen_outputs(normalizer(images)))
+    for memory, in_file in ((int(size / frozen.MEMORY_SHARE) + 8, False), (size, True)):
+        monkeypatch.setattr(frozen, "_memory_bytes", lambda memory=memory: memory)
+        cached = cache_activations(tail, normalizer, images, torch.device("cpu"), 4)
+        assert (cached.path is not None) == in_file
+        cached.close()
+
+
+def test_the_machines_memory_is_read_from_the_system_with_a_fallback(monkeypatch):
+    from lesionpaste.train.training import frozen
+
+    pages = os.sysconf("SC_PHYS_PAGES")  # the physical memory, as the system reports it
+    assert frozen._memory_bytes() == pages * os.sysconf("SC_PAGE_SIZE") != 8 * 2**30
+
+    def unsupported(name):
+        raise ValueError(f"unrecognized configuration name {name}")
+
+    monkeypatch.setattr(os, "sysconf", unsupported)
+    assert frozen._memory_bytes() == 8 * 2**30  # where the system cannot tell: 8 GiB
+
+
+def test_the_cache_is_float32_whatever_torchs_default_type():
+    _, tail, normalizer, images = _cache_setup()
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        cached = cache_activations(tail, normalizer, images, torch.device("cpu"), 4, None)
+    finally:
+        torch.set_default_dtype(default)
+    assert [a.dtype for a in cached.arrays] == [torch.float32]
+    cached.close()
+
+
+def test_the_cache_batch_is_small_on_a_cpu_and_64_elsewhere(monkeypatch):
+    from lesionpaste.train.training import frozen
+
+    assert frozen.cache_batch_size(torch.device("cpu")) == 4
+    assert frozen.cache_batch_size(torch.device("cuda")) == 64
+    assert frozen.cache_batch_size(torch.device("mps")) == 64  # a device without its own entry
+    _, tail, normalizer, images = _cache_setup(count=10)
+    seen = []
+    original = tail.frozen_outputs
+
+    def spy(x):
+        seen.append(len(x))
+        return original(x)
+
+    monkeypatch.setattr(tail, "frozen_outputs", spy)
+    cache_activations(tail, normalizer, images, torch.device("cpu"), None, None).close()
+    assert seen == [1, 4, 4, 2]  # one image to learn the shapes, then CACHE_BATCH["cpu"]
+
+
+def test_cached_outputs_stay_on_a_gpu_only_in_memory_and_with_twice_their_size_free():
+    from lesionpaste.train.training.frozen import stays_on_device
+
+    asked = []
+
+    def free(device):
+        asked.append(device)
+        return 1000
+
+    gpu = torch.device("cuda", 1)
+    assert stays_on_device(499, gpu, False, free) and asked == [gpu]
+    assert not stays_on_device(500, gpu, False, free)  # not over twice its size free
+    assert not stays_on_device(499, gpu, True, free)  # in a file: it stays there
+    assert not stays_on_device(1, torch.device("cpu"), False, free)
+
+
+def test_cached_outputs_that_stay_on_the_device_are_moved_there(monkeypatch):
+    from lesionpaste.train.training import frozen
+
+    _, tail, normalizer, images = _cache_setup()
+    moved = []
+    monkeypatch.setattr(frozen, "stays_on_device", lambda *a: moved.append(a) or True)
+    cached = cache_activations(tail, normalizer, images, torch.device("cpu"), 4, None)
+    size = sum(4 * a.numel() for a in cached.arrays)
+    assert moved == [(size, torch.device("cpu"), False)]
+    assert len(cached.arrays) == 1 and cached.arrays[0].shape[0] == len(images)
+
+
+def test_the_tail_returns_the_logits_alone_unless_the_map_is_asked_for():
+    model, tail, normalizer, images = _cache_setup(maps=True)
+    model.eval()
+    tail.eval()
+    with torch.no_grad():
+        direct = tail.frozen_outputs(normalizer(images))
+        logits = tail(direct)
+        both = tail(direct, with_map=True)
+    assert isinstance(logits, torch.Tensor) and logits.shape == (len(images), 2)
+    assert isinstance(both, tuple) and torch.equal(both[0], logits)

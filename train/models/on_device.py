@@ -3,6 +3,8 @@ normalised inside the model (``Normalizer``), and scored in batches."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -72,6 +74,29 @@ class Normalizer(nn.Module):
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
+def free_gpu_bytes(device: torch.device) -> int:
+    """The GPU's free memory in bytes."""
+    return torch.cuda.mem_get_info(device)[0]
+
+
+def fits_on_device(
+    nbytes: int,
+    device: torch.device,
+    free_bytes: Callable[[torch.device], int] = free_gpu_bytes,
+) -> bool:
+    """Whether data of ``nbytes`` is moved onto the device: a GPU with over twice that free.
+
+    Args:
+        nbytes: the data's size in bytes.
+        device: the device training runs on (on a CPU the data stays in host memory).
+        free_bytes: the device's free memory in bytes (queried only for a GPU).
+
+    Returns:
+        True to move the data onto the device.
+    """
+    return device.type == "cuda" and nbytes < 0.5 * free_bytes(device)
+
+
 def place_images(images: np.ndarray, device: torch.device) -> tuple[torch.Tensor, bool]:
     """The uint8 images on the device when they fit (with room to spare), else pinned host
     memory from which batches are copied asynchronously.
@@ -87,8 +112,7 @@ def place_images(images: np.ndarray, device: torch.device) -> tuple[torch.Tensor
     tensor = torch.from_numpy(images)
     if device.type != "cuda":
         return tensor, True
-    free, _ = torch.cuda.mem_get_info(device)
-    if tensor.nbytes < 0.5 * free:
+    if fits_on_device(tensor.nbytes, device):
         return tensor.to(device), True
     return tensor.pin_memory(), False
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from lesionpaste.train.models.on_device import fits_on_device, free_gpu_bytes
 from lesionpaste.train.models.stages import freeze, split
 
 #: the share of the machine's memory that cached activations may take before they go to a file
@@ -142,6 +144,31 @@ def _memory_bytes() -> int:
 CACHE_BATCH = {"cpu": 4, "cuda": 64}
 
 
+def cache_batch_size(device: torch.device) -> int:
+    """Images per forward pass while caching on ``device``: ``CACHE_BATCH``, else 64."""
+    return CACHE_BATCH.get(device.type, 64)
+
+
+def stays_on_device(
+    total: int,
+    device: torch.device,
+    in_file: bool,
+    free_bytes: Callable[[torch.device], int] = free_gpu_bytes,
+) -> bool:
+    """Whether cached outputs move onto the device: when in memory and they fit on a GPU.
+
+    Args:
+        total: the cached outputs' size in bytes.
+        device: the device training runs on.
+        in_file: whether the outputs went to a temporary file (they then stay there).
+        free_bytes: the device's free memory in bytes (queried only for a GPU).
+
+    Returns:
+        True to keep the outputs on the device, False to keep them on the host.
+    """
+    return not in_file and fits_on_device(total, device, free_bytes)
+
+
 def cache_activations(
     tail: Tail,
     normalizer: nn.Module,
@@ -165,7 +192,7 @@ def cache_activations(
         The cached outputs, kept on the device when it is a GPU with room, else on the host.
     """
     tail.frozen.eval()
-    batch_size = batch_size or CACHE_BATCH.get(device.type, 64)
+    batch_size = batch_size or cache_batch_size(device)
     budget = int(MEMORY_SHARE * _memory_bytes()) if memory_budget is None else memory_budget
     with torch.no_grad():
         first = tail.frozen_outputs(normalizer(images[:1].to(device)))
@@ -188,8 +215,6 @@ def cache_activations(
             batch = images[start : start + batch_size].to(device, non_blocking=True)
             for array, out in zip(arrays, tail.frozen_outputs(normalizer(batch))):
                 array[start : start + len(out)] = out.float().cpu()
-    if device.type == "cuda" and path is None:
-        free, _ = torch.cuda.mem_get_info(device)
-        if total < 0.5 * free:
-            arrays = [a.to(device) for a in arrays]
+    if stays_on_device(total, device, path is not None):
+        arrays = [a.to(device) for a in arrays]
     return Activations(arrays, path)
