@@ -303,9 +303,10 @@ def contract_from_dict(data: object, where: object) -> InputContract:
         raise LesionPasteError(f"{where}: not a JSON object")
     if data.get("format") != CONTRACT_FORMAT:
         raise LesionPasteError(f"{where}: not an input contract (format {data.get('format')!r})")
-    if data.get("schema_version") != CONTRACT_VERSION:
+    version = data.get("schema_version")
+    if isinstance(version, bool) or version != CONTRACT_VERSION:
         raise LesionPasteError(
-            f"{where}: input contract schema version {data.get('schema_version')!r} is not "
+            f"{where}: input contract schema version {version!r} is not "
             f"known to this version (it reads {CONTRACT_VERSION}); update LesionPaste"
         )
     preparation = check_preparation(data.get("preparation"), where)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 from lesionpaste.files import open_regular
@@ -18,6 +19,18 @@ def sha256_bytes(data: bytes) -> str:
         The 64-character lowercase hex digest.
     """
     return hashlib.sha256(data).hexdigest()
+
+
+def is_sha256(value: object) -> bool:
+    """Whether a value read from a file is a hex sha256 digest (64 hex digits, either case).
+
+    Args:
+        value: the value, of any type.
+
+    Returns:
+        True for a digest.
+    """
+    return isinstance(value, str) and re.fullmatch(r"[0-9a-fA-F]{64}", value) is not None
 
 
 def sha256_file(path: Path) -> str:

@@ -107,6 +107,7 @@ def _damaged(path: tuple, value):
             ),
         ),
         (("schema_version",), DELETE, "schema version None"),
+        (("schema_version",), True, "schema version True"),  # equal to 1, but not a version
         (("preparation",), [], "the preparation is not a JSON object"),
         (("preparation", "modality"), "mri", "unknown modality 'mri' (known: fundus, ct)"),
         (("preparation", "recipe"), "graham", "the recipe is not a JSON object"),

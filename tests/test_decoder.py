@@ -143,6 +143,26 @@ def test_map_outputs_of_no_image_are_empty():
         model, normalizer, torch.zeros(0, 32, 32, 3, dtype=torch.uint8), torch.device("cpu")
     )
     assert probabilities.shape == (0,) and len(maps) == 0
+    assert probabilities.dtype == maps.dtype == np.float32 and maps.shape == (0, 1, 1)
+
+
+def test_outputs_of_no_batch_are_empty_float32_and_no_map_unless_asked():
+    from lesionpaste.train.models.decoder import collect_outputs
+
+    backbone, _ = build_model("smallcnn", "none")
+    probabilities, maps = collect_outputs(backbone, [], torch.device("cpu"), maps=False)
+    assert probabilities.shape == (0,) and probabilities.dtype == np.float32 and maps is None
+
+
+def test_the_wrapped_backbone_still_runs_on_its_own():
+    """A tool given ``model.backbone`` (a Grad-CAM target, say) calls it directly: the taps'
+    hooks must not break it, from the moment the map model is built."""
+    torch.manual_seed(0)
+    backbone, _ = build_model("smallcnn", "none")
+    model = MapModel(backbone, "smallcnn").eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model.backbone(x), model(x))
 
 
 def test_probability_maps_put_pixel_centres_where_a_resized_mask_has_them():

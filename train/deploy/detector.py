@@ -108,6 +108,26 @@ class Detector:
         flagged = {name: scores > t for name, t in self.contract.thresholds.items()}
         return Scored(scores, prob, low, flagged)
 
+    def score_prepared(self, images: list[np.ndarray]) -> Scored:
+        """Score prepared images that may differ in size (a ``--size 0`` contract keeps each
+        file's own resolution): each run of images of one shape is one ``score`` call.
+
+        Args:
+            images: prepared ``(S, S, C)`` ``uint8`` images, at least one.
+
+        Returns:
+            The scores, in the order of ``images``.
+
+        Raises:
+            LesionPasteError: images the contract does not take, or maps of different sizes.
+        """
+        parts, start = [], 0
+        for stop in range(1, len(images) + 1):
+            if stop == len(images) or images[stop].shape != images[start].shape:
+                parts.append(self.score(np.stack(images[start:stop])))
+                start = stop
+        return joined(parts)
+
     def predict(self, paths: Iterable[str | Path]) -> Scored:
         """Read raw image files, prepare each by the contract, and score them.
 
@@ -119,20 +139,44 @@ class Detector:
 
         Raises:
             LesionPasteError: a file that cannot be read or prepared (of the other modality,
-                say); ``lp-predict`` records and skips such files instead.
+                say); ``lp-predict`` records and skips such files instead. Maps of files of
+                different sizes (a ``--size 0`` contract): predict them one at a time.
         """
         paths = [Path(p) for p in paths]
+        if not paths:
+            return self.score(np.zeros((0, 1, 1, self.contract.preparation.channels), np.uint8))
         parts = []
         for start in range(0, len(paths), BATCH):  # a batch prepared at a time: flat memory
             chunk = paths[start : start + BATCH]
-            parts.append(self.score(np.stack([self.contract.preparation.prepare(p).image
-                                              for p in chunk])))  # fmt: skip
-        if not parts:
-            return self.score(np.zeros((0, 1, 1, self.contract.preparation.channels), np.uint8))
-        maps = None if parts[0].maps is None else np.concatenate([p.maps for p in parts])
-        return Scored(
-            np.concatenate([p.scores for p in parts]),
-            np.concatenate([p.probabilities for p in parts]),
-            maps,
-            {k: np.concatenate([p.flagged[k] for p in parts]) for k in parts[0].flagged},
-        )
+            parts.append(self.score_prepared([self.contract.preparation.prepare(p).image
+                                              for p in chunk]))  # fmt: skip
+        return joined(parts)
+
+
+def joined(parts: list[Scored]) -> Scored:
+    """The scores of several batches as one, in order.
+
+    Args:
+        parts: at least one batch's scores.
+
+    Returns:
+        Their concatenation.
+
+    Raises:
+        LesionPasteError: maps of different sizes (images of different sizes under a
+            ``--size 0`` contract), which no single array holds.
+    """
+    maps = None
+    if parts[0].maps is not None:
+        if len({p.maps.shape[1:] for p in parts}) > 1:
+            raise LesionPasteError(
+                "images of different sizes (the contract keeps each file's resolution) give "
+                "maps of different sizes: predict them one at a time"
+            )
+        maps = np.concatenate([p.maps for p in parts])
+    return Scored(
+        np.concatenate([p.scores for p in parts]),
+        np.concatenate([p.probabilities for p in parts]),
+        maps,
+        {k: np.concatenate([p.flagged[k] for p in parts]) for k in parts[0].flagged},
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lesionpaste.contract import contract_from_dict
+from lesionpaste.digests import is_sha256
 from lesionpaste.errors import LesionPasteError
 from lesionpaste.file_names import MODEL_FILES, MODEL_RECORD
 from lesionpaste.jsonfiles import read_json_file
@@ -38,21 +39,21 @@ def check_model_json(data: object, where: Path) -> dict:
     """
     if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
         raise LesionPasteError(f"{where}: not an lp-export model description")
-    if data.get("schema_version") != MODEL_VERSION:
+    version = data.get("schema_version")
+    if isinstance(version, bool) or version != MODEL_VERSION:
         raise LesionPasteError(
-            f"{where}: schema version {data.get('schema_version')!r} is not known to this "
+            f"{where}: schema version {version!r} is not known to this "
             f"version (it reads {MODEL_VERSION}); update LesionPaste"
         )
     kind = data.get("model_format")
-    if kind not in MODEL_FILES:
+    if not isinstance(kind, str) or kind not in MODEL_FILES:
         raise LesionPasteError(f"{where}: unknown model_format {kind!r} (onnx or torchscript)")
     if data.get("model_file") != MODEL_FILES[kind]:
         raise LesionPasteError(
-            f"{where}: model_file {data.get('model_file')!r}; an {kind} export's model is "
+            f"{where}: model_file {data.get('model_file')!r}; the {kind} format's model file is "
             f"{MODEL_FILES[kind]}, beside model.json"
         )
-    digest = data.get("model_sha256")
-    if not isinstance(digest, str) or len(digest) != 64:
+    if not is_sha256(data.get("model_sha256")):
         raise LesionPasteError(f"{where}: model_sha256 is not a sha256 digest")
     return data
 

@@ -288,7 +288,7 @@ def _score_chunk(detector, chunk, outcomes, index, out, carried, strict) -> list
         reason = outcomes[bad].reason
         where = "" if reason.startswith(chunk[bad].input) else f"{chunk[bad].input}: "
         raise LesionPasteError(f"{where}{reason} (--strict)")
-    scored = detector.score(np.stack([outcomes[k].image for k in good])) if good else None
+    scored = detector.score_prepared([outcomes[k].image for k in good]) if good else None
     rows = []
     for k, (item, outcome) in enumerate(zip(chunk, outcomes)):
         row = {
