@@ -13,6 +13,7 @@ from lesionpaste.errors import LesionPasteError
 from lesionpaste.synth.pasting.augment import AugmentConfig
 from lesionpaste.synth.pasting.twin import PasteConfig
 from lesionpaste.train.training.config import TrainConfig
+from tests.conftest import refusal
 
 
 @pytest.mark.mutation
@@ -83,6 +84,38 @@ def test_an_augment_configuration_refuses_bad_ranges(kwargs):
 def test_a_training_configuration_refuses_bad_values(kwargs, expected):
     with pytest.raises(LesionPasteError, match=re.escape(expected)):
         TrainConfig(dataset="d", **kwargs)
+
+
+POSITIVE = "--epochs, --batch-size and --lr must be positive"
+
+
+@pytest.mark.mutation
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({"epochs": 0}, POSITIVE),
+        ({"batch_size": 0}, POSITIVE),
+        ({"lr": -1e-3}, POSITIVE),
+        ({"lr": math.inf}, POSITIVE),
+        ({"freeze": -1}, "--freeze must be 0 (none) or a number of stages"),
+        ({"size": 0}, "--size must be a positive number of pixels"),
+        ({"val_fraction": -0.01}, "--val-fraction must be at least 0 and below 1"),
+        ({"momentum": math.inf}, "--momentum must be 0 or more"),
+        ({"weight_decay": -1e-9}, "--weight-decay must be 0 or more"),
+        ({"map_weight": math.nan}, "--map-weight must be 0 or more"),
+    ],
+)
+def test_each_training_refusal_is_its_whole_message(kwargs, expected):
+    assert refusal(lambda: TrainConfig(dataset="d", **kwargs)) == expected
+
+
+@pytest.mark.mutation
+def test_a_training_configuration_takes_each_bound_at_its_edge():
+    """The smallest values that can train, and the largest finite learning rate."""
+    edge = TrainConfig(dataset="d", epochs=1, batch_size=1, size=1, val_fraction=0.0, lr=5e-324,
+                       momentum=0.0, weight_decay=0.0, map_weight=0.0)  # fmt: skip
+    assert (edge.epochs, edge.batch_size, edge.size, edge.val_fraction) == (1, 1, 1, 0.0)
+    assert TrainConfig(dataset="d", lr=1.7e308, val_fraction=0.999).lr == 1.7e308
 
 
 @pytest.mark.mutation
