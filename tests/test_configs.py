@@ -103,6 +103,12 @@ POSITIVE = "--epochs, --batch-size and --lr must be positive"
         ({"momentum": math.inf}, "--momentum must be 0 or more"),
         ({"weight_decay": -1e-9}, "--weight-decay must be 0 or more"),
         ({"map_weight": math.nan}, "--map-weight must be 0 or more"),
+        (
+            {"maps": True, "supervised": True},
+            "--maps learns the pasted masks: it needs a synthetic dataset",
+        ),
+        ({"keep_best": "heldout"}, "--keep-best heldout needs --heldout-val (the held-out pairs)"),
+        ({"bank_sources": ["a", 3]}, "bank_sources is \"['a', 3]\", not of type list[str]"),
     ],
 )
 def test_each_training_refusal_is_its_whole_message(kwargs, expected):
