@@ -109,6 +109,10 @@ POSITIVE = "--epochs, --batch-size and --lr must be positive"
         ),
         ({"keep_best": "heldout"}, "--keep-best heldout needs --heldout-val (the held-out pairs)"),
         ({"bank_sources": ["a", 3]}, "bank_sources is \"['a', 3]\", not of type list[str]"),
+        (  # a long value is cut at 40 characters
+            {"bank_sources": ["a" * 60, 3]},
+            "bank_sources is \"['" + "a" * 38 + '", not of type list[str]',
+        ),
     ],
 )
 def test_each_training_refusal_is_its_whole_message(kwargs, expected):
