@@ -39,16 +39,21 @@ def test_the_stages_and_head_compose_to_the_model(arch):
         assert torch.equal(head(h), model(x))
 
 
-@pytest.mark.parametrize("maps", [False, True])
-def test_cached_activations_equal_recomputed_ones_in_memory_and_in_a_file(maps):
+def _cache_setup(maps=False, count=6):
     torch.manual_seed(0)
     model, _ = build_model("resnet18", "none")
     model = MapModel(model, "resnet18") if maps else model
     tail = Tail(model, "resnet18", 2)
     normalizer = Normalizer(32, channels_last=False, arch="resnet18")
     images = torch.from_numpy(
-        np.random.default_rng(0).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+        np.random.default_rng(1).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
     )
+    return model, tail, normalizer, images
+
+
+@pytest.mark.parametrize("maps", [False, True])
+def test_cached_activations_equal_recomputed_ones_in_memory_and_in_a_file(maps):
+    model, tail, normalizer, images = _cache_setup(maps, count=10)
     with torch.no_grad():
         direct = tail.frozen_outputs(normalizer(images))
     assert len(direct) == (2 if maps else 1)  # with maps: layer1's stride-4 tap is frozen too
@@ -143,18 +148,6 @@ def test_validation_on_images_normalised_once_equals_normalising_every_epoch(
         logs.append([json.loads(line)["val_auc"] for line in lines])
     assert logs[0] == logs[1] and len(logs[0]) == 3
     assert kept[:3] == [True] * 3 and not any(kept[-3:])  # the first run used the kept images
-
-
-def _cache_setup(maps=False, count=6):
-    torch.manual_seed(0)
-    model, _ = build_model("resnet18", "none")
-    model = MapModel(model, "resnet18") if maps else model
-    tail = Tail(model, "resnet18", 2)
-    normalizer = Normalizer(32, channels_last=False, arch="resnet18")
-    images = torch.from_numpy(
-        np.random.default_rng(1).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
-    )
-    return model, tail, normalizer, images
 
 
 def test_the_cache_goes_to_a_file_only_beyond_its_budget_and_names_the_file():

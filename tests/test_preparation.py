@@ -188,23 +188,22 @@ def test_no_resize_for_size_0_or_less_or_the_same_side(size):
     assert got is image and got_disc is disc
 
 
-def test_shrinking_averages_areas_and_scales_the_disc_about_pixel_centres():
+@pytest.mark.parametrize(
+    "size, chosen, other, expected",
+    [  # (c + 0.5) * k - 0.5 for the centre, r * k for the radius
+        (25, cv2.INTER_AREA, cv2.INTER_LINEAR, Disc(6.0625, 8.5625, 10.0)),  # k = 0.625
+        (60, cv2.INTER_LINEAR, cv2.INTER_AREA, Disc(15.25, 21.25, 24.0)),  # k = 1.5
+    ],
+)
+def test_shrinking_averages_areas_enlarging_interpolates_and_the_disc_follows(
+    size, chosen, other, expected
+):
     image = _square(40)
-    got, disc = resize_square(image, Disc(10.0, 14.0, 16.0), 25)  # k = 0.625
-    area = cv2.resize(image, (25, 25), interpolation=cv2.INTER_AREA)
-    assert not np.array_equal(area, cv2.resize(image, (25, 25), interpolation=cv2.INTER_LINEAR))
-    np.testing.assert_array_equal(got, area)
-    # (c + 0.5) * k - 0.5: 10.5 * 0.625 - 0.5 and 14.5 * 0.625 - 0.5; the radius 16 * 0.625
-    assert disc == Disc(6.0625, 8.5625, 10.0)
-
-
-def test_enlarging_interpolates_linearly():
-    image = _square(40)
-    got, disc = resize_square(image, Disc(10.0, 14.0, 16.0), 60)  # k = 1.5
-    linear = cv2.resize(image, (60, 60), interpolation=cv2.INTER_LINEAR)
-    assert not np.array_equal(linear, cv2.resize(image, (60, 60), interpolation=cv2.INTER_AREA))
-    np.testing.assert_array_equal(got, linear)
-    assert disc == Disc(15.25, 21.25, 24.0)  # 10.5 * 1.5 - 0.5, 14.5 * 1.5 - 0.5, 16 * 1.5
+    got, disc = resize_square(image, Disc(10.0, 14.0, 16.0), size)
+    want = cv2.resize(image, (size, size), interpolation=chosen)
+    assert not np.array_equal(want, cv2.resize(image, (size, size), interpolation=other))
+    np.testing.assert_array_equal(got, want)
+    assert disc == expected
 
 
 def test_a_one_channel_square_keeps_its_channel_axis_down_to_one_pixel():
