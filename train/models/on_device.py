@@ -75,7 +75,14 @@ class Normalizer(nn.Module):
 
 
 def free_gpu_bytes(device: torch.device) -> int:
-    """The GPU's free memory in bytes."""
+    """The GPU's free memory.
+
+    Args:
+        device: a CUDA device.
+
+    Returns:
+        Its free memory in bytes.
+    """
     return torch.cuda.mem_get_info(device)[0]
 
 

@@ -145,7 +145,14 @@ CACHE_BATCH = {"cpu": 4, "cuda": 64}
 
 
 def cache_batch_size(device: torch.device) -> int:
-    """Images per forward pass while caching on ``device``: ``CACHE_BATCH``, else 64."""
+    """Images per forward pass while caching.
+
+    Args:
+        device: the device the frozen stages run on.
+
+    Returns:
+        ``CACHE_BATCH`` for its type, else 64.
+    """
     return CACHE_BATCH.get(device.type, 64)
 
 
