@@ -108,25 +108,25 @@ class Detector:
         flagged = {name: scores > t for name, t in self.contract.thresholds.items()}
         return Scored(scores, prob, low, flagged)
 
-    def score_prepared(self, images: list[np.ndarray]) -> Scored:
+    def score_by_shape(self, images: list[np.ndarray]) -> list[Scored]:
         """Score prepared images that may differ in size (a ``--size 0`` contract keeps each
-        file's own resolution): each run of images of one shape is one ``score`` call.
+        file's own resolution): each run of consecutive images of one shape is one batch.
 
         Args:
-            images: prepared ``(S, S, C)`` ``uint8`` images, at least one.
+            images: prepared ``(S, S, C)`` ``uint8`` images.
 
         Returns:
-            The scores, in the order of ``images``.
+            One ``Scored`` per run, in the order of ``images`` (none for no image).
 
         Raises:
-            LesionPasteError: images the contract does not take, or maps of different sizes.
+            LesionPasteError: images the contract does not take.
         """
         parts, start = [], 0
         for stop in range(1, len(images) + 1):
             if stop == len(images) or images[stop].shape != images[start].shape:
                 parts.append(self.score(np.stack(images[start:stop])))
                 start = stop
-        return joined(parts)
+        return parts
 
     def predict(self, paths: Iterable[str | Path]) -> Scored:
         """Read raw image files, prepare each by the contract, and score them.
@@ -148,8 +148,8 @@ class Detector:
         parts = []
         for start in range(0, len(paths), BATCH):  # a batch prepared at a time: flat memory
             chunk = paths[start : start + BATCH]
-            parts.append(self.score_prepared([self.contract.preparation.prepare(p).image
-                                              for p in chunk]))  # fmt: skip
+            images = [self.contract.preparation.prepare(p).image for p in chunk]
+            parts.extend(self.score_by_shape(images))
         return joined(parts)
 
 

@@ -288,7 +288,8 @@ def _score_chunk(detector, chunk, outcomes, index, out, carried, strict) -> list
         reason = outcomes[bad].reason
         where = "" if reason.startswith(chunk[bad].input) else f"{chunk[bad].input}: "
         raise LesionPasteError(f"{where}{reason} (--strict)")
-    scored = detector.score_prepared([outcomes[k].image for k in good]) if good else None
+    parts = detector.score_by_shape([outcomes[k].image for k in good])
+    scored = [(part, i) for part in parts for i in range(len(part.scores))]  # one per good image
     rows = []
     for k, (item, outcome) in enumerate(zip(chunk, outcomes)):
         row = {
@@ -306,16 +307,16 @@ def _score_chunk(detector, chunk, outcomes, index, out, carried, strict) -> list
         for c in carried:
             row[c if c not in row else f"input_{c}"] = item.extra.get(c, "")
         if outcome.image is not None:
-            j = good.index(k)
+            part, j = scored[good.index(k)]
             n = index[item.key]
-            row.update(status="scored", score=repr(float(scored.scores[j])))
-            for name, flags in scored.flagged.items():
+            row.update(status="scored", score=repr(float(part.scores[j])))
+            for name, flags in part.flagged.items():
                 row[f"flagged_{name}"] = int(flags[j])
             row["thumbnail"] = f"{THUMBS_DIR}/{n:06d}.png"
             write_atomic(out / row["thumbnail"], _thumbnail(outcome.image))
-            if scored.maps is not None:
+            if part.maps is not None:
                 row["map"] = f"{MAPS_DIR}/{n:06d}.png"
-                write_atomic(out / row["map"], _map_picture(outcome.image, scored.maps[j]))
+                write_atomic(out / row["map"], _map_picture(outcome.image, part.maps[j]))
         rows.append(row)
     return rows
 
