@@ -386,3 +386,18 @@ def test_lp_predict_scores_a_chunk_of_several_sizes_with_each_images_own_map(tmp
     for k, row in enumerate(rows):
         assert bool(row["map"]) == (sides[k] is not None)
         assert row["map"] == "" or (tmp_path / row["map"]).is_file()
+
+
+def test_a_chunk_where_no_image_could_be_prepared_scores_nothing(tmp_path):
+    from lesionpaste.train.deploy.predict import Outcome, _score_chunk
+    from lesionpaste.train.deploy.predict_inputs import Item
+
+    scorer = TableScorer([0.5])
+    chunk = [Item(f"{k}.png", tmp_path / f"{k}.png", str(k)) for k in range(2)]
+    outcomes = [Outcome(None, "", "unreadable")] * 2
+    index = {item.key: k for k, item in enumerate(chunk)}
+    rows = _score_chunk(detector(scorer), chunk, outcomes, index, tmp_path, [], strict=False)
+    assert [(r["status"], r["reason"], r["score"]) for r in rows] == [
+        ("skipped", "unreadable", "")
+    ] * 2
+    assert scorer.batches == [] and detector(scorer).score_by_shape([]) == []
