@@ -239,7 +239,8 @@ def test_cached_outputs_stay_on_a_gpu_only_in_memory_and_with_twice_their_size_f
     assert not stays_on_device(1, torch.device("cpu"), False, free)
 
 
-def test_cached_outputs_that_stay_on_the_device_are_moved_there(monkeypatch):
+def test_the_stay_on_device_decision_is_asked_with_the_caches_size_and_place(monkeypatch):
+    """The move itself is a no-op on a CPU: ``make gpu-check`` runs it on a GPU."""
     from lesionpaste.train.training import frozen
 
     _, tail, normalizer, images = _cache_setup()

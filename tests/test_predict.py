@@ -607,3 +607,60 @@ def test_a_damaged_maps_json_is_refused_in_one_line(mapped_run, fundus, tmp_path
     assert "maps.json" in r.stderr
     r = lp_eval(run, fundus["root"] / "evalset", "-o", tmp_path / "e", "--device", "cpu")
     one_error(r, expected)
+
+
+# ---- one chunk of lp-predict, with a stand-in scorer (fast: run against each mutant)
+
+
+@pytest.mark.mutation
+def test_lp_predict_scores_a_chunk_of_several_sizes_with_each_images_own_map(tmp_path):
+    """``lp-predict``'s chunk under a ``--size 0`` map run: each run of one shape is one batch,
+    and each row gets its own image's score, flags and map (maps of two sizes in one chunk)."""
+    from lesionpaste.contract import InputContract, Preparation
+    from lesionpaste.train.deploy.detector import Detector
+    from lesionpaste.train.deploy.predict import Outcome, _score_chunk
+    from lesionpaste.train.deploy.predict_inputs import Item
+    from tests.test_detector import SOURCE
+
+    made = InputContract(Preparation("fundus", {"name": "none"}, 0), 32, (0.5,) * 3, (0.5,) * 3,
+                         thresholds={"pass_95": 0.5})  # fmt: skip
+    sides = [8, 8, 12, None, 8]  # None: a file that could not be prepared
+    images = [None if s is None else np.full((s, s, 3), 40 * k, np.uint8)
+              for k, s in enumerate(sides)]  # fmt: skip
+    seen = []
+
+    def scorer(batch):
+        seen.append(batch.shape[:2])
+        prob = batch[:, 0, 0, 0] / 255.0
+        return prob, np.repeat(prob[:, None, None], batch.shape[1] // 4, 1).repeat(2, 2)
+
+    found = Detector(made, scorer, SOURCE, "run", "ab" * 32)
+    chunk = [Item(f"{k}.png", tmp_path / f"{k}.png", str(k)) for k in range(len(sides))]
+    outcomes = [Outcome(image, "", "" if image is not None else "unreadable") for image in images]
+    index = {item.key: k for k, item in enumerate(chunk)}
+    rows = _score_chunk(found, chunk, outcomes, index, tmp_path, [], strict=False)
+    assert seen == [(2, 8), (1, 12), (1, 8)]
+    assert [r["status"] for r in rows] == ["scored"] * 3 + ["skipped", "scored"]
+    assert [r["score"] for r in rows] == [repr(40 * k / 255.0) if s else "" for k, s in
+                                          enumerate(sides)]  # fmt: skip
+    assert [r["flagged_pass_95"] for r in rows] == [0, 0, 0, "", 1]  # 160 / 255 > 0.5
+    for k, row in enumerate(rows):
+        assert bool(row["map"]) == (sides[k] is not None)
+        assert row["map"] == "" or (tmp_path / row["map"]).is_file()
+
+
+@pytest.mark.mutation
+def test_a_chunk_where_no_image_could_be_prepared_scores_nothing(tmp_path):
+    from lesionpaste.train.deploy.predict import Outcome, _score_chunk
+    from lesionpaste.train.deploy.predict_inputs import Item
+    from tests.test_detector import TableScorer, detector
+
+    scorer = TableScorer([0.5])
+    chunk = [Item(f"{k}.png", tmp_path / f"{k}.png", str(k)) for k in range(2)]
+    outcomes = [Outcome(None, "", "unreadable")] * 2
+    index = {item.key: k for k, item in enumerate(chunk)}
+    rows = _score_chunk(detector(scorer), chunk, outcomes, index, tmp_path, [], strict=False)
+    assert [(r["status"], r["reason"], r["score"]) for r in rows] == [
+        ("skipped", "unreadable", "")
+    ] * 2
+    assert scorer.batches == [] and detector(scorer).score_by_shape([]) == []

@@ -277,6 +277,12 @@ def test_ct_thresholds_are_minus_500_and_minus_400_hu_through_the_window():
     assert ct_thresholds(GrahamRecipe()) == (64, 80)
 
 
+def _region_is(pixels, expected):
+    region = ct_region(pixels, NoRecipe())
+    assert region.dtype == bool
+    np.testing.assert_array_equal(region, expected)
+
+
 def test_the_region_is_the_air_inside_the_body_at_the_exact_thresholds():
     """Levels 64 (body above) and 80 (lung below): a body of 200 on a background of exactly
     64 (not body), holding a block of 79 (lung), one of exactly 80 (not lung) and a hole of
@@ -288,9 +294,7 @@ def test_the_region_is_the_air_inside_the_body_at_the_exact_thresholds():
     pixels[20:40, 55:75] = 64
     expected = np.zeros((100, 100), bool)
     expected[20:40, 20:40] = expected[20:40, 55:75] = True
-    region = ct_region(pixels, NoRecipe())
-    assert region.dtype == bool
-    np.testing.assert_array_equal(region, expected)
+    _region_is(pixels, expected)
 
 
 def test_the_region_is_in_the_largest_8_connected_body():
@@ -302,9 +306,7 @@ def test_the_region_is_in_the_largest_8_connected_body():
     pixels[40:52, 5:17] = 200
     expected = np.zeros((60, 60), bool)
     expected[10:20, 10:20] = expected[20:30, 20:30] = True
-    region = ct_region(pixels, NoRecipe())
-    assert region.dtype == bool
-    np.testing.assert_array_equal(region, expected)
+    _region_is(pixels, expected)
 
 
 @pytest.mark.parametrize("fill", [0, 64])
@@ -326,9 +328,7 @@ def test_lungs_of_1_percent_of_the_slice_or_more_are_the_region_else_the_filled_
         expected[40 : 40 + rows, 40 : 40 + cols] = True
     else:
         expected[10:90, 10:90] = True  # the body with its hole filled
-    region = ct_region(pixels, NoRecipe())
-    assert region.dtype == bool
-    np.testing.assert_array_equal(region, expected)
+    _region_is(pixels, expected)
 
 
 def test_the_lungs_are_opened_with_a_3x3_square():
@@ -341,7 +341,7 @@ def test_the_lungs_are_opened_with_a_3x3_square():
     pixels[70:72, 20:40] = 0
     expected = np.zeros((100, 100), bool)
     expected[20:40, 20:50] = expected[60:63, 60:63] = True
-    np.testing.assert_array_equal(ct_region(pixels, NoRecipe()), expected)
+    _region_is(pixels, expected)
 
 
 # ---- prepare_ct

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 
 import numpy as np
@@ -121,12 +122,8 @@ class Detector:
         Raises:
             LesionPasteError: images the contract does not take.
         """
-        parts, start = [], 0
-        for stop in range(1, len(images) + 1):
-            if stop == len(images) or images[stop].shape != images[start].shape:
-                parts.append(self.score(np.stack(images[start:stop])))
-                start = stop
-        return parts
+        runs = groupby(images, key=lambda image: image.shape)
+        return [self.score(np.stack(list(run))) for _, run in runs]
 
     def predict(self, paths: Iterable[str | Path]) -> Scored:
         """Read raw image files, prepare each by the contract, and score them.
